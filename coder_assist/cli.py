@@ -1,0 +1,208 @@
+"""``coder-assist`` command line: a thin layer over :mod:`coder_assist.pipeline`."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .codebook import Template, load_template
+from .errors import CoderAssistError
+from .pipeline import DEFAULT_THRESHOLD, DEFAULT_TOP_K
+
+
+def _clean_errors(fn):
+    """Show library errors as one clear line and exit non-zero (no traceback for user mistakes)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CoderAssistError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _segmenter(unit: str, window: int, speakers: tuple[str, ...]):
+    from .segment import Segmenter
+
+    return Segmenter(unit=unit, window=window, coded_speakers=frozenset(speakers) if speakers else None)
+
+
+_segment_options = [
+    click.option("--unit", type=click.Choice(["window", "sentence", "turn"]), default="window", show_default=True, help="What gets coded."),
+    click.option("--window", type=int, default=3, show_default=True, help="Sentences per window (with --unit window)."),
+    click.option("--speaker", "speakers", multiple=True, help="Code only these speakers (repeatable). Default: everyone but the interviewer."),
+]
+
+
+def _with(options):
+    def deco(fn):
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+
+    return deco
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="coder-assist")
+def main() -> None:
+    """Offline code suggestions for qualitative template analysis. Nothing leaves this machine."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="CSV file to write (one row per suggestion).")
+@click.option("--template", "-t", type=click.Path(path_type=Path), help="Template YAML (default: the built-in study template).")
+@click.option("--attributes", "-a", type=click.Path(path_type=Path), help="Attribute CSV keyed by transcript (default: attributes.csv in the folder).")
+@click.option("--attr", "attrs", multiple=True, help="Attribute for every file, key=value (repeatable).")
+@click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Minimum confidence for a suggestion (default: twice the 1/K chance rate of a code).")
+@click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True, help="At most this many codes per segment (0: no limit).")
+@_with(_segment_options)
+@_clean_errors
+def precode(inputs, out, template, attributes, attrs, model, threshold, top_k, unit, window, speakers):
+    """Suggest codes for transcript files or folders and write them to a CSV.
+
+    \b
+    Example:  coder-assist precode data/demo --out suggestions.csv
+    """
+    from . import pipeline
+    from .embed import load_encoder
+    from .ingest import parse_attribute_options
+
+    tpl = load_template(template)
+    t0 = time.perf_counter()
+    encoder = load_encoder(model)
+    t_load = time.perf_counter() - t0
+    df = pipeline.precode(
+        inputs,
+        tpl,
+        attributes=attributes,
+        extra_attributes=parse_attribute_options(attrs),
+        segmenter=_segmenter(unit, window, speakers),
+        encoder=encoder,
+        threshold=threshold,
+        top_k=top_k or None,
+    )
+    elapsed = time.perf_counter() - t0 - t_load
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    stats = getattr(encoder, "stats", None)
+    n_seg = df.attrs.get("n_segments", 0)
+    click.echo(
+        f"{len(df)} suggestions for {df['transcript'].nunique()} transcripts written to {out} "
+        f"({n_seg} segments in {elapsed:.1f}s, {n_seg / max(elapsed, 1e-9):.0f} segments/s, after {t_load:.1f}s model load"
+        + (f"; embedding cache hits {stats.cache_hits}/{stats.unique}" if stats else "")
+        + ")",
+        err=True,
+    )
+
+
+@main.command()
+@click.argument("project", type=click.Path(path_type=Path))
+@click.option("--template", "-t", type=click.Path(path_type=Path), help="Template YAML (default: the built-in study template).")
+@_with(_segment_options)
+@_clean_errors
+def init(project, template, unit, window, speakers):
+    """Create a project (a folder holding project.db) with a template."""
+    from .pipeline import init_project
+
+    with init_project(project, load_template(template), _segmenter(unit, window, speakers)) as p:
+        click.echo(f"created {p.folder / 'project.db'} with template {p.template().name!r} ({len(p.template().leaves())} codes)")
+
+
+@main.command(name="import")
+@click.argument("project", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--attributes", "-a", type=click.Path(path_type=Path), help="Attribute CSV keyed by transcript.")
+@click.option("--attr", "attrs", multiple=True, help="Attribute for every file, key=value (repeatable).")
+@_clean_errors
+def import_(project, inputs, attributes, attrs):
+    """Import transcripts into a project (all files or none)."""
+    from .ingest import parse_attribute_options
+    from .pipeline import import_files
+    from .store import Project
+
+    with Project.open(project) as p:
+        ts = import_files(p, inputs, attributes=attributes, extra_attributes=parse_attribute_options(attrs))
+        for t in ts:
+            attrs_s = ", ".join(f"{k}={v}" for k, v in t.attributes.items())
+            click.echo(f"imported {t.name} ({t.format}, {len(t.turns)} turns, speakers: {', '.join(t.speakers())}){' [' + attrs_s + ']' if attrs_s else ''}")
+        c = p.counts()
+        click.echo(f"project now has {c['transcripts']} transcripts, {c['segments']} segments to code")
+
+
+@main.command()
+@click.argument("project", type=click.Path(path_type=Path))
+@click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Minimum confidence (default: twice the 1/K chance rate).")
+@click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True)
+@_clean_errors
+def suggest(project, model, threshold, top_k):
+    """Score every segment of a project and store the suggestions."""
+    from .pipeline import suggest_project
+    from .store import Project
+
+    with Project.open(project) as p:
+        mv = suggest_project(p, model=model, threshold=threshold, top_k=top_k or None)
+        click.echo(f"stored {p.counts()['suggestions']} suggestions as model version {mv}")
+
+
+@main.command()
+@click.argument("project", required=False, type=click.Path(path_type=Path))
+@click.option("--template", "-t", type=click.Path(path_type=Path), help="Show this template file instead of a project's.")
+@click.option("--examples/--no-examples", default=False, help="Also list example excerpts.")
+@_clean_errors
+def codes(project, template, examples):
+    """Show the code tree of a project, a template file, or the built-in template."""
+    from .store import Project
+
+    if project is not None and template is None:
+        with Project.open(project) as p:
+            tpl = p.template()
+    else:
+        tpl = load_template(template)
+    _print_tree(tpl, examples)
+
+
+def _print_tree(tpl: Template, examples: bool) -> None:
+    click.echo(f"{tpl.name}  ({len(tpl.leaves())} codes)")
+    for c in tpl.codes.values():
+        pad = "  " * (c.depth + 1)
+        marker = "-" if c.is_leaf else "+"
+        extra = f"  [{len(c.examples)} examples]" if c.is_leaf else ("  (mutually exclusive)" if c.exclusive else "")
+        click.echo(f"{pad}{marker} {c.name}{extra}")
+        if examples:
+            for e in c.examples:
+                click.echo(f"{pad}    \u201c{e.text}\u201d" + (f" ({e.source})" if e.source else ""))
+
+
+@main.command()
+@click.argument("project", type=click.Path(path_type=Path), default="demo-project")
+@click.option("--force", is_flag=True, help="Rebuild even if the project exists.")
+@_clean_errors
+def demo(project, force):
+    """Build the demo project (default template + invented demo interviews + suggestions)."""
+    import shutil
+
+    from .pipeline import build_demo_project
+
+    if (project / "project.db").exists() and not force:
+        click.echo(f"demo project already at {project}")
+        return
+    if force and project.exists():
+        shutil.rmtree(project)
+    with build_demo_project(project) as p:
+        c = p.counts()
+        click.echo(f"demo project at {project}: {c['transcripts']} transcripts, {c['segments']} segments, {c['suggestions']} suggestions")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

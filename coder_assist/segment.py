@@ -1,0 +1,113 @@
+"""Split transcripts into codable segments: whole turns, sentences, or short sentence windows.
+
+Sentence boundaries come from spaCy's rule-based sentencizer on a blank English pipeline, so
+nothing is downloaded. Offsets always index the transcript's stored text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable, Literal
+
+import pandas as pd
+
+from .ingest import DEFAULT_INTERVIEWER_NAMES, NOTE_NAMES, Transcript, is_interviewer
+
+Unit = Literal["turn", "sentence", "window"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    transcript: str
+    turn_index: int
+    index: int  # position among the transcript's segments
+    start: int
+    end: int
+    text: str
+    speaker: str
+
+
+@dataclass
+class Segmenter:
+    """Configurable segmentation.
+
+    unit: ``"turn"`` (one segment per turn), ``"sentence"``, or ``"window"`` (``window``
+    consecutive sentences inside one turn; the default, so that a passage rather than a whole
+    answer is what gets coded).
+    coded_speakers: speakers whose turns are coded; ``None`` means everyone except the
+    interviewer (names in ``interviewer_names``) and transcriber notes. Other turns stay as
+    context only.
+    """
+
+    unit: Unit = "window"
+    window: int = 3
+    coded_speakers: frozenset[str] | None = None
+    interviewer_names: frozenset[str] = field(default_factory=lambda: DEFAULT_INTERVIEWER_NAMES)
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("turn", "sentence", "window"):
+            raise ValueError(f"unit must be 'turn', 'sentence' or 'window', not {self.unit!r}")
+        if self.window < 1:
+            raise ValueError("window must be at least 1 sentence")
+        if self.coded_speakers is not None:
+            self.coded_speakers = frozenset(s.lower() for s in self.coded_speakers)
+
+    def is_coded(self, speaker: str) -> bool:
+        if self.coded_speakers is not None:
+            return speaker.lower() in self.coded_speakers
+        return not is_interviewer(speaker, self.interviewer_names) and speaker.strip().lower() not in NOTE_NAMES
+
+    def segments(self, transcript: Transcript) -> list[Segment]:
+        out: list[Segment] = []
+        for turn in transcript.turns:
+            if not self.is_coded(turn.speaker):
+                continue
+            for start, end in self._spans(transcript.text, turn.start, turn.end):
+                out.append(Segment(transcript.name, turn.index, len(out), start, end, transcript.text[start:end], turn.speaker))
+        return out
+
+    def _spans(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
+        if self.unit == "turn":
+            return [(start, end)]
+        sents = sentence_spans(text[start:end])
+        sents = [(start + a, start + b) for a, b in sents]
+        if self.unit == "sentence" or len(sents) <= 1:
+            return sents
+        size = self.window
+        groups = [sents[i : i + size] for i in range(0, len(sents), size)]
+        # A trailing scrap shorter than half a window reads better attached to the passage before it.
+        if len(groups) > 1 and len(groups[-1]) < math.ceil(size / 2):
+            tail = groups.pop()
+            groups[-1] = groups[-1] + tail
+        return [(g[0][0], g[-1][1]) for g in groups]
+
+    def frame(self, transcripts: Iterable[Transcript]) -> pd.DataFrame:
+        """Segments of many transcripts as a DataFrame (one row per segment)."""
+        rows = [s.__dict__ for t in transcripts for s in self.segments(t)]
+        return pd.DataFrame(rows, columns=["transcript", "turn_index", "index", "start", "end", "text", "speaker"])
+
+
+@lru_cache(maxsize=1)
+def _nlp():
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    nlp.max_length = 10_000_000
+    return nlp
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text``, trimmed of surrounding whitespace."""
+    spans = []
+    for sent in _nlp()(text).sents:
+        a, b = sent.start_char, sent.end_char
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a < b:
+            spans.append((a, b))
+    return spans

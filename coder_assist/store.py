@@ -1,0 +1,456 @@
+"""The project store: one SQLite file per project (``<project>/project.db``).
+
+Foreign keys on, WAL journal, schema version in ``PRAGMA user_version`` with forward
+migrations. Decisions are an append-only event log (accept / reject / skip / undo, with coder,
+time and the model version that made the suggestion): undo is a recorded event, never a
+deletion, and the current coding of a (segment, code) pair is derived from the log.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pandas as pd
+
+from .codebook import Template, parse_template
+from .errors import ProjectError
+from .ingest import Transcript
+from .segment import Segment
+
+DB_NAME = "project.db"
+ACTIONS = ("accept", "reject", "skip", "undo")
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE transcripts (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    source_path TEXT,
+    format TEXT NOT NULL,
+    encoding TEXT,
+    text TEXT NOT NULL,
+    imported_at TEXT NOT NULL
+);
+
+CREATE TABLE attributes (
+    transcript_id INTEGER NOT NULL REFERENCES transcripts(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (transcript_id, key)
+);
+
+CREATE TABLE turns (
+    id INTEGER PRIMARY KEY,
+    transcript_id INTEGER NOT NULL REFERENCES transcripts(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    speaker TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    timestamp TEXT,
+    UNIQUE (transcript_id, idx),
+    CHECK (start <= "end")
+);
+
+CREATE TABLE segments (
+    id INTEGER PRIMARY KEY,
+    transcript_id INTEGER NOT NULL REFERENCES transcripts(id) ON DELETE CASCADE,
+    turn_idx INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    speaker TEXT NOT NULL,
+    UNIQUE (transcript_id, idx),
+    CHECK (start < "end")
+);
+CREATE INDEX segments_transcript ON segments(transcript_id, start);
+
+CREATE TABLE codes (
+    id TEXT PRIMARY KEY,
+    parent_id TEXT REFERENCES codes(id) DEFERRABLE INITIALLY DEFERRED,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    is_leaf INTEGER NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1
+);
+
+CREATE TABLE model_versions (
+    id INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    encoder TEXT NOT NULL,
+    card TEXT NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE suggestions (
+    id INTEGER PRIMARY KEY,
+    segment_id INTEGER NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
+    code_id TEXT NOT NULL REFERENCES codes(id),
+    model_version_id INTEGER NOT NULL REFERENCES model_versions(id),
+    rank INTEGER NOT NULL,
+    confidence REAL NOT NULL,
+    similarity REAL,
+    evidence TEXT,
+    evidence_source TEXT,
+    evidence_similarity REAL,
+    created_at TEXT NOT NULL,
+    UNIQUE (segment_id, code_id, model_version_id)
+);
+CREATE INDEX suggestions_queue ON suggestions(model_version_id, confidence DESC);
+
+CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY,
+    segment_id INTEGER NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
+    code_id TEXT NOT NULL REFERENCES codes(id),
+    action TEXT NOT NULL CHECK (action IN ('accept', 'reject', 'skip', 'undo')),
+    coder TEXT NOT NULL CHECK (length(trim(coder)) > 0),
+    created_at TEXT NOT NULL,
+    suggestion_id INTEGER REFERENCES suggestions(id) ON DELETE SET NULL,
+    model_version_id INTEGER REFERENCES model_versions(id),
+    undoes INTEGER REFERENCES decisions(id),
+    note TEXT,
+    CHECK ((action = 'undo') = (undoes IS NOT NULL))
+);
+CREATE INDEX decisions_pair ON decisions(segment_id, code_id, id);
+CREATE UNIQUE INDEX decisions_undone_once ON decisions(undoes) WHERE undoes IS NOT NULL;
+"""
+
+#: MIGRATIONS[i] upgrades schema version i to i + 1.
+MIGRATIONS: list[str] = [_SCHEMA_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: int
+    segment_id: int
+    code_id: str
+    action: str
+    coder: str
+    created_at: str
+    undoes: int | None
+
+
+class Project:
+    """A coding project on disk. Use :meth:`create` or :meth:`open`."""
+
+    def __init__(self, folder: Path, conn: sqlite3.Connection):
+        self.folder = folder
+        self.conn = conn
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @staticmethod
+    def _connect(db: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(db, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    @classmethod
+    def create(cls, folder: str | Path, template: Template) -> "Project":
+        folder = Path(folder)
+        db = folder / DB_NAME
+        if db.exists():
+            raise ProjectError(f"{folder}: a project already exists here")
+        folder.mkdir(parents=True, exist_ok=True)
+        proj = cls(folder, cls._connect(db))
+        proj._migrate()
+        with proj.transaction():
+            proj._set_meta("created_at", _now())
+            proj._write_template(template)
+        return proj
+
+    @classmethod
+    def open(cls, folder: str | Path) -> "Project":
+        folder = Path(folder)
+        db = folder / DB_NAME if folder.is_dir() or not folder.suffix else folder
+        if not db.exists():
+            raise ProjectError(f"{folder}: no project here (run 'coder-assist init {folder}' first)")
+        proj = cls(db.parent, cls._connect(db))
+        version = proj.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ProjectError(f"{db}: made by a newer coder-assist (schema {version} > {SCHEMA_VERSION}); upgrade coder-assist")
+        proj._migrate()
+        return proj
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        for i in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                for stmt in _split_sql(MIGRATIONS[i]):
+                    self.conn.execute(stmt)
+                self.conn.execute(f"PRAGMA user_version = {i + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT: all or nothing, and writers queue instead of failing."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- meta and template -----------------------------------------------------------------
+    def _set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def _write_template(self, template: Template) -> None:
+        self._set_meta("template", json.dumps(template.to_dict(), ensure_ascii=False))
+        known = {r[0] for r in self.conn.execute("SELECT id FROM codes")}
+        for pos, code in enumerate(template.codes.values()):
+            self.conn.execute(
+                "INSERT INTO codes(id, parent_id, name, path, position, is_leaf, active) VALUES (?, ?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT(id) DO UPDATE SET parent_id = excluded.parent_id, name = excluded.name, path = excluded.path, "
+                "position = excluded.position, is_leaf = excluded.is_leaf, active = 1",
+                (code.id, code.parent_id, code.name, code.path_str, pos, int(code.is_leaf)),
+            )
+        # Codes that left the template stay (decisions may point at them) but are inactive.
+        gone = known - set(template.codes)
+        self.conn.executemany("UPDATE codes SET active = 0 WHERE id = ?", [(g,) for g in gone])
+
+    def set_template(self, template: Template) -> None:
+        with self.transaction():
+            self._write_template(template)
+
+    def template(self) -> Template:
+        raw = self.meta("template")
+        if raw is None:
+            raise ProjectError(f"{self.folder}: the project has no template")
+        return parse_template(json.loads(raw), source=f"{self.folder / DB_NAME} (template)")
+
+    # -- import ----------------------------------------------------------------------------
+    def add_transcripts(self, transcripts: Iterable[Transcript], segments: dict[str, list[Segment]]) -> list[int]:
+        """Insert transcripts with their turns, attributes and segments in one transaction."""
+        transcripts = list(transcripts)
+        ids = []
+        with self.transaction():
+            existing = {r[0] for r in self.conn.execute("SELECT name FROM transcripts")}
+            clash = [t.name for t in transcripts if t.name in existing]
+            if clash:
+                raise ProjectError(f"{self.folder}: transcript(s) already imported: {', '.join(clash)} (rename the file or remove the old one)")
+            now = _now()
+            for t in transcripts:
+                cur = self.conn.execute(
+                    "INSERT INTO transcripts(name, source_path, format, encoding, text, imported_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (t.name, t.source_path, t.format, t.encoding, t.text, now),
+                )
+                tid = cur.lastrowid
+                ids.append(tid)
+                self.conn.executemany(
+                    "INSERT INTO attributes(transcript_id, key, value) VALUES (?, ?, ?)", [(tid, k, v) for k, v in t.attributes.items()]
+                )
+                self.conn.executemany(
+                    'INSERT INTO turns(transcript_id, idx, speaker, start, "end", timestamp) VALUES (?, ?, ?, ?, ?, ?)',
+                    [(tid, tr.index, tr.speaker, tr.start, tr.end, tr.timestamp) for tr in t.turns],
+                )
+                self.conn.executemany(
+                    'INSERT INTO segments(transcript_id, turn_idx, idx, start, "end", text, speaker) VALUES (?, ?, ?, ?, ?, ?, ?)',
+                    [(tid, s.turn_index, s.index, s.start, s.end, s.text, s.speaker) for s in segments.get(t.name, [])],
+                )
+        return ids
+
+    # -- reading ---------------------------------------------------------------------------
+    def transcripts(self) -> pd.DataFrame:
+        return pd.read_sql_query(
+            "SELECT t.id, t.name, t.format, t.source_path, t.imported_at, length(t.text) AS n_chars, "
+            "(SELECT COUNT(*) FROM segments s WHERE s.transcript_id = t.id) AS n_segments FROM transcripts t ORDER BY t.name",
+            self.conn,
+        )
+
+    def transcript_text(self, transcript_id: int) -> str:
+        row = self.conn.execute("SELECT text FROM transcripts WHERE id = ?", (transcript_id,)).fetchone()
+        if row is None:
+            raise ProjectError(f"no transcript with id {transcript_id}")
+        return row[0]
+
+    def attributes(self) -> pd.DataFrame:
+        """Wide frame: one row per transcript name, one column per attribute."""
+        df = pd.read_sql_query(
+            "SELECT t.name AS transcript, a.key, a.value FROM attributes a JOIN transcripts t ON t.id = a.transcript_id", self.conn
+        )
+        if df.empty:
+            names = [r[0] for r in self.conn.execute("SELECT name FROM transcripts ORDER BY name")]
+            return pd.DataFrame(index=pd.Index(names, name="transcript"))
+        wide = df.pivot(index="transcript", columns="key", values="value")
+        wide.columns.name = None
+        return wide
+
+    def segments(self, transcript_id: int | None = None) -> pd.DataFrame:
+        q = (
+            'SELECT s.id, s.transcript_id, t.name AS transcript, s.turn_idx, s.idx, s.start, s."end" AS "end", s.speaker, s.text '
+            "FROM segments s JOIN transcripts t ON t.id = s.transcript_id"
+        )
+        args: tuple = ()
+        if transcript_id is not None:
+            q += " WHERE s.transcript_id = ?"
+            args = (transcript_id,)
+        return pd.read_sql_query(q + " ORDER BY t.name, s.idx", self.conn, params=args)
+
+    def turns(self, transcript_id: int) -> pd.DataFrame:
+        return pd.read_sql_query(
+            'SELECT idx, speaker, start, "end" AS "end", timestamp FROM turns WHERE transcript_id = ? ORDER BY idx',
+            self.conn,
+            params=(transcript_id,),
+        )
+
+    # -- suggestions -----------------------------------------------------------------------
+    def add_model_version(self, kind: str, encoder: str, card: dict | None = None) -> int:
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO model_versions(created_at, kind, encoder, card) VALUES (?, ?, ?, ?)",
+                (_now(), kind, encoder, json.dumps(card or {}, ensure_ascii=False)),
+            )
+            return int(cur.lastrowid)
+
+    def latest_model_version(self) -> int | None:
+        row = self.conn.execute("SELECT MAX(id) FROM model_versions").fetchone()
+        return row[0]
+
+    def add_suggestions(self, model_version_id: int, rows: pd.DataFrame) -> int:
+        """Store suggestions (columns: segment_id, code_id, rank, confidence, similarity,
+        evidence, evidence_source, evidence_similarity) for one model version."""
+        now = _now()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO suggestions(segment_id, code_id, model_version_id, rank, confidence, similarity, evidence, "
+                "evidence_source, evidence_similarity, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (int(r.segment_id), r.code_id, model_version_id, int(r.rank), float(r.confidence), float(r.similarity),
+                     r.evidence, r.evidence_source, float(r.evidence_similarity), now)
+                    for r in rows.itertuples(index=False)
+                ],
+            )
+        return len(rows)
+
+    def suggestions(self, model_version_id: int | None = None) -> pd.DataFrame:
+        """Suggestions of one model version (latest by default) with segment, code and attributes."""
+        mv = model_version_id or self.latest_model_version()
+        if mv is None:
+            return pd.DataFrame()
+        return pd.read_sql_query(
+            'SELECT g.id AS suggestion_id, t.name AS transcript, s.id AS segment_id, s.speaker, s.start, s."end" AS "end", s.text, '
+            "g.code_id, c.path AS code_path, g.rank, g.confidence, g.similarity, g.evidence, g.evidence_source, "
+            "g.evidence_similarity, g.model_version_id FROM suggestions g JOIN segments s ON s.id = g.segment_id "
+            "JOIN transcripts t ON t.id = s.transcript_id JOIN codes c ON c.id = g.code_id "
+            "WHERE g.model_version_id = ? ORDER BY t.name, s.idx, g.rank",
+            self.conn,
+            params=(mv,),
+        )
+
+    # -- decisions -------------------------------------------------------------------------
+    def record_decision(
+        self,
+        segment_id: int,
+        code_id: str,
+        action: str,
+        coder: str,
+        *,
+        suggestion_id: int | None = None,
+        note: str | None = None,
+    ) -> int:
+        """Append an accept / reject / skip decision; committed before this returns."""
+        if action not in ("accept", "reject", "skip"):
+            raise ProjectError(f"unknown decision {action!r}; use accept, reject or skip (undo has its own method)")
+        if not coder or not coder.strip():
+            raise ProjectError("a decision needs the coder's name")
+        with self.transaction():
+            mv = None
+            if suggestion_id is not None:
+                row = self.conn.execute("SELECT model_version_id FROM suggestions WHERE id = ?", (suggestion_id,)).fetchone()
+                if row is None:
+                    raise ProjectError(f"no suggestion with id {suggestion_id}")
+                mv = row[0]
+            try:
+                cur = self.conn.execute(
+                    "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, suggestion_id, model_version_id, note) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (segment_id, code_id, action, coder.strip(), _now(), suggestion_id, mv, note),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ProjectError(f"cannot record decision on segment {segment_id}, code {code_id!r}: {exc}") from exc
+            return int(cur.lastrowid)
+
+    def undo_last(self, coder: str) -> Decision | None:
+        """Undo this coder's most recent decision that is not yet undone (recorded as an event)."""
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT * FROM decisions d WHERE d.coder = ? AND d.action != 'undo' "
+                "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id DESC LIMIT 1",
+                (coder.strip(),),
+            ).fetchone()
+            if row is None:
+                return None
+            self.conn.execute(
+                "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, undoes) VALUES (?, ?, 'undo', ?, ?, ?)",
+                (row["segment_id"], row["code_id"], coder.strip(), _now(), row["id"]),
+            )
+            return Decision(row["id"], row["segment_id"], row["code_id"], row["action"], row["coder"], row["created_at"], None)
+
+    def decisions(self) -> pd.DataFrame:
+        """The full decision log, undo events included."""
+        return pd.read_sql_query("SELECT * FROM decisions ORDER BY id", self.conn)
+
+    def current_decisions(self, coder: str | None = None) -> pd.DataFrame:
+        """Per (segment, code, coder): the latest accept/reject/skip that has not been undone."""
+        q = (
+            "SELECT d.* FROM decisions d WHERE d.action != 'undo' "
+            "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) "
+            "AND d.id = (SELECT MAX(d2.id) FROM decisions d2 WHERE d2.segment_id = d.segment_id AND d2.code_id = d.code_id "
+            "AND d2.coder = d.coder AND d2.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions u2 WHERE u2.undoes = d2.id))"
+        )
+        args: tuple = ()
+        if coder is not None:
+            q += " AND d.coder = ?"
+            args = (coder,)
+        return pd.read_sql_query(q + " ORDER BY d.id", self.conn, params=args)
+
+    def counts(self) -> dict[str, int]:
+        one = lambda q: self.conn.execute(q).fetchone()[0]  # noqa: E731
+        return {
+            "transcripts": one("SELECT COUNT(*) FROM transcripts"),
+            "segments": one("SELECT COUNT(*) FROM segments"),
+            "codes": one("SELECT COUNT(*) FROM codes WHERE active = 1 AND is_leaf = 1"),
+            "suggestions": one("SELECT COUNT(*) FROM suggestions WHERE model_version_id = (SELECT MAX(id) FROM model_versions)"),
+            "decisions": one("SELECT COUNT(*) FROM decisions WHERE action != 'undo'"),
+        }
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
