@@ -66,7 +66,7 @@ def score_frame(
         X = encoder.encode(segments["text"].tolist(), progress=bar.update)
     sugg = suggest(scorer.score(X), threshold=threshold, top_k=top_k)
     seg = segments.reset_index(drop=True)
-    out = sugg.join(seg, on="segment", rsuffix="_segment")
+    out = sugg.merge(seg, left_on="segment", right_index=True, how="left")
     out["code_path"] = out["code_id"].map(lambda c: template.codes[c].path_str)
     out.attrs["n_segments"] = len(seg)
     return out

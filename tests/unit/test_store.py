@@ -1,0 +1,134 @@
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from coder_assist.codebook import parse_template
+from coder_assist.errors import ProjectError
+from coder_assist.ingest import Transcript, parse_speaker_text
+from coder_assist.segment import Segmenter
+from coder_assist.store import DB_NAME, SCHEMA_VERSION, Project
+
+TPL = parse_template({"name": "toy", "codes": [
+    {"name": "Theme", "description": "t", "children": [
+        {"name": "A", "description": "code a"}, {"name": "B", "description": "code b"}]}]})
+
+
+def make_project(tmp_path, names=("t1",)) -> Project:
+    p = Project.create(tmp_path / "proj", TPL)
+    ts = []
+    for n in names:
+        text = "Interviewer: Hi?\nP1: One thing. Another thing.\nInterviewer: And?\nP1: Last thing.\n"
+        ts.append(Transcript(n, text, parse_speaker_text(text), attributes={"sector": "NHS"}))
+    seg = Segmenter(unit="sentence")
+    p.add_transcripts(ts, {t.name: seg.segments(t) for t in ts})
+    return p
+
+
+def test_create_open_and_pragmas(tmp_path):
+    p = make_project(tmp_path)
+    assert p.schema_version == SCHEMA_VERSION
+    assert p.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert p.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    p.close()
+    with Project.open(tmp_path / "proj") as q:
+        assert q.template().frame().equals(TPL.frame())
+        assert q.counts() == {"transcripts": 1, "segments": 3, "codes": 2, "suggestions": 0, "decisions": 0}
+        assert q.attributes().loc["t1", "sector"] == "NHS"
+        segs = q.segments()
+        text = q.transcript_text(int(segs.transcript_id[0]))
+        assert all(text[r.start : r.end] == r.text for r in segs.itertuples())
+    with pytest.raises(ProjectError, match="already exists"):
+        Project.create(tmp_path / "proj", TPL)
+
+
+def test_open_missing_and_newer_schema(tmp_path):
+    with pytest.raises(ProjectError, match="coder-assist init"):
+        Project.open(tmp_path / "nothing")
+    make_project(tmp_path).close()
+    con = sqlite3.connect(tmp_path / "proj" / DB_NAME)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    con.close()
+    with pytest.raises(ProjectError, match="newer coder-assist"):
+        Project.open(tmp_path / "proj")
+
+
+def test_foreign_keys_enforced(tmp_path):
+    p = make_project(tmp_path)
+    seg_id = int(p.segments().id[0])
+    with pytest.raises(ProjectError, match="FOREIGN KEY"):
+        p.record_decision(seg_id, "no/such-code", "accept", "ann")
+
+
+def test_reimport_same_name_is_refused_and_changes_nothing(tmp_path):
+    p = make_project(tmp_path)
+    before = p.counts()
+    text = "P1: hi there\n"
+    t = Transcript("t1", text, parse_speaker_text(text))
+    new = Transcript("t2", text, parse_speaker_text(text))
+    with pytest.raises(ProjectError, match="already imported: t1"):
+        p.add_transcripts([new, t], {})
+    assert p.counts() == before  # t2 was not half-imported
+
+
+def test_decision_log_accept_reject_skip_undo(tmp_path):
+    p = make_project(tmp_path)
+    s1, s2, s3 = p.segments().id.astype(int).tolist()
+    mv = p.add_model_version("example-similarity", "enc", {"note": "t"})
+    p.add_suggestions(mv, pd.DataFrame([
+        {"segment_id": s1, "code_id": "theme/a", "rank": 1, "confidence": 0.8, "similarity": 0.5, "evidence": "e", "evidence_source": "example", "evidence_similarity": 0.6},
+    ]))
+    sug = p.suggestions()
+    assert sug.code_path.tolist() == ["Theme > A"]
+    d1 = p.record_decision(s1, "theme/a", "accept", "ann", suggestion_id=int(sug.suggestion_id[0]))
+    p.record_decision(s2, "theme/b", "reject", "ann")
+    p.record_decision(s3, "theme/a", "skip", "ann")
+    p.record_decision(s1, "theme/a", "reject", "bob")
+    log = p.decisions()
+    assert log.loc[log.id == d1, "model_version_id"].item() == mv  # who made the suggestion is kept
+    undone = p.undo_last("ann")
+    assert undone.action == "skip"
+    cur = p.current_decisions("ann")
+    assert set(zip(cur.segment_id, cur.action)) == {(s1, "accept"), (s2, "reject")}
+    # Undo is an event, never a deletion.
+    assert p.decisions().action.tolist() == ["accept", "reject", "skip", "reject", "undo"]
+    # A later decision on the same pair supersedes the earlier one.
+    p.record_decision(s1, "theme/a", "reject", "ann")
+    cur = p.current_decisions("ann")
+    assert cur.loc[cur.segment_id == s1, "action"].item() == "reject"
+    # Undoing that brings back the accept.
+    p.undo_last("ann")
+    cur = p.current_decisions("ann")
+    assert cur.loc[cur.segment_id == s1, "action"].item() == "accept"
+    assert p.current_decisions("bob").action.tolist() == ["reject"]
+
+
+def test_decision_validation(tmp_path):
+    p = make_project(tmp_path)
+    s1 = int(p.segments().id[0])
+    with pytest.raises(ProjectError, match="coder"):
+        p.record_decision(s1, "theme/a", "accept", "  ")
+    with pytest.raises(ProjectError, match="unknown decision"):
+        p.record_decision(s1, "theme/a", "maybe", "ann")
+    assert p.undo_last("nobody") is None
+    assert p.counts()["decisions"] == 0
+
+
+def test_template_change_keeps_removed_codes_inactive(tmp_path):
+    p = make_project(tmp_path)
+    s1 = int(p.segments().id[0])
+    p.record_decision(s1, "theme/b", "accept", "ann")
+    smaller = parse_template({"name": "toy", "codes": [{"name": "Theme", "description": "t", "children": [{"name": "A", "description": "a"}]}]})
+    p.set_template(smaller)
+    rows = dict(p.conn.execute("SELECT id, active FROM codes").fetchall())
+    assert rows == {"theme": 1, "theme/a": 1, "theme/b": 0}
+    assert len(p.current_decisions()) == 1  # the decision on the removed code is not lost
+
+
+def test_transaction_rolls_back(tmp_path):
+    p = make_project(tmp_path)
+    with pytest.raises(RuntimeError):
+        with p.transaction():
+            p._set_meta("x", "1")
+            raise RuntimeError("boom")
+    assert p.meta("x") is None
