@@ -239,10 +239,11 @@ def segment_context(project: Project, segment_id: int, n_turns: int = 2) -> list
 
 
 def transcript_attributes(project: Project, transcript_id: int) -> dict[str, str]:
-    """Participant attributes of one transcript, by key."""
+    """Participant attributes of one transcript, in the order they were imported (the
+    attribute sheet's column order)."""
     return {
         r[0]: r[1]
-        for r in project.conn.execute("SELECT key, value FROM attributes WHERE transcript_id = ? ORDER BY key", (int(transcript_id),))
+        for r in project.conn.execute("SELECT key, value FROM attributes WHERE transcript_id = ? ORDER BY rowid", (int(transcript_id),))
     }
 
 

@@ -1,0 +1,38 @@
+"""coder-assist in the browser: ``streamlit run app.py -- --project PATH`` (or ``make run``).
+
+The project comes from ``--project`` (default ``demo-project``; ``$CODER_ASSIST_PROJECT``
+when no ``--project`` is given). A folder without a project gets the demo project on first
+start. Pages live in :mod:`ui`; this file only wires them together.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import common
+from ui import review as review_page
+
+# Page icons become the favicon: Streamlit fetches ":material/...:" icons from Google's font
+# servers for that, so they must be emoji (drawn locally as a data: URL). Nothing leaves this
+# machine, not even a favicon request.
+st.set_page_config(page_title="coder-assist", page_icon="🏷️", layout="wide")
+
+folder = common.project_path()
+st.session_state["project_path"] = str(folder)
+
+# Sidebar first, so the page paints before any slow first-start work.
+with st.sidebar:
+    st.title("coder-assist", anchor=False)
+    st.caption("Offline coding suggestions for template analysis. Nothing leaves this machine.")
+    name = common.coder_box()
+    st.divider()
+    st.caption(f"Project: `{folder}`")
+    counts_slot = st.empty()
+
+common.ensure_demo_project(folder)
+project = common.get_project(folder)
+with counts_slot.container():
+    common.sidebar_counts(project, name)
+
+pages = [st.Page(review_page.render, title="Review", icon="🏷️", url_path="review", default=True)]
+st.navigation(pages).run()

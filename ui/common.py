@@ -1,0 +1,185 @@
+"""What every page shares: which project, which coder, the sidebar, the one-off demo build."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+from coder_assist.errors import CoderAssistError
+from coder_assist.store import DB_NAME, Project
+
+DEFAULT_PROJECT = "demo-project"
+PROJECT_ENV = "CODER_ASSIST_PROJECT"
+
+_CODER = "coder"  # session_state key of the coder's name (not a widget key, so it survives pages)
+_CODER_INPUT = "coder_input"
+
+
+# --------------------------------------------------------------------------- project path
+
+
+def project_path(argv: list[str] | None = None) -> Path:
+    """``--project PATH`` from the script's arguments (``streamlit run app.py -- --project
+    PATH``), else ``$CODER_ASSIST_PROJECT``, else ``demo-project``. Unknown arguments are
+    ignored (under pytest, ``sys.argv`` is pytest's)."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--" in args:
+        args = args[args.index("--") + 1 :]
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--project")
+    known, _ = parser.parse_known_args(args)
+    return Path(known.project or os.environ.get(PROJECT_ENV) or DEFAULT_PROJECT).expanduser().resolve()
+
+
+def has_project(folder: Path) -> bool:
+    return (folder / DB_NAME).is_file()
+
+
+@st.cache_resource(show_spinner=False)
+def get_encoder():
+    """The embedding model, loaded once per server process and only by pages that need it."""
+    from coder_assist.embed import load_encoder
+
+    return load_encoder()
+
+
+@st.cache_resource(show_spinner=False)
+def _build_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+def ensure_demo_project(folder: Path) -> None:
+    """Build the demo project into ``folder`` if it holds no project yet, showing progress.
+
+    Only an absent or empty folder gets the demo: a folder with other files is left alone
+    (it is someone's data, not a place for invented interviews). The build goes to a hidden
+    sibling folder that is renamed into place at the end, so a build stopped half way never
+    leaves a half-made project behind.
+    """
+    if has_project(folder):
+        return
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        st.error(
+            f"`{folder}` has no `{DB_NAME}`, and it is not empty, so the demo project will not be built there. "
+            f"Start the app with `--project` pointing at a project folder (create one with `coder-assist init`), "
+            f"or at a new folder to get the demo."
+        )
+        st.stop()
+    with _build_lock():
+        if has_project(folder):  # another session built it while this one waited
+            return
+        from coder_assist.pipeline import build_demo_project
+
+        with st.status("First start: building the demo project (about half a minute)…", expanded=True) as status:
+            st.write("Loading the embedding model…")
+            encoder = get_encoder()
+            st.write("Reading, segmenting and scoring the invented demo interviews…")
+            tmp = folder.parent / f".{folder.name}.building-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                build_demo_project(tmp, encoder=encoder, progress=False).close()
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                if folder.exists():
+                    folder.rmdir()  # empty, checked above
+                tmp.rename(folder)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            status.update(label=f"Demo project ready in {folder}", state="complete", expanded=False)
+
+
+def get_project(folder: Path) -> Project:
+    """This browser session's connection to the project (one per session: SQLite connections
+    and the store's transactions are not shared between threads)."""
+    key = f"_project::{folder}"
+    project = st.session_state.get(key)
+    if project is None:
+        project = st.session_state[key] = Project.open(folder)
+    return project
+
+
+# --------------------------------------------------------------------------- coder
+
+
+def coder() -> str | None:
+    """The coder's name for this session, ``None`` until it is set."""
+    name = st.session_state.get(_CODER)
+    if name is None:
+        # A reload keeps the name: it is mirrored in the page address (?coder=...).
+        name = (st.query_params.get("coder") or "").strip() or None
+        st.session_state[_CODER] = name
+    return name
+
+
+def _set_coder() -> None:
+    name = (st.session_state.get(_CODER_INPUT) or "").strip()
+    st.session_state[_CODER] = name or None
+    if name:
+        st.query_params["coder"] = name
+
+
+def _clear_coder() -> None:
+    st.session_state[_CODER] = None
+    st.session_state[_CODER_INPUT] = ""
+    st.query_params.pop("coder", None)
+
+
+def coder_box() -> str | None:
+    """Ask for the coder's name once; afterwards show it with a way to change it."""
+    name = coder()
+    if name:
+        st.markdown(f"Coding as **{_md_escape(name)}**")
+        st.button(
+            "Change coder",
+            key="change_coder",
+            type="tertiary",
+            icon=":material/edit:",
+            on_click=_clear_coder,
+            help="Record the next decisions under another name",
+        )
+    else:
+        st.text_input(
+            "Your name",
+            key=_CODER_INPUT,
+            on_change=_set_coder,
+            placeholder="e.g. Alex",
+            help="Every decision is recorded under this name, so two coders can review the same project independently.",
+        )
+        st.caption("Enter your name (and press Enter) to start deciding.")
+    return name
+
+
+def _md_escape(text: str) -> str:
+    """Escape Markdown so a name shows as typed (``*``, ``_`` and friends are literal)."""
+    out = []
+    for ch in text:
+        if ch in "\\`*_{}[]()#+-.!|<>~$":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def sidebar_counts(project: Project, name: str | None) -> None:
+    from coder_assist import review
+
+    try:
+        counts = project.counts()
+        prog = review.progress(project, name) if name else None
+    except CoderAssistError as exc:  # pragma: no cover - shown, not raised
+        st.error(str(exc))
+        return
+    lines = [
+        f"{counts['transcripts']} transcripts · {counts['segments']} segments",
+        f"{counts['codes']} codes · {counts['suggestions']} suggestions",
+    ]
+    if prog is not None:
+        lines.append(f"You: {prog['decided']} decided · {prog['queued']} to go")
+    st.caption("  \n".join(lines))

@@ -1,0 +1,417 @@
+"""Review page: one suggestion at a time, in context, with the evidence behind it.
+
+Every button acts through an ``on_click`` callback bound to the suggestion that was on screen
+when it was drawn. Streamlit runs the callback, which writes the decision to SQLite and commits,
+before the rerun that draws the next suggestion: nothing is shown as done that is not on disk,
+and a click always applies to the suggestion the coder was looking at.
+
+Keyboard: A accept, R reject, S skip, U undo last. A, S and U are Streamlit's own button
+shortcuts (``st.button(shortcut=...)``, Streamlit >= 1.52), which ignore keys typed into text
+boxes and select boxes. Streamlit reserves R for "rerun" and refuses it as a button shortcut,
+so R is bound by a few lines of page script that follow the same rule (no modifiers, not in an
+editable field) and take R over from the rerun hotkey only while a Reject button is on the page.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from coder_assist import review
+from coder_assist.codebook import PATH_SEP, Template
+from coder_assist.errors import CoderAssistError
+from coder_assist.store import Project
+from ui import common
+
+ORDER_KEY = "review_order"
+FILTER_KEYS = {"code": "review_filter_code", "transcript": "review_filter_transcript", "speaker": "review_filter_speaker"}
+OTHER_CODE_KEY = "review_other_code"
+OTHER_POPOVER_KEY = "review_other_popover"
+FLASH_KEY = "review_flash"
+PIN_KEY = "review_pin"  # suggestion to show first (the one just brought back by undo)
+
+SHORTCUTS = {"accept": "A", "skip": "S", "undo": "U"}
+_HAS_SHORTCUTS = "shortcut" in inspect.signature(st.button).parameters
+_HAS_HTML_JS = "unsafe_allow_javascript" in inspect.signature(st.html).parameters
+REJECT_KEY = "R"
+
+_VERBS = {"accept": "Accepted", "reject": "Rejected", "skip": "Skipped"}
+
+_CSS = """
+<style>
+.ca-context { line-height: 1.55; }
+.ca-turn { padding: .35rem .7rem; margin: 0 0 .4rem 0; border-left: 3px solid transparent; border-radius: .25rem; }
+.ca-turn.ca-other { opacity: .62; }
+.ca-turn.ca-current { border-left-color: #f0b400; background: rgba(240, 180, 0, .07); }
+.ca-speaker { font-weight: 600; margin-right: .35rem; }
+.ca-ts { font-size: .8em; opacity: .7; margin-right: .35rem; }
+.ca-context mark { background: rgba(255, 200, 40, .55); color: inherit; padding: .05rem .1rem; border-radius: .15rem; }
+.ca-parents { font-size: .85em; opacity: .7; }
+.ca-code { font-size: 1.2em; font-weight: 650; margin: .1rem 0 .4rem 0; }
+.ca-desc { margin: 0 0 .6rem 0; }
+.ca-conf { display: inline-block; padding: .1rem .55rem; border-radius: 1rem; background: rgba(128, 128, 128, .16);
+           font-size: .9em; margin-bottom: .6rem; cursor: help; }
+.ca-why { font-size: .8em; font-weight: 600; text-transform: uppercase; letter-spacing: .04em; opacity: .7; margin-top: .3rem; }
+.ca-evidence { border-left: 3px solid rgba(128, 128, 128, .45); padding: .2rem .7rem; margin: .3rem 0; font-style: italic; }
+.ca-source { font-size: .85em; opacity: .75; }
+.ca-mine { font-size: .85em; opacity: .8; margin-top: .5rem; }
+</style>
+"""
+
+# Capture-phase listener: runs before Streamlit's own "R = rerun" hotkey and stops it, but
+# only when a Reject button exists; never while typing, with modifiers, or on key repeat.
+_REJECT_JS = """
+<script>
+(function () {
+  var w = window;
+  if (w.__coderAssistRejectKey) return;
+  w.__coderAssistRejectKey = true;
+  w.addEventListener("keydown", function (e) {
+    if (e.key !== "r" && e.key !== "R") return;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.shiftKey || e.repeat || e.isComposing) return;
+    // The same test as Streamlit's own shortcuts: typing in a text field never triggers.
+    var t = e.target;
+    var nonText = ["checkbox", "radio", "range", "button", "file", "reset", "submit", "color"];
+    if (t && (t.isContentEditable || ((t.tagName === "TEXTAREA" || t.tagName === "SELECT" ||
+        (t.tagName === "INPUT" && nonText.indexOf(t.type) < 0)) && !t.readOnly))) return;
+    var b = w.document.querySelector(".st-key-btn_reject button");
+    if (!b) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    if (!b.disabled) b.click();
+  }, true);
+})();
+</script>
+"""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _template(project: Project) -> Template:
+    raw = project.meta("template") or ""
+    cached = st.session_state.get("_review_template")
+    if cached is None or cached[0] != raw:
+        cached = (raw, project.template())
+        st.session_state["_review_template"] = cached
+    return cached[1]
+
+
+def _flash(kind: str, text: str) -> None:
+    st.session_state[FLASH_KEY] = (kind, text)
+
+
+def _show_flash() -> None:
+    item = st.session_state.pop(FLASH_KEY, None)
+    if not item:
+        return
+    kind, text = item
+    if kind == "error":
+        st.error(text)
+    else:
+        st.toast(text, icon={"accept": ":material/check:", "reject": ":material/close:", "skip": ":material/skip_next:"}.get(kind, ":material/undo:"))
+
+
+def _leaf(path: str) -> str:
+    return path.split(PATH_SEP)[-1]
+
+
+def _context():
+    folder = Path(st.session_state["project_path"])
+    return common.get_project(folder), common.coder()
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def _on_decide(suggestion_id: int, action: str, code_path: str) -> None:
+    project, name = _context()
+    if not name:
+        _flash("error", "Enter your name in the sidebar first.")
+        return
+    try:
+        if review.is_repeat(project, suggestion_id, action, name):
+            return  # the same key pressed twice before the page moved on
+        review.decide(project, suggestion_id, action, name)
+    except CoderAssistError as exc:
+        _flash("error", f"Not recorded: {exc}")
+        return
+    st.session_state.pop(PIN_KEY, None)
+    _flash(action, f"{_VERBS[action]}: {_leaf(code_path)}  (U to undo)")
+
+
+def _on_other(suggestion_id: int) -> None:
+    project, name = _context()
+    code_id = st.session_state.get(OTHER_CODE_KEY)
+    if not name or not code_id:
+        _flash("error", "Choose a code first." if name else "Enter your name in the sidebar first.")
+        return
+    try:
+        review.choose_other_code(project, suggestion_id, code_id, name)
+    except CoderAssistError as exc:
+        _flash("error", f"Not recorded: {exc}")
+        return
+    st.session_state[OTHER_CODE_KEY] = None
+    st.session_state[OTHER_POPOVER_KEY] = False  # close it: the next suggestion is shown
+    st.session_state.pop(PIN_KEY, None)
+    path = project.conn.execute("SELECT path FROM codes WHERE id = ?", (code_id,)).fetchone()[0]
+    _flash("accept", f"Coded as {_leaf(path)} instead  (U to undo)")
+
+
+def _on_undo() -> None:
+    project, name = _context()
+    if not name:
+        return
+    try:
+        undone = review.undo_last(project, name)
+    except CoderAssistError as exc:
+        _flash("error", f"Undo failed: {exc}")
+        return
+    if not undone:
+        _flash("undo", "Nothing to undo.")
+        return
+    # Bring the suggestion back to the front (the last one undone is the earliest decision).
+    last = undone[-1]
+    sid = review.suggestion_for_pair(project, last.segment_id, last.code_id)
+    if sid is not None:
+        st.session_state[PIN_KEY] = sid
+    path = project.conn.execute("SELECT path FROM codes WHERE id = ?", (last.code_id,)).fetchone()[0]
+    what = "different code" if len(undone) > 1 else _VERBS.get(last.action, last.action).lower()
+    _flash("undo", f"Undone: {what} ({_leaf(path)})")
+
+
+def _clear_filters() -> None:
+    for key in FILTER_KEYS.values():
+        st.session_state[key] = None
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+#: Turns around the segment are cut to about this many characters (the segment's own turn never).
+NEIGHBOUR_CHARS = 360
+
+
+def _shorten(text: str, keep_end: bool, limit: int = NEIGHBOUR_CHARS) -> str:
+    """Cut a neighbouring turn at a word boundary: a turn before the segment keeps its end
+    (what leads into the segment), a turn after keeps its start."""
+    if len(text) <= limit:
+        return text
+    if keep_end:
+        cut = text[-limit:]
+        return "… " + (cut.split(" ", 1)[1] if " " in cut else cut)
+    cut = text[:limit]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + " …"
+
+
+def context_html(turns: list[review.ContextTurn]) -> str:
+    """The segment in its context as HTML. All transcript text is escaped here."""
+
+    def esc(text: str) -> str:
+        return html.escape(text).replace("\r\n", "\n").replace("\n", "<br>")
+
+    current = next((t.idx for t in turns if t.is_current), None)
+    parts = ['<div class="ca-context">']
+    for t in turns:
+        if t.highlight is not None:
+            a, b = t.highlight
+            body = f"{esc(t.text[:a])}<mark>{esc(t.text[a:b])}</mark>{esc(t.text[b:])}"
+        else:
+            body = esc(_shorten(t.text, keep_end=current is not None and t.idx < current))
+        cls = "ca-current" if t.is_current else "ca-other"
+        ts = f'<span class="ca-ts">[{html.escape(t.timestamp)}]</span>' if t.timestamp else ""
+        speaker = html.escape(t.speaker or "(no speaker)")
+        parts.append(f'<div class="ca-turn {cls}">{ts}<span class="ca-speaker">{speaker}:</span>{body}</div>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def card_html(row: pd.Series, template: Template, n_for_segment: int, mine: pd.DataFrame) -> str:
+    """The suggested code, its confidence, and the evidence for it. All text is escaped."""
+    path = str(row["code_path"])
+    parents, leaf = PATH_SEP.join(path.split(PATH_SEP)[:-1]), _leaf(path)
+    code = template.codes.get(row["code_id"])
+    desc = code.description if code is not None else ""
+    conf = float(row["confidence"])
+    conf_help = (
+        f"Calibrated on the template's own examples: passages that score like this one carry this code about "
+        f"{conf:.0%} of the time. Cold-start confidences are low across the board; compare them with each other."
+    )
+    rank = f" · suggestion {int(row['rank'])} of {n_for_segment} for this passage" if n_for_segment > 1 else ""
+    out = [
+        '<div class="ca-card">',
+        f'<div class="ca-parents">{html.escape(parents)}</div>' if parents else "",
+        f'<div class="ca-code">{html.escape(leaf)}</div>',
+        f'<div class="ca-desc">{html.escape(desc)}</div>' if desc else "",
+        f'<span class="ca-conf" title="{html.escape(conf_help)}">Confidence {conf:.0%}{html.escape(rank)}</span>',
+    ]
+    sim = row.get("evidence_similarity")
+    sim_txt = f"similarity {float(sim):.2f}" if sim is not None and pd.notna(sim) else ""
+    if row.get("evidence") and row.get("evidence_source") == "description":
+        # The nearest "example" is the description shown above: say so rather than repeat it.
+        out += [
+            '<div class="ca-why">Why this code</div>',
+            f'<div class="ca-source">The passage reads most like the code\'s description above'
+            f'{" (" + html.escape(sim_txt) + ")" if sim_txt else ""}; no example excerpt of the code is closer.</div>',
+        ]
+    elif row.get("evidence"):
+        source = str(row.get("evidence_source") or "") or "a template example"
+        out += [
+            '<div class="ca-why">Why: nearest template example</div>',
+            f'<div class="ca-evidence">{html.escape(str(row["evidence"]))}</div>',
+            f'<div class="ca-source">{html.escape(sim_txt + " · " if sim_txt else "")}from {html.escape(source)}</div>',
+        ]
+    if len(mine):
+        marks = {"accept": "✓", "reject": "✗", "skip": "↷"}
+        items = ", ".join(f"{marks.get(a, a)} {html.escape(_leaf(p))}" for p, a in zip(mine["code_path"], mine["action"]))
+        out.append(f'<div class="ca-mine">Your decisions on this passage: {items}</div>')
+    out.append("</div>")
+    return "".join(out)
+
+
+def _controls(project: Project) -> dict:
+    opts = review.filter_options(project)
+    c1, c2 = st.columns([2, 3], vertical_alignment="top")
+    order = c1.radio(
+        "Queue order",
+        list(review.ORDERS),
+        format_func=review.ORDERS.get,
+        horizontal=True,
+        key=ORDER_KEY,
+        help="Most uncertain first: confidence closest to the median of all suggestions, the model's borderline calls. "
+        "Skipped suggestions always come last.",
+    )
+    active = sum(st.session_state.get(k) is not None for k in FILTER_KEYS.values())
+    paths = dict(opts["codes"])
+    with c2.expander(f"Filters ({active} active)" if active else "Filters"):
+        f1, f2, f3 = st.columns([2, 1, 1])
+        code = f1.selectbox("Code", list(paths), format_func=paths.get, index=None, placeholder="All codes", key=FILTER_KEYS["code"])
+        transcript = f2.selectbox("Transcript", opts["transcripts"], index=None, placeholder="All transcripts", key=FILTER_KEYS["transcript"])
+        speaker = f3.selectbox("Speaker", opts["speakers"], index=None, placeholder="All speakers", key=FILTER_KEYS["speaker"])
+        if active:
+            st.button("Clear filters", key="review_clear_filters", on_click=_clear_filters)
+    return {"order": order or "likely", "code_id": code, "transcript": transcript, "speaker": speaker, "active": active}
+
+
+def _progress(prog: dict, in_filter: int | None) -> None:
+    total, decided = prog["total"], prog["decided"]
+    rate = prog["accept_rate"]
+    text = f"{decided} of {total} decided · {prog['queued']} in queue"
+    if prog["skipped"]:
+        text += f" ({prog['skipped']} skipped)"
+    if in_filter is not None:
+        text += f" · {in_filter} match the filters"
+    text += f" · accept rate {rate:.0%}" if rate is not None else ""
+    st.progress(decided / total if total else 0.0, text=text)
+
+
+def _undo_button(name: str | None, can_undo: bool) -> None:
+    _button(
+        "Undo last",
+        key="btn_undo",
+        icon=":material/undo:",
+        shortcut=SHORTCUTS["undo"],
+        on_click=_on_undo,
+        disabled=not name or not can_undo,
+        width="stretch",
+        help="Take back your last decision (it stays in the log as an undo event)",
+    )
+
+
+def _button(label: str, **kwargs) -> bool:
+    """``st.button``, minus the keyboard shortcut on a Streamlit too old to have them (< 1.52)."""
+    if "shortcut" in kwargs and not _HAS_SHORTCUTS:
+        kwargs.pop("shortcut")
+    return st.button(label, **kwargs)
+
+
+def render() -> None:
+    project, name = _context()
+    st.header("Review suggestions", anchor=False)
+    _show_flash()
+
+    if project.latest_model_version() is None:
+        st.info(f"This project has no suggestions yet. Compute them with `coder-assist suggest {project.folder}`.")
+        return
+
+    ctl = _controls(project)
+    prog = review.progress(project, name)
+    queue = review.review_queue(project, name, ctl["order"], code_id=ctl["code_id"], transcript=ctl["transcript"], speaker=ctl["speaker"])
+    _progress(prog, len(queue) if ctl["active"] else None)
+    if not name:
+        st.info("Enter your name in the sidebar to start: decisions are recorded under it. Until then this is a preview.", icon=":material/badge:")
+
+    can_undo = bool(name) and review.last_decision(project, name) is not None
+    if queue.empty:
+        if ctl["active"]:
+            st.success("Nothing left to review under these filters.")
+            st.button("Clear filters", key="review_clear_filters_empty", on_click=_clear_filters)
+        else:
+            st.success(f"All {prog['total']} suggestions decided. Thank you!" if prog["total"] else "No suggestions to review.")
+        c1, _ = st.columns([1, 3])
+        with c1:
+            _undo_button(name, can_undo)
+        return
+
+    pin = st.session_state.get(PIN_KEY)
+    if pin is not None and pin in set(queue["suggestion_id"]):
+        queue = pd.concat([queue[queue["suggestion_id"] == pin], queue[queue["suggestion_id"] != pin]], ignore_index=True)
+    row = queue.iloc[0]
+    sid, path = int(row["suggestion_id"]), str(row["code_path"])
+
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        attrs = review.transcript_attributes(project, int(row["transcript_id"]))
+        st.subheader(str(row["transcript"]), anchor=False)
+        meta = [f"{k}: {v}" for k, v in attrs.items()]
+        if bool(row["skipped"]):
+            meta.append("skipped earlier")
+        if meta:
+            st.caption(" · ".join(meta))
+        turns = review.segment_context(project, int(row["segment_id"]), n_turns=2)
+        with st.container(border=True):
+            st.html(_CSS + context_html(turns))
+    with right:
+        template = _template(project)
+        n_seg = len(review.segment_suggestions(project, int(row["segment_id"])))
+        mine = review.segment_codes(project, int(row["segment_id"]), name) if name else pd.DataFrame(columns=["code_path", "action"])
+        st.caption("Suggested code")
+        st.html(_CSS + card_html(row, template, n_seg, mine))
+
+        disabled = not name
+        b1, b2, b3 = st.columns(3)
+        common_kw = dict(disabled=disabled, width="stretch")
+        with b1:
+            _button("Accept", key="btn_accept", type="primary", icon=":material/check:", shortcut=SHORTCUTS["accept"],
+                    on_click=_on_decide, args=(sid, "accept", path), **common_kw)
+        with b2:
+            _button(f"Reject `{REJECT_KEY}`", key="btn_reject", icon=":material/close:", help=f"Shortcut: {REJECT_KEY}",
+                    on_click=_on_decide, args=(sid, "reject", path), **common_kw)
+        with b3:
+            _button("Skip", key="btn_skip", icon=":material/skip_next:", shortcut=SHORTCUTS["skip"],
+                    on_click=_on_decide, args=(sid, "skip", path), **common_kw)
+        b4, b5 = st.columns(2)
+        with b4.popover("Different code…", icon=":material/swap_horiz:", disabled=disabled, width="stretch",
+                        key=OTHER_POPOVER_KEY, on_change="rerun"):
+            leaves = dict(review.leaf_codes(project))
+            st.selectbox(
+                "Code for this passage",
+                [c for c in leaves if c != row["code_id"]],
+                format_func=leaves.get,
+                index=None,
+                placeholder="Type to search the codes…",
+                key=OTHER_CODE_KEY,
+            )
+            st.button("Confirm", key="btn_other", type="primary", on_click=_on_other, args=(sid,),
+                      disabled=disabled or not st.session_state.get(OTHER_CODE_KEY))
+            st.caption("Rejects the suggested code and applies this one instead, as one step (undo takes back both).")
+        with b5:
+            _undo_button(name, can_undo)
+        if _HAS_SHORTCUTS:
+            st.caption("Keys: **A** accept · **R** reject · **S** skip · **U** undo (not while typing in a box)")
+        if _HAS_HTML_JS:
+            st.html(_REJECT_JS, unsafe_allow_javascript=True)
