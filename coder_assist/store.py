@@ -123,8 +123,11 @@ CREATE INDEX decisions_pair ON decisions(segment_id, code_id, id);
 CREATE UNIQUE INDEX decisions_undone_once ON decisions(undoes) WHERE undoes IS NOT NULL;
 """
 
-#: MIGRATIONS[i] upgrades schema version i to i + 1.
-MIGRATIONS: list[str] = [_SCHEMA_V1]
+# v2: per-coder reads (a coder's current decisions, undo of their last one) by index.
+_SCHEMA_V2 = "CREATE INDEX decisions_coder ON decisions(coder, id);"
+
+#: MIGRATIONS[i] upgrades schema version i to i + 1. Append, never edit a released step.
+MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -144,7 +147,12 @@ class Decision:
 
 
 class Project:
-    """A coding project on disk. Use :meth:`create` or :meth:`open`."""
+    """A coding project on disk. Use :meth:`create` or :meth:`open`.
+
+    One ``Project`` wraps one SQLite connection: give each thread (each browser session, each
+    worker) its own ``Project.open(...)``; SQLite's locking and the busy timeout then serialise
+    writers across connections and processes.
+    """
 
     def __init__(self, folder: Path, conn: sqlite3.Connection):
         self.folder = folder
@@ -348,12 +356,17 @@ class Project:
         evidence, evidence_source, evidence_similarity) for one model version."""
         now = _now()
         with self.transaction():
+            # Upsert in place: a REPLACE would delete the row and give it a new id, cutting the
+            # link from decisions already made on it.
             self.conn.executemany(
-                "INSERT OR REPLACE INTO suggestions(segment_id, code_id, model_version_id, rank, confidence, similarity, evidence, "
-                "evidence_source, evidence_similarity, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO suggestions(segment_id, code_id, model_version_id, rank, confidence, similarity, evidence, "
+                "evidence_source, evidence_similarity, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(segment_id, code_id, model_version_id) DO UPDATE SET rank = excluded.rank, "
+                "confidence = excluded.confidence, similarity = excluded.similarity, evidence = excluded.evidence, "
+                "evidence_source = excluded.evidence_source, evidence_similarity = excluded.evidence_similarity",
                 [
-                    (int(r.segment_id), r.code_id, model_version_id, int(r.rank), float(r.confidence), float(r.similarity),
-                     r.evidence, r.evidence_source, float(r.evidence_similarity), now)
+                    (int(r.segment_id), r.code_id, model_version_id, int(r.rank), float(r.confidence), _opt_float(r.similarity),
+                     r.evidence, r.evidence_source, _opt_float(r.evidence_similarity), now)
                     for r in rows.itertuples(index=False)
                 ],
             )
@@ -385,7 +398,8 @@ class Project:
         suggestion_id: int | None = None,
         note: str | None = None,
     ) -> int:
-        """Append an accept / reject / skip decision; committed before this returns."""
+        """Append an accept / reject / skip decision. Committed before this returns, unless
+        called inside an outer :meth:`transaction`, which then commits it with the rest."""
         if action not in ("accept", "reject", "skip"):
             raise ProjectError(f"unknown decision {action!r}; use accept, reject or skip (undo has its own method)")
         if not coder or not coder.strip():
@@ -429,17 +443,16 @@ class Project:
 
     def current_decisions(self, coder: str | None = None) -> pd.DataFrame:
         """Per (segment, code, coder): the latest accept/reject/skip that has not been undone."""
-        q = (
-            "SELECT d.* FROM decisions d WHERE d.action != 'undo' "
-            "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) "
-            "AND d.id = (SELECT MAX(d2.id) FROM decisions d2 WHERE d2.segment_id = d.segment_id AND d2.code_id = d.code_id "
-            "AND d2.coder = d.coder AND d2.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions u2 WHERE u2.undoes = d2.id))"
-        )
+        where = "d.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)"
         args: tuple = ()
         if coder is not None:
-            q += " AND d.coder = ?"
-            args = (coder,)
-        return pd.read_sql_query(q + " ORDER BY d.id", self.conn, params=args)
+            where += " AND d.coder = ?"
+            args = (coder.strip(),)
+        q = (
+            "SELECT * FROM (SELECT d.*, ROW_NUMBER() OVER (PARTITION BY d.segment_id, d.code_id, d.coder ORDER BY d.id DESC) AS rn "
+            f"FROM decisions d WHERE {where}) WHERE rn = 1 ORDER BY id"
+        )
+        return pd.read_sql_query(q, self.conn, params=args).drop(columns="rn")
 
     def counts(self) -> dict[str, int]:
         one = lambda q: self.conn.execute(q).fetchone()[0]  # noqa: E731
@@ -450,6 +463,10 @@ class Project:
             "suggestions": one("SELECT COUNT(*) FROM suggestions WHERE model_version_id = (SELECT MAX(id) FROM model_versions)"),
             "decisions": one("SELECT COUNT(*) FROM decisions WHERE action != 'undo'"),
         }
+
+
+def _opt_float(v) -> float | None:
+    return None if v is None or (isinstance(v, float) and v != v) else float(v)
 
 
 def _split_sql(script: str) -> list[str]:

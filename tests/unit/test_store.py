@@ -132,3 +132,43 @@ def test_transaction_rolls_back(tmp_path):
             p._set_meta("x", "1")
             raise RuntimeError("boom")
     assert p.meta("x") is None
+
+
+def test_migration_from_v1(tmp_path):
+    """A database written by schema v1 is upgraded in place on open, its data kept."""
+    from coder_assist import store
+
+    p = make_project(tmp_path)
+    s1 = int(p.segments().id[0])
+    p.record_decision(s1, "theme/a", "accept", "ann")
+    p.conn.execute("DROP INDEX decisions_coder")
+    p.conn.execute("PRAGMA user_version = 1")
+    p.close()
+    with Project.open(tmp_path / "proj") as q:
+        assert q.schema_version == SCHEMA_VERSION == len(store.MIGRATIONS)
+        names = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "decisions_coder" in names
+        assert q.current_decisions("ann").action.tolist() == ["accept"]
+
+
+def test_resuggesting_keeps_suggestion_ids_and_decision_links(tmp_path):
+    p = make_project(tmp_path)
+    s1 = int(p.segments().id[0])
+    mv = p.add_model_version("example-similarity", "enc")
+    row = {"segment_id": s1, "code_id": "theme/a", "rank": 1, "confidence": 0.3, "similarity": None,
+           "evidence": "e", "evidence_source": "example", "evidence_similarity": None}
+    p.add_suggestions(mv, pd.DataFrame([row]))
+    sid = int(p.suggestions().suggestion_id[0])
+    d = p.record_decision(s1, "theme/a", "accept", "ann", suggestion_id=sid)
+    p.add_suggestions(mv, pd.DataFrame([{**row, "confidence": 0.6}]))
+    sug = p.suggestions()
+    assert sug.suggestion_id.tolist() == [sid] and sug.confidence.tolist() == [0.6]
+    assert p.decisions().set_index("id").loc[d, "suggestion_id"] == sid
+
+
+def test_coder_name_is_trimmed_everywhere(tmp_path):
+    p = make_project(tmp_path)
+    s1 = int(p.segments().id[0])
+    p.record_decision(s1, "theme/a", "accept", " Ann ")
+    assert p.current_decisions(" Ann").coder.tolist() == ["Ann"]
+    assert p.undo_last("Ann ") is not None
