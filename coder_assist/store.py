@@ -126,8 +126,16 @@ CREATE UNIQUE INDEX decisions_undone_once ON decisions(undoes) WHERE undoes IS N
 # v2: per-coder reads (a coder's current decisions, undo of their last one) by index.
 _SCHEMA_V2 = "CREATE INDEX decisions_coder ON decisions(coder, id);"
 
+# v3: the review queue at 100k segments. Pool counts, per-code counts, the median confidence
+# and the code filter read suggestions through this covering index instead of the wide rows;
+# the speaker filter and its options read segments by speaker.
+_SCHEMA_V3 = """
+CREATE INDEX IF NOT EXISTS suggestions_pool ON suggestions(model_version_id, code_id, confidence);
+CREATE INDEX IF NOT EXISTS segments_speaker ON segments(speaker);
+"""
+
 #: MIGRATIONS[i] upgrades schema version i to i + 1. Append, never edit a released step.
-MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
+MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

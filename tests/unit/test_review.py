@@ -437,3 +437,27 @@ def test_queue_agrees_with_store_current_decisions(base_db, steps):
                 assert set(ids(q)) == expected
                 assert {(int(s), c) for s, c, k in zip(q["segment_id"], q["code_id"], q["skipped"]) if k} == skipped
                 assert review.progress(project, coder)["queued"] == len(expected)
+
+
+# --------------------------------------------------------------------------- schema v3
+
+
+def test_schema_v3_review_indexes_are_added_to_an_older_project(suggested):
+    """Migration step 3 (the review queue's indexes) upgrades a v2 database in place."""
+    from coder_assist import store
+
+    assert store.SCHEMA_VERSION >= 3
+    folder = suggested.folder
+    before = review.review_queue(suggested, "ann")
+    suggested.conn.execute("DROP INDEX suggestions_pool")
+    suggested.conn.execute("DROP INDEX segments_speaker")
+    suggested.conn.execute("PRAGMA user_version = 2")
+    suggested.close()
+    with Project.open(folder) as p:
+        assert p.schema_version == store.SCHEMA_VERSION
+        names = {r[0] for r in p.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"suggestions_pool", "segments_speaker"} <= names
+        assert ids(review.review_queue(p, "ann")) == ids(before)
+        plan = " ".join(str(tuple(r)) for r in p.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT code_id, COUNT(*) FROM suggestions WHERE model_version_id = 1 GROUP BY code_id"))
+        assert "COVERING INDEX suggestions_pool" in plan
