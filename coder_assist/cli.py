@@ -185,6 +185,77 @@ def _print_tree(tpl: Template, examples: bool) -> None:
 
 
 @main.command()
+@click.argument("project", type=click.Path(path_type=Path))
+@click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
+@click.option("--features", type=click.Choice(["emb", "emb+prev", "emb+prev+ngrams"]), default="emb+prev+ngrams", show_default=True)
+@click.option("--target", type=float, default=0.7, show_default=True, help="Precision and recall a code needs to be 'reliable'.")
+@_clean_errors
+def train(project, model, features, target):
+    """Retrain from the project's decisions; saves a model version and new suggestions."""
+    from .embed import load_encoder
+    from .learn import train_project
+    from .store import Project
+
+    with Project.open(project) as p:
+        t0 = time.perf_counter()
+        mv = train_project(p, load_encoder(model or p.meta("model")), features=features, target=target)
+        card = (p.folder / "models" / f"v{mv}" / "card.txt").read_text(encoding="utf-8")
+        click.echo(card)
+        click.echo(f"model version {mv} saved in {p.folder / 'models' / f'v{mv}'} ({time.perf_counter() - t0:.1f}s); {p.counts()['suggestions']} suggestions")
+
+
+@main.command()
+@click.argument("project", type=click.Path(path_type=Path))
+@click.option("--rollback", "version", type=int, help="Make this earlier model version the active one.")
+@_clean_errors
+def models(project, version):
+    """List a project's model versions (or roll back to one)."""
+    import json
+
+    from .store import Project
+
+    with Project.open(project) as p:
+        if version is not None:
+            p.set_active_model_version(version)
+            click.echo(f"model version {version} is active again")
+        active = p.latest_model_version()
+        for r in p.model_versions().itertuples():
+            card = json.loads(r.card)
+            mark = "*" if r.id == active else " "
+            click.echo(f"{mark} v{r.id}  {r.created_at}  {r.kind:20s} decisions={card.get('n_decisions', 0)}")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="RESULT.json (a PNG curve is written beside it).")
+@click.option("--folds", help="Comma-separated held-out folds (default: all).")
+@click.option("--budget", type=int, default=1000, show_default=True, help="Decisions per curve.")
+@click.option("--batch", type=int, default=50, show_default=True, help="Decisions between retrains.")
+@click.option("--features", type=click.Choice(["emb", "emb+prev", "emb+prev+ngrams"]), default="emb+prev+ngrams", show_default=True)
+@click.option("--quick", is_flag=True, help="One fold, 100 decisions, at most 600 units: a smoke run for CI.")
+@click.option("--model", "-m", help="Sentence-transformers model folder.")
+@_clean_errors
+def simulate(dataset, out, folds, budget, batch, features, quick, model):
+    """Simulated researcher: learning curves on an expert-coded dataset against baselines."""
+    from .embed import load_encoder
+    from .simulate import plot_curve, simulate as run_simulation, write_result
+
+    fold_list = [int(f) for f in folds.split(",")] if folds else None
+    kwargs = {}
+    if quick:
+        fold_list = fold_list[:1] if fold_list else [0]
+        budget, batch = min(budget, 100), min(batch, 25)
+        kwargs["max_units"] = 600
+    result = run_simulation(dataset, load_encoder(model), folds=fold_list, budget=budget, batch=batch, features=features,
+                            log=lambda s: click.echo(s, err=True), **kwargs)
+    write_result(result, out)
+    plot_curve(result, Path(out).with_suffix(".png"))
+    last = result["curve"][-1]
+    click.echo(f"{result['dataset']}: {last['decisions']} decisions -> macro-F1 {last['macro_f1']}, kappa {last['kappa']}; "
+               f"embedding+LR on all pool labels {result['baselines']['embedding_lr_all']['macro_f1']}; written {out}")
+
+
+@main.command()
 @click.argument("project", type=click.Path(path_type=Path), default="demo-project")
 @click.option("--force", is_flag=True, help="Rebuild even if the project exists.")
 @_clean_errors

@@ -126,11 +126,11 @@ CREATE UNIQUE INDEX decisions_undone_once ON decisions(undoes) WHERE undoes IS N
 # v2: per-coder reads (a coder's current decisions, undo of their last one) by index.
 _SCHEMA_V2 = "CREATE INDEX decisions_coder ON decisions(coder, id);"
 
-# v3: the review queue at 100k segments. Pool counts, per-code counts, the median confidence
-# and the code filter read suggestions through this covering index instead of the wide rows;
-# the speaker filter and its options read segments by speaker.
+# v3: the review queue at 100k segments. The app loads a model version's suggestions (id,
+# segment, code, confidence) through this covering index instead of the wide rows; the
+# speaker filter and its options read segments by speaker.
 _SCHEMA_V3 = """
-CREATE INDEX IF NOT EXISTS suggestions_pool ON suggestions(model_version_id, code_id, confidence);
+CREATE INDEX IF NOT EXISTS suggestions_pool ON suggestions(model_version_id, code_id, confidence, segment_id);
 CREATE INDEX IF NOT EXISTS segments_speaker ON segments(speaker);
 """
 
@@ -348,16 +348,30 @@ class Project:
 
     # -- suggestions -----------------------------------------------------------------------
     def add_model_version(self, kind: str, encoder: str, card: dict | None = None) -> int:
+        """Record a model version and make it the active one."""
         with self.transaction():
             cur = self.conn.execute(
                 "INSERT INTO model_versions(created_at, kind, encoder, card) VALUES (?, ?, ?, ?)",
                 (_now(), kind, encoder, json.dumps(card or {}, ensure_ascii=False)),
             )
+            self._set_meta("active_model_version", str(cur.lastrowid))
             return int(cur.lastrowid)
 
     def latest_model_version(self) -> int | None:
-        row = self.conn.execute("SELECT MAX(id) FROM model_versions").fetchone()
-        return row[0]
+        """The active model version: the newest, unless the researcher rolled back to another."""
+        active = self.meta("active_model_version")
+        if active is not None and self.conn.execute("SELECT 1 FROM model_versions WHERE id = ?", (int(active),)).fetchone():
+            return int(active)
+        return self.conn.execute("SELECT MAX(id) FROM model_versions").fetchone()[0]
+
+    def set_active_model_version(self, version: int) -> None:
+        with self.transaction():
+            if not self.conn.execute("SELECT 1 FROM model_versions WHERE id = ?", (version,)).fetchone():
+                raise ProjectError(f"no model version {version}")
+            self._set_meta("active_model_version", str(version))
+
+    def model_versions(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT id, created_at, kind, encoder, card FROM model_versions ORDER BY id", self.conn)
 
     def add_suggestions(self, model_version_id: int, rows: pd.DataFrame) -> int:
         """Store suggestions (columns: segment_id, code_id, rank, confidence, similarity,
@@ -468,7 +482,7 @@ class Project:
             "transcripts": one("SELECT COUNT(*) FROM transcripts"),
             "segments": one("SELECT COUNT(*) FROM segments"),
             "codes": one("SELECT COUNT(*) FROM codes WHERE active = 1 AND is_leaf = 1"),
-            "suggestions": one("SELECT COUNT(*) FROM suggestions WHERE model_version_id = (SELECT MAX(id) FROM model_versions)"),
+            "suggestions": self.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (self.latest_model_version(),)).fetchone()[0],
             "decisions": one("SELECT COUNT(*) FROM decisions WHERE action != 'undo'"),
         }
 

@@ -47,6 +47,21 @@ def auto_threshold(n_codes: int) -> float:
 
 
 @dataclass
+class Inputs:
+    """What a scorer may look at for n segments: their embeddings and texts, and the previous
+    turn's (context). The example-similarity scorer needs only ``X``."""
+
+    X: np.ndarray
+    texts: list[str] | None = None
+    X_prev: np.ndarray | None = None
+    prev_texts: list[str] | None = None
+
+    @classmethod
+    def of(cls, value: "Inputs | np.ndarray") -> "Inputs":
+        return value if isinstance(value, Inputs) else cls(X=np.asarray(value))
+
+
+@dataclass
 class Scores:
     """Scores of n segments against k codes."""
 
@@ -68,7 +83,8 @@ class Scorer(ABC):
     def fit(self, template: Template, encoder: Encoder) -> "Scorer": ...
 
     @abstractmethod
-    def score(self, X: np.ndarray) -> Scores: ...
+    def score(self, inputs: Inputs | np.ndarray) -> Scores:
+        """Score segments given as :class:`Inputs` (or just their embedding matrix)."""
 
 
 @dataclass
@@ -120,6 +136,7 @@ class ExampleSimilarityScorer(Scorer):
                 )
             )
         self.code_ids = [m.code.id for m in self._models]
+        self.template = template
         self.encoder_id = encoder.model_id
         self._fit_calibration()
         return self
@@ -166,7 +183,8 @@ class ExampleSimilarityScorer(Scorer):
         self.calibration = (float(lr.coef_[0, 0]), float(lr.intercept_[0]))
 
     # -- scoring ---------------------------------------------------------------------------
-    def score(self, X: np.ndarray) -> Scores:
+    def score(self, inputs: Inputs | np.ndarray) -> Scores:
+        X = Inputs.of(inputs).X
         n, k = len(X), len(self._models)
         sim = np.zeros((n, k), dtype=np.float32)
         ev_text = np.empty((n, k), dtype=object)

@@ -1,0 +1,285 @@
+"""The simulated researcher: learning curves of the product's own loop against baselines.
+
+Reads a folder in the evaluation format (segments.csv with transcript_id, turn_index, speaker,
+unit, text, code; codebook.csv; folds.csv). For each held-out fold: the other folds are the
+pool; the template is the codebook descriptions plus ``n_examples`` excerpts per code drawn from
+the pool (fixed seed). Then the product's queue picks a batch of suggestions, an oracle accepts
+when the gold code matches and rejects otherwise, and the product retrains. Quality on the
+held-out fold is measured at fixed numbers of decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import cohen_kappa_score, f1_score
+
+from .codebook import parse_template
+from .embed import Encoder
+from .errors import InputError
+from .learn import DEFAULT_FEATURES, Featurizer, LearnedScorer, uncertainty_diversity
+from .suggest import ExampleSimilarityScorer, Inputs
+
+CHECKPOINTS = (0, 50, 100, 200, 300, 500, 1000)
+
+
+@dataclass
+class Dataset:
+    name: str
+    units: pd.DataFrame  # coded rows: transcript_id, text, prev_text, codes (list), fold
+    codebook: pd.DataFrame
+    single_label: bool
+
+
+def load_dataset(folder: str | Path) -> Dataset:
+    folder = Path(folder)
+    try:
+        seg = pd.read_csv(folder / "segments.csv", keep_default_na=False, dtype={"code": str, "text": str})
+        cb = pd.read_csv(folder / "codebook.csv", keep_default_na=False)
+        folds = pd.read_csv(folder / "folds.csv")
+    except FileNotFoundError as exc:
+        raise InputError(exc.filename, "missing: an evaluation folder needs segments.csv, codebook.csv and folds.csv") from exc
+    need = {"transcript_id", "turn_index", "unit", "text", "code"}
+    if not need <= set(seg.columns):
+        raise InputError(folder / "segments.csv", f"needs columns {sorted(need)}; found {list(seg.columns)}")
+    seg = seg.sort_values(["transcript_id", "turn_index"]).reset_index(drop=True)
+    # The previous row of the same transcript is the context ("Yeah." after a question).
+    prev = seg.groupby("transcript_id")["text"].shift(1).fillna("")
+    seg["prev_text"] = prev
+    seg = seg.merge(folds, on="transcript_id", how="left")
+    units = seg[(seg["unit"] == 1) & (seg["code"] != "")].copy()
+    units["codes"] = units["code"].str.split("|")
+    single = bool((units["codes"].str.len() == 1).all())
+    return Dataset(folder.name, units.reset_index(drop=True), cb, single)
+
+
+def _template(ds: Dataset, pool: pd.DataFrame, n_examples: int, seed: int, *, examples: bool = True):
+    rng = np.random.default_rng(seed)
+    codes = []
+    for r in ds.codebook.itertuples(index=False):
+        node = {"name": r.code, "id": r.code, "description": r.description}
+        if examples:
+            cands = pool.index[pool["codes"].map(lambda cs: r.code in cs)].to_numpy()
+            pick = rng.choice(cands, size=min(n_examples, len(cands)), replace=False)
+            node["examples"] = pool.loc[pick, "text"].tolist()
+        codes.append(node)
+    # Single-label schemes are mutually exclusive groups: an accept also rules out the siblings.
+    return parse_template({"name": ds.name, "codes": [{"name": ds.name, "description": ds.name, "exclusive": ds.single_label, "children": codes}]})
+
+
+def _metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series) -> dict:
+    names = [c.split("/")[-1] for c in code_ids]
+    if ds.single_label:
+        y_true = gold.map(lambda cs: cs[0]).to_numpy()
+        y_pred = np.asarray(names)[conf.argmax(axis=1)]
+        per = f1_score(y_true, y_pred, labels=names, average=None, zero_division=0)
+        return {
+            "macro_f1": round(float(per.mean()), 4),
+            "kappa": round(float(cohen_kappa_score(y_true, y_pred)), 4),
+            "per_code_f1": {n: round(float(v), 4) for n, v in zip(names, per)},
+        }
+    Y = np.array([[n in cs for n in names] for cs in gold])
+    P = conf >= 0.5
+    per = f1_score(Y, P, average=None, zero_division=0)
+    kap = [cohen_kappa_score(Y[:, j], P[:, j]) if Y[:, j].any() or P[:, j].any() else 0.0 for j in range(len(names))]
+    return {"macro_f1": round(float(per.mean()), 4), "kappa": round(float(np.mean(kap)), 4), "per_code_f1": {n: round(float(v), 4) for n, v in zip(names, per)}}
+
+
+def run_loop(
+    ds: Dataset,
+    pool: pd.DataFrame,
+    test: pd.DataFrame,
+    template,
+    encoder: Encoder,
+    *,
+    budget: int,
+    checkpoints: Sequence[int],
+    batch: int,
+    strategy: str,
+    features: str,
+    seed: int,
+    embeddings: dict[str, np.ndarray],
+    log: Callable[[str], None] = lambda s: None,
+) -> list[dict]:
+    """One learning curve: query, oracle, retrain; metrics on ``test`` at each checkpoint."""
+    rng = np.random.default_rng(seed)
+    corpus = pd.concat([pool, test])
+    inputs = Inputs(X=embeddings["X"][corpus["row"]], texts=corpus["text"].tolist(), X_prev=embeddings["P"][corpus["row"]], prev_texts=corpus["prev_text"].tolist())
+    n_pool = len(pool)
+    scorer = LearnedScorer(features=features, seed=seed).fit(template, encoder)
+    featurizer = Featurizer(features).fit(inputs)
+    F = featurizer.transform(inputs)
+    prior_conf = scorer.prior.score(inputs).confidence
+    code_ids = scorer.code_ids
+    conf = prior_conf
+    asked = np.zeros(n_pool, dtype=bool)
+    decisions: list[tuple[int, str, str, int]] = []  # (row, code_id, action, id)
+    shown = accepted = 0
+    curve = []
+    pool_codes = pool["codes"].tolist()
+    for target in [c for c in checkpoints if c <= budget]:
+        while len(decisions) < target:
+            k = min(batch, target - len(decisions))
+            avail = np.flatnonzero(~asked)
+            if len(avail) == 0:
+                break
+            if strategy == "random":
+                pick = rng.choice(avail, size=min(k, len(avail)), replace=False)
+            else:
+                pick = avail[uncertainty_diversity(conf[avail], inputs.X[avail], k, seed=seed)]
+            for i in pick:
+                asked[i] = True
+                code = code_ids[int(conf[i].argmax())]
+                ok = code.split("/")[-1] in pool_codes[i]
+                decisions.append((int(i), code, "accept" if ok else "reject", len(decisions)))
+                shown += 1
+                accepted += ok
+            from .learn import labels_from_decisions
+
+            dec = pd.DataFrame(decisions, columns=["segment_id", "code_id", "action", "id"])
+            labels = labels_from_decisions(dec, template)
+            scorer.fit_labels(inputs, labels, row_of={i: i for i in range(len(corpus))}, featurizer=featurizer, F=F, prior_conf=prior_conf)
+            conf = scorer.score_features(F, prior_conf)
+        m = _metrics(ds, code_ids, conf[n_pool:], test["codes"])
+        row = {"decisions": len(decisions), "macro_f1": m["macro_f1"], "kappa": m["kappa"], "accept_rate": round(accepted / shown, 4) if shown else None, "per_code_f1": m["per_code_f1"]}
+        log(f"  {strategy:>10s} {row['decisions']:5d} decisions: macro-F1 {row['macro_f1']:.3f} kappa {row['kappa']:.3f} accept {row['accept_rate']}")
+        curve.append(row)
+    return curve
+
+
+def _fit_all(ds: Dataset, Xtr, ytr, Xte) -> np.ndarray:
+    names = list(ds.codebook["code"])
+    if ds.single_label:
+        clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(Xtr, [c[0] for c in ytr])
+        proba = clf.predict_proba(Xte)
+        out = np.zeros((Xte.shape[0], len(names)))
+        for j, c in enumerate(clf.classes_):
+            out[:, names.index(c)] = proba[:, j]
+        return out
+    out = np.zeros((Xte.shape[0], len(names)))
+    for j, n in enumerate(names):
+        y = np.array([n in cs for cs in ytr])
+        if y.any() and not y.all():
+            out[:, j] = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(Xtr, y).predict_proba(Xte)[:, 1]
+    return out
+
+
+def simulate(
+    folder: str | Path,
+    encoder: Encoder,
+    *,
+    folds: Sequence[int] | None = None,
+    budget: int = 1000,
+    checkpoints: Sequence[int] = CHECKPOINTS,
+    batch: int = 50,
+    n_examples: int = 5,
+    features: str = DEFAULT_FEATURES,
+    seed: int = 0,
+    max_units: int | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict:
+    """Run the simulated researcher and the baselines; every figure is the mean over folds."""
+    t0 = time.perf_counter()
+    ds = load_dataset(folder)
+    units = ds.units
+    if max_units is not None and len(units) > max_units:
+        units = units.sample(max_units, random_state=seed).sort_index()
+        ds = Dataset(ds.name, units.reset_index(drop=True), ds.codebook, ds.single_label)
+        units = ds.units
+    folds = sorted(units["fold"].unique()) if folds is None else list(folds)
+    checkpoints = sorted({c for c in checkpoints if c <= budget} | {0})
+    log(f"{ds.name}: {len(units)} coded units, {len(ds.codebook)} codes, folds {folds}; embedding ...")
+    units = units.assign(row=np.arange(len(units)))
+    emb = {"X": encoder.encode(units["text"].tolist()), "P": encoder.encode(units["prev_text"].tolist())}
+    per_fold: dict[str, list] = {"curve": [], "random_order": [], "zero_shot": [], "tfidf_lr_all": [], "embedding_lr_all": []}
+    for f in folds:
+        pool = units[units["fold"] != f]
+        test = units[units["fold"] == f]
+        log(f"fold {f}: pool {len(pool)}, test {len(test)}")
+        tpl = _template(ds, pool, n_examples, seed)
+        common = dict(budget=budget, checkpoints=checkpoints, batch=batch, features=features, seed=seed, embeddings=emb, log=log)
+        per_fold["curve"].append(run_loop(ds, pool, test, tpl, encoder, strategy="uncertainty_diversity", **common))
+        per_fold["random_order"].append(run_loop(ds, pool, test, tpl, encoder, strategy="random", **common))
+        zs = ExampleSimilarityScorer().fit(_template(ds, pool, 0, seed, examples=False), encoder)
+        per_fold["zero_shot"].append(_metrics(ds, zs.code_ids, zs.score(emb["X"][test["row"]]).confidence, test["codes"]))
+        corpus = Inputs(X=emb["X"][units["row"]], texts=units["text"].tolist(), X_prev=emb["P"][units["row"]], prev_texts=units["prev_text"].tolist())
+        ngrams = Featurizer("emb+prev+ngrams").fit(corpus)
+        tf_only = lambda rows: ngrams.ngrams(Inputs(X=emb["X"][rows["row"]], texts=rows["text"].tolist()))  # noqa: E731
+        per_fold["tfidf_lr_all"].append(_metrics(ds, list(ds.codebook["code"]), _fit_all(ds, tf_only(pool), pool["codes"].tolist(), tf_only(test)), test["codes"]))
+        per_fold["embedding_lr_all"].append(_metrics(ds, list(ds.codebook["code"]), _fit_all(ds, emb["X"][pool["row"]], pool["codes"].tolist(), emb["X"][test["row"]]), test["codes"]))
+        log(f"  baselines: zero-shot {per_fold['zero_shot'][-1]['macro_f1']:.3f}, tfidf+LR all {per_fold['tfidf_lr_all'][-1]['macro_f1']:.3f}, embedding+LR all {per_fold['embedding_lr_all'][-1]['macro_f1']:.3f}")
+
+    def mean_curve(curves: list[list[dict]]) -> list[dict]:
+        out = []
+        for i in range(min(len(c) for c in curves)):
+            rows = [c[i] for c in curves]
+            acc = [r["accept_rate"] for r in rows if r["accept_rate"] is not None]
+            out.append({
+                "decisions": int(np.mean([r["decisions"] for r in rows])),
+                "macro_f1": round(float(np.mean([r["macro_f1"] for r in rows])), 4),
+                "kappa": round(float(np.mean([r["kappa"] for r in rows])), 4),
+                "accept_rate": round(float(np.mean(acc)), 4) if acc else None,
+                "per_code_f1": {k: round(float(np.mean([r["per_code_f1"][k] for r in rows])), 4) for k in rows[0]["per_code_f1"]},
+            })
+        return out
+
+    def mean_point(points: list[dict]) -> dict:
+        return {"macro_f1": round(float(np.mean([p["macro_f1"] for p in points])), 4), "kappa": round(float(np.mean([p["kappa"] for p in points])), 4)}
+
+    curve = mean_curve(per_fold["curve"])
+    emb_all = mean_point(per_fold["embedding_lr_all"])
+    match = next((r["decisions"] for r in curve if r["macro_f1"] >= emb_all["macro_f1"]), None)
+    return {
+        "dataset": ds.name,
+        "folds": [int(f) for f in folds],
+        "budget": budget,
+        "batch": batch,
+        "n_examples": n_examples,
+        "features": features,
+        "strategy": "uncertainty_diversity",
+        "encoder": encoder.model_id,
+        "curve": curve,
+        "baselines": {
+            "random_order": mean_curve(per_fold["random_order"]),
+            "zero_shot": mean_point(per_fold["zero_shot"]),
+            "tfidf_lr_all": mean_point(per_fold["tfidf_lr_all"]),
+            "embedding_lr_all": emb_all,
+        },
+        "decisions_to_match_embedding_lr_all": match,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def plot_curve(result: dict, path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for key, label, style in (("curve", "coder-assist (uncertainty + diversity)", "o-"), ("random_order", "same learner, random order", "s--")):
+        rows = result[key] if key == "curve" else result["baselines"][key]
+        ax.plot([r["decisions"] for r in rows], [r["macro_f1"] for r in rows], style, label=label)
+    for key, label, color in (("embedding_lr_all", "embedding + LR, all pool labels", "tab:green"), ("tfidf_lr_all", "TF-IDF + LR, all pool labels", "tab:purple"), ("zero_shot", "zero-shot (descriptions)", "tab:gray")):
+        ax.axhline(result["baselines"][key]["macro_f1"], color=color, linestyle=":", label=label)
+    ax.set_xlabel("researcher decisions")
+    ax.set_ylabel("macro-F1 on held-out fold(s)")
+    ax.set_title(f"{result['dataset']}: folds {result['folds']}")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_result(result: dict, out: str | Path) -> None:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1), encoding="utf-8")

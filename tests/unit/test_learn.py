@@ -1,0 +1,182 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coder_assist.codebook import parse_template
+from coder_assist.errors import ProjectError
+from coder_assist.learn import (
+    Featurizer,
+    LearnedScorer,
+    labels_from_decisions,
+    load_model_version,
+    most_likely,
+    rollback,
+    train_project,
+    uncertainty_diversity,
+)
+from coder_assist.pipeline import import_files, init_project, suggest_project
+from coder_assist.suggest import Inputs
+
+TPL = parse_template({"name": "toy", "codes": [
+    {"name": "Kind", "description": "kinds", "exclusive": True, "children": [
+        {"name": "Money", "description": "Funding, budgets, paying for things.", "examples": ["There is no budget.", "The grant ran out."]},
+        {"name": "Time", "description": "Not enough time, deadlines.", "examples": ["No hours in the week.", "Deadlines are impossible."]},
+        {"name": "Other", "description": "Anything else.", "examples": ["Nice weather today."]},
+    ]},
+    {"name": "Tone", "description": "free", "children": [{"name": "Complaint", "description": "Complaining."}]},
+]})
+
+
+def dec(rows):
+    return pd.DataFrame(rows, columns=["id", "segment_id", "code_id", "action"])
+
+
+def test_labels_partial_exclusive_latest_wins():
+    d = dec([
+        (1, 10, "kind/money", "accept"),
+        (2, 11, "kind/time", "reject"),
+        (3, 12, "tone/complaint", "skip"),
+        (4, 13, "tone/complaint", "accept"),
+        (5, 14, "kind/time", "accept"),
+        (6, 14, "kind/money", "accept"),  # later accept of a sibling: money wins, time becomes negative
+    ])
+    lab = labels_from_decisions(d, TPL).set_index(["segment_id", "code_id"])["label"].to_dict()
+    assert lab[(10, "kind/money")] == 1
+    assert lab[(10, "kind/time")] == 0 and lab[(10, "kind/other")] == 0  # exclusivity
+    assert lab[(11, "kind/time")] == 0
+    assert (11, "kind/money") not in lab  # a reject says nothing about other codes
+    assert (12, "tone/complaint") not in lab  # skips are no label
+    assert lab[(13, "tone/complaint")] == 1
+    assert not any(k[0] == 13 and k[1].startswith("kind/") for k in lab)  # non-exclusive: no implied negatives
+    assert lab[(14, "kind/money")] == 1
+    # The direct accept of time on 14 was superseded by the later exclusive accept of money:
+    # the implied negative does not override a direct decision.
+    assert lab[(14, "kind/time")] == 1
+
+
+MONEY = ["The budget was cut again this year.", "We could not pay for the venue.", "Funding ended in March.", "No money for expenses.",
+         "The grant did not cover staff.", "Costs went up and cash went down.", "They froze the budget.", "We begged for a small grant."]
+TIME = ["I had no hours left in the week.", "The deadline was Friday.", "Everything is rushed.", "We never have enough time.",
+        "The timetable was impossible.", "My diary is full for months.", "We ran out of time for meetings.", "Too many deadlines at once."]
+
+
+def corpus_inputs(encoder, texts):
+    X = encoder.encode(texts)
+    return Inputs(X=X, texts=texts, X_prev=np.zeros_like(X), prev_texts=[""] * len(texts))
+
+
+@pytest.fixture
+def trained(encoder):
+    texts = MONEY + TIME
+    inputs = corpus_inputs(encoder, texts)
+    rows = [(i, i, "kind/money", "accept") for i in range(8)] + [(8 + i, 8 + i, "kind/money", "reject") for i in range(8)]
+    labels = labels_from_decisions(dec(rows), TPL)
+    sc = LearnedScorer(features="emb+prev+ngrams", cv_folds=3).fit(TPL, encoder)
+    sc.fit_labels(inputs, labels, row_of={i: i for i in range(len(texts))})
+    return sc, inputs
+
+
+def test_classifier_learns_and_reports(trained):
+    sc, inputs = trained
+    assert "kind/money" in sc.coef
+    # Time has negatives (implied by exclusivity) but no decided positive: the prior serves it.
+    assert "kind/time" not in sc.coef and sc.reports["kind/time"].n_neg == 8
+    rep = sc.reports["kind/money"]
+    assert (rep.n_pos, rep.n_neg) == (8, 8)
+    assert rep.weight in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert rep.f1 is not None and rep.verdict in ("reliable", "needs more decisions")
+    assert "tone/complaint" not in sc.coef  # no labels: the prior serves
+    s = sc.score(inputs)
+    j = s.code_ids.index("kind/money")
+    assert s.confidence[:8, j].mean() > s.confidence[8:, j].mean() + 0.2
+    assert np.all((s.confidence > 0) & (s.confidence < 1))
+    assert s.evidence_text[0, j]  # evidence still comes from the template's examples
+
+
+def test_save_load_round_trip(trained, tmp_path, encoder):
+    sc, inputs = trained
+    sc.save(tmp_path)
+    again = LearnedScorer.load(tmp_path, TPL, encoder)
+    np.testing.assert_allclose(again.score(inputs).confidence, sc.score(inputs).confidence, atol=1e-5)
+    assert json.loads((tmp_path / "model.json").read_text())["features"] == "emb+prev+ngrams"
+
+
+def test_tampered_model_file_is_refused(trained, tmp_path, encoder):
+    sc, _ = trained
+    sc.save(tmp_path)
+    # An npz holding a pickled object array (what an attacker would use to run code on load).
+    np.savez(tmp_path / "weights.npz", idf__word=np.array([{"evil": 1}], dtype=object))
+    with pytest.raises(ProjectError, match="refusing"):
+        LearnedScorer.load(tmp_path, TPL, encoder)
+    (tmp_path / "weights.npz").write_bytes(b"not a zip")
+    with pytest.raises(ProjectError, match="refusing"):
+        LearnedScorer.load(tmp_path, TPL, encoder)
+
+
+def test_featurizer_blocks():
+    X = np.eye(3, 4, dtype=np.float32)
+    inp = Inputs(X=X, texts=["yes", "no way", "yes?"], X_prev=X, prev_texts=["ok", "", "why"])
+    f = Featurizer("emb+prev+ngrams", n_hash=2**10).fit(inp)
+    M = f.transform(inp)
+    assert M.shape == (3, 4 + 4 + 3 * 2**10)
+    assert Featurizer("emb").fit(inp).transform(inp).shape == (3, 4)
+    assert Featurizer("emb+prev").fit(inp).transform(inp).shape == (3, 8)
+
+
+def test_uncertainty_diversity_prefers_uncertain_and_distinct():
+    conf = np.array([[0.5, 0.1], [0.5, 0.1], [0.55, 0.1], [0.99, 0.0], [0.6, 0.1]])
+    X = np.array([[1, 0], [1, 0], [0, 1], [0.7, 0.7], [0.6, 0.8]], dtype=np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    pick = uncertainty_diversity(conf, X, 2, explore=0.0)
+    assert len(set(pick.tolist())) == 2
+    assert 3 not in pick  # the confident one is not asked
+    assert not {0, 1} <= set(pick.tolist())  # never two identical passages in one batch
+    assert most_likely(conf, 1).tolist() == [3]
+    mixed = uncertainty_diversity(conf, X, 4, explore=0.5, seed=1)
+    assert len(set(mixed.tolist())) == 4  # half uncertain, half random, no repeats
+
+
+def test_train_project_versions_and_rollback(tmp_path, encoder):
+    (tmp_path / "in").mkdir()
+    lines = "".join(f"Interviewer: Q{i}?\nP1: {m} {t}\n" for i, (m, t) in enumerate(zip(MONEY, TIME)))
+    (tmp_path / "in" / "a.txt").write_text(lines, encoding="utf-8")
+    p = init_project(tmp_path / "proj", TPL)
+    from coder_assist.segment import Segmenter  # noqa: F401  (project default: windows)
+
+    import_files(p, [tmp_path / "in" / "a.txt"])
+    mv1 = suggest_project(p, encoder=encoder)
+    segs = p.segments()
+    for i, sid in enumerate(segs.id):
+        p.record_decision(int(sid), "kind/money", "accept" if i % 2 == 0 else "reject", "ann")
+    mv2 = train_project(p, encoder)
+    assert mv2 > mv1 and p.latest_model_version() == mv2
+    folder = p.folder / "models" / f"v{mv2}"
+    assert {f.name for f in folder.iterdir()} == {"weights.npz", "model.json", "card.json", "card.txt"}
+    card = json.loads((folder / "card.json").read_text())
+    assert card["n_decisions"] == len(segs) and card["encoder"] == encoder.model_id
+    assert "kind/money" in (folder / "card.txt").read_text() or "Money" in (folder / "card.txt").read_text()
+    assert set(p.suggestions().model_version_id) <= {mv2}
+    load_model_version(p, mv2, encoder)
+    rollback(p, mv1)
+    assert p.latest_model_version() == mv1 and set(p.suggestions().model_version_id) == {mv1}
+    with pytest.raises(ProjectError):
+        rollback(p, 999)
+
+
+def test_failed_save_leaves_no_version(tmp_path, encoder, monkeypatch):
+    (tmp_path / "a.txt").write_text("Interviewer: Q?\nP1: The budget was cut.\n", encoding="utf-8")
+    p = init_project(tmp_path / "proj", TPL)
+    import_files(p, [tmp_path / "a.txt"])
+    before = len(p.model_versions())
+
+    def boom(self, folder):
+        (folder / "weights.npz").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(LearnedScorer, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        train_project(p, encoder)
+    assert len(p.model_versions()) == before
+    assert not any((p.folder / "models").iterdir())
