@@ -206,6 +206,28 @@ def train(project, model, features, target):
 
 @main.command()
 @click.argument("project", type=click.Path(path_type=Path))
+@click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Also write the list to this CSV.")
+@_clean_errors
+def check(project, model, out):
+    """Consistency check: accepted codings far from their code or closer to another one."""
+    from .embed import load_encoder
+    from .learn import consistency_check
+    from .store import Project
+
+    with Project.open(project) as p:
+        df = consistency_check(p, load_encoder(model or p.meta("model")))
+    if out:
+        df.to_csv(out, index=False)
+    if df.empty:
+        click.echo("no accepted coding stands out")
+    for r in df.itertuples():
+        other = f"; nearer {r.nearest_other} ({r.similarity_other:.2f})" if r.flag == "closer to another code" else ""
+        click.echo(f"[{r.flag}] {r.transcript} seg {r.segment_id} {r.code_path} ({r.similarity:.2f}{other}) by {r.coder}: {r.text[:100]}")
+
+
+@main.command()
+@click.argument("project", type=click.Path(path_type=Path))
 @click.option("--rollback", "version", type=int, help="Make this earlier model version the active one.")
 @_clean_errors
 def models(project, version):

@@ -447,6 +447,70 @@ def model_card_text(card: dict, template: Template) -> str:
     return "\n".join(lines) + "\n"
 
 
+def apply_history(reports: dict[str, CodeReport], history: list[dict], target: float, *, window: int = 3, min_gain: float = 0.03) -> None:
+    """Mark codes "not automatable" when their learning curve has flattened below target: over
+    the last ``window`` trainings (this one included) labels grew by half or more but F1 rose
+    by less than ``min_gain`` and is still below ``target``. ``history``: earlier model cards."""
+    for code, rep in reports.items():
+        if rep.f1 is None or rep.verdict == "reliable":
+            continue
+        points = [
+            (c["n_pos"] + c["n_neg"], c["f1"])
+            for card in history
+            for c in card.get("codes", [])
+            if c["code_id"] == code and c.get("f1") is not None
+        ][-(window - 1):] + [(rep.n_pos + rep.n_neg, rep.f1)]
+        if len(points) < window:
+            continue
+        (n0, f0), (n1, f1) = points[0], points[-1]
+        if n1 >= 1.5 * n0 and f1 - f0 < min_gain and f1 < target:
+            rep.verdict = "not automatable"
+
+
+def consistency_check(project, encoder: Encoder, *, z_cut: float = -2.0) -> pd.DataFrame:
+    """Accepted codings that sit far from the rest of their code, or closer to another code:
+    possible miscodings to look at again. Codes are represented by the mean of their accepted
+    passages (leave-one-out for the passage being checked) and their template examples."""
+    template = project.template()
+    cur = project.current_decisions()
+    acc = cur[cur["action"] == "accept"]
+    if acc.empty:
+        return pd.DataFrame(columns=["segment_id", "transcript", "code_id", "code_path", "coder", "text", "similarity", "nearest_other", "similarity_other", "flag"])
+    segs = project.segments().set_index("id")
+    acc = acc[acc["segment_id"].isin(segs.index) & acc["code_id"].isin(template.codes)].reset_index(drop=True)
+    texts = segs.loc[acc["segment_id"], "text"].tolist()
+    X = encoder.encode(texts)
+    ex = {c.id: encoder.encode([e.text for e in c.examples]) for c in template.leaves() if c.examples}
+    sums = {cid: v.sum(axis=0) for cid, v in ex.items()}
+    counts = {cid: len(v) for cid, v in ex.items()}
+    for i, cid in enumerate(acc["code_id"]):
+        sums[cid] = sums.get(cid, 0) + X[i]
+        counts[cid] = counts.get(cid, 0) + 1
+    codes = sorted(sums)
+    rows = []
+    for i, r in acc.iterrows():
+        own_n = counts[r.code_id] - 1
+        own = (sums[r.code_id] - X[i]) / own_n if own_n else None
+        sims = {}
+        for cid in codes:
+            v = own if cid == r.code_id else sums[cid] / counts[cid]
+            if v is not None:
+                sims[cid] = float(X[i] @ (v / (np.linalg.norm(v) or 1.0)))
+        own_sim = sims.get(r.code_id, float("nan"))
+        others = {k: v for k, v in sims.items() if k != r.code_id}
+        best = max(others, key=others.get) if others else None
+        rows.append({
+            "segment_id": int(r.segment_id), "transcript": segs.loc[r.segment_id, "transcript"], "code_id": r.code_id,
+            "code_path": template.codes[r.code_id].path_str, "coder": r.coder, "text": segs.loc[r.segment_id, "text"],
+            "similarity": own_sim, "nearest_other": template.codes[best].path_str if best else None,
+            "similarity_other": others[best] if best else float("nan"),
+        })
+    df = pd.DataFrame(rows)
+    z = df.groupby("code_id")["similarity"].transform(lambda s: (s - s.mean()) / s.std(ddof=0) if len(s) > 2 and s.std(ddof=0) > 0 else s * 0)
+    df["flag"] = np.where(df["similarity_other"] > df["similarity"], "closer to another code", np.where(z < z_cut, "far from its code", ""))
+    return df[df["flag"] != ""].sort_values(["flag", "similarity"]).reset_index(drop=True)
+
+
 def train_project(project, encoder: Encoder, *, features: FeatureSet = DEFAULT_FEATURES, target: float = 0.7, threshold: float | None = None, top_k: int | None = 3) -> int:
     """Retrain from the project's decisions, save the model version (complete or absent), and
     store its suggestions. Returns the new model version id."""
@@ -460,6 +524,8 @@ def train_project(project, encoder: Encoder, *, features: FeatureSet = DEFAULT_F
     labels = labels[labels["segment_id"].isin(row_of)]
     scorer = LearnedScorer(features=features, target=target).fit(template, encoder)
     scorer.fit_labels(inputs, labels, row_of=row_of)
+    history = [json.loads(c) for k, c in project.model_versions()[["kind", "card"]].itertuples(index=False) if k == LearnedScorer.version]
+    apply_history(scorer.reports, history, target)
     card = scorer.card() | {
         "created_at": _now(),
         "encoder": encoder.model_id,
@@ -482,6 +548,7 @@ def train_project(project, encoder: Encoder, *, features: FeatureSet = DEFAULT_F
             # The folder appears under its final name only inside the transaction that records
             # it: a crash leaves either both or an ignorable .tmp folder.
             os.replace(tmp, models / f"v{mv}")
+            project._set_meta("stale_verdicts", "[]")  # fresh verdicts against the current template
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

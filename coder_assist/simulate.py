@@ -148,10 +148,26 @@ def run_loop(
             scorer.fit_labels(inputs, labels, row_of={i: i for i in range(len(corpus))}, featurizer=featurizer, F=F, prior_conf=prior_conf)
             conf = scorer.score_features(F, prior_conf)
         m = _metrics(ds, code_ids, conf[n_pool:], test["codes"])
-        row = {"decisions": len(decisions), "macro_f1": m["macro_f1"], "kappa": m["kappa"], "accept_rate": round(accepted / shown, 4) if shown else None, "per_code_f1": m["per_code_f1"]}
+        row = {"decisions": len(decisions), "macro_f1": m["macro_f1"], "kappa": m["kappa"], "accept_rate": round(accepted / shown, 4) if shown else None, "per_code_f1": m["per_code_f1"],
+               "reliability": reliability_table(conf[n_pool:], code_ids, test["codes"])}
         log(f"  {strategy:>10s} {row['decisions']:5d} decisions: macro-F1 {row['macro_f1']:.3f} kappa {row['kappa']:.3f} accept {row['accept_rate']}")
         curve.append(row)
     return curve
+
+
+def reliability_table(conf: np.ndarray, code_ids: list[str], gold: pd.Series, bins: int = 10) -> list[dict]:
+    """Calibration check: every (passage, code) confidence, binned, against how often the code
+    is the gold code. Well calibrated means mean_confidence ~= accept_rate in every bin."""
+    names = [c.split("/")[-1] for c in code_ids]
+    hit = np.array([[n in cs for n in names] for cs in gold], dtype=float).ravel()
+    c = conf.ravel()
+    idx = np.minimum((c * bins).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            out.append({"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}", "n": int(m.sum()), "mean_confidence": round(float(c[m].mean()), 4), "accept_rate": round(float(hit[m].mean()), 4)})
+    return out
 
 
 def _fit_all(ds: Dataset, Xtr, ytr, Xte) -> np.ndarray:
@@ -234,6 +250,17 @@ def simulate(
         return {"macro_f1": round(float(np.mean([p["macro_f1"] for p in points])), 4), "kappa": round(float(np.mean([p["kappa"] for p in points])), 4)}
 
     curve = mean_curve(per_fold["curve"])
+    # Reliability of the final model, pooled over folds (bins summed, not averaged).
+    pooled: dict[str, list] = {}
+    for c in per_fold["curve"]:
+        for r in c[-1]["reliability"]:
+            pooled.setdefault(r["bin"], []).append(r)
+    reliability = [
+        {"bin": b, "n": sum(r["n"] for r in rs),
+         "mean_confidence": round(sum(r["mean_confidence"] * r["n"] for r in rs) / sum(r["n"] for r in rs), 4),
+         "accept_rate": round(sum(r["accept_rate"] * r["n"] for r in rs) / sum(r["n"] for r in rs), 4)}
+        for b, rs in sorted(pooled.items())
+    ]
     emb_all = mean_point(per_fold["embedding_lr_all"])
     match = next((r["decisions"] for r in curve if r["macro_f1"] >= emb_all["macro_f1"]), None)
     return {
@@ -253,6 +280,7 @@ def simulate(
             "embedding_lr_all": emb_all,
         },
         "decisions_to_match_embedding_lr_all": match,
+        "reliability_final": reliability,
         "seconds": round(time.perf_counter() - t0, 1),
     }
 

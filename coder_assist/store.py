@@ -262,8 +262,33 @@ class Project:
         self.conn.executemany("UPDATE codes SET active = 0 WHERE id = ?", [(g,) for g in gone])
 
     def set_template(self, template: Template) -> None:
+        """Replace the template. Codes whose description or examples changed get a stale
+        verdict: the model's per-code figures were measured against the old definition."""
         with self.transaction():
+            old = self.template()
+            changed = {
+                cid for cid, c in template.codes.items()
+                if cid in old.codes and (
+                    (c.description, c.examples, c.counter_examples)
+                    != (old.codes[cid].description, old.codes[cid].examples, old.codes[cid].counter_examples)
+                )
+            }
+            self._set_meta("stale_verdicts", json.dumps(sorted(changed | self.stale_verdicts())))
             self._write_template(template)
+
+    def stale_verdicts(self) -> set[str]:
+        return set(json.loads(self.meta("stale_verdicts") or "[]"))
+
+    def verdicts(self) -> dict[str, str]:
+        """Per code, the active model's verdict: "reliable", "needs more decisions", "not
+        automatable", "stale" (template edited since), or "cold start" (no trained model)."""
+        mv = self.latest_model_version()
+        row = self.conn.execute("SELECT card FROM model_versions WHERE id = ?", (mv,)).fetchone() if mv else None
+        card = json.loads(row[0]) if row else {}
+        out = {c["code_id"]: c["verdict"] for c in card.get("codes", [])}
+        leaves = [r[0] for r in self.conn.execute("SELECT id FROM codes WHERE is_leaf = 1 AND active = 1")]
+        stale = self.stale_verdicts()
+        return {cid: "stale" if cid in stale else out.get(cid, "cold start") for cid in leaves}
 
     def template(self) -> Template:
         raw = self.meta("template")
@@ -407,7 +432,7 @@ class Project:
             "WHERE g.model_version_id = ? ORDER BY t.name, s.idx, g.rank",
             self.conn,
             params=(mv,),
-        )
+        ).assign(verdict=lambda df: df["code_id"].map(self.verdicts()))
 
     # -- decisions -------------------------------------------------------------------------
     def record_decision(

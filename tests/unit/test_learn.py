@@ -180,3 +180,55 @@ def test_failed_save_leaves_no_version(tmp_path, encoder, monkeypatch):
         train_project(p, encoder)
     assert len(p.model_versions()) == before
     assert not any((p.folder / "models").iterdir())
+
+
+def test_not_automatable_when_curve_flattens_below_target():
+    from coder_assist.learn import CodeReport, apply_history
+
+    def card(n, f1):
+        return {"codes": [{"code_id": "c", "n_pos": n // 2, "n_neg": n - n // 2, "f1": f1}]}
+
+    flat = {"c": CodeReport("c", 60, 60, 1.0, 0.5, 0.5, 0.50)}
+    apply_history(flat, [card(40, 0.49), card(80, 0.50)], target=0.7)
+    assert flat["c"].verdict == "not automatable"
+    rising = {"c": CodeReport("c", 60, 60, 1.0, 0.6, 0.6, 0.60)}
+    apply_history(rising, [card(40, 0.40), card(80, 0.50)], target=0.7)
+    assert rising["c"].verdict == "needs more decisions"
+    young = {"c": CodeReport("c", 10, 10, 1.0, 0.5, 0.5, 0.50)}
+    apply_history(young, [card(18, 0.5)], target=0.7)  # too little history to judge
+    assert young["c"].verdict == "needs more decisions"
+
+
+def test_consistency_check_flags_a_miscoding(tmp_path, encoder):
+    from coder_assist.learn import consistency_check
+
+    lines = "".join(f"Interviewer: Q{i}?\nP1: {t}\n" for i, t in enumerate(MONEY + TIME))
+    (tmp_path / "a.txt").write_text(lines, encoding="utf-8")
+    p = init_project(tmp_path / "proj", TPL)
+    from coder_assist.pipeline import project_segmenter  # noqa: F401
+
+    import_files(p, [tmp_path / "a.txt"])
+    segs = p.segments()
+    by_text = dict(zip(segs.text, segs.id.astype(int)))
+    for t in MONEY[:6]:
+        p.record_decision(by_text[t], "kind/money", "accept", "ann")
+    for t in TIME[:5]:
+        p.record_decision(by_text[t], "kind/time", "accept", "ann")
+    p.record_decision(by_text[TIME[6]], "kind/money", "accept", "bob")  # a time passage coded as money
+    flagged = consistency_check(p, encoder)
+    assert TIME[6] in flagged.text.tolist()
+    row = flagged[flagged.text == TIME[6]].iloc[0]
+    assert row.flag == "closer to another code" and row.nearest_other.endswith("Time") and row.coder == "bob"
+    assert not set(MONEY[:6]) & set(flagged.text)
+
+
+def test_verdicts_cold_start_then_stale_after_template_edit(tmp_path, encoder):
+    p = init_project(tmp_path / "proj", TPL)
+    assert set(p.verdicts().values()) == {"cold start"}
+    from coder_assist.codebook import parse_template as parse
+
+    d = TPL.to_dict()
+    d["codes"][0]["children"][0]["description"] = "Money, redefined."
+    p.set_template(parse(d))
+    v = p.verdicts()
+    assert v["kind/money"] == "stale" and v["kind/time"] == "cold start"
