@@ -1,15 +1,17 @@
 """The review queue: which suggestion a coder sees next, its context, progress, and the
-decisions the review page records. Plain functions over a :class:`~coder_assist.store.Project`
-(no Streamlit here), so they are tested on their own and the page stays thin.
+decisions the review and transcript pages record. Plain functions over a
+:class:`~coder_assist.store.Project` (no Streamlit here), so they are tested on their own and
+the pages stay thin.
 
 Terms used below:
 
-* **pool**: the suggestions of the latest model version whose code is still active in the
-  template. Older model versions are history; the queue never mixes versions.
-* **decided**: a pool suggestion whose (segment, code) pair has, for this coder, a current
-  decision (latest accept/reject/skip not undone, as in :meth:`Project.current_decisions`)
-  that is ``accept`` or ``reject``. A pair decided for another reason (for instance accepted
-  through "Different code..." on another suggestion) counts as decided too.
+* **pool**: the suggestions of the active model version (:meth:`Project.latest_model_version`)
+  whose code is still active in the template. Other model versions are history; the queue
+  never mixes versions.
+* **current decision** of a coder on a (segment, code) pair: the latest accept/reject/skip
+  that has not been undone, as in :meth:`Project.current_decisions`.
+* **decided**: a pool suggestion whose pair has a current decision ``accept`` or ``reject``
+  for this coder, whichever way it was made (Accept, "Different code...", the transcript page).
 * **skipped**: current decision ``skip``. Skipped suggestions stay in the queue, after every
   unskipped one, in the order they were skipped (the earliest skip comes back first), so
   skipping again moves a suggestion to the very end.
@@ -17,16 +19,27 @@ Terms used below:
 
 Coders are independent: every query is per coder, and names are compared after stripping
 whitespace, as :meth:`Project.record_decision` stores them.
+
+Speed: the page asks for one suggestion (:func:`next_suggestion`), not the whole queue. That
+is an index scan in queue order that stops at the first suggestion this coder has not decided,
+so it costs about as much as the number of decided suggestions it passes, not the size of the
+project; counts cost in proportion to the coder's own decisions, and what depends only on the
+pool (its size, per-code totals, the median confidence) is computed once per model version
+and template (see ``bench/review_queue.py``). :func:`review_queue` still returns the whole
+queue as a DataFrame, for exports and as the reference the fast path is tested against.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Iterable, Literal
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Mapping
 
+import numpy as np
 import pandas as pd
 
+from .edit import EPOCH_KEY
 from .errors import ProjectError
 from .store import Decision, Project
 
@@ -40,6 +53,9 @@ ORDERS: dict[str, str] = {
 #: that undo takes both back together.
 _OTHER_CODE_NOTE = "different code for suggestion {sid} (replaces decision {reject_id})"
 _OTHER_CODE_RE = re.compile(r"\(replaces decision (\d+)\)$")
+#: Notes of decisions made by hand on the transcript page.
+MANUAL_ADD_NOTE = "manual: coded on the transcript page"
+MANUAL_REMOVE_NOTE = "manual: removed on the transcript page"
 
 QUEUE_COLUMNS = [
     "suggestion_id",
@@ -77,8 +93,8 @@ def _reader(coder: str | None) -> str | None:
 
 
 # Current decision per (segment, code) for one coder: the latest accept/reject/skip that has
-# not been undone. Same rule as Project.current_decisions, written with a window function so
-# it stays fast on long logs (the undo lookup uses the decisions_undone_once index).
+# not been undone. Same rule as Project.current_decisions, written with a window function over
+# this coder's decisions only (decisions_coder index; the undo lookup uses decisions_undone_once).
 _CURRENT_SQL = """
 current AS (
     SELECT segment_id, code_id, action, id AS decision_id FROM (
@@ -90,23 +106,333 @@ current AS (
     ) WHERE rn = 1
 )"""
 
+# A decision row that is this coder's current one on its pair (not undone, nothing later).
+_IS_CURRENT_SQL = """d.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)
+  AND NOT EXISTS (
+    SELECT 1 FROM decisions e
+    WHERE e.segment_id = d.segment_id AND e.code_id = d.code_id AND e.coder = d.coder AND e.id > d.id
+      AND e.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions u2 WHERE u2.undoes = e.id))"""
 
-def _pool(project: Project, coder: str, *, code_id=None, transcript=None, speaker=None) -> pd.DataFrame:
-    """Pool suggestions joined to this coder's current decision (``action`` / ``decision_id``)."""
+
+# --------------------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the queue is narrowed to. Each field is ``None`` (no filter) or the values kept;
+    ``attributes`` maps an attribute key to the values kept (transcripts with any of them)."""
+
+    code_id: tuple[str, ...] | None = None
+    transcript: tuple[str, ...] | None = None
+    speaker: tuple[str, ...] | None = None
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @staticmethod
+    def _values(value) -> tuple | None:
+        if value is None:
+            return None
+        return (value,) if isinstance(value, (str, int)) else tuple(value)
+
+    @classmethod
+    def of(cls, code_id=None, transcript=None, speaker=None, attributes: Mapping[str, object] | None = None) -> "Filters":
+        attrs = tuple(
+            sorted((str(k), cls._values(v) or ()) for k, v in (attributes or {}).items() if v is not None)
+        )
+        return cls(cls._values(code_id), cls._values(transcript), cls._values(speaker), attrs)
+
+    @property
+    def active(self) -> int:
+        return sum(v is not None for v in (self.code_id, self.transcript, self.speaker)) + len(self.attributes)
+
+    @property
+    def on_segments(self) -> bool:
+        return self.transcript is not None or self.speaker is not None or bool(self.attributes)
+
+
+def _in(col: str, values: Iterable, params: dict, name: str) -> str:
+    marks = []
+    for v in values:
+        key = f"{name}{len(params)}"
+        params[key] = v
+        marks.append(f":{key}")
+    return f"{col} IN ({', '.join(marks) or 'NULL'})"
+
+
+def _segment_conditions(f: Filters, params: dict) -> list[str]:
+    """Conditions on segments ``s`` for the transcript, speaker and attribute filters."""
+    out = []
+    if f.transcript is not None:
+        out.append("s.transcript_id IN (SELECT id FROM transcripts WHERE " + _in("name", f.transcript, params, "tr") + ")")
+    if f.speaker is not None:
+        out.append(_in("s.speaker", f.speaker, params, "sp"))
+    for key, values in f.attributes:
+        params[f"ak{len(params)}"] = key
+        kmark = f":ak{len(params) - 1}"
+        out.append(f"s.transcript_id IN (SELECT transcript_id FROM attributes WHERE key = {kmark} AND " + _in("value", values, params, "av") + ")")
+    return out
+
+
+def _code_conditions(f: Filters, params: dict) -> list[str]:
+    return [_in("g.code_id", f.code_id, params, "cd")] if f.code_id is not None else []
+
+
+# --------------------------------------------------------------------------- the pool, in memory
+#
+# The page asks, after every decision, for the next suggestion and the counts. Asking SQLite
+# means walking past every suggestion this coder already decided (about 10 µs each), which at
+# tens of thousands of decisions is too slow. So the pool of the active model version is held
+# in memory (numpy arrays, loaded once per model version and template through the covering
+# index ``suggestions_pool``), and so is each coder's state, brought up to date on every call
+# by reading only the decisions logged since the last call (``decisions_coder`` index; the log
+# is append-only, so ids only grow and nothing already read changes). Every answer therefore
+# reflects what other tabs, coders and processes have committed, at a cost that does not grow
+# with the project or the log.
+
+_STATE = {"accept": 1, "reject": 2, "skip": 3}
+_LOCK = threading.RLock()
+
+
+def _db_identity(project: Project) -> tuple:
+    """Which database this is: its folder and creation time (a rebuilt project is another)."""
+    return (str(project.folder.resolve()), project.meta("created_at"))
+
+
+def _pool_key(project: Project, mv: int | None) -> tuple:
+    """Changes whenever the pool can: another model version, new suggestions, codes switched
+    on or off, another database."""
+    max_sugg = project.conn.execute("SELECT MAX(id) FROM suggestions").fetchone()[0]
+    active = tuple(r[0] for r in project.conn.execute("SELECT id FROM codes WHERE active = 1 ORDER BY id"))
+    return (_db_identity(project), mv, max_sugg, hash(active))
+
+
+class _Pool:
+    """The pool of one model version: arrays indexed by row, rows sorted by (segment, code)."""
+
+    def __init__(self, project: Project, mv: int | None, key: tuple):
+        self.key = key
+        self.model_version_id = mv
+        self.code_ids = [r[0] for r in project.conn.execute("SELECT id FROM codes ORDER BY rowid")]
+        self.code_index = {c: i for i, c in enumerate(self.code_ids)}
+        self.n_codes = len(self.code_ids) + 1
+        rows = (
+            project.conn.execute(
+                "SELECT g.id, g.segment_id, g.code_id, g.confidence FROM suggestions g "
+                "WHERE g.model_version_id = ? AND g.code_id IN (SELECT id FROM codes WHERE active = 1)",
+                (mv,),
+            ).fetchall()
+            if mv is not None
+            else []
+        )
+        n = len(rows)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        seg = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
+        code = np.fromiter((self.code_index[r[2]] for r in rows), dtype=np.int64, count=n)
+        conf = np.fromiter((r[3] for r in rows), dtype=np.float64, count=n)
+        pair = seg * self.n_codes + code
+        by_pair = np.argsort(pair, kind="stable")
+        self.ids, self.seg, self.code, self.conf, self.pair = ids[by_pair], seg[by_pair], code[by_pair], conf[by_pair], pair[by_pair]
+        self.row_of_id: dict[int, int] | None = None  # built on first use
+        self.median = float(np.median(self.conf)) if n else 0.5
+        # Queue orders (ties: lower suggestion id first), as row numbers.
+        self.orders = {
+            "likely": np.lexsort((self.ids, -self.conf)),
+            "uncertain": np.lexsort((self.ids, np.abs(self.conf - self.median))),
+        }
+        self.per_code = np.bincount(self.code, minlength=self.n_codes)
+        self.masks: dict[Filters, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows_of_pairs(self, seg: np.ndarray, code: np.ndarray) -> np.ndarray:
+        """Row of each (segment, code index) pair, -1 where the pair is not in the pool."""
+        if not len(self.pair) or not len(seg):
+            return np.full(len(seg), -1, dtype=np.int64)
+        key = seg * self.n_codes + code
+        pos = np.searchsorted(self.pair, key)
+        pos_c = np.minimum(pos, len(self.pair) - 1)
+        return np.where((pos < len(self.pair)) & (self.pair[pos_c] == key) & (code >= 0), pos_c, -1)
+
+    def row_of_suggestion(self, suggestion_id: int) -> int:
+        if self.row_of_id is None:
+            self.row_of_id = {i: r for r, i in enumerate(self.ids.tolist())}
+        return self.row_of_id.get(int(suggestion_id), -1)
+
+    def mask(self, project: Project, f: Filters) -> np.ndarray | None:
+        """Rows matching the filters (``None``: no filter)."""
+        if not f.active:
+            return None
+        m = self.masks.get(f)
+        if m is None:
+            m = np.ones(len(self), dtype=bool)
+            if f.code_id is not None:
+                wanted = [self.code_index[c] for c in f.code_id if c in self.code_index]
+                m &= np.isin(self.code, np.array(wanted, dtype=np.int64))
+            if f.on_segments:
+                params: dict = {}
+                sql = "SELECT s.id FROM segments s WHERE " + " AND ".join(_segment_conditions(f, params))
+                segs = np.fromiter((r[0] for r in project.conn.execute(sql, params)), dtype=np.int64)
+                m &= np.isin(self.seg, segs)
+            if len(self.masks) > 64:
+                self.masks.clear()
+            self.masks[f] = m
+        return m
+
+
+class _CoderLog:
+    """One coder's decisions, read incrementally: for each (segment, code) pair the chain of
+    decisions not undone (the last one is the current decision)."""
+
+    def __init__(self, coder: str):
+        self.coder = coder
+        self.last_id = 0
+        self.last_row: tuple | None = None
+        self.epoch: str | None = None
+        self.chains: dict[tuple[int, str], list[tuple[int, str]]] = {}
+        self.pair_of: dict[int, tuple[int, str]] = {}
+        self.views: dict[tuple, "_CoderView"] = {}
+
+    def _reset(self) -> None:
+        self.last_id, self.last_row = 0, None
+        self.chains, self.pair_of, self.views = {}, {}, {}
+
+    def refresh(self, project: Project) -> set[tuple[int, str]]:
+        epoch = project.meta(EPOCH_KEY)
+        if epoch != self.epoch:
+            # A template edit re-pointed decisions to other codes: read the log again.
+            self._reset()
+            self.epoch = epoch
+        if self.last_row is not None:
+            # The last decision read must still be there as it was; if not, the database was
+            # replaced (a backup restored, say), so read this coder's log again from the start.
+            row = project.conn.execute("SELECT id, segment_id, code_id, action, coder FROM decisions WHERE id = ?", (self.last_id,)).fetchone()
+            if row is None or tuple(row) != self.last_row:
+                self._reset()
+        rows = project.conn.execute(
+            "SELECT id, segment_id, code_id, action, undoes FROM decisions WHERE coder = ? AND id > ? ORDER BY id",
+            (self.coder, self.last_id),
+        ).fetchall()
+        changed: set[tuple[int, str]] = set()
+        for did, seg, code, action, undoes in rows:
+            if action == "undo":
+                pair = self.pair_of.get(undoes)
+                if pair is not None:
+                    chain = self.chains.get(pair, [])
+                    self.chains[pair] = [c for c in chain if c[0] != undoes]
+                    changed.add(pair)
+            else:
+                pair = (seg, code)
+                self.pair_of[did] = pair
+                self.chains.setdefault(pair, []).append((did, action))
+                changed.add(pair)
+            self.last_id, self.last_row = did, (did, seg, code, action, self.coder)
+        if changed:
+            for view in self.views.values():
+                view.apply(self, changed)
+        return changed
+
+    def current(self, pair: tuple[int, str]) -> tuple[int, str] | None:
+        chain = self.chains.get(pair)
+        return chain[-1] if chain else None
+
+    def view(self, pool: _Pool) -> "_CoderView":
+        v = self.views.get(pool.key)
+        if v is None:
+            self.views = {pool.key: _CoderView(pool, self)}  # only the live pool's view is kept
+            v = self.views[pool.key]
+        return v
+
+
+class _CoderView:
+    """A coder's state over the rows of one pool: 0 unseen, 1 accepted, 2 rejected, 3 skipped,
+    and for skipped rows the id of the skip (the order they come back in)."""
+
+    def __init__(self, pool: _Pool, log: _CoderLog):
+        self.pool = pool
+        self.state = np.zeros(len(pool), dtype=np.int8)
+        self.skip_id = np.zeros(len(pool), dtype=np.int64)
+        self.apply(log, set(log.chains))
+
+    def apply(self, log: _CoderLog, pairs: set[tuple[int, str]]) -> None:
+        pairs = list(pairs)
+        seg = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
+        code = np.fromiter((self.pool.code_index.get(p[1], -1) for p in pairs), dtype=np.int64, count=len(pairs))
+        rows = self.pool.rows_of_pairs(seg, code)
+        for pair, row in zip(pairs, rows.tolist()):
+            if row < 0:
+                continue
+            cur = log.current(pair)
+            self.state[row] = _STATE[cur[1]] if cur else 0
+            self.skip_id[row] = cur[0] if cur and cur[1] == "skip" else 0
+
+
+_POOLS: dict[tuple, _Pool] = {}
+_LOGS: dict[tuple, _CoderLog] = {}
+
+
+def _pool_for(project: Project) -> _Pool:
+    mv = project.latest_model_version()
+    key = _pool_key(project, mv)
+    with _LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            # One pool per database: a new model version or template replaces the old one.
+            for k in [k for k in _POOLS if k[0] == key[0]]:
+                del _POOLS[k]
+            pool = _POOLS[key] = _Pool(project, mv, key)
+        return pool
+
+
+def _log_for(project: Project, coder: str) -> _CoderLog:
+    """This coder's log, brought up to date (the caller holds _LOCK)."""
+    key = (_db_identity(project), coder)
+    log = _LOGS.get(key)
+    if log is None:
+        log = _LOGS[key] = _CoderLog(coder)
+    log.refresh(project)
+    return log
+
+
+def _view(project: Project, coder: str | None) -> tuple[_Pool, _CoderView | None]:
+    pool = _pool_for(project)
+    if coder is None:
+        return pool, None
+    return pool, _log_for(project, coder).view(pool)
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """What depends only on the pool: suggestions per active code, their total, the median
+    confidence (the "most uncertain" order's pivot)."""
+
+    model_version_id: int | None
+    per_code: dict[str, int] = field(default_factory=dict)
+    total: int = 0
+    median: float = 0.5
+
+
+def pool_stats(project: Project) -> PoolStats:
+    with _LOCK:
+        pool = _pool_for(project)
+        per = {pool.code_ids[i]: int(n) for i, n in enumerate(pool.per_code.tolist()) if n and i < len(pool.code_ids)}
+        return PoolStats(pool.model_version_id, per, len(pool), pool.median)
+
+
+def _pool_median(project: Project) -> float:
+    return pool_stats(project).median
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+def _pool(project: Project, coder: str | None, f: Filters) -> pd.DataFrame:
+    """Pool suggestions (all of them, as a DataFrame) joined to this coder's current decision
+    (``action`` / ``decision_id``). The reference implementation behind :func:`review_queue`."""
     mv = project.latest_model_version()
     if mv is None:
         return pd.DataFrame(columns=[*QUEUE_COLUMNS, "action", "decision_id"])
-    where = ["g.model_version_id = :mv", "c.active = 1"]
     params: dict = {"mv": mv, "coder": _reader(coder)}
-    for col, value, name in (("g.code_id", code_id, "code"), ("t.name", transcript, "transcript"), ("s.speaker", speaker, "speaker")):
-        if value is None:
-            continue
-        values = [value] if isinstance(value, (str, int)) else list(value)
-        marks = []
-        for i, v in enumerate(values):
-            params[f"{name}{i}"] = v
-            marks.append(f":{name}{i}")
-        where.append(f"{col} IN ({', '.join(marks) or 'NULL'})")
+    where = ["g.model_version_id = :mv", "c.active = 1", *_code_conditions(f, params), *_segment_conditions(f, params)]
     sql = (
         "WITH "
         + _CURRENT_SQL
@@ -134,9 +460,10 @@ def review_queue(
     code_id: str | Iterable[str] | None = None,
     transcript: str | Iterable[str] | None = None,
     speaker: str | Iterable[str] | None = None,
+    attributes: Mapping[str, str | Iterable[str]] | None = None,
 ) -> pd.DataFrame:
-    """The suggestions this coder still has to decide, in review order (first row = next).
-    ``coder=None`` previews the queue of a coder who has decided nothing yet.
+    """The whole queue of suggestions this coder still has to decide, in review order (first
+    row = next). ``coder=None`` previews the queue of a coder who has decided nothing yet.
 
     ``order``:
 
@@ -150,11 +477,13 @@ def review_queue(
 
     Ties go to the lower suggestion id. Skipped suggestions follow every unskipped one, the
     earliest skip first. Filters (a value or a list of values) keep suggestions of those
-    code ids, transcript names and speakers. Columns: :data:`QUEUE_COLUMNS`.
+    code ids, transcript names, speakers and attribute values (``{"sector": "NHS"}``).
+    Columns: :data:`QUEUE_COLUMNS`. The page uses :func:`next_suggestion`, which gives the
+    first row of this without reading the rest.
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
-    pool = _pool(project, coder, code_id=code_id, transcript=transcript, speaker=speaker)
+    pool = _pool(project, coder, Filters.of(code_id, transcript, speaker, attributes))
     queue = pool[pool["action"].isna() | (pool["action"] == "skip")].copy()
     queue["skipped"] = queue["action"] == "skip"
     if order == "likely":
@@ -168,31 +497,107 @@ def review_queue(
     return queue[QUEUE_COLUMNS].reset_index(drop=True)
 
 
-def _pool_median(project: Project) -> float:
-    mv = project.latest_model_version()
-    vals = pd.read_sql_query(
-        "SELECT g.confidence FROM suggestions g JOIN codes c ON c.id = g.code_id WHERE g.model_version_id = ? AND c.active = 1",
-        project.conn,
-        params=(mv,),
-    )["confidence"]
-    return float(vals.median()) if len(vals) else 0.5
+def _queue_row(project: Project, suggestion_id: int, skipped: bool) -> dict:
+    row = project.conn.execute(
+        """SELECT g.id AS suggestion_id, g.segment_id, s.transcript_id, t.name AS transcript, s.idx AS segment_idx,
+       s.turn_idx, s.speaker, s.start, s."end" AS "end", s.text, g.code_id, c.path AS code_path, g.rank,
+       g.confidence, g.similarity, g.evidence, g.evidence_source, g.evidence_similarity, g.model_version_id
+FROM suggestions g JOIN segments s ON s.id = g.segment_id JOIN transcripts t ON t.id = s.transcript_id
+JOIN codes c ON c.id = g.code_id WHERE g.id = ?""",
+        (int(suggestion_id),),
+    ).fetchone()
+    return {**dict(row), "skipped": bool(skipped)}
+
+
+def next_suggestion(
+    project: Project,
+    coder: str | None,
+    order: Order = "likely",
+    *,
+    code_id: str | Iterable[str] | None = None,
+    transcript: str | Iterable[str] | None = None,
+    speaker: str | Iterable[str] | None = None,
+    attributes: Mapping[str, str | Iterable[str]] | None = None,
+    pin: int | None = None,
+) -> dict | None:
+    """The first row of :func:`review_queue` (a dict with :data:`QUEUE_COLUMNS`), found
+    without building the queue; ``None`` when the queue is empty. ``pin``: a suggestion to
+    show first if it is still queued and matches the filters (the one undo just brought back)."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+    coder = _reader(coder)
+    f = Filters.of(code_id, transcript, speaker, attributes)
+    with _LOCK:
+        pool, view = _view(project, coder)
+        if not len(pool):
+            return None
+        mask = pool.mask(project, f)
+        state = view.state if view is not None else np.zeros(len(pool), dtype=np.int8)
+        row = -1
+        if pin is not None:
+            r = pool.row_of_suggestion(int(pin))
+            if r >= 0 and state[r] in (0, 3) and (mask is None or mask[r]):
+                row = r
+        if row < 0:
+            ok = state == 0
+            if mask is not None:
+                ok &= mask
+            order_rows = pool.orders[order]
+            hits = np.flatnonzero(ok[order_rows])
+            if len(hits):
+                row = int(order_rows[hits[0]])
+        if row < 0 and view is not None:
+            skipped = state == 3
+            if mask is not None:
+                skipped &= mask
+            rows = np.flatnonzero(skipped)
+            if len(rows):
+                row = int(rows[np.argmin(view.skip_id[rows])])
+        if row < 0:
+            return None
+        sid, skipped = int(pool.ids[row]), bool(state[row] == 3)
+    return _queue_row(project, sid, skipped)
+
+
+def filtered_counts(
+    project: Project,
+    coder: str | None,
+    *,
+    code_id=None,
+    transcript=None,
+    speaker=None,
+    attributes: Mapping[str, object] | None = None,
+) -> dict[str, int]:
+    """``total`` pool suggestions matching the filters and how many of them are still
+    ``queued`` for this coder (unseen or skipped)."""
+    f = Filters.of(code_id, transcript, speaker, attributes)
+    with _LOCK:
+        pool, view = _view(project, _reader(coder))
+        mask = pool.mask(project, f)
+        mask = np.ones(len(pool), dtype=bool) if mask is None else mask
+        total = int(mask.sum())
+        if view is None:
+            return {"total": total, "queued": total}
+        decided = int(((view.state == 1) | (view.state == 2))[mask].sum())
+    return {"total": total, "queued": total - decided}
 
 
 def filter_options(project: Project) -> dict[str, list]:
-    """Values the queue filters can take (from the pool): ``codes`` as (id, path) pairs in
-    template order, ``transcripts`` and ``speakers`` sorted."""
-    mv = project.latest_model_version()
-    if mv is None:
-        return {"codes": [], "transcripts": [], "speakers": []}
-    base = (
-        "FROM suggestions g JOIN codes c ON c.id = g.code_id JOIN segments s ON s.id = g.segment_id "
-        "JOIN transcripts t ON t.id = s.transcript_id WHERE g.model_version_id = ? AND c.active = 1"
-    )
-    rows = lambda sql: project.conn.execute(sql, (mv,)).fetchall()  # noqa: E731
+    """Values the queue filters can take: ``codes`` as (id, path) pairs of the pool's codes in
+    template order, ``transcripts`` and ``speakers`` (of segments) sorted, ``attributes`` as
+    {key: sorted values}."""
+    stats = pool_stats(project)
+    if stats.model_version_id is None:
+        return {"codes": [], "transcripts": [], "speakers": [], "attributes": {}}
+    codes = [(r[0], r[1]) for r in project.conn.execute("SELECT id, path FROM codes WHERE active = 1 ORDER BY position") if r[0] in stats.per_code]
+    attrs: dict[str, list[str]] = {}
+    for key, value in project.conn.execute("SELECT DISTINCT key, value FROM attributes ORDER BY key, value"):
+        attrs.setdefault(key, []).append(value)
     return {
-        "codes": [(r[0], r[1]) for r in rows(f"SELECT DISTINCT c.id, c.path, c.position {base} ORDER BY c.position")],
-        "transcripts": [r[0] for r in rows(f"SELECT DISTINCT t.name {base} ORDER BY t.name")],
-        "speakers": [r[0] for r in rows(f"SELECT DISTINCT s.speaker {base} ORDER BY s.speaker")],
+        "codes": codes,
+        "transcripts": [r[0] for r in project.conn.execute("SELECT name FROM transcripts ORDER BY name")],
+        "speakers": [r[0] for r in project.conn.execute("SELECT DISTINCT speaker FROM segments ORDER BY speaker")],
+        "attributes": attrs,
     }
 
 
@@ -220,11 +625,16 @@ def segment_context(project: Project, segment_id: int, n_turns: int = 2) -> list
     ).fetchone()
     if seg is None:
         raise ProjectError(f"no segment with id {segment_id}")
-    text = project.transcript_text(seg["transcript_id"])
     rows = project.conn.execute(
         'SELECT idx, speaker, start, "end", timestamp FROM turns WHERE transcript_id = ? AND idx BETWEEN ? AND ? ORDER BY idx',
         (seg["transcript_id"], seg["turn_idx"] - n_turns, seg["turn_idx"] + n_turns),
     ).fetchall()
+    if not rows:
+        return []
+    # Only the stretch of text these turns cover (substr is 1-based), not the whole transcript.
+    lo = min(min(r["start"] for r in rows), seg["start"])
+    hi = max(max(r["end"] for r in rows), seg["end"])
+    text = project.conn.execute("SELECT substr(text, ?, ?) FROM transcripts WHERE id = ?", (lo + 1, hi - lo, seg["transcript_id"])).fetchone()[0]
     out = []
     for r in rows:
         current = r["idx"] == seg["turn_idx"]
@@ -234,7 +644,7 @@ def segment_context(project: Project, segment_id: int, n_turns: int = 2) -> list
             # Segments lie inside their turn; clamp anyway so a bad row cannot break the page.
             start, end = min(start, seg["start"]), max(end, seg["end"])
             highlight = (seg["start"] - start, seg["end"] - start)
-        out.append(ContextTurn(r["idx"], r["speaker"], text[start:end], current, highlight, r["timestamp"]))
+        out.append(ContextTurn(r["idx"], r["speaker"], text[start - lo : end - lo], current, highlight, r["timestamp"]))
     return out
 
 
@@ -247,11 +657,25 @@ def transcript_attributes(project: Project, transcript_id: int) -> dict[str, str
     }
 
 
+def current_action(project: Project, segment_id: int, code_id: str, coder: str | None) -> str | None:
+    """This coder's current decision on one (segment, code) pair: ``accept``, ``reject``,
+    ``skip`` or ``None``."""
+    coder = _reader(coder)
+    if coder is None:
+        return None
+    row = project.conn.execute(
+        "SELECT d.action FROM decisions d WHERE d.segment_id = ? AND d.code_id = ? AND +d.coder = ? AND d.action != 'undo' "
+        "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id DESC LIMIT 1",
+        (int(segment_id), code_id, coder),
+    ).fetchone()
+    return row[0] if row else None
+
+
 def segment_codes(project: Project, segment_id: int, coder: str) -> pd.DataFrame:
     """This coder's current decisions on one segment (code_id, code_path, action)."""
     return pd.read_sql_query(
-        "WITH " + _CURRENT_SQL + " SELECT cur.code_id, c.path AS code_path, cur.action FROM current cur "
-        "JOIN codes c ON c.id = cur.code_id WHERE cur.segment_id = :seg ORDER BY cur.decision_id",
+        "SELECT d.code_id, c.path AS code_path, d.action FROM decisions d JOIN codes c ON c.id = d.code_id "
+        f"WHERE d.segment_id = :seg AND +d.coder = :coder AND {_IS_CURRENT_SQL} ORDER BY d.id",
         project.conn,
         params={"coder": _reader(coder), "seg": int(segment_id)},
     )
@@ -260,47 +684,37 @@ def segment_codes(project: Project, segment_id: int, coder: str) -> pd.DataFrame
 # --------------------------------------------------------------------------- progress
 
 
-def progress(project: Project, coder: str | None) -> dict:
+def progress(project: Project, coder: str | None, *, per_code: bool = True) -> dict:
     """Where this coder stands on the pool.
 
     Returns ``decided`` (accepted + rejected), ``queued`` (still to decide, skipped
     included), ``skipped``, ``accepted``, ``rejected``, ``total``, ``accept_rate``
-    (accepted / decided, ``None`` before the first decision) and ``per_code``: a DataFrame
-    with one row per code that has pool suggestions or accepted codings (code_id, code_path,
-    suggested, accepted, rejected, skipped, pending, added), where ``added`` counts codes the
-    coder applied to segments the model did not suggest them for ("Different code...").
+    (accepted / decided, ``None`` before the first decision) and, with ``per_code``,
+    ``per_code``: a DataFrame with one row per code that has pool suggestions or accepted
+    codings (code_id, code_path, suggested, accepted, rejected, skipped, pending, added), where
+    ``added`` counts codes the coder applied to segments the model did not suggest them for
+    ("Different code...", the transcript page).
     """
-    pool = _pool(project, coder)
-    accepted = int((pool["action"] == "accept").sum())
-    rejected = int((pool["action"] == "reject").sum())
-    skipped = int((pool["action"] == "skip").sum())
+    coder = _reader(coder)
+    with _LOCK:
+        pool, view = _view(project, coder)
+        state = view.state if view is not None else np.zeros(len(pool), dtype=np.int8)
+        n = pool.n_codes
+        by_state = {k: np.bincount(pool.code[state == v], minlength=n) for k, v in _STATE.items()}
+        added: dict[str, int] = {}
+        if per_code and coder is not None:
+            log = _LOGS[(_db_identity(project), coder)]
+            pairs = [p for p, chain in log.chains.items() if chain and chain[-1][1] == "accept"]
+            seg = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
+            code = np.fromiter((pool.code_index.get(p[1], -1) for p in pairs), dtype=np.int64, count=len(pairs))
+            for p, row in zip(pairs, pool.rows_of_pairs(seg, code).tolist()):
+                if row < 0:
+                    added[p[1]] = added.get(p[1], 0) + 1
+        suggested = pool.per_code
+        code_ids = pool.code_ids
+    accepted, rejected, skipped = (int(by_state[k].sum()) for k in ("accept", "reject", "skip"))
     decided = accepted + rejected
-    per = (
-        pool.assign(
-            suggested=1,
-            accepted=pool["action"].eq("accept").astype(int),
-            rejected=pool["action"].eq("reject").astype(int),
-            skipped=pool["action"].eq("skip").astype(int),
-            pending=(pool["action"].isna() | pool["action"].eq("skip")).astype(int),
-        )
-        .groupby(["code_id", "code_path"], as_index=False)[["suggested", "accepted", "rejected", "skipped", "pending"]]
-        .sum()
-    )
-    mv = project.latest_model_version()
-    added = pd.read_sql_query(
-        "WITH " + _CURRENT_SQL + " SELECT cur.code_id, c.path AS code_path, COUNT(*) AS added FROM current cur "
-        "JOIN codes c ON c.id = cur.code_id WHERE cur.action = 'accept' AND NOT EXISTS (SELECT 1 FROM suggestions g "
-        "WHERE g.model_version_id IS :mv AND g.segment_id = cur.segment_id AND g.code_id = cur.code_id) "
-        "GROUP BY cur.code_id, c.path",
-        project.conn,
-        params={"coder": _reader(coder), "mv": mv},
-    )
-    per = per.merge(added, on=["code_id", "code_path"], how="outer")
-    count_cols = ["suggested", "accepted", "rejected", "skipped", "pending", "added"]
-    per[count_cols] = per[count_cols].fillna(0).astype(int)
-    positions = dict(project.conn.execute("SELECT id, position FROM codes").fetchall())
-    per = per.sort_values("code_id", key=lambda s: s.map(positions)).reset_index(drop=True)
-    return {
+    out = {
         "decided": decided,
         "queued": len(pool) - decided,
         "skipped": skipped,
@@ -308,8 +722,20 @@ def progress(project: Project, coder: str | None) -> dict:
         "rejected": rejected,
         "total": len(pool),
         "accept_rate": accepted / decided if decided else None,
-        "per_code": per[["code_id", "code_path", *count_cols]],
     }
+    if per_code:
+        index = {c: i for i, c in enumerate(code_ids)}
+        cols = ["code_id", "code_path", "suggested", "accepted", "rejected", "skipped", "pending", "added"]
+        rows = []
+        for code_id, path in project.conn.execute("SELECT id, path FROM codes ORDER BY position"):
+            i = index.get(code_id)
+            sug = int(suggested[i]) if i is not None else 0
+            if not sug and not added.get(code_id):
+                continue
+            a, r, s = (int(by_state[k][i]) if i is not None else 0 for k in ("accept", "reject", "skip"))
+            rows.append((code_id, path, sug, a, r, s, sug - a - r, added.get(code_id, 0)))
+        out["per_code"] = pd.DataFrame(rows, columns=cols)
+    return out
 
 
 # --------------------------------------------------------------------------- decisions
@@ -329,20 +755,36 @@ def decide(project: Project, suggestion_id: int, action: str, coder: str) -> int
     return project.record_decision(segment_id, code_id, action, _coder(coder), suggestion_id=int(suggestion_id))
 
 
+def decide_once(project: Project, suggestion_id: int, action: str, coder: str) -> int | None:
+    """:func:`decide` for a page: records nothing and returns ``None`` when this coder has
+    already accepted or rejected the pair (in another tab, say), or when the coder's latest
+    decision is this very action on this suggestion (a key pressed twice before the page moved
+    on). The check and the write are one transaction, so two tabs acting at once cannot both
+    record the same decision."""
+    coder = _coder(coder)
+    with project.transaction():
+        segment_id, code_id = _suggestion(project, suggestion_id)
+        if current_action(project, segment_id, code_id, coder) in ("accept", "reject"):
+            return None
+        if is_repeat(project, suggestion_id, action, coder):
+            return None
+        return project.record_decision(segment_id, code_id, action, coder, suggestion_id=int(suggestion_id))
+
+
 def choose_other_code(project: Project, suggestion_id: int, code_id: str, coder: str) -> tuple[int, int]:
     """The suggestion is wrong but the segment has another code: reject the suggestion and
     accept ``code_id`` on the same segment, both or neither (one transaction). Returns the
-    (reject, accept) decision ids. :func:`undo_last` takes both back together."""
+    (reject, accept) decision ids. :func:`undo_last` takes both back together. Refused when
+    this coder has already accepted or rejected the suggestion (in another tab, say)."""
     coder = _coder(coder)
     segment_id, suggested = _suggestion(project, suggestion_id)
-    row = project.conn.execute("SELECT is_leaf, active FROM codes WHERE id = ?", (code_id,)).fetchone()
-    if row is None or not row["active"]:
-        raise ProjectError(f"no code {code_id!r} in the template")
-    if not row["is_leaf"]:
-        raise ProjectError(f"{code_id!r} has sub-codes; choose one of them")
+    _check_leaf(project, code_id)
     if code_id == suggested:
         raise ProjectError("that is the suggested code; use Accept")
     with project.transaction():
+        done = current_action(project, segment_id, suggested, coder)
+        if done in ("accept", "reject"):
+            raise ProjectError(f"this suggestion was already {done}ed by {coder} (in another tab or session?); nothing recorded")
         reject_id = project.record_decision(segment_id, suggested, "reject", coder, suggestion_id=int(suggestion_id))
         # The chosen code may itself be a suggestion of this model for this segment.
         other = project.conn.execute(
@@ -359,6 +801,40 @@ def choose_other_code(project: Project, suggestion_id: int, code_id: str, coder:
             note=_OTHER_CODE_NOTE.format(sid=int(suggestion_id), reject_id=reject_id),
         )
     return reject_id, accept_id
+
+
+def _check_leaf(project: Project, code_id: str) -> None:
+    row = project.conn.execute("SELECT is_leaf, active FROM codes WHERE id = ?", (code_id,)).fetchone()
+    if row is None or not row["active"]:
+        raise ProjectError(f"no code {code_id!r} in the template")
+    if not row["is_leaf"]:
+        raise ProjectError(f"{code_id!r} has sub-codes; choose one of them")
+
+
+def add_code(project: Project, segment_id: int, code_id: str, coder: str) -> int | None:
+    """Code a segment by hand: an ``accept`` decision by this coder (linked to the model's
+    suggestion of that code for the segment, if there is one). ``None`` when the coder already
+    has the code on the segment."""
+    coder = _coder(coder)
+    _check_leaf(project, code_id)
+    with project.transaction():
+        if project.conn.execute("SELECT 1 FROM segments WHERE id = ?", (int(segment_id),)).fetchone() is None:
+            raise ProjectError(f"no segment with id {segment_id}")
+        if current_action(project, segment_id, code_id, coder) == "accept":
+            return None
+        sid = suggestion_for_pair(project, segment_id, code_id)
+        return project.record_decision(int(segment_id), code_id, "accept", coder, suggestion_id=sid, note=MANUAL_ADD_NOTE)
+
+
+def remove_code(project: Project, segment_id: int, code_id: str, coder: str) -> int | None:
+    """Take a code off a segment by hand: a ``reject`` decision by this coder. ``None`` when
+    the coder does not have the code on the segment."""
+    coder = _coder(coder)
+    with project.transaction():
+        if current_action(project, segment_id, code_id, coder) != "accept":
+            return None
+        sid = suggestion_for_pair(project, segment_id, code_id)
+        return project.record_decision(int(segment_id), code_id, "reject", coder, suggestion_id=sid, note=MANUAL_REMOVE_NOTE)
 
 
 def undo_last(project: Project, coder: str) -> list[Decision]:
@@ -388,10 +864,11 @@ def undo_last(project: Project, coder: str) -> list[Decision]:
 
 
 def suggestion_for_pair(project: Project, segment_id: int, code_id: str) -> int | None:
-    """The latest model version's suggestion id for a (segment, code) pair, if any."""
+    """The active model version's suggestion id for a (segment, code) pair, if any."""
+    mv = project.latest_model_version()
     row = project.conn.execute(
-        "SELECT id FROM suggestions WHERE segment_id = ? AND code_id = ? AND model_version_id = (SELECT MAX(id) FROM model_versions)",
-        (int(segment_id), code_id),
+        "SELECT id FROM suggestions WHERE segment_id = ? AND code_id = ? AND +model_version_id IS ?",
+        (int(segment_id), code_id, mv),
     ).fetchone()
     return int(row[0]) if row else None
 
@@ -420,12 +897,48 @@ def is_repeat(project: Project, suggestion_id: int, action: str, coder: str) -> 
 
 
 def segment_suggestions(project: Project, segment_id: int) -> pd.DataFrame:
-    """The latest model version's suggestions for one segment, by rank (suggestion_id,
+    """The active model version's suggestions for one segment, by rank (suggestion_id,
     code_id, code_path, rank, confidence)."""
     return pd.read_sql_query(
         "SELECT g.id AS suggestion_id, g.code_id, c.path AS code_path, g.rank, g.confidence FROM suggestions g "
-        "JOIN codes c ON c.id = g.code_id WHERE g.segment_id = ? AND g.model_version_id = (SELECT MAX(id) FROM model_versions) "
-        "ORDER BY g.rank",
+        "JOIN codes c ON c.id = g.code_id WHERE g.segment_id = ? AND +g.model_version_id IS ? ORDER BY g.rank",
         project.conn,
-        params=(int(segment_id),),
+        params=(int(segment_id), project.latest_model_version()),
+    )
+
+
+# --------------------------------------------------------------------------- a transcript
+
+
+def transcript_codings(project: Project, transcript_id: int) -> pd.DataFrame:
+    """Every coder's current decisions on the segments of one transcript, one row per
+    (segment, code, coder): segment_id, code_id, code_path, code_active, coder, action,
+    decision_id."""
+    return pd.read_sql_query(
+        "SELECT d.segment_id, d.code_id, c.path AS code_path, c.active AS code_active, d.coder, d.action, d.id AS decision_id "
+        "FROM segments s JOIN decisions d ON d.segment_id = s.id JOIN codes c ON c.id = d.code_id "
+        f"WHERE s.transcript_id = :tid AND {_IS_CURRENT_SQL} ORDER BY s.idx, d.id",
+        project.conn,
+        params={"tid": int(transcript_id)},
+    )
+
+
+def transcript_suggestions(project: Project, transcript_id: int) -> pd.DataFrame:
+    """The pool's suggestions on the segments of one transcript (suggestion_id, segment_id,
+    code_id, code_path, rank, confidence)."""
+    return pd.read_sql_query(
+        "SELECT g.id AS suggestion_id, g.segment_id, g.code_id, c.path AS code_path, g.rank, g.confidence "
+        "FROM segments s JOIN suggestions g ON g.segment_id = s.id JOIN codes c ON c.id = g.code_id "
+        "WHERE s.transcript_id = :tid AND +g.model_version_id IS :mv AND c.active = 1 ORDER BY s.idx, g.rank",
+        project.conn,
+        params={"tid": int(transcript_id), "mv": project.latest_model_version()},
+    )
+
+
+def transcript_segments(project: Project, transcript_id: int) -> pd.DataFrame:
+    """Segments of one transcript in order (id, idx, turn_idx, start, end, speaker, text)."""
+    return pd.read_sql_query(
+        'SELECT id, idx, turn_idx, start, "end" AS "end", speaker, text FROM segments WHERE transcript_id = ? ORDER BY idx',
+        project.conn,
+        params=(int(transcript_id),),
     )

@@ -461,3 +461,131 @@ def test_schema_v3_review_indexes_are_added_to_an_older_project(suggested):
         plan = " ".join(str(tuple(r)) for r in p.conn.execute(
             "EXPLAIN QUERY PLAN SELECT code_id, COUNT(*) FROM suggestions WHERE model_version_id = 1 GROUP BY code_id"))
         assert "COVERING INDEX suggestions_pool" in plan
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+FILTER_CHOICES = [
+    {},
+    {"code_id": TIME},
+    {"code_id": [MONEY, LISTEN]},
+    {"transcript": "t1_alpha"},
+    {"speaker": "Sam"},
+    {"attributes": {"site": "North"}},
+    {"attributes": {"site": "South"}},
+    {"transcript": "t2_beta", "code_id": TIME},
+]
+
+
+def _reference_progress(project, coder):
+    q = review.review_queue(project, coder)
+    pool = project.suggestions()
+    return len(pool) - len(q), len(q)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["ann", "bob"]), st.sampled_from(["accept", "reject", "skip", "undo", "other"]), st.integers(0, 6)),
+        max_size=30,
+    ),
+    st.sampled_from(range(len(FILTER_CHOICES))),
+)
+def test_next_suggestion_is_the_head_of_the_queue(base_db, steps, which):
+    """next_suggestion (indexed, one row) agrees with review_queue (whole queue, pandas) in both
+    orders, under every filter, whatever the log; so do the counts."""
+    filters = FILTER_CHOICES[which]
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(base_db, Path(tmp) / "proj")
+        with Project.open(Path(tmp) / "proj") as project:
+            add_suggestions(project, [(0, MONEY, 0.9), (0, TIME, 0.4), (1, TIME, 0.6), (2, LISTEN, 0.2), (3, TIME, 0.1),
+                                      (3, MONEY, 0.5), (4, LISTEN, 0.5)])
+            sids = sorted(by_conf(project).values())
+            for coder, action, i in steps:
+                i = i % len(sids)
+                if action == "undo":
+                    review.undo_last(project, coder)
+                elif action == "other":
+                    seg, code = review._suggestion(project, sids[i])
+                    other = LISTEN if code != LISTEN else MONEY
+                    if review.current_action(project, seg, code, coder) not in ("accept", "reject"):
+                        review.choose_other_code(project, sids[i], other, coder)
+                else:
+                    review.decide(project, sids[i], action, coder)
+            for coder in ("ann", "bob", None):
+                for order in review.ORDERS:
+                    q = review.review_queue(project, coder, order, **filters)
+                    nxt = review.next_suggestion(project, coder, order, **filters)
+                    if q.empty:
+                        assert nxt is None
+                    else:
+                        assert nxt is not None and nxt["suggestion_id"] == int(q.iloc[0]["suggestion_id"])
+                        assert nxt["skipped"] == bool(q.iloc[0]["skipped"])
+                        assert list(nxt) == review.QUEUE_COLUMNS
+                counts = review.filtered_counts(project, coder, **filters)
+                assert counts["queued"] == len(review.review_queue(project, coder, **filters))
+                prog = review.progress(project, coder)
+                assert (prog["decided"], prog["queued"]) == _reference_progress(project, coder)
+                per = prog["per_code"]
+                assert per["pending"].sum() == prog["queued"] and per["suggested"].sum() == prog["total"]
+
+
+def test_pin_puts_a_queued_suggestion_first(suggested):
+    q = ids(review.review_queue(suggested, "ann"))
+    assert review.next_suggestion(suggested, "ann", pin=q[3])["suggestion_id"] == q[3]
+    review.decide(suggested, q[3], "accept", "ann")
+    assert review.next_suggestion(suggested, "ann", pin=q[3])["suggestion_id"] == q[0]  # decided: pin ignored
+    assert review.next_suggestion(suggested, "ann", pin=q[1], code_id=LISTEN)["code_id"] == LISTEN  # not in filter
+
+
+def test_decide_once_refuses_a_pair_already_decided(suggested):
+    sid = ids(review.review_queue(suggested, "ann"))[0]
+    assert review.decide_once(suggested, sid, "accept", "ann") is not None
+    assert review.decide_once(suggested, sid, "accept", "ann") is None  # double press
+    assert review.decide_once(suggested, sid, "reject", "ann") is None  # decided in another tab
+    assert review.decide_once(suggested, sid, "accept", "bob") is not None  # another coder decides for themself
+    assert list(suggested.decisions()["coder"]) == ["ann", "bob"]
+    s2 = ids(review.review_queue(suggested, "ann"))[0]
+    assert review.decide_once(suggested, s2, "skip", "ann") is not None
+    assert review.decide_once(suggested, s2, "skip", "ann") is None  # the same skip twice
+    assert review.decide_once(suggested, s2, "accept", "ann") is not None  # deciding a skipped one is fine
+    with pytest.raises(ProjectError, match="already accepted"):
+        review.choose_other_code(suggested, s2, LISTEN if review._suggestion(suggested, s2)[1] != LISTEN else MONEY, "ann")
+
+
+def test_manual_add_and_remove_are_decisions(suggested):
+    seg = int(suggested.segments().iloc[2]["id"])
+    assert review.add_code(suggested, seg, MONEY, "ann") is not None
+    assert review.add_code(suggested, seg, MONEY, "ann") is None  # already coded
+    assert review.current_action(suggested, seg, MONEY, "ann") == "accept"
+    assert review.remove_code(suggested, seg, MONEY, "ann") is not None
+    assert review.remove_code(suggested, seg, MONEY, "ann") is None
+    log = suggested.decisions()
+    assert list(log["action"]) == ["accept", "reject"] and set(log["coder"]) == {"ann"}
+    assert log["note"].str.startswith("manual").all()
+    with pytest.raises(ProjectError, match="sub-codes"):
+        review.add_code(suggested, seg, "barriers", "ann")
+    with pytest.raises(ProjectError, match="coder"):
+        review.add_code(suggested, seg, MONEY, " ")
+    # A manual code on a suggested pair decides that suggestion too.
+    sid = _sid(suggested, 0.2)
+    s_seg, s_code = review._suggestion(suggested, sid)
+    review.add_code(suggested, s_seg, s_code, "ann")
+    assert sid not in ids(review.review_queue(suggested, "ann"))
+    assert int(suggested.decisions().iloc[-1]["suggestion_id"]) == sid
+    prog = review.progress(suggested, "ann")
+    assert prog["accepted"] == 1 and prog["per_code"].set_index("code_id").loc[MONEY, "added"] == 0
+
+
+def test_transcript_view_queries(suggested):
+    tid = int(suggested.segments().iloc[0]["transcript_id"])
+    segs = review.transcript_segments(suggested, tid)
+    assert list(segs["idx"]) == sorted(segs["idx"])
+    sug = review.transcript_suggestions(suggested, tid)
+    assert set(sug["segment_id"]) <= set(segs["id"])
+    review.add_code(suggested, int(segs.iloc[0]["id"]), LISTEN, "ann")
+    review.add_code(suggested, int(segs.iloc[0]["id"]), LISTEN, "bob")
+    review.remove_code(suggested, int(segs.iloc[0]["id"]), LISTEN, "bob")
+    cod = review.transcript_codings(suggested, tid)
+    assert sorted(zip(cod["coder"], cod["action"])) == [("ann", "accept"), ("bob", "reject")]
