@@ -63,11 +63,12 @@ def main() -> None:
 @click.option("--attributes", "-a", type=click.Path(path_type=Path), help="Attribute CSV keyed by transcript (default: attributes.csv in the folder).")
 @click.option("--attr", "attrs", multiple=True, help="Attribute for every file, key=value (repeatable).")
 @click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
+@click.option("--project", "-p", type=click.Path(path_type=Path), help="Use this project's template and trained model (with per-code verdicts).")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Minimum confidence for a suggestion (default: twice the 1/K chance rate of a code).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True, help="At most this many codes per segment (0: no limit).")
 @_with(_segment_options)
 @_clean_errors
-def precode(inputs, out, template, attributes, attrs, model, threshold, top_k, unit, window, speakers):
+def precode(inputs, out, template, attributes, attrs, model, project, threshold, top_k, unit, window, speakers):
     """Suggest codes for transcript files or folders and write them to a CSV.
 
     \b
@@ -77,7 +78,9 @@ def precode(inputs, out, template, attributes, attrs, model, threshold, top_k, u
     from .embed import load_encoder
     from .ingest import parse_attribute_options
 
-    tpl = load_template(template)
+    if project is not None and template is not None:
+        raise click.UsageError("--template and --project exclude each other: a project has its own template")
+    tpl = load_template(template) if project is None else None
     t0 = time.perf_counter()
     encoder = load_encoder(model)
     t_load = time.perf_counter() - t0
@@ -90,6 +93,7 @@ def precode(inputs, out, template, attributes, attrs, model, threshold, top_k, u
         encoder=encoder,
         threshold=threshold,
         top_k=top_k or None,
+        project=project,
     )
     elapsed = time.perf_counter() - t0 - t_load
     out.parent.mkdir(parents=True, exist_ok=True)

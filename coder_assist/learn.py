@@ -173,6 +173,7 @@ class LearnedScorer(Scorer):
     example-similarity prior and calibrated on held-out folds of those decisions."""
 
     version = "learned"
+    needs_context = True
 
     def __init__(self, features: FeatureSet = DEFAULT_FEATURES, C: float = 1.0, target: float = 0.7, cv_folds: int = 3, seed: int = 0):
         self.features = features

@@ -15,7 +15,7 @@ from .embed import Encoder, load_encoder
 from .ingest import Transcript, load_transcripts
 from .segment import Segmenter
 from .store import Project
-from .suggest import ExampleSimilarityScorer, Scorer, auto_threshold, suggest
+from .suggest import ExampleSimilarityScorer, Inputs, Scorer, auto_threshold, suggest
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 DEFAULT_THRESHOLD: float | None = None  # None: twice the 1/K chance rate (suggest.auto_threshold)
@@ -31,6 +31,7 @@ OUTPUT_COLUMNS = [
     "code_id",
     "rank",
     "confidence",
+    "verdict",
     "evidence",
     "evidence_source",
     "evidence_similarity",
@@ -62,9 +63,13 @@ def score_frame(
     suggestion, joined to the segment's columns, with code path and evidence."""
     encoder = encoder or load_encoder()
     scorer = scorer or ExampleSimilarityScorer().fit(template, encoder)
-    with _progress_bar(len(segments), "Encoding segments", progress) as bar:
-        X = encoder.encode(segments["text"].tolist(), progress=bar.update)
-    sugg = suggest(scorer.score(X), threshold=threshold, top_k=top_k)
+    texts = segments["text"].tolist()
+    with _progress_bar(len(segments) * (2 if scorer.needs_context else 1), "Encoding segments", progress) as bar:
+        inputs = Inputs(X=encoder.encode(texts, progress=bar.update), texts=texts)
+        if scorer.needs_context:
+            inputs.prev_texts = segments["prev_text"].fillna("").tolist()
+            inputs.X_prev = encoder.encode(inputs.prev_texts, progress=bar.update)
+    sugg = suggest(scorer.score(inputs), threshold=threshold, top_k=top_k)
     seg = segments.reset_index(drop=True)
     out = sugg.merge(seg, left_on="segment", right_index=True, how="left")
     out["code_path"] = out["code_id"].map(lambda c: template.codes[c].path_str)
@@ -84,15 +89,35 @@ def precode(
     threshold: float | None = DEFAULT_THRESHOLD,
     top_k: int | None = DEFAULT_TOP_K,
     progress: bool | None = None,
+    project: Project | str | Path | None = None,
 ) -> pd.DataFrame:
-    """Pre-code transcript files without a project: one row per suggestion.
+    """Pre-code transcript files: one row per suggestion.
 
     Columns: transcript, speaker, the participant attributes, start, end (character offsets into
-    the transcript text), text, code_path, code_id, rank, confidence, evidence (nearest example
-    excerpt), evidence_source, evidence_similarity.
+    the transcript text), text, code_path, code_id, rank, confidence, verdict, evidence (nearest
+    example excerpt), evidence_source, evidence_similarity.
+
+    With ``project``, its template and its active model (the classifier trained on the
+    researcher's decisions, if any) make the suggestions, and ``verdict`` says per code whether
+    the model is reliable for it; without, the template's examples do ("cold start").
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    scorer: Scorer | None = None
+    verdicts: dict[str, str] = {}
+    if project is not None:
+        proj = project if isinstance(project, Project) else Project.open(project)
+        template = proj.template()
+        encoder = encoder or load_encoder(model or proj.meta("model"))
+        mv = proj.latest_model_version()
+        kind = proj.conn.execute("SELECT kind FROM model_versions WHERE id = ?", (mv,)).fetchone() if mv else None
+        if kind and kind[0] == "learned":
+            from .learn import load_model_version
+
+            scorer = load_model_version(proj, mv, encoder)
+        verdicts = proj.verdicts()
+        if proj is not project:
+            proj.close()
     template = _as_template(template)
     transcripts = load_transcripts(paths, attributes=attributes, extra_attributes=extra_attributes)
     segmenter = segmenter or Segmenter()
@@ -101,7 +126,10 @@ def precode(
     attrs = pd.DataFrame([{"transcript": t.name, **t.attributes} for t in transcripts], columns=["transcript", *attr_names])
     segs = segs.merge(attrs, on="transcript", how="left")
     encoder = encoder or load_encoder(model)
-    out = score_frame(segs, template, encoder=encoder, threshold=threshold, top_k=top_k, progress=progress)
+    out = score_frame(segs, template, encoder=encoder, scorer=scorer, threshold=threshold, top_k=top_k, progress=progress)
+    # Batch pre-coding never passes a suggestion off as settled: each row says how far the
+    # model can be trusted for its code.
+    out["verdict"] = [verdicts.get(c, "cold start") for c in out["code_id"]]
     cols = OUTPUT_COLUMNS[:2] + attr_names + OUTPUT_COLUMNS[2:]
     result = out[cols].reset_index(drop=True)
     result.attrs["n_segments"] = len(segs)

@@ -84,9 +84,14 @@ class Segmenter:
         return [(g[0][0], g[-1][1]) for g in groups]
 
     def frame(self, transcripts: Iterable[Transcript]) -> pd.DataFrame:
-        """Segments of many transcripts as a DataFrame (one row per segment)."""
-        rows = [s.__dict__ for t in transcripts for s in self.segments(t)]
-        return pd.DataFrame(rows, columns=["transcript", "turn_index", "index", "start", "end", "text", "speaker"])
+        """Segments of many transcripts as a DataFrame (one row per segment), with the text of
+        the turn before the segment's turn as ``prev_text`` (context for the learned scorer)."""
+        rows = [
+            {**s.__dict__, "prev_text": t.turns[s.turn_index - 1].text if s.turn_index > 0 else ""}
+            for t in transcripts
+            for s in self.segments(t)
+        ]
+        return pd.DataFrame(rows, columns=["transcript", "turn_index", "index", "start", "end", "text", "speaker", "prev_text"])
 
 
 @lru_cache(maxsize=1)

@@ -78,6 +78,8 @@ class Scorer(ABC):
 
     code_ids: list[str]
     version: str = "example-similarity"
+    #: Whether :meth:`score` uses the texts and the previous turn, not just the embeddings.
+    needs_context: bool = False
 
     @abstractmethod
     def fit(self, template: Template, encoder: Encoder) -> "Scorer": ...

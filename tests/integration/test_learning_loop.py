@@ -46,6 +46,20 @@ def test_train_and_models_commands(tmp_path):
     assert r.exit_code == 0, r.output
     assert "model card" in r.output and "verdict" in r.output
     v = int(re.search(r"model version (\d+) saved", r.output).group(1))
+    # Batch pre-coding new interviews with the trained model says how far each code is trusted.
+    out = tmp_path / "new.csv"
+    r = run("precode", DEMO_DIR / "P2_LA_operational.txt", "--project", proj, "--out", out)
+    assert r.exit_code == 0, r.output
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    assert len(df) > 0 and set(df.verdict) <= {"reliable", "needs more decisions", "not automatable", "cold start"}
+    card = json.loads((proj / "models" / f"v{v}" / "card.json").read_text())
+    trained = {c["code_id"] for c in card["codes"] if c["f1"] is not None}
+    assert trained, "some code should have a classifier after the decisions above"
+    assert set(df.loc[df.code_id.isin(trained), "verdict"]) <= {"reliable", "needs more decisions", "not automatable"}
+    r = run("precode", DEMO_DIR / "P2_LA_operational.txt", "--project", proj, "--template", "x.yaml", "--out", out)
+    assert r.exit_code != 0 and "exclude each other" in r.output
     r = run("models", proj)
     assert f"* v{v}" in r.output
     r = run("models", proj, "--rollback", 1)
