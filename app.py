@@ -2,7 +2,8 @@
 
 The project comes from ``--project`` (default ``demo-project``; ``$CODER_ASSIST_PROJECT``
 when no ``--project`` is given). A folder without a project gets the demo project on first
-start. Pages live in :mod:`ui`; this file only wires them together.
+start. Pages live in :mod:`ui` (``ui/pages/*.py`` are the scripts st.navigation runs, each
+calling its page's ``render``); this file only wires them together.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import common
-from ui import review as review_page
 
 # Page icons become the favicon: Streamlit fetches ":material/...:" icons from Google's font
 # servers for that, so they must be emoji (drawn locally as a data: URL). Nothing leaves this
@@ -34,5 +34,11 @@ project = common.get_project(folder)
 with counts_slot.container():
     common.sidebar_counts(project, name)
 
-pages = [st.Page(review_page.render, title="Review", icon="🏷️", url_path="review", default=True)]
+pages = [
+    st.Page("ui/pages/review.py", title="Review", icon="🏷️", url_path="review", default=True),
+    st.Page("ui/pages/transcripts.py", title="Transcripts", icon="📄", url_path="transcripts"),
+    st.Page("ui/pages/template.py", title="Template", icon="🌳", url_path="template"),
+    st.Page("ui/pages/import_page.py", title="Import", icon="📥", url_path="import"),
+    st.Page("ui/pages/model.py", title="Model", icon="📈", url_path="model"),
+]
 st.navigation(pages).run()

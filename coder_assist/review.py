@@ -942,3 +942,79 @@ def transcript_segments(project: Project, transcript_id: int) -> pd.DataFrame:
         project.conn,
         params=(int(transcript_id),),
     )
+
+
+# --------------------------------------------------------------------------- what a page needs
+
+
+_SUMMARY_CACHE: dict[tuple, dict[str, int]] = {}
+
+
+def project_summary(project: Project) -> dict[str, int]:
+    """Transcripts, segments, active leaf codes and pool suggestions, for the sidebar. Cached
+    until transcripts, codes or the pool change, so it costs nothing per click at any size."""
+    stats = pool_stats(project)
+    key = (
+        _db_identity(project),
+        project.conn.execute("SELECT MAX(id) FROM transcripts").fetchone()[0],
+        project.conn.execute("SELECT MAX(id) FROM segments").fetchone()[0],
+        project.conn.execute("SELECT COUNT(*), SUM(active * is_leaf) FROM codes").fetchone()[:],
+        stats.model_version_id,
+        stats.total,
+    )
+    with _LOCK:
+        hit = _SUMMARY_CACHE.get(key)
+    if hit is None:
+        one = lambda q: project.conn.execute(q).fetchone()[0]  # noqa: E731
+        hit = {
+            "transcripts": one("SELECT COUNT(*) FROM transcripts"),
+            "segments": one("SELECT COUNT(*) FROM segments"),
+            "codes": one("SELECT COUNT(*) FROM codes WHERE active = 1 AND is_leaf = 1"),
+            "suggestions": stats.total,
+        }
+        with _LOCK:
+            if len(_SUMMARY_CACHE) > 64:
+                _SUMMARY_CACHE.clear()
+            _SUMMARY_CACHE[key] = hit
+    return hit
+
+
+@dataclass
+class PageData:
+    """Everything the review page shows for one suggestion (``row is None``: queue empty)."""
+
+    progress: dict
+    in_filter: dict[str, int] | None
+    row: dict | None
+    can_undo: bool
+    attributes: dict[str, str] = field(default_factory=dict)
+    context: list[ContextTurn] = field(default_factory=list)
+    n_for_segment: int = 0
+    mine: pd.DataFrame | None = None
+
+
+def page_data(
+    project: Project,
+    coder: str | None,
+    order: Order = "likely",
+    *,
+    filters: Mapping[str, object] | None = None,
+    pin: int | None = None,
+    n_turns: int = 2,
+) -> PageData:
+    """What the review page reads after every action: progress, the next suggestion with its
+    context and evidence, and this coder's decisions on its passage. ``filters``: keyword
+    arguments of :func:`next_suggestion` (code_id, transcript, speaker, attributes)."""
+    filters = {k: v for k, v in (filters or {}).items() if v is not None and v != {}}
+    coder = _reader(coder)
+    prog = progress(project, coder, per_code=False)
+    in_filter = filtered_counts(project, coder, **filters) if filters else None
+    row = next_suggestion(project, coder, order, pin=pin, **filters)
+    can_undo = coder is not None and last_decision(project, coder) is not None
+    data = PageData(prog, in_filter, row, can_undo)
+    if row is not None:
+        data.attributes = transcript_attributes(project, row["transcript_id"])
+        data.context = segment_context(project, row["segment_id"], n_turns=n_turns)
+        data.n_for_segment = len(segment_suggestions(project, row["segment_id"]))
+        data.mine = segment_codes(project, row["segment_id"], coder) if coder else pd.DataFrame(columns=["code_id", "code_path", "action"])
+    return data

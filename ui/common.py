@@ -171,8 +171,8 @@ def sidebar_counts(project: Project, name: str | None) -> None:
     from coder_assist import review
 
     try:
-        counts = project.counts()
-        prog = review.progress(project, name) if name else None
+        counts = review.project_summary(project)
+        prog = review.progress(project, name, per_code=False) if name else None
     except CoderAssistError as exc:  # pragma: no cover - shown, not raised
         st.error(str(exc))
         return

@@ -29,6 +29,8 @@ from ui import common
 
 ORDER_KEY = "review_order"
 FILTER_KEYS = {"code": "review_filter_code", "transcript": "review_filter_transcript", "speaker": "review_filter_speaker"}
+ATTR_FILTER_PREFIX = "review_filter_attr::"  # + attribute key
+PER_CODE_KEY = "review_per_code"
 OTHER_CODE_KEY = "review_other_code"
 OTHER_POPOVER_KEY = "review_other_popover"
 FLASH_KEY = "review_flash"
@@ -112,6 +114,8 @@ def _show_flash() -> None:
     kind, text = item
     if kind == "error":
         st.error(text)
+    elif kind == "info":
+        st.info(text, icon=":material/info:")
     else:
         st.toast(text, icon={"accept": ":material/check:", "reject": ":material/close:", "skip": ":material/skip_next:"}.get(kind, ":material/undo:"))
 
@@ -134,9 +138,11 @@ def _on_decide(suggestion_id: int, action: str, code_path: str) -> None:
         _flash("error", "Enter your name in the sidebar first.")
         return
     try:
-        if review.is_repeat(project, suggestion_id, action, name):
-            return  # the same key pressed twice before the page moved on
-        review.decide(project, suggestion_id, action, name)
+        if review.decide_once(project, suggestion_id, action, name) is None:
+            if not review.is_repeat(project, suggestion_id, action, name):
+                # Decided meanwhile in another tab or session: nothing is recorded twice.
+                _flash("info", "That suggestion was already decided in another tab or session; nothing was recorded twice.")
+            return  # or the same key pressed twice before the page moved on
     except CoderAssistError as exc:
         _flash("error", f"Not recorded: {exc}")
         return
@@ -185,8 +191,9 @@ def _on_undo() -> None:
 
 
 def _clear_filters() -> None:
-    for key in FILTER_KEYS.values():
-        st.session_state[key] = None
+    for key in list(st.session_state):
+        if key in FILTER_KEYS.values() or str(key).startswith(ATTR_FILTER_PREFIX):
+            st.session_state[key] = None
 
 
 # --------------------------------------------------------------------------- rendering
@@ -274,7 +281,7 @@ def card_html(row: pd.Series, template: Template, n_for_segment: int, mine: pd.D
 
 
 def _controls(project: Project) -> dict:
-    opts = review.filter_options(project)
+    opts = _filter_options(project)
     c1, c2 = st.columns([2, 3], vertical_alignment="top")
     order = c1.radio(
         "Queue order",
@@ -285,26 +292,51 @@ def _controls(project: Project) -> dict:
         help="Most uncertain first: confidence closest to the median of all suggestions, the model's borderline calls. "
         "Skipped suggestions always come last.",
     )
-    active = sum(st.session_state.get(k) is not None for k in FILTER_KEYS.values())
+    attr_keys = {k: ATTR_FILTER_PREFIX + k for k in opts["attributes"]}
+    active = sum(st.session_state.get(k) is not None for k in [*FILTER_KEYS.values(), *attr_keys.values()])
     paths = dict(opts["codes"])
     with c2.expander(f"Filters ({active} active)" if active else "Filters"):
         f1, f2, f3 = st.columns([2, 1, 1])
         code = f1.selectbox("Code", list(paths), format_func=paths.get, index=None, placeholder="All codes", key=FILTER_KEYS["code"])
         transcript = f2.selectbox("Transcript", opts["transcripts"], index=None, placeholder="All transcripts", key=FILTER_KEYS["transcript"])
         speaker = f3.selectbox("Speaker", opts["speakers"], index=None, placeholder="All speakers", key=FILTER_KEYS["speaker"])
+        attributes = {}
+        if attr_keys:
+            cols = st.columns(min(len(attr_keys), 4))
+            for i, (attr, key) in enumerate(attr_keys.items()):
+                value = cols[i % len(cols)].selectbox(
+                    attr.capitalize(), opts["attributes"][attr], index=None, placeholder="Any", key=key,
+                    help=f"Participant attribute '{attr}' (from the attribute sheet)",
+                )
+                if value is not None:
+                    attributes[attr] = value
         if active:
             st.button("Clear filters", key="review_clear_filters", on_click=_clear_filters)
-    return {"order": order or "likely", "code_id": code, "transcript": transcript, "speaker": speaker, "active": active}
+    filters = {"code_id": code, "transcript": transcript, "speaker": speaker, "attributes": attributes or None}
+    return {"order": order or "likely", "filters": {k: v for k, v in filters.items() if v is not None}, "active": active}
 
 
-def _progress(prog: dict, in_filter: int | None) -> None:
+def _filter_options(project: Project) -> dict:
+    """Filter choices, kept for the session until the pool or the transcripts change."""
+    stats = review.pool_stats(project)
+    key = (stats.model_version_id, stats.total, tuple(sorted(stats.per_code.items())),
+           project.conn.execute("SELECT MAX(id) FROM segments").fetchone()[0],
+           project.conn.execute("SELECT COUNT(*) FROM attributes").fetchone()[0])
+    cached = st.session_state.get("_review_filter_options")
+    if cached is None or cached[0] != key:
+        cached = (key, review.filter_options(project))
+        st.session_state["_review_filter_options"] = cached
+    return cached[1]
+
+
+def _progress(prog: dict, in_filter: dict | None) -> None:
     total, decided = prog["total"], prog["decided"]
     rate = prog["accept_rate"]
     text = f"{decided} of {total} decided · {prog['queued']} in queue"
     if prog["skipped"]:
         text += f" ({prog['skipped']} skipped)"
     if in_filter is not None:
-        text += f" · {in_filter} match the filters"
+        text += f" · filters: {in_filter['queued']} of {in_filter['total']} left"
     text += f" · accept rate {rate:.0%}" if rate is not None else ""
     st.progress(decided / total if total else 0.0, text=text)
 
@@ -329,70 +361,82 @@ def _button(label: str, **kwargs) -> bool:
     return st.button(label, **kwargs)
 
 
+def _per_code(project: Project, name: str | None) -> None:
+    if not st.toggle("Per-code counts", key=PER_CODE_KEY, help="Suggested, accepted, rejected, skipped and pending per code, "
+                     "and codes you added to passages the model did not suggest them for"):
+        return
+    per = review.progress(project, name)["per_code"]
+    if per.empty:
+        st.caption("No suggestions yet.")
+        return
+    st.dataframe(
+        per.drop(columns=["code_id"]),
+        hide_index=True,
+        width="stretch",
+        height=min(36 * (len(per) + 1) + 2, 420),
+        column_config={"code_path": st.column_config.TextColumn("Code", width="large")},
+    )
+
+
 def render() -> None:
     project, name = _context()
     st.header("Review suggestions", anchor=False)
     _show_flash()
 
     if project.latest_model_version() is None:
-        st.info(f"This project has no suggestions yet. Compute them with `coder-assist suggest {project.folder}`.")
+        st.info(f"This project has no suggestions yet. Compute them on the Import page, or with `coder-assist suggest {project.folder}`.")
         return
 
     ctl = _controls(project)
-    prog = review.progress(project, name)
-    queue = review.review_queue(project, name, ctl["order"], code_id=ctl["code_id"], transcript=ctl["transcript"], speaker=ctl["speaker"])
-    _progress(prog, len(queue) if ctl["active"] else None)
+    pin = st.session_state.get(PIN_KEY)
+    data = review.page_data(project, name, ctl["order"], filters=ctl["filters"], pin=pin)
+    _progress(data.progress, data.in_filter)
     if not name:
         st.info("Enter your name in the sidebar to start: decisions are recorded under it. Until then this is a preview.", icon=":material/badge:")
+    _per_code(project, name)
 
-    can_undo = bool(name) and review.last_decision(project, name) is not None
-    if queue.empty:
+    row = data.row
+    if row is None:
         if ctl["active"]:
             st.success("Nothing left to review under these filters.")
             st.button("Clear filters", key="review_clear_filters_empty", on_click=_clear_filters)
         else:
-            st.success(f"All {prog['total']} suggestions decided. Thank you!" if prog["total"] else "No suggestions to review.")
+            total = data.progress["total"]
+            st.success(f"All {total} suggestions decided. Thank you!" if total else "No suggestions to review.")
         c1, _ = st.columns([1, 3])
         with c1:
-            _undo_button(name, can_undo)
+            _undo_button(name, data.can_undo)
         return
-
-    pin = st.session_state.get(PIN_KEY)
-    if pin is not None and pin in set(queue["suggestion_id"]):
-        queue = pd.concat([queue[queue["suggestion_id"] == pin], queue[queue["suggestion_id"] != pin]], ignore_index=True)
-    row = queue.iloc[0]
+    if pin is not None and row["suggestion_id"] != pin:
+        st.session_state.pop(PIN_KEY, None)
     sid, path = int(row["suggestion_id"]), str(row["code_path"])
 
-    left, right = st.columns([3, 2], gap="large")
+    left, right = st.columns([11, 9], gap="large")
     with left:
-        attrs = review.transcript_attributes(project, int(row["transcript_id"]))
         st.subheader(str(row["transcript"]), anchor=False)
-        meta = [f"{k}: {v}" for k, v in attrs.items()]
+        meta = [f"{k}: {v}" for k, v in data.attributes.items()]
         if bool(row["skipped"]):
             meta.append("skipped earlier")
         if meta:
             st.caption(" · ".join(meta))
-        turns = review.segment_context(project, int(row["segment_id"]), n_turns=2)
         with st.container(border=True):
-            st.html(_CSS + context_html(turns))
+            st.html(_CSS + context_html(data.context))
     with right:
         template = _template(project)
-        n_seg = len(review.segment_suggestions(project, int(row["segment_id"])))
-        mine = review.segment_codes(project, int(row["segment_id"]), name) if name else pd.DataFrame(columns=["code_path", "action"])
         st.caption("Suggested code")
-        st.html(_CSS + card_html(row, template, n_seg, mine))
+        st.html(_CSS + card_html(pd.Series(row), template, data.n_for_segment, data.mine))
 
         disabled = not name
         b1, b2, b3 = st.columns(3)
         common_kw = dict(disabled=disabled, width="stretch")
         with b1:
-            _button("Accept", key="btn_accept", type="primary", icon=":material/check:", shortcut=SHORTCUTS["accept"],
+            _button("Accept", key="btn_accept", type="primary", shortcut=SHORTCUTS["accept"],
                     on_click=_on_decide, args=(sid, "accept", path), **common_kw)
         with b2:
-            _button(f"Reject `{REJECT_KEY}`", key="btn_reject", icon=":material/close:", help=f"Shortcut: {REJECT_KEY}",
+            _button(f"Reject `{REJECT_KEY}`", key="btn_reject", help=f"Shortcut: {REJECT_KEY}",
                     on_click=_on_decide, args=(sid, "reject", path), **common_kw)
         with b3:
-            _button("Skip", key="btn_skip", icon=":material/skip_next:", shortcut=SHORTCUTS["skip"],
+            _button("Skip", key="btn_skip", shortcut=SHORTCUTS["skip"],
                     on_click=_on_decide, args=(sid, "skip", path), **common_kw)
         b4, b5 = st.columns(2)
         with b4.popover("Different code…", icon=":material/swap_horiz:", disabled=disabled, width="stretch",
@@ -410,7 +454,7 @@ def render() -> None:
                       disabled=disabled or not st.session_state.get(OTHER_CODE_KEY))
             st.caption("Rejects the suggested code and applies this one instead, as one step (undo takes back both).")
         with b5:
-            _undo_button(name, can_undo)
+            _undo_button(name, data.can_undo)
         if _HAS_SHORTCUTS:
             st.caption("Keys: **A** accept · **R** reject · **S** skip · **U** undo (not while typing in a box)")
         if _HAS_HTML_JS:

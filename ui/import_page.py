@@ -1,0 +1,229 @@
+"""Import page: upload transcripts and an attribute sheet into the project.
+
+Every uploaded file is checked on its own first, so each problem is shown next to the file it
+belongs to. Import is then all or nothing (:func:`coder_assist.pipeline.import_files` reads
+everything before it writes anything, in one transaction): a project never holds half an
+import. Uploads are written to a temporary folder under their original names (the transcript
+name is the file name), which is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from coder_assist.errors import CoderAssistError
+from coder_assist.ingest import SUPPORTED_SUFFIXES, parse_attribute_options, read_attributes, read_transcript
+from coder_assist.store import Project
+from ui import common
+
+UPLOAD_VERSION = "imp_upload_v"
+FLASH_KEY = "imp_flash"
+EXTRA_KEY = "imp_extra"
+
+
+def _context():
+    folder = Path(st.session_state["project_path"])
+    return common.get_project(folder), common.coder()
+
+
+def safe_name(name: str) -> str | None:
+    """The file's own name, without any folder part a browser might send; ``None`` if nothing
+    usable is left (empty, a dot file, '..')."""
+    base = Path(str(name).replace("\\", "/")).name.strip()
+    if not base or base.startswith(".") or base in ("..",):
+        return None
+    return base
+
+
+def check_files(project: Project, files: list[tuple[str, bytes]], attributes: tuple[str, bytes] | None, extra: str) -> dict:
+    """Check an upload without importing it. Returns ``rows`` (one per transcript file: file,
+    transcript, format, turns, speakers, passages, problem), ``attr_problem`` / ``attr_unmatched``
+    for the attribute sheet, ``extra_problem``, and ``ok``."""
+    existing = set(project.transcripts()["name"])
+    rows, seen = [], {}
+    with tempfile.TemporaryDirectory(prefix="coder-assist-check-") as tmp:
+        for raw_name, data in files:
+            name = safe_name(raw_name)
+            row = {"file": raw_name, "transcript": None, "format": None, "turns": None, "speakers": None, "problem": None}
+            rows.append(row)
+            if name is None:
+                row["problem"] = "unusable file name"
+                continue
+            if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+                row["problem"] = f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}"
+                continue
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            try:
+                t = read_transcript(path)
+            except CoderAssistError as exc:
+                row["problem"] = getattr(exc, "problem", str(exc))
+                continue
+            row.update(transcript=t.name, format=t.format, turns=len(t.turns), speakers=", ".join(t.speakers()))
+            if t.name in existing:
+                row["problem"] = f"a transcript named {t.name!r} is already in the project (rename the file to import it as another one)"
+            elif t.name in seen:
+                row["problem"] = f"two files would both be named {t.name!r} (also {seen[t.name]})"
+            seen.setdefault(t.name, raw_name)
+        attr_problem, unmatched = None, []
+        if attributes is not None:
+            aname = safe_name(attributes[0]) or "attributes.csv"
+            apath = Path(tmp) / f"attributes-{aname}"
+            apath.write_bytes(attributes[1])
+            try:
+                table = read_attributes(apath)
+                unmatched = sorted(set(table.index) - set(seen))
+            except CoderAssistError as exc:
+                attr_problem = getattr(exc, "problem", str(exc))
+    extra_problem = None
+    if extra.strip():
+        try:
+            parse_attribute_options(_extra_options(extra))
+        except CoderAssistError as exc:
+            extra_problem = str(exc)
+    ok = bool(files) and not any(r["problem"] for r in rows) and attr_problem is None and extra_problem is None
+    return {"rows": rows, "attr_problem": attr_problem, "attr_unmatched": unmatched, "extra_problem": extra_problem, "ok": ok}
+
+
+def _extra_options(extra: str) -> list[str]:
+    return [part.strip() for part in extra.replace(";", ",").split(",") if part.strip()]
+
+
+def do_import(project: Project, files: list[tuple[str, bytes]], attributes: tuple[str, bytes] | None, extra: str) -> list:
+    """Write the upload to a temporary folder under the original names and import it, all or
+    nothing. Returns the imported transcripts."""
+    from coder_assist.pipeline import import_files
+
+    with tempfile.TemporaryDirectory(prefix="coder-assist-import-") as tmp:
+        folder = Path(tmp) / "transcripts"
+        folder.mkdir()
+        paths = []
+        for raw_name, data in files:
+            name = safe_name(raw_name)
+            if name is None:
+                raise CoderAssistError(f"{raw_name!r}: unusable file name")
+            path = folder / name
+            path.write_bytes(data)
+            paths.append(path)
+        attr_path = None
+        if attributes is not None:
+            attr_path = Path(tmp) / (safe_name(attributes[0]) or "attributes.csv")
+            attr_path.write_bytes(attributes[1])
+        extra_attrs = parse_attribute_options(_extra_options(extra)) if extra.strip() else None
+        return import_files(project, paths, attributes=attr_path, extra_attributes=extra_attrs)
+
+
+def _on_compute() -> None:
+    project, _ = _context()
+    from coder_assist.pipeline import suggest_project
+
+    try:
+        mv = suggest_project(project, encoder=common.get_encoder(), progress=False)
+    except CoderAssistError as exc:
+        st.session_state[FLASH_KEY] = ("error", f"Suggestions not computed: {exc}")
+        return
+    n = project.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (mv,)).fetchone()[0]
+    st.session_state[FLASH_KEY] = ("ok", f"Suggestions computed: {n} (model version {mv}). They are in the Review queue now.")
+
+
+def render() -> None:
+    project, name = _context()
+    st.header("Import transcripts", anchor=False)
+    item = st.session_state.pop(FLASH_KEY, None)
+    if item:
+        (st.error if item[0] == "error" else st.success)(item[1])
+
+    v = st.session_state.get(UPLOAD_VERSION, 0)
+    st.caption(
+        "Formats: " + ", ".join(SUPPORTED_SUFFIXES) + " (see the README for speaker labels). The file name becomes the "
+        "transcript's name. Nothing is imported until every file reads cleanly, and then all of them are imported together."
+    )
+    ups = st.file_uploader("Transcripts", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES], accept_multiple_files=True, key=f"imp_files_{v}")
+    c1, c2 = st.columns(2)
+    attr_up = c1.file_uploader("Attribute sheet (optional CSV: a 'transcript' column, one column per attribute)", type=["csv"],
+                               key=f"imp_attrs_{v}")
+    extra = c2.text_input("Attributes for every file of this import (optional)", key=EXTRA_KEY, placeholder="e.g. site=North, wave=1")
+
+    files = [(u.name, u.getvalue()) for u in ups or []]
+    # An attributes.csv among the transcripts is the attribute sheet, as for folders on the command line.
+    sheet = next(((n, d) for n, d in files if (safe_name(n) or "").lower() == "attributes.csv"), None)
+    files = [(n, d) for n, d in files if (n, d) != sheet]
+    attributes = (attr_up.name, attr_up.getvalue()) if attr_up is not None else sheet
+    if files or attributes:
+        check = check_files(project, files, attributes, extra or "")
+        if check["rows"]:
+            df = pd.DataFrame(check["rows"])
+            df["status"] = df["problem"].map(lambda p: f"✗ {p}" if p else "✓ ready")
+            st.dataframe(df[["file", "status", "transcript", "format", "turns", "speakers"]], hide_index=True, width="stretch",
+                         column_config={"status": st.column_config.TextColumn("Status", width="large")})
+            bad = [r for r in check["rows"] if r["problem"]]
+            for r in bad:
+                st.error(f"**{common._md_escape(r['file'])}**: {common._md_escape(r['problem'])}", icon=":material/error:")
+        if check["attr_problem"]:
+            st.error(f"**Attribute sheet {common._md_escape(attributes[0])}**: {common._md_escape(check['attr_problem'])}", icon=":material/error:")
+        elif check["attr_unmatched"]:
+            st.warning("Attribute rows that match no uploaded file (ignored): " + ", ".join(check["attr_unmatched"]))
+        if check["extra_problem"]:
+            st.error(check["extra_problem"])
+        n = len(files)
+        if not files:
+            st.info("Add transcript files to import.")
+        elif not check["ok"]:
+            st.warning("Fix or remove the files marked ✗: nothing is imported while any file has a problem.")
+        if st.button(f"Import {n} transcript{'s' if n != 1 else ''}", key="imp_go", type="primary", disabled=not check["ok"]):
+            try:
+                done = do_import(project, files, attributes, extra or "")
+            except CoderAssistError as exc:
+                st.session_state[FLASH_KEY] = ("error", f"Nothing was imported: {exc}")
+            else:
+                n_segs = project.conn.execute(
+                    f"SELECT COUNT(*) FROM segments s JOIN transcripts t ON t.id = s.transcript_id WHERE t.name IN ({','.join('?' * len(done))})",
+                    [t.name for t in done],
+                ).fetchone()[0]
+                st.session_state[FLASH_KEY] = ("ok", f"Imported {len(done)} transcript(s): {n_segs} passages to code. "
+                                                     "Compute suggestions below to review them.")
+                st.session_state[UPLOAD_VERSION] = v + 1
+            st.rerun()
+
+    st.divider()
+    _suggestions_section(project)
+    st.subheader("In this project", anchor=False)
+    tr = project.transcripts()
+    if tr.empty:
+        st.caption("No transcripts yet.")
+    else:
+        attrs = project.attributes()
+        table = tr[["name", "format", "n_segments", "imported_at"]].merge(attrs, left_on="name", right_index=True, how="left")
+        st.dataframe(table.rename(columns={"n_segments": "passages"}), hide_index=True, width="stretch")
+
+
+def _suggestions_section(project: Project) -> None:
+    mv = project.latest_model_version()
+    unscored = project.conn.execute(
+        "SELECT COUNT(*) FROM segments s JOIN transcripts t ON t.id = s.transcript_id "
+        "WHERE t.imported_at > COALESCE((SELECT created_at FROM model_versions WHERE id IS ?), '')",
+        (mv,),
+    ).fetchone()[0]
+    kind = project.conn.execute("SELECT kind FROM model_versions WHERE id = ?", (mv,)).fetchone()[0] if mv is not None else None
+    st.subheader("Suggestions", anchor=False)
+    if mv is None:
+        st.caption("No suggestions yet.")
+    else:
+        st.caption(f"Active model version {mv} ({kind}).")
+    if kind == "learned":
+        st.caption(f"The active model was trained on your decisions: retrain it to score new transcripts and template changes "
+                   f"with `coder-assist train {project.folder}`.")
+        return
+    st.button(
+        "Compute suggestions" if mv is None else "Compute suggestions again",
+        key="imp_compute",
+        on_click=_on_compute,
+        help="Scores every passage against the template's examples (loads the embedding model: allow a minute). "
+        "Needed after importing transcripts or changing the template. Your decisions are kept.",
+    )
+    if unscored:
+        st.info(f"{unscored} passage(s) were imported after suggestions were last computed: they have none yet.", icon=":material/info:")

@@ -1,0 +1,405 @@
+"""Template page: browse the code tree, and edit it with the decisions following.
+
+Every edit goes through :mod:`coder_assist.edit` in one transaction, so decisions are never
+left on a code that is gone: merging moves them to the target, splitting asks where each
+coded passage goes, and replacing the template from YAML asks where the decisions of codes
+that would disappear go (or keeps those codes retired, decisions and all).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import yaml
+
+from coder_assist import edit
+from coder_assist.codebook import PATH_SEP, Template, parse_template, slugify
+from coder_assist.errors import CoderAssistError
+from coder_assist.store import Project
+from ui import common
+
+CODE_KEY = "tpl_code"
+FLASH_KEY = "tpl_flash"
+SPLIT_N_KEY = "tpl_split_n"
+SPLIT_ASSIGN_KEY = "tpl_split_assign"  # {segment_id: part index}
+SPLIT_EDITOR_VERSION = "tpl_split_editor_v"
+KEEP_RETIRED = "__retire__"
+
+_CSS = """
+<style>
+.ca-tree { line-height: 1.5; font-size: .95em; }
+.ca-tree ul { list-style: none; margin: 0 0 0 1.1rem; padding: 0; }
+.ca-tree > ul { margin-left: 0; }
+.ca-tree li { margin: .1rem 0; }
+.ca-theme { font-weight: 650; }
+.ca-sel { background: rgba(240, 180, 0, .22); border-radius: .25rem; padding: 0 .25rem; }
+.ca-badge { font-size: .75em; opacity: .65; margin-left: .3rem; }
+.ca-dot { display: inline-block; width: .6rem; height: .6rem; border-radius: 50%; margin-right: .35rem; }
+.ca-ex { border-left: 3px solid rgba(128, 128, 128, .45); padding: .15rem .6rem; margin: .3rem 0; font-style: italic; }
+.ca-exsrc { font-size: .8em; opacity: .7; font-style: normal; }
+</style>
+"""
+
+
+def _context():
+    folder = Path(st.session_state["project_path"])
+    return common.get_project(folder), common.coder()
+
+
+def _flash(kind: str, text: str) -> None:
+    st.session_state[FLASH_KEY] = (kind, text)
+
+
+def _show_flash() -> None:
+    item = st.session_state.pop(FLASH_KEY, None)
+    if item:
+        kind, text = item
+        if kind == "error":
+            st.error(text)
+        else:
+            st.success(text)
+
+
+def _leaf(path: str) -> str:
+    return path.split(PATH_SEP)[-1]
+
+
+def _run(action, success: str) -> bool:
+    """Run one edit; show its error instead of raising. Returns whether it worked."""
+    try:
+        result = action()
+    except CoderAssistError as exc:
+        _flash("error", f"Not changed: {exc}")
+        return False
+    _flash("ok", success.format(result=result))
+    return True
+
+
+# --------------------------------------------------------------------------- the tree
+
+
+def decision_counts(project: Project) -> dict[str, dict[str, int]]:
+    """Per code: current accepted codings (all coders) and decisions of any kind in the log."""
+    out: dict[str, dict[str, int]] = {}
+    cur = project.current_decisions()
+    for code, n in cur[cur["action"] == "accept"].groupby("code_id").size().items():
+        out.setdefault(code, {})["accepted"] = int(n)
+    for code, n in project.conn.execute("SELECT code_id, COUNT(*) FROM decisions GROUP BY code_id"):
+        out.setdefault(code, {})["decisions"] = int(n)
+    return out
+
+
+def tree_html(template: Template, counts: dict[str, dict[str, int]], selected: str | None) -> str:
+    def node(cid: str) -> str:
+        c = template.codes[cid]
+        name = html.escape(c.name)
+        cls = "ca-theme" if not c.is_leaf else ""
+        if cid == selected:
+            cls += " ca-sel"
+        dot = f'<span class="ca-dot" style="background:{c.color}"></span>' if c.color else ""
+        badge = ""
+        if c.is_leaf:
+            acc = counts.get(cid, {}).get("accepted", 0)
+            badge = f'<span class="ca-badge">{len(c.examples)} ex · {acc} coded</span>'
+        kids = "".join(node(k) for k in c.children)
+        return f'<li><span class="{cls.strip()}">{dot}{name}</span>{badge}' + (f"<ul>{kids}</ul>" if kids else "") + "</li>"
+
+    return '<div class="ca-tree"><ul>' + "".join(node(c.id) for c in template.roots()) + "</ul></div>"
+
+
+def code_html(template: Template, cid: str) -> str:
+    c = template.codes[cid]
+    parts = [f'<div class="ca-exsrc">{html.escape(PATH_SEP.join(c.path[:-1]))}</div>' if c.parent_id else ""]
+    if c.description:
+        parts.append(f"<p>{html.escape(c.description)}</p>")
+    for label, val in (("Include", c.include), ("Exclude", c.exclude)):
+        if val:
+            parts.append(f"<p><b>{label}:</b> {html.escape(val)}</p>")
+    if c.examples:
+        parts.append(f"<p><b>Example excerpts ({len(c.examples)})</b></p>")
+        for e in c.examples:
+            src = f' <span class="ca-exsrc">— {html.escape(e.source)}</span>' if e.source else ""
+            parts.append(f'<div class="ca-ex">{html.escape(e.text)}{src}</div>')
+    if c.counter_examples:
+        parts.append(f"<p><b>Counter-examples ({len(c.counter_examples)})</b>: look alike, but are not this code</p>")
+        for e in c.counter_examples:
+            parts.append(f'<div class="ca-ex">{html.escape(e.text)}</div>')
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------- page
+
+
+def render() -> None:
+    project, name = _context()
+    st.header("Template", anchor=False)
+    _show_flash()
+    template = project.template()
+    counts = decision_counts(project)
+    codes = template.codes
+    if st.session_state.get(CODE_KEY) not in codes:
+        st.session_state[CODE_KEY] = next(iter(codes))
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        st.caption(f"**{html.escape(template.name)}** · {len(template.leaves())} codes in {len(template.roots())} themes")
+        with st.container(height=640, border=True):
+            st.html(_CSS + tree_html(template, counts, st.session_state.get(CODE_KEY)))
+    with right:
+        st.selectbox("Code", list(codes), format_func=lambda c: codes[c].path_str, key=CODE_KEY,
+                     help="Type to search. The code's details and the edits below apply to it.")
+        cid = st.session_state[CODE_KEY]
+        code = codes[cid]
+        c_counts = counts.get(cid, {})
+        st.subheader(code.name, anchor=False)
+        st.caption(
+            ("Theme / sub-theme (has sub-codes)" if not code.is_leaf else "Code")
+            + f" · id `{cid}` · {c_counts.get('accepted', 0)} passages coded · {c_counts.get('decisions', 0)} decisions in the log"
+        )
+        st.html(_CSS + code_html(template, cid))
+        if not name:
+            st.info("Enter your name in the sidebar to edit the template: every edit is recorded with it.", icon=":material/badge:")
+        _edits(project, name, template, cid, counts)
+    st.divider()
+    _replace_section(project, name, template)
+    hist = edit.history(project)
+    if hist:
+        with st.expander(f"Template history ({len(hist)} edits)"):
+            st.dataframe(
+                pd.DataFrame([{"when": h.get("at"), "who": h.get("coder"), "what": h.get("op"),
+                               "code": h.get("from") or h.get("path") or h.get("code") or h.get("template"),
+                               "decisions moved": sum(len(v) for v in h.get("moved_decisions", {}).values())} for h in reversed(hist)]),
+                hide_index=True, width="stretch",
+            )
+
+
+def _edits(project: Project, name: str | None, template: Template, cid: str, counts: dict) -> None:
+    code = template.codes[cid]
+    off = not name
+    tabs = st.tabs(["Edit", "Add example", "Add code", "Move", "Merge", "Split"])
+    with tabs[0]:
+        with st.form("tpl_edit_form", border=False):
+            new_name = st.text_input("Name", value=code.name)
+            desc = st.text_area("Description", value=code.description, height=100)
+            inc = st.text_input("Include when", value=code.include)
+            exc = st.text_input("Exclude when", value=code.exclude)
+            if st.form_submit_button("Save", type="primary", disabled=off):
+
+                def save():
+                    if new_name.strip() != code.name:
+                        edit.apply_rename(project, cid, new_name, coder=name)
+                    if (desc, inc, exc) != (code.description, code.include, code.exclude):
+                        edit.apply_update(project, cid, description=desc, include=inc, exclude=exc, coder=name)
+
+                _run(save, "Saved. Decisions stay with the code (its id does not change).")
+                st.rerun()
+    with tabs[1]:
+        _add_example(project, name, template, cid)
+    with tabs[2]:
+        _add_code(project, name, template, cid)
+    with tabs[3]:
+        top = "__top__"
+        parents = [top] + [c.id for c in template.codes.values() if not c.is_leaf and c.id != cid and not _is_under(template, c.id, cid)]
+        parents += [c.id for c in template.leaves() if c.id != cid and not counts.get(c.id, {}).get("decisions")]
+        label = lambda p: "(top level)" if p == top else template.codes[p].path_str + ("  (becomes a theme)" if template.codes[p].is_leaf else "")  # noqa: E731
+        target = st.selectbox("Move under", parents, format_func=label, index=None, placeholder="Choose the new parent…", key="tpl_move_to")
+        if st.button("Move", key="tpl_move", disabled=off or target is None, type="primary"):
+            _run(lambda: edit.apply_move(project, cid, None if target == top else target, coder=name), "Moved. Decisions stay with the code.")
+            st.rerun()
+    with tabs[4]:
+        if not code.is_leaf:
+            st.caption("Only codes without sub-codes can be merged.")
+        else:
+            leaves = [c.id for c in template.leaves() if c.id != cid]
+            target = st.selectbox("Merge into", leaves, format_func=lambda c: template.codes[c].path_str, index=None,
+                                  placeholder="Choose the code to keep…", key="tpl_merge_into")
+            n = edit.decision_count(project, cid)
+            if target:
+                st.warning(f"**{code.name}** leaves the template. Its {n} decision(s) move to **{template.codes[target].name}**, "
+                           f"and its {len(code.examples)} example excerpt(s) join that code's.", icon=":material/merge:")
+            if st.button("Merge", key="tpl_merge", type="primary", disabled=off or not target):
+                _run(lambda: edit.apply_merge(project, cid, target, coder=name),
+                     f"Merged into {template.codes[target].name if target else ''}: {{result}} decision(s) moved.")
+                st.session_state[CODE_KEY] = target
+                st.rerun()
+    with tabs[5]:
+        _split(project, name, template, cid)
+
+
+def _is_under(template: Template, cid: str, ancestor: str) -> bool:
+    p = template.codes[cid].parent_id
+    while p is not None:
+        if p == ancestor:
+            return True
+        p = template.codes[p].parent_id
+    return False
+
+
+def _add_example(project: Project, name: str | None, template: Template, cid: str) -> None:
+    code = template.codes[cid]
+    if not code.is_leaf:
+        st.caption("Examples belong to codes without sub-codes.")
+        return
+    acc = pd.read_sql_query(
+        "SELECT d.segment_id, t.name AS transcript, s.text, GROUP_CONCAT(DISTINCT d.coder) AS coders FROM decisions d "
+        "JOIN segments s ON s.id = d.segment_id JOIN transcripts t ON t.id = s.transcript_id "
+        "WHERE d.code_id = ? AND d.action = 'accept' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) "
+        "GROUP BY d.segment_id ORDER BY t.name, s.idx",
+        project.conn,
+        params=(cid,),
+    )
+    have = {e.text for e in code.examples}
+    acc = acc[[" ".join(t.split()) not in have for t in acc["text"]]]
+    if acc.empty:
+        st.caption("No accepted passage of this code to add yet (passages already in the examples are left out).")
+        return
+    opts = {int(r.segment_id): r for r in acc.itertuples(index=False)}
+    seg = st.selectbox(
+        "Accepted passage", list(opts),
+        format_func=lambda s: f"{opts[s].transcript}: {' '.join(opts[s].text.split())[:90]}…",
+        key="tpl_example_seg",
+    )
+    if seg is not None:
+        r = opts[seg]
+        st.html(_CSS + f'<div class="ca-ex">{html.escape(r.text)}<br><span class="ca-exsrc">{html.escape(r.transcript)} · coded by {html.escape(r.coders)}</span></div>')
+        if st.button("Add as example excerpt", key="tpl_add_example", type="primary", disabled=not name):
+            _run(lambda: edit.apply_add_example(project, cid, r.text, f"{r.transcript} (coded by {r.coders})", coder=name),
+                 "Added as an example. It is used the next time suggestions are computed.")
+            st.rerun()
+
+
+def _add_code(project: Project, name: str | None, template: Template, cid: str) -> None:
+    code = template.codes[cid]
+    default_parent = cid if not code.is_leaf else code.parent_id
+    parents = [None] + [c.id for c in template.codes.values() if not c.is_leaf]
+    with st.form("tpl_add_form", border=False):
+        parent = st.selectbox("Under", parents, index=parents.index(default_parent) if default_parent in parents else 0,
+                              format_func=lambda p: "(top level: a new theme)" if p is None else template.codes[p].path_str)
+        new_name = st.text_input("Name of the new code")
+        desc = st.text_area("Description", height=80, help="What the code means; a code needs a description or an example excerpt")
+        example = st.text_area("An example excerpt (optional)", height=68)
+        if st.form_submit_button("Add code", type="primary", disabled=not name):
+            _run(lambda: edit.apply_add_code(project, new_name, parent_id=parent, description=desc,
+                                                  examples=[example] if example.strip() else [], coder=name),
+                      "Added. It gets suggestions the next time they are computed; code passages with it by hand meanwhile.")
+            st.rerun()
+
+
+def _split(project: Project, name: str | None, template: Template, cid: str) -> None:
+    code = template.codes[cid]
+    if not code.is_leaf:
+        st.caption("Only codes without sub-codes can be split.")
+        return
+    n = st.number_input("Into how many codes", min_value=2, max_value=6, value=2, step=1, key=SPLIT_N_KEY)
+    parts = []
+    for k in range(int(n)):
+        c1, c2 = st.columns([1, 2])
+        pname = c1.text_input(f"Code {k + 1} name", key=f"tpl_split_name_{cid}_{k}")
+        pdesc = c2.text_input(f"Code {k + 1} description", key=f"tpl_split_desc_{cid}_{k}")
+        parts.append(edit.Part(pname.strip(), pdesc.strip()))
+    labels = [p.name or f"Code {k + 1}" for k, p in enumerate(parts)]
+
+    segs = edit.split_segments(project, cid)
+    assign: dict[int, int] = st.session_state.setdefault(SPLIT_ASSIGN_KEY, {})
+    assign = {s: k for s, k in assign.items() if s in segs and k < len(parts)}
+    if segs:
+        st.markdown(f"**Where do the {len(segs)} coded passage(s) go?** Every decision on a passage (every coder's) moves to the code you choose.")
+        info = pd.read_sql_query(
+            "SELECT s.id AS segment_id, t.name AS transcript, s.text, "
+            "GROUP_CONCAT(d.coder || ' ' || CASE d.action WHEN 'accept' THEN '✓' WHEN 'reject' THEN '✗' ELSE d.action END, ', ') AS decisions "
+            "FROM decisions d JOIN segments s ON s.id = d.segment_id JOIN transcripts t ON t.id = s.transcript_id "
+            "WHERE d.code_id = ? AND d.action != 'undo' GROUP BY s.id ORDER BY t.name, s.idx",
+            project.conn,
+            params=(cid,),
+        )
+        info["text"] = info["text"].map(lambda t: " ".join(t.split()))
+        info["new code"] = [labels[assign[s]] if s in assign else None for s in info["segment_id"]]
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        bulk = c1.selectbox("Assign every unassigned passage to", range(len(labels)), format_func=lambda k: labels[k], index=None,
+                            key="tpl_split_bulk")
+        if c2.button("Assign", key="tpl_split_bulk_go", disabled=bulk is None):
+            for s in segs:
+                assign.setdefault(s, int(bulk))
+            st.session_state[SPLIT_ASSIGN_KEY] = assign
+            st.session_state[SPLIT_EDITOR_VERSION] = st.session_state.get(SPLIT_EDITOR_VERSION, 0) + 1
+            st.rerun()
+        edited = st.data_editor(
+            info[["new code", "transcript", "text", "decisions", "segment_id"]],
+            key=f"tpl_split_editor_{cid}_{st.session_state.get(SPLIT_EDITOR_VERSION, 0)}",
+            hide_index=True,
+            width="stretch",
+            disabled=["transcript", "text", "decisions", "segment_id"],
+            column_config={
+                "new code": st.column_config.SelectboxColumn("New code", options=labels, required=True, width="small"),
+                "text": st.column_config.TextColumn("Passage", width="large"),
+                "segment_id": None,
+            },
+        )
+        for s, lab in zip(edited["segment_id"], edited["new code"]):
+            if lab in labels:
+                assign[int(s)] = labels.index(lab)
+        st.session_state[SPLIT_ASSIGN_KEY] = assign
+    ex_assign = {}
+    if code.examples:
+        with st.expander(f"Example excerpts ({len(code.examples)}): which new code keeps each"):
+            for i, e in enumerate(code.examples):
+                ex_assign[i] = st.selectbox(e.text[:120], range(len(labels)), format_func=lambda k: labels[k], key=f"tpl_split_ex_{cid}_{i}")
+    missing = [s for s in segs if s not in assign]
+    ready = all(p.name for p in parts) and not missing
+    if missing:
+        st.caption(f"{len(missing)} of {len(segs)} passage(s) still to assign.")
+    if st.button("Split", key="tpl_split", type="primary", disabled=not name or not ready):
+        ok = _run(lambda: len(edit.apply_split(project, cid, parts, assign, examples=ex_assign, coder=name)),
+                  f"Split {code.name} into {{result}} codes; {len(segs)} passage(s) reassigned.")
+        if ok:
+            st.session_state.pop(SPLIT_ASSIGN_KEY, None)
+            st.session_state.pop(CODE_KEY, None)
+        st.rerun()
+
+
+def _replace_section(project: Project, name: str | None, template: Template) -> None:
+    st.subheader("Import or replace the template", anchor=False)
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    up = c1.file_uploader("A template in YAML (see the README's template format)", type=["yaml", "yml"], key="tpl_upload")
+    c2.download_button("Download this template (YAML)", template.to_yaml(), file_name=f"{slugify(template.name)}.yaml",
+                       mime="application/x-yaml", width="stretch")
+    if up is None:
+        return
+    try:
+        new = parse_template(yaml.safe_load(up.getvalue().decode("utf-8-sig")), up.name)
+    except yaml.YAMLError as exc:
+        st.error(f"{up.name}: not valid YAML: {exc}")
+        return
+    except UnicodeDecodeError:
+        st.error(f"{up.name}: the template is not UTF-8 text")
+        return
+    except CoderAssistError as exc:
+        st.error(str(exc))
+        return
+    plan = edit.plan_replace(project, new)
+    st.markdown(
+        f"**{html.escape(new.name)}**: {len(new.leaves())} codes. Compared with the current template: "
+        f"{len(plan.added)} new, {len(plan.removed)} gone, {len(plan.changed_path)} renamed or moved (same id: decisions stay)."
+    )
+    mapping: dict[str, str | None] = {}
+    if plan.needs_mapping:
+        st.warning(f"{len(plan.needs_mapping)} code(s) that would leave the template have decisions. Choose where their decisions go: "
+                   "a code of the new template, or keep the old code retired with its decisions.", icon=":material/call_split:")
+        leaves = [c.id for c in new.leaves()]
+        options = [KEEP_RETIRED] + leaves
+        label = lambda c: "Keep it retired (decisions stay under the old code)" if c == KEEP_RETIRED else new.codes[c].path_str  # noqa: E731
+        paths = dict(project.conn.execute("SELECT id, path FROM codes").fetchall())
+        for cid, n in plan.needs_mapping.items():
+            sug = plan.suggested_mapping.get(cid)
+            choice = st.selectbox(f"{paths.get(cid, cid)} · {n} decision(s)", options, format_func=label,
+                                  index=options.index(sug) if sug in options else None, placeholder="Choose…", key=f"tpl_map_{cid}")
+            if choice is not None:
+                mapping[cid] = None if choice == KEEP_RETIRED else choice
+    missing = [c for c in plan.needs_mapping if c not in mapping]
+    if st.button("Replace the template", key="tpl_replace", type="primary", disabled=not name or bool(missing)):
+        if _run(lambda: sum(edit.replace_template(project, new, mapping, coder=name).values()),
+                "Template replaced: {result} decision(s) moved. Compute suggestions again to score the new codes."):
+            st.session_state.pop(CODE_KEY, None)
+        st.rerun()

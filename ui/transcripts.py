@@ -1,0 +1,375 @@
+"""Transcripts page: read a transcript top to bottom with its codings, and code it by hand.
+
+The reading view shows every turn in order. Each coded passage (a segment) carries coding
+stripes in the margin (one coloured bar per code applied) and labels on the right; the
+model's pending suggestions for the coder are marked with dashed labels. The panel on the
+right selects a passage (by its number, or Previous / Next) and adds or removes codes on it:
+adding records an ``accept`` and removing a ``reject`` decision under the coder's name, both
+undoable like any other decision.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import html
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from coder_assist import review
+from coder_assist.codebook import PATH_SEP, Template
+from coder_assist.errors import CoderAssistError
+from coder_assist.store import Project
+from ui import common
+
+TRANSCRIPT_KEY = "tr_transcript"
+SEGMENT_KEY = "tr_segment"
+WHOSE_KEY = "tr_whose"
+PENDING_KEY = "tr_pending"
+ADD_CODE_KEY = "tr_add_code"
+FLASH_KEY = "tr_flash"
+
+_CSS = """
+<style>
+.ca-doc { line-height: 1.55; }
+.ca-t { margin: 0 0 .55rem 0; }
+.ca-t.ca-ctx { opacity: .7; }
+.ca-spk { font-weight: 600; margin-right: .35rem; }
+.ca-ts { font-size: .8em; opacity: .7; margin-right: .35rem; }
+.ca-seg { display: grid; grid-template-columns: 2.6rem 1fr 13rem; gap: .5rem; padding: .25rem .3rem; border-radius: .3rem; margin: .1rem 0; }
+.ca-seg.ca-sel { background: rgba(240, 180, 0, .13); outline: 2px solid rgba(240, 180, 0, .55); }
+.ca-bars { display: flex; gap: 3px; justify-content: flex-end; align-items: stretch; }
+.ca-bar { width: 5px; border-radius: 2px; }
+.ca-num { font-size: .75em; opacity: .55; margin-right: .35rem; font-variant-numeric: tabular-nums; }
+.ca-labels { display: flex; flex-wrap: wrap; gap: .25rem; align-content: flex-start; }
+.ca-chip { font-size: .74em; line-height: 1.3; padding: .05rem .4rem; border-radius: .6rem; border: 1px solid; max-width: 13rem;
+           overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.ca-chip.ca-pend { border-style: dashed; opacity: .8; background: transparent !important; }
+.ca-legend { display: flex; flex-wrap: wrap; gap: .3rem; margin: .2rem 0 .6rem 0; }
+</style>
+"""
+
+_PALETTE = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#ff7f0e"]
+
+
+# --------------------------------------------------------------------------- colours
+
+
+def code_colors(template: Template) -> dict[str, str]:
+    """A colour per code: its own, else a shade of the nearest ancestor's (so the codes of one
+    theme read as one family), else one picked from its id."""
+    out: dict[str, str] = {}
+    for code in template.codes.values():
+        base, depth, c = None, 0, code
+        while c is not None:
+            if c.color:
+                base = c.color
+                break
+            depth += 1
+            c = template.codes.get(c.parent_id) if c.parent_id else None
+        if base is None:
+            h = int(hashlib.sha1(code.id.encode()).hexdigest(), 16)
+            out[code.id] = _PALETTE[h % len(_PALETTE)]
+            continue
+        if depth == 0:
+            out[code.id] = base
+            continue
+        # Vary the lightness a little per leaf so neighbours in one theme can be told apart.
+        r, g, b = (int(base[i : i + 2], 16) / 255 for i in (1, 3, 5))
+        hh, ll, ss = colorsys.rgb_to_hls(r, g, b)
+        k = int(hashlib.sha1(code.id.encode()).hexdigest(), 16) % 5
+        ll = min(0.75, max(0.25, ll + (k - 2) * 0.07))
+        r, g, b = colorsys.hls_to_rgb(hh, ll, ss)
+        out[code.id] = "#%02x%02x%02x" % (int(r * 255), int(g * 255), int(b * 255))
+    return out
+
+
+def _chip(label: str, color: str, title: str, pending: bool = False) -> str:
+    bg = f"{color}22"
+    cls = "ca-chip ca-pend" if pending else "ca-chip"
+    return f'<span class="{cls}" style="border-color:{color};background:{bg}" title="{html.escape(title)}">{html.escape(label)}</span>'
+
+
+def _leaf(path: str) -> str:
+    return path.split(PATH_SEP)[-1]
+
+
+# --------------------------------------------------------------------------- the reading view
+
+
+def document_html(
+    text: str,
+    turns: pd.DataFrame,
+    segments: pd.DataFrame,
+    codings: pd.DataFrame,
+    pending: pd.DataFrame,
+    colors: dict[str, str],
+    selected: int | None,
+    show_coder: bool,
+) -> str:
+    """The transcript as HTML: turns in order, coded passages with stripes and labels. All
+    transcript text is escaped."""
+
+    def esc(s: str) -> str:
+        return html.escape(s).replace("\r\n", "\n").replace("\n", "<br>")
+
+    accepted = codings[codings["action"] == "accept"]
+    by_seg: dict[int, list] = {}
+    for r in accepted.itertuples(index=False):
+        by_seg.setdefault(int(r.segment_id), []).append(r)
+    pend_by_seg: dict[int, list] = {}
+    for r in pending.itertuples(index=False):
+        pend_by_seg.setdefault(int(r.segment_id), []).append(r)
+    segs_by_turn: dict[int, list] = {}
+    for s in segments.itertuples(index=False):
+        segs_by_turn.setdefault(int(s.turn_idx), []).append(s)
+
+    out = ['<div class="ca-doc">']
+    for t in turns.itertuples(index=False):
+        ts = f'<span class="ca-ts">[{html.escape(t.timestamp)}]</span>' if t.timestamp else ""
+        spk = f'<span class="ca-spk">{html.escape(t.speaker or "(no speaker)")}:</span>'
+        segs = segs_by_turn.get(int(t.idx), [])
+        if not segs:
+            out.append(f'<div class="ca-t ca-ctx">{ts}{spk}{esc(text[t.start:t.end])}</div>')
+            continue
+        out.append(f'<div class="ca-t">{ts}{spk}')
+        for s in segs:
+            codes = {}
+            for r in by_seg.get(int(s.id), []):
+                codes.setdefault(r.code_id, (r.code_path, []))[1].append(r.coder)
+            bars = "".join(
+                f'<span class="ca-bar" style="background:{colors.get(cid, "#888")}" title="{html.escape(p)}"></span>'
+                for cid, (p, _) in codes.items()
+            )
+            chips = [
+                _chip(_leaf(p) + (f" · {', '.join(who)}" if show_coder else ""), colors.get(cid, "#888"), f"{p} (coded by {', '.join(who)})")
+                for cid, (p, who) in codes.items()
+            ]
+            chips += [
+                _chip(f"? {_leaf(r.code_path)} {float(r.confidence):.0%}", colors.get(r.code_id, "#888"),
+                      f"Suggested, not decided yet: {r.code_path} (confidence {float(r.confidence):.0%})", pending=True)
+                for r in pend_by_seg.get(int(s.id), [])
+            ]
+            sel = " ca-sel" if selected == int(s.id) else ""
+            out.append(
+                f'<div class="ca-seg{sel}" id="seg-{int(s.id)}"><div class="ca-bars">{bars}</div>'
+                f'<div><span class="ca-num">{int(s.idx) + 1}</span>{esc(text[s.start:s.end])}</div>'
+                f'<div class="ca-labels">{"".join(chips)}</div></div>'
+            )
+        out.append("</div>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def legend_html(codings: pd.DataFrame, colors: dict[str, str]) -> str:
+    acc = codings[codings["action"] == "accept"].drop_duplicates(["segment_id", "code_id"])
+    if acc.empty:
+        return ""
+    counts = acc.groupby(["code_id", "code_path"]).size().reset_index(name="n").sort_values("n", ascending=False)
+    chips = "".join(_chip(f"{_leaf(r.code_path)} ({r.n})", colors.get(r.code_id, "#888"), r.code_path) for r in counts.itertuples(index=False))
+    return f'<div class="ca-legend">{chips}</div>'
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def _context():
+    folder = Path(st.session_state["project_path"])
+    return common.get_project(folder), common.coder()
+
+
+def _flash(kind: str, text: str) -> None:
+    st.session_state[FLASH_KEY] = (kind, text)
+
+
+def _show_flash() -> None:
+    item = st.session_state.pop(FLASH_KEY, None)
+    if item:
+        kind, text = item
+        (st.error if kind == "error" else st.toast)(text)
+
+
+def _path(project: Project, code_id: str) -> str:
+    row = project.conn.execute("SELECT path FROM codes WHERE id = ?", (code_id,)).fetchone()
+    return row[0] if row else code_id
+
+
+def _on_add(segment_id: int) -> None:
+    project, name = _context()
+    code_id = st.session_state.get(ADD_CODE_KEY)
+    if not name or not code_id:
+        return
+    try:
+        done = review.add_code(project, segment_id, code_id, name)
+    except CoderAssistError as exc:
+        _flash("error", f"Not recorded: {exc}")
+        return
+    st.session_state[ADD_CODE_KEY] = None
+    _flash("ok", f"Coded as {_leaf(_path(project, code_id))}" if done else "You already have that code on this passage.")
+
+
+def _on_remove(segment_id: int, code_id: str) -> None:
+    project, name = _context()
+    if not name:
+        return
+    try:
+        done = review.remove_code(project, segment_id, code_id, name)
+    except CoderAssistError as exc:
+        _flash("error", f"Not recorded: {exc}")
+        return
+    _flash("ok", f"Removed {_leaf(_path(project, code_id))}" if done else "That code was already off this passage.")
+
+
+def _on_decide(suggestion_id: int, action: str) -> None:
+    project, name = _context()
+    if not name:
+        return
+    try:
+        done = review.decide_once(project, suggestion_id, action, name)
+    except CoderAssistError as exc:
+        _flash("error", f"Not recorded: {exc}")
+        return
+    if done is None:
+        _flash("ok", "Already decided (in another tab?); nothing recorded twice.")
+
+
+def _on_undo() -> None:
+    project, name = _context()
+    if not name:
+        return
+    undone = review.undo_last(project, name)
+    _flash("ok", f"Undone: {undone[-1].action} of {_leaf(_path(project, undone[-1].code_id))}" if undone else "Nothing to undo.")
+
+
+def _step(ids: list[int], delta: int) -> None:
+    cur = st.session_state.get(SEGMENT_KEY)
+    i = ids.index(cur) if cur in ids else 0
+    st.session_state[SEGMENT_KEY] = ids[max(0, min(len(ids) - 1, i + delta))]
+
+
+def _next_pending(ids: list[int], pending_segs: set[int]) -> None:
+    cur = st.session_state.get(SEGMENT_KEY)
+    i = ids.index(cur) if cur in ids else -1
+    for sid in ids[i + 1 :] + ids[: i + 1]:
+        if sid in pending_segs:
+            st.session_state[SEGMENT_KEY] = sid
+            return
+
+
+# --------------------------------------------------------------------------- page
+
+
+def render() -> None:
+    project, name = _context()
+    st.header("Transcripts", anchor=False)
+    _show_flash()
+    transcripts = project.transcripts()
+    if transcripts.empty:
+        st.info("No transcripts yet: add some on the Import page.")
+        return
+    labels = {int(r.id): f"{r.name}  ·  {int(r.n_segments)} passages" for r in transcripts.itertuples(index=False)}
+    c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
+    tid = c1.selectbox("Transcript", list(labels), format_func=labels.get, key=TRANSCRIPT_KEY)
+    whose = c2.radio("Codings shown", ["mine", "all"], format_func={"mine": "Mine", "all": "All coders"}.get, horizontal=True,
+                     key=WHOSE_KEY, index=0 if name else 1, help="Whose accepted codes the stripes and labels show")
+    show_pending = c3.toggle("Mark pending suggestions", value=True, key=PENDING_KEY,
+                             help="Dashed labels: the model's suggestions you have not decided yet")
+    tid = int(tid)
+    attrs = review.transcript_attributes(project, tid)
+    if attrs:
+        st.caption(" · ".join(f"{k}: {v}" for k, v in attrs.items()))
+
+    template = project.template()
+    colors = code_colors(template)
+    segments = review.transcript_segments(project, tid)
+    turns = project.turns(tid)
+    text = project.transcript_text(tid)
+    codings = review.transcript_codings(project, tid)
+    codings = codings[codings["code_active"] == 1]
+    shown = codings[codings["coder"] == name] if whose == "mine" and name else codings
+    sugg = review.transcript_suggestions(project, tid)
+    mine = codings[codings["coder"] == name] if name else codings.iloc[0:0]
+    decided = {(int(s), c) for s, c, a in zip(mine["segment_id"], mine["code_id"], mine["action"]) if a in ("accept", "reject")}
+    pending = sugg[[(int(s), c) not in decided for s, c in zip(sugg["segment_id"], sugg["code_id"])]] if len(sugg) else sugg
+
+    ids = [int(x) for x in segments["id"]]
+    if not ids:
+        st.info("This transcript has no passages to code (only interviewer turns or notes).")
+        return
+    if st.session_state.get(SEGMENT_KEY) not in ids:
+        st.session_state[SEGMENT_KEY] = ids[0]
+    selected = int(st.session_state[SEGMENT_KEY])
+
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        st.html(_CSS + legend_html(shown, colors))
+        with st.container(height=720, border=True):
+            st.html(_CSS + document_html(text, turns, segments, shown, pending if show_pending else pending.iloc[0:0],
+                                         colors, selected, show_coder=whose == "all"))
+    with right:
+        _panel(project, name, segments, ids, selected, codings, pending, template)
+
+
+def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list[int], selected: int,
+           codings: pd.DataFrame, pending: pd.DataFrame, template: Template) -> None:
+    st.subheader("Code a passage", anchor=False)
+    seg_rows = {int(r.id): r for r in segments.itertuples(index=False)}
+
+    def label(sid: int) -> str:
+        r = seg_rows[sid]
+        snippet = " ".join(str(r.text).split())
+        return f"{int(r.idx) + 1} · {r.speaker}: {snippet[:70]}{'…' if len(snippet) > 70 else ''}"
+
+    st.selectbox("Passage", ids, format_func=label, key=SEGMENT_KEY, help="The number is the one in the margin of the transcript")
+    b1, b2, b3 = st.columns(3)
+    b1.button("Previous", key="tr_prev", icon=":material/arrow_upward:", on_click=_step, args=(ids, -1), width="stretch")
+    b2.button("Next", key="tr_next", icon=":material/arrow_downward:", on_click=_step, args=(ids, 1), width="stretch")
+    pending_segs = {int(s) for s in pending["segment_id"]}
+    b3.button("Next pending", key="tr_next_pending", icon=":material/skip_next:", on_click=_next_pending, args=(ids, pending_segs),
+              width="stretch", disabled=not pending_segs, help="The next passage with a suggestion you have not decided")
+
+    seg = seg_rows[selected]
+    with st.container(border=True):
+        st.markdown(f"**{html.escape(str(seg.speaker))}:** " + common._md_escape(" ".join(str(seg.text).split())))
+
+    if not name:
+        st.info("Enter your name in the sidebar to code passages by hand.", icon=":material/badge:")
+    mine = codings[(codings["segment_id"] == selected) & (codings["coder"] == name) & (codings["action"] == "accept")] if name else codings.iloc[0:0]
+    st.markdown("**Your codes on this passage**")
+    if mine.empty:
+        st.caption("None yet.")
+    for r in mine.itertuples(index=False):
+        c1, c2 = st.columns([5, 1], vertical_alignment="center")
+        c1.markdown(f"{common._md_escape(_leaf(r.code_path))}  \n:gray[{common._md_escape(r.code_path)}]")
+        c2.button("", key=f"tr_rm_{r.code_id}", icon=":material/close:", help=f"Remove {r.code_path} from this passage",
+                  on_click=_on_remove, args=(selected, r.code_id), disabled=not name)
+
+    here = pending[pending["segment_id"] == selected]
+    if len(here):
+        st.markdown("**Suggested, waiting for your decision**")
+        for r in here.itertuples(index=False):
+            c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="center")
+            c1.markdown(f"{common._md_escape(_leaf(r.code_path))} · {float(r.confidence):.0%}  \n:gray[{common._md_escape(r.code_path)}]")
+            c2.button("", key=f"tr_acc_{r.suggestion_id}", icon=":material/check:", help="Accept", type="primary",
+                      on_click=_on_decide, args=(int(r.suggestion_id), "accept"), disabled=not name)
+            c3.button("", key=f"tr_rej_{r.suggestion_id}", icon=":material/close:", help="Reject",
+                      on_click=_on_decide, args=(int(r.suggestion_id), "reject"), disabled=not name)
+
+    have = set(mine["code_id"])
+    leaves = [(cid, path) for cid, path in review.leaf_codes(project) if cid not in have]
+    paths = dict(leaves)
+    c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+    c1.selectbox("Add a code", list(paths), format_func=paths.get, index=None, placeholder="Type to search the codes…",
+                 key=ADD_CODE_KEY, disabled=not name)
+    c2.button("Add", key="tr_add", type="primary", on_click=_on_add, args=(selected,), width="stretch",
+              disabled=not name or not st.session_state.get(ADD_CODE_KEY))
+
+    others = codings[(codings["segment_id"] == selected) & (codings["coder"] != name) & (codings["action"] == "accept")]
+    if len(others):
+        by = others.groupby("coder")["code_path"].apply(lambda s: ", ".join(_leaf(p) for p in s))
+        st.caption("Other coders: " + "; ".join(f"{c}: {v}" for c, v in by.items()))
+    can_undo = bool(name) and review.last_decision(project, name) is not None
+    st.button("Undo last", key="tr_undo", icon=":material/undo:", on_click=_on_undo, disabled=not can_undo,
+              help="Take back your last decision, made on any page (it stays in the log as an undo event)")
