@@ -34,6 +34,7 @@ PER_CODE_KEY = "review_per_code"
 OTHER_CODE_KEY = "review_other_code"
 OTHER_POPOVER_KEY = "review_other_popover"
 FLASH_KEY = "review_flash"
+LAST_KEY = "review_last"  # (suggestion, action) this tab recorded last: a repeat of it is a double press
 PIN_KEY = "review_pin"  # suggestion to show first (the one just brought back by undo)
 
 SHORTCUTS = {"accept": "A", "skip": "S", "undo": "U"}
@@ -139,13 +140,14 @@ def _on_decide(suggestion_id: int, action: str, code_path: str) -> None:
         return
     try:
         if review.decide_once(project, suggestion_id, action, name) is None:
-            if not review.is_repeat(project, suggestion_id, action, name):
+            if st.session_state.get(LAST_KEY) != (suggestion_id, action):
                 # Decided meanwhile in another tab or session: nothing is recorded twice.
                 _flash("info", "That suggestion was already decided in another tab or session; nothing was recorded twice.")
-            return  # or the same key pressed twice before the page moved on
+            return  # else: the same key pressed twice in this tab before the page moved on
     except CoderAssistError as exc:
         _flash("error", f"Not recorded: {exc}")
         return
+    st.session_state[LAST_KEY] = (suggestion_id, action)
     st.session_state.pop(PIN_KEY, None)
     _flash(action, f"{_VERBS[action]}: {_leaf(code_path)}  (U to undo)")
 

@@ -78,6 +78,77 @@ def _run(action, success: str) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------- callbacks
+#
+# Every edit runs in an on_click callback: before the page is drawn again, so the page shows
+# the template as the edit left it, and the callback may move the code selection.
+
+
+def _on_save(cid: str) -> None:
+    project, name = _context()
+    new_name = st.session_state.get(f"tpl_name_{cid}", "")
+    keys = {"description": f"tpl_desc_{cid}", "include": f"tpl_inc_{cid}", "exclude": f"tpl_exc_{cid}"}
+    fields = {field: st.session_state.get(key) or "" for field, key in keys.items()}
+
+    def save():
+        code = project.template().codes[cid]
+        if " ".join(new_name.split()) != code.name:
+            edit.apply_rename(project, cid, new_name, coder=name)
+        if (fields["description"], fields["include"], fields["exclude"]) != (code.description, code.include, code.exclude):
+            edit.apply_update(project, cid, coder=name, **fields)
+
+    _run(save, "Saved. Decisions stay with the code (its id does not change).")
+
+
+def _on_move(cid: str, parent: str | None) -> None:
+    project, name = _context()
+    _run(lambda: edit.apply_move(project, cid, parent, coder=name), "Moved. Decisions stay with the code.")
+
+
+def _on_merge(cid: str, target: str) -> None:
+    project, name = _context()
+    if _run(lambda: edit.apply_merge(project, cid, target, coder=name), "Merged: {result} decision(s) moved to the code kept."):
+        st.session_state[CODE_KEY] = target
+
+
+def _on_add_example(cid: str, text: str, source: str) -> None:
+    project, name = _context()
+    _run(lambda: edit.apply_add_example(project, cid, text, source, coder=name),
+         "Added as an example excerpt. It is used the next time suggestions are computed.")
+
+
+def _on_add_code(cid: str) -> None:
+    project, name = _context()
+    ss = st.session_state
+    example = (ss.get("tpl_new_example") or "").strip()
+    result: list[str] = []
+
+    def add():
+        result.append(edit.apply_add_code(project, ss.get("tpl_new_name") or "", parent_id=ss.get(f"tpl_new_parent_{cid}"),
+                                          description=ss.get("tpl_new_desc") or "", examples=[example] if example else [], coder=name))
+
+    if _run(add, "Added. It gets suggestions the next time they are computed; code passages with it by hand meanwhile."):
+        ss[CODE_KEY] = result[0]
+        for k in ("tpl_new_name", "tpl_new_desc", "tpl_new_example"):
+            ss[k] = ""
+
+
+def _on_split(cid: str, parts: list, assign: dict, ex_assign: dict, n_segs: int) -> None:
+    project, name = _context()
+    result: list[list[str]] = []
+    if _run(lambda: result.append(edit.apply_split(project, cid, parts, assign, examples=ex_assign, coder=name)),
+            f"Split into {len(parts)} codes; {n_segs} coded passage(s) reassigned."):
+        st.session_state.pop(SPLIT_ASSIGN_KEY, None)
+        st.session_state[CODE_KEY] = result[0][0]
+
+
+def _on_replace(new: Template, mapping: dict) -> None:
+    project, name = _context()
+    if _run(lambda: sum(edit.replace_template(project, new, mapping, coder=name).values()),
+            "Template replaced: {result} decision(s) moved. Compute suggestions again (Import page) to score the new codes."):
+        st.session_state.pop(CODE_KEY, None)
+
+
 # --------------------------------------------------------------------------- the tree
 
 
@@ -180,21 +251,12 @@ def _edits(project: Project, name: str | None, template: Template, cid: str, cou
     off = not name
     tabs = st.tabs(["Edit", "Add example", "Add code", "Move", "Merge", "Split"])
     with tabs[0]:
-        with st.form("tpl_edit_form", border=False):
-            new_name = st.text_input("Name", value=code.name)
-            desc = st.text_area("Description", value=code.description, height=100)
-            inc = st.text_input("Include when", value=code.include)
-            exc = st.text_input("Exclude when", value=code.exclude)
-            if st.form_submit_button("Save", type="primary", disabled=off):
-
-                def save():
-                    if new_name.strip() != code.name:
-                        edit.apply_rename(project, cid, new_name, coder=name)
-                    if (desc, inc, exc) != (code.description, code.include, code.exclude):
-                        edit.apply_update(project, cid, description=desc, include=inc, exclude=exc, coder=name)
-
-                _run(save, "Saved. Decisions stay with the code (its id does not change).")
-                st.rerun()
+        with st.form(f"tpl_edit_form_{cid}", border=False):
+            st.text_input("Name", value=code.name, key=f"tpl_name_{cid}")
+            st.text_area("Description", value=code.description, height=100, key=f"tpl_desc_{cid}")
+            st.text_input("Include when", value=code.include, key=f"tpl_inc_{cid}")
+            st.text_input("Exclude when", value=code.exclude, key=f"tpl_exc_{cid}")
+            st.form_submit_button("Save", type="primary", disabled=off, on_click=_on_save, args=(cid,))
     with tabs[1]:
         _add_example(project, name, template, cid)
     with tabs[2]:
@@ -205,9 +267,8 @@ def _edits(project: Project, name: str | None, template: Template, cid: str, cou
         parents += [c.id for c in template.leaves() if c.id != cid and not counts.get(c.id, {}).get("decisions")]
         label = lambda p: "(top level)" if p == top else template.codes[p].path_str + ("  (becomes a theme)" if template.codes[p].is_leaf else "")  # noqa: E731
         target = st.selectbox("Move under", parents, format_func=label, index=None, placeholder="Choose the new parent…", key="tpl_move_to")
-        if st.button("Move", key="tpl_move", disabled=off or target is None, type="primary"):
-            _run(lambda: edit.apply_move(project, cid, None if target == top else target, coder=name), "Moved. Decisions stay with the code.")
-            st.rerun()
+        st.button("Move", key="tpl_move", disabled=off or target is None, type="primary", on_click=_on_move,
+                  args=(cid, None if target == top else target))
     with tabs[4]:
         if not code.is_leaf:
             st.caption("Only codes without sub-codes can be merged.")
@@ -219,11 +280,7 @@ def _edits(project: Project, name: str | None, template: Template, cid: str, cou
             if target:
                 st.warning(f"**{code.name}** leaves the template. Its {n} decision(s) move to **{template.codes[target].name}**, "
                            f"and its {len(code.examples)} example excerpt(s) join that code's.", icon=":material/merge:")
-            if st.button("Merge", key="tpl_merge", type="primary", disabled=off or not target):
-                _run(lambda: edit.apply_merge(project, cid, target, coder=name),
-                     f"Merged into {template.codes[target].name if target else ''}: {{result}} decision(s) moved.")
-                st.session_state[CODE_KEY] = target
-                st.rerun()
+            st.button("Merge", key="tpl_merge", type="primary", disabled=off or not target, on_click=_on_merge, args=(cid, target))
     with tabs[5]:
         _split(project, name, template, cid)
 
@@ -264,10 +321,8 @@ def _add_example(project: Project, name: str | None, template: Template, cid: st
     if seg is not None:
         r = opts[seg]
         st.html(_CSS + f'<div class="ca-ex">{html.escape(r.text)}<br><span class="ca-exsrc">{html.escape(r.transcript)} · coded by {html.escape(r.coders)}</span></div>')
-        if st.button("Add as example excerpt", key="tpl_add_example", type="primary", disabled=not name):
-            _run(lambda: edit.apply_add_example(project, cid, r.text, f"{r.transcript} (coded by {r.coders})", coder=name),
-                 "Added as an example. It is used the next time suggestions are computed.")
-            st.rerun()
+        st.button("Add as example excerpt", key="tpl_add_example", type="primary", disabled=not name,
+                  on_click=_on_add_example, args=(cid, r.text, f"{r.transcript} (coded by {r.coders})"))
 
 
 def _add_code(project: Project, name: str | None, template: Template, cid: str) -> None:
@@ -275,16 +330,13 @@ def _add_code(project: Project, name: str | None, template: Template, cid: str) 
     default_parent = cid if not code.is_leaf else code.parent_id
     parents = [None] + [c.id for c in template.codes.values() if not c.is_leaf]
     with st.form("tpl_add_form", border=False):
-        parent = st.selectbox("Under", parents, index=parents.index(default_parent) if default_parent in parents else 0,
-                              format_func=lambda p: "(top level: a new theme)" if p is None else template.codes[p].path_str)
-        new_name = st.text_input("Name of the new code")
-        desc = st.text_area("Description", height=80, help="What the code means; a code needs a description or an example excerpt")
-        example = st.text_area("An example excerpt (optional)", height=68)
-        if st.form_submit_button("Add code", type="primary", disabled=not name):
-            _run(lambda: edit.apply_add_code(project, new_name, parent_id=parent, description=desc,
-                                                  examples=[example] if example.strip() else [], coder=name),
-                      "Added. It gets suggestions the next time they are computed; code passages with it by hand meanwhile.")
-            st.rerun()
+        st.selectbox("Under", parents, index=parents.index(default_parent) if default_parent in parents else 0,
+                     format_func=lambda p: "(top level: a new theme)" if p is None else template.codes[p].path_str,
+                     key=f"tpl_new_parent_{cid}")
+        st.text_input("Name of the new code", key="tpl_new_name")
+        st.text_area("Description", height=80, help="What the code means; a code needs a description or an example excerpt", key="tpl_new_desc")
+        st.text_area("An example excerpt (optional)", height=68, key="tpl_new_example")
+        st.form_submit_button("Add code", type="primary", disabled=not name, on_click=_on_add_code, args=(cid,))
 
 
 def _split(project: Project, name: str | None, template: Template, cid: str) -> None:
@@ -350,13 +402,8 @@ def _split(project: Project, name: str | None, template: Template, cid: str) -> 
     ready = all(p.name for p in parts) and not missing
     if missing:
         st.caption(f"{len(missing)} of {len(segs)} passage(s) still to assign.")
-    if st.button("Split", key="tpl_split", type="primary", disabled=not name or not ready):
-        ok = _run(lambda: len(edit.apply_split(project, cid, parts, assign, examples=ex_assign, coder=name)),
-                  f"Split {code.name} into {{result}} codes; {len(segs)} passage(s) reassigned.")
-        if ok:
-            st.session_state.pop(SPLIT_ASSIGN_KEY, None)
-            st.session_state.pop(CODE_KEY, None)
-        st.rerun()
+    st.button("Split", key="tpl_split", type="primary", disabled=not name or not ready, on_click=_on_split,
+              args=(cid, parts, dict(assign), ex_assign, len(segs)))
 
 
 def _replace_section(project: Project, name: str | None, template: Template) -> None:
@@ -398,8 +445,5 @@ def _replace_section(project: Project, name: str | None, template: Template) -> 
             if choice is not None:
                 mapping[cid] = None if choice == KEEP_RETIRED else choice
     missing = [c for c in plan.needs_mapping if c not in mapping]
-    if st.button("Replace the template", key="tpl_replace", type="primary", disabled=not name or bool(missing)):
-        if _run(lambda: sum(edit.replace_template(project, new, mapping, coder=name).values()),
-                "Template replaced: {result} decision(s) moved. Compute suggestions again to score the new codes."):
-            st.session_state.pop(CODE_KEY, None)
-        st.rerun()
+    st.button("Replace the template", key="tpl_replace", type="primary", disabled=not name or bool(missing),
+              on_click=_on_replace, args=(new, mapping))
