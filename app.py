@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common
-
 # Page icons become the favicon: Streamlit fetches ":material/...:" icons from Google's font
 # servers for that, so they must be emoji (drawn locally as a data: URL). Nothing leaves this
 # machine, not even a favicon request.
 st.set_page_config(page_title="coder-assist", page_icon="🏷️", layout="wide")
+
+# First paint before anything heavy is imported (the library pulls in pandas): on a cold
+# server the first run of this script pays for those imports, and the page should not be
+# blank meanwhile.
+with st.sidebar:
+    st.title("coder-assist", anchor=False)
+    st.caption("Offline coding suggestions for template analysis. Nothing leaves this machine.")
+
+from ui import common  # noqa: E402
 
 folder = common.project_path()
 st.session_state["project_path"] = str(folder)
 
 # Sidebar first, so the page paints before any slow first-start work.
 with st.sidebar:
-    st.title("coder-assist", anchor=False)
-    st.caption("Offline coding suggestions for template analysis. Nothing leaves this machine.")
     name = common.coder_box()
     st.divider()
     st.caption(f"Project: `{folder}`")
