@@ -1,0 +1,314 @@
+"""What the app's Model page shows, as plain functions over a :class:`Project` (no Streamlit):
+the model versions, the active model's per-code figures, agreement between the model and a
+coder, the project's learning curve, and when an automatic retrain is due.
+
+Model cards are the JSON stored with each model version (``model_versions.card``); a learned
+version's card (kind ``learned``, see :func:`coder_assist.learn.train_project`) has
+``n_decisions`` and per-code ``codes`` rows (n_pos, n_neg, weight, precision, recall, f1,
+verdict). The template-only similarity model has neither.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .store import Project
+
+LEARNED = "learned"  # LearnedScorer.version (not imported: keeps this module free of sklearn models)
+AUTO_RETRAIN_KEY = "auto_retrain_every"
+#: The model "says yes" to a pair when its calibrated confidence is at least this.
+YES_AT = 0.5
+
+VERSION_COLUMNS = ["id", "created", "kind", "encoder", "decisions", "reliable", "codes_scored", "active"]
+CODE_COLUMNS = ["code_id", "code_path", "n_pos", "n_neg", "weight", "precision", "recall", "f1", "verdict"]
+CURVE_COLUMNS = ["version", "decisions", "macro_f1", "codes_with_f1", "reliable"]
+
+
+# --------------------------------------------------------------------------- cards
+
+
+def _card(raw: str | None) -> dict:
+    try:
+        card = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def model_cards(project: Project) -> list[tuple[int, str, dict]]:
+    """(id, kind, card) of every model version, oldest first."""
+    mv = project.model_versions()
+    return [(int(r.id), str(r.kind), _card(r.card)) for r in mv.itertuples(index=False)]
+
+
+def active_card(project: Project) -> dict:
+    """The active model version's card (``{}`` when there is no model version)."""
+    active = project.latest_model_version()
+    return next((card for mid, _, card in model_cards(project) if mid == active), {})
+
+
+def is_learned(kind: str, card: dict) -> bool:
+    return kind == LEARNED and "n_decisions" in card
+
+
+def model_versions_table(project: Project) -> pd.DataFrame:
+    """One row per model version: id, created, kind, encoder, decisions (the number it was
+    trained on; None for the template-only model), reliable (codes with a "reliable" verdict;
+    None for the template-only model), codes_scored (codes with held-out figures), active."""
+    active = project.latest_model_version()
+    versions = project.model_versions()
+    rows = []
+    for r in versions.itertuples(index=False):
+        card = _card(r.card)
+        learned = is_learned(str(r.kind), card)
+        codes = card.get("codes", []) if learned else []
+        rows.append({
+            "id": int(r.id),
+            "created": str(r.created_at),
+            "kind": str(r.kind),
+            "encoder": str(r.encoder),
+            "decisions": int(card["n_decisions"]) if learned else None,
+            "reliable": sum(c.get("verdict") == "reliable" for c in codes) if learned else None,
+            "codes_scored": sum(c.get("f1") is not None for c in codes) if learned else None,
+            "active": int(r.id) == active,
+        })
+    df = pd.DataFrame(rows, columns=VERSION_COLUMNS)
+    for col in ("decisions", "reliable", "codes_scored"):
+        df[col] = df[col].astype("Int64")
+    return df
+
+
+def code_report(project: Project) -> pd.DataFrame:
+    """Per active leaf code, in template order: the active model card's figures (None where the
+    code has none) and the verdict from :meth:`Project.verdicts` (which says "stale" after a
+    template edit and "cold start" for a model that learned nothing)."""
+    codes = pd.read_sql_query("SELECT id AS code_id, path AS code_path FROM codes WHERE is_leaf = 1 AND active = 1 ORDER BY position", project.conn)
+    card = active_card(project)
+    figures = {c["code_id"]: c for c in card.get("codes", []) if isinstance(c, dict) and "code_id" in c}
+    verdicts = project.verdicts()
+    rows = []
+    for r in codes.itertuples(index=False):
+        c = figures.get(r.code_id, {})
+        rows.append({
+            "code_id": r.code_id,
+            "code_path": r.code_path,
+            "n_pos": c.get("n_pos"),
+            "n_neg": c.get("n_neg"),
+            "weight": c.get("weight"),
+            "precision": c.get("precision"),
+            "recall": c.get("recall"),
+            "f1": c.get("f1"),
+            "verdict": verdicts.get(r.code_id, "cold start"),
+        })
+    df = pd.DataFrame(rows, columns=CODE_COLUMNS)
+    for col in ("n_pos", "n_neg"):
+        df[col] = df[col].astype("Int64")
+    for col in ("weight", "precision", "recall", "f1"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def verdict_counts(report: pd.DataFrame) -> dict[str, int]:
+    """How many codes have each verdict, most common first."""
+    return {str(k): int(v) for k, v in report["verdict"].value_counts().items()}
+
+
+def card_text_path(project: Project, version: int | None = None) -> Path:
+    version = project.latest_model_version() if version is None else version
+    return project.folder / "models" / f"v{version}" / "card.txt"
+
+
+def card_text(project: Project, version: int | None = None) -> str | None:
+    """The readable model card (``models/v{id}/card.txt``) of a version (the active one by
+    default), or None: the template-only model and versions without a saved folder have none."""
+    if version is None and project.latest_model_version() is None:
+        return None
+    path = card_text_path(project, version)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+def _kappa(y_model: np.ndarray, y_coder: np.ndarray) -> float | None:
+    """Cohen's kappa, None where it is undefined (fewer than two items, or both sides gave one
+    and the same answer throughout, so chance agreement is already perfect)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    if len(y_coder) < 2:
+        return None
+    if len(set(y_model.tolist()) | set(y_coder.tolist())) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        k = float(cohen_kappa_score(y_coder, y_model))
+    return None if math.isnan(k) else k
+
+
+def decided_suggestions(project: Project, coder: str) -> pd.DataFrame:
+    """This coder's current accept/reject decisions that were made on a suggestion, with the
+    confidence the suggestion had when it was shown and the model version that made it.
+    Columns: decision_id, segment_id, code_id, accepted (bool), confidence, model_version_id."""
+    cur = project.current_decisions(coder)
+    cur = cur[cur["action"].isin(["accept", "reject"]) & cur["suggestion_id"].notna()]
+    cols = ["decision_id", "segment_id", "code_id", "accepted", "confidence", "model_version_id"]
+    if cur.empty:
+        return pd.DataFrame(columns=cols)
+    ids = sorted({int(s) for s in cur["suggestion_id"]})
+    sugg = pd.read_sql_query(
+        "SELECT id AS suggestion_id, confidence, model_version_id AS mv FROM suggestions WHERE id IN "
+        f"(SELECT value FROM json_each(?))",
+        project.conn,
+        params=(json.dumps(ids),),
+    )
+    df = cur.assign(suggestion_id=cur["suggestion_id"].astype(int)).merge(sugg, on="suggestion_id", how="inner")
+    return pd.DataFrame({
+        "decision_id": df["id"].astype(int),
+        "segment_id": df["segment_id"].astype(int),
+        "code_id": df["code_id"],
+        "accepted": df["action"].eq("accept"),
+        "confidence": df["confidence"].astype(float),
+        "model_version_id": df["mv"].astype(int),
+    }, columns=cols).reset_index(drop=True)
+
+
+def _agreement(df: pd.DataFrame) -> dict:
+    n = len(df)
+    coder = df["accepted"].to_numpy(dtype=bool)
+    model = (df["confidence"].to_numpy(dtype=float) >= YES_AT) if n else np.zeros(0, dtype=bool)
+    return {
+        "n": n,
+        "accepted": int(coder.sum()),
+        "rejected": int(n - coder.sum()),
+        "accept_rate": float(coder.mean()) if n else None,
+        "model_yes_rate": float(model.mean()) if n else None,
+        "observed_agreement": float((coder == model).mean()) if n else None,
+        "kappa": _kappa(model.astype(int), coder.astype(int)),
+    }
+
+
+def coder_model_agreement(project: Project, coder: str) -> dict:
+    """Agreement between ``coder`` and the model on the suggestions the coder decided.
+
+    Each accept/reject on a suggestion is one item: the coder said yes (accept) or no (reject);
+    the model said yes when the suggestion's confidence at the time (of the model version that
+    made it) was at least :data:`YES_AT`. Returns n, accepted, rejected, accept_rate,
+    model_yes_rate, observed_agreement, kappa (Cohen's; None where undefined), and
+    ``by_version``: the same figures per model version that made the suggestions (a frame).
+    """
+    df = decided_suggestions(project, coder)
+    out = _agreement(df)
+    rows = [{"model_version_id": int(mv), **_agreement(g)} for mv, g in df.groupby("model_version_id", sort=True)] if len(df) else []
+    out["by_version"] = pd.DataFrame(rows, columns=["model_version_id", "n", "accepted", "rejected", "accept_rate", "model_yes_rate", "observed_agreement", "kappa"])
+    return out
+
+
+# --------------------------------------------------------------------------- learning curve
+
+
+def learning_curve(project: Project) -> pd.DataFrame:
+    """One point per learned model version: decisions it was trained on (card n_decisions) and
+    macro-F1, the mean of the cross-validated per-code F1 over the codes that have one (codes
+    with too few decisions have none and are left out; ``codes_with_f1`` says how many count).
+    Sorted by decisions, then version."""
+    rows = []
+    for mid, kind, card in model_cards(project):
+        if not is_learned(kind, card):
+            continue
+        f1 = [float(c["f1"]) for c in card.get("codes", []) if c.get("f1") is not None]
+        rows.append({
+            "version": mid,
+            "decisions": int(card["n_decisions"]),
+            "macro_f1": float(np.mean(f1)) if f1 else None,
+            "codes_with_f1": len(f1),
+            "reliable": sum(c.get("verdict") == "reliable" for c in card.get("codes", [])),
+        })
+    df = pd.DataFrame(rows, columns=CURVE_COLUMNS)
+    df["macro_f1"] = pd.to_numeric(df["macro_f1"], errors="coerce").astype(float)
+    return df.sort_values(["decisions", "version"], kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- automatic retraining
+
+
+def auto_retrain_every(project: Project) -> int:
+    """The project's "retrain automatically every N decisions" setting; 0 = off."""
+    try:
+        return max(0, int(project.meta(AUTO_RETRAIN_KEY) or 0))
+    except ValueError:
+        return 0
+
+
+def set_auto_retrain_every(project: Project, n: int) -> None:
+    n = int(n)
+    if n < 0:
+        raise ValueError("the retrain interval cannot be negative (0 turns automatic retraining off)")
+    with project.transaction():
+        project._set_meta(AUTO_RETRAIN_KEY, str(n))
+
+
+def n_decisions(project: Project) -> int:
+    """Accept/reject decisions in force, all coders: what :func:`train_project` learns from and
+    records as the card's ``n_decisions``."""
+    row = project.conn.execute(
+        "SELECT COUNT(*) FROM (SELECT d.action, ROW_NUMBER() OVER (PARTITION BY d.segment_id, d.code_id, d.coder ORDER BY d.id DESC) AS rn "
+        "FROM decisions d WHERE d.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)) "
+        "WHERE rn = 1 AND action IN ('accept', 'reject')"
+    ).fetchone()
+    return int(row[0])
+
+
+def trained_on(project: Project) -> int:
+    """Decisions the last retrain used: ``n_decisions`` of the newest learned model version
+    (0 when the project was never retrained). The newest, not the active one: after a rollback
+    the count goes on from the last retrain instead of starting a retrain at once, which would
+    undo the rollback."""
+    learned = [card for _, kind, card in model_cards(project) if is_learned(kind, card)]
+    return int(learned[-1]["n_decisions"]) if learned else 0
+
+
+def decisions_since_training(project: Project) -> int:
+    """Accept/reject decisions in force now minus those the last retrain used (never below 0)."""
+    return max(0, n_decisions(project) - trained_on(project))
+
+
+def needs_auto_retrain(project: Project) -> bool:
+    """True when automatic retraining is on (every N > 0 decisions) and at least N decisions
+    have been made since the last retrain."""
+    every = auto_retrain_every(project)
+    return every > 0 and decisions_since_training(project) >= every
+
+
+# --------------------------------------------------------------------------- consistency check
+
+
+CONSISTENCY_COLUMNS = ["flag", "transcript", "code_path", "nearest_other", "similarity", "similarity_other", "coder", "text", "segment_id"]
+
+
+def consistency_table(flagged: pd.DataFrame) -> pd.DataFrame:
+    """:func:`coder_assist.learn.consistency_check`'s frame in the columns the page shows, in
+    its order (closer to another code first, then far from its code, least similar first)."""
+    return flagged.reindex(columns=CONSISTENCY_COLUMNS).reset_index(drop=True)
+
+
+__all__ = [
+    "model_versions_table",
+    "code_report",
+    "card_text",
+    "coder_model_agreement",
+    "learning_curve",
+    "auto_retrain_every",
+    "set_auto_retrain_every",
+    "decisions_since_training",
+    "needs_auto_retrain",
+    "consistency_table",
+]

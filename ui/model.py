@@ -1,0 +1,541 @@
+"""Model page: retrain from the decisions, the model versions (with rollback), the active
+model's per-code figures and card, agreement between the model and the coder, the project's
+learning curve, and the consistency check.
+
+What the page shows is computed by :mod:`coder_assist.modelview` (no Streamlit there); this
+file draws it.
+
+Retraining runs in a background thread with its own connection to the project, one at a time
+per project across all browser sessions. The page that started it shows the elapsed time and
+redraws when it is done; leaving the page does not stop it. The new version becomes the active
+one as it is saved, so the review queue uses it from its next redraw.
+:func:`maybe_auto_retrain` starts the same job from the review page after a decision, when
+"retrain automatically every N decisions" is on and N decisions have been made since the last
+retrain.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from coder_assist import modelview
+from coder_assist.codebook import PATH_SEP
+from coder_assist.errors import CoderAssistError
+from coder_assist.store import Project
+from ui import common
+
+AUTO_KEY = "model_auto_every"
+ROLLBACK_KEY = "model_rollback_version"
+FLASH_KEY = "model_flash"
+CONSISTENCY_KEY = "model_consistency"  # session_state: (project folder, checked at, result frame)
+POLL_S = 0.5
+
+VERDICT_HELP = (
+    "reliable: held-out precision and recall at or above the project's target; "
+    "needs more decisions: below target, or too few accepts/rejects (3 of each) for a held-out estimate; "
+    "not automatable: the code's learning curve has flattened below target; "
+    "stale: the code's description or examples were edited after this model was trained; "
+    "cold start: the active model is the template-only similarity model."
+)
+
+
+# --------------------------------------------------------------------------- background retraining
+
+
+@dataclass
+class TrainJob:
+    folder: str
+    trigger: str  # "button" or "auto"
+    started: float = field(default_factory=time.time)
+    n_decisions: int = 0
+    version: int | None = None
+    error: str | None = None
+    seconds: float | None = None
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return self.seconds is None
+
+    def elapsed(self) -> float:
+        return self.seconds if self.seconds is not None else time.time() - self.started
+
+
+@st.cache_resource(show_spinner=False)
+def _registry() -> tuple[threading.Lock, dict[str, TrainJob]]:
+    """The last retrain of each project folder, shared by every session of this server."""
+    return threading.Lock(), {}
+
+
+def current_job(folder: Path | str) -> TrainJob | None:
+    lock, jobs = _registry()
+    with lock:
+        return jobs.get(str(folder))
+
+
+def _run(job: TrainJob, encoder) -> None:
+    from coder_assist.learn import train_project
+
+    t0 = time.perf_counter()
+    try:
+        # Its own connection: the session's one stays with the session's thread.
+        with Project.open(job.folder) as project:
+            job.version = train_project(project, encoder)
+    except CoderAssistError as exc:
+        job.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - shown on the page instead of vanishing with the thread
+        job.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        job.seconds = time.perf_counter() - t0
+
+
+def start_retrain(project: Project, encoder, trigger: str = "button") -> TrainJob | None:
+    """Start retraining ``project`` in the background; None if a retrain of it is running."""
+    lock, jobs = _registry()
+    folder = str(project.folder)
+    with lock:
+        old = jobs.get(folder)
+        if old is not None and old.running:
+            return None
+        job = TrainJob(folder, trigger, n_decisions=modelview.n_decisions(project))
+        job.thread = threading.Thread(target=_run, args=(job, encoder), name=f"coder-assist-retrain-{project.folder.name}", daemon=True)
+        jobs[folder] = job
+        job.thread.start()
+    return job
+
+
+def maybe_auto_retrain(project: Project, coder: str | None = None) -> bool:
+    """Call after recording a decision: starts a background retrain when automatic retraining
+    is on and enough decisions were made since the last one. Returns True if it started one.
+    Cheap when automatic retraining is off (one settings read)."""
+    try:
+        if not modelview.needs_auto_retrain(project):
+            return False
+    except CoderAssistError:
+        return False
+    job = current_job(project.folder)
+    if job is not None and job.running:
+        return False
+    every = modelview.auto_retrain_every(project)
+    try:
+        encoder = common.get_encoder()
+    except (CoderAssistError, OSError) as exc:
+        st.toast(f"Automatic retraining skipped: the embedding model did not load ({exc}).", icon=":material/error:")
+        return False
+    started = start_retrain(project, encoder, trigger="auto")
+    if started is not None:
+        who = f" ({coder})" if coder else ""
+        st.toast(
+            f"{every}+ new decisions{who}: retraining the model in the background. The queue switches to the new model when it is ready.",
+            icon=":material/model_training:",
+        )
+    return started is not None
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def _project() -> Project:
+    return common.get_project(Path(st.session_state["project_path"]))
+
+
+def _flash(kind: str, text: str) -> None:
+    st.session_state[FLASH_KEY] = (kind, text)
+
+
+def _show_flash() -> None:
+    item = st.session_state.pop(FLASH_KEY, None)
+    if item:
+        kind, text = item
+        (st.error if kind == "error" else st.success)(text)
+
+
+def _on_auto_every() -> None:
+    value = st.session_state.get(AUTO_KEY)
+    n = int(value or 0)
+    try:
+        modelview.set_auto_retrain_every(_project(), n)
+    except (CoderAssistError, ValueError) as exc:
+        _flash("error", f"Not saved: {exc}")
+        return
+    st.toast(f"Automatic retraining every {n} decisions." if n else "Automatic retraining is off.", icon=":material/settings:")
+
+
+def _on_rollback() -> None:
+    version = st.session_state.get(ROLLBACK_KEY)
+    if version is None:
+        return
+    project = _project()
+    try:
+        project.set_active_model_version(int(version))
+    except CoderAssistError as exc:
+        _flash("error", f"Not switched: {exc}")
+        return
+    del st.session_state[ROLLBACK_KEY]  # next draw offers another version than the one now active
+    _flash("ok", f"Model version v{version} is active again: the review queue shows its suggestions.")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _leaf(path) -> str | None:
+    return str(path).split(PATH_SEP)[-1] if isinstance(path, str) else None
+
+
+def _when(iso: str) -> str:
+    """An ISO time stamp (UTC) in the machine's local time, to the minute."""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return str(iso)
+
+
+def _version_label(row: pd.Series) -> str:
+    parts = [f"v{int(row['id'])}", "learned" if row["kind"] == modelview.LEARNED else f"{row['kind']} (template only)"]
+    if pd.notna(row["decisions"]):
+        parts.append(f"{int(row['decisions'])} decisions")
+    parts.append(_when(row["created"]))
+    return " · ".join(parts) + ("  (active)" if row["active"] else "")
+
+
+def _retrain_section(project: Project, job: TrainJob | None):
+    """Button, automatic setting, and the status of the last retrain. Returns the status
+    container of a retrain in progress (the page end keeps its elapsed time current)."""
+    running = job is not None and job.running
+    since = modelview.decisions_since_training(project)
+    every = modelview.auto_retrain_every(project)
+    if AUTO_KEY not in st.session_state:
+        st.session_state[AUTO_KEY] = every
+
+    c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="bottom")
+    clicked = c1.button(
+        "Retrain now",
+        key="model_retrain",
+        type="primary",
+        icon=":material/model_training:",
+        disabled=running,
+        width="stretch",
+        help="Learn from every accept and reject made so far (all coders) and re-score every passage. "
+        "The new model becomes the active one; the review queue uses it from then on.",
+    )
+    c2.number_input(
+        "Retrain automatically every N decisions",
+        min_value=0,
+        step=10,
+        key=AUTO_KEY,
+        on_change=_on_auto_every,
+        help="0 = off. Counted over all coders' accepts and rejects since the last retrain; "
+        "the retrain runs in the background while you keep reviewing.",
+    )
+    note = f"**{since}** decision{'s' if since != 1 else ''} since the last retrain."
+    if every:
+        left = max(0, every - since)
+        note += f" Next automatic retrain after {left} more." if left else " An automatic retrain is due with the next decision."
+    else:
+        note += " Automatic retraining is off."
+    c3.markdown(note)
+
+    if clicked and not running:
+        # Not ``with status:``: leaving the block would mark it complete while the retrain runs.
+        status = st.status("Retraining…", expanded=True, state="running")
+        status.write("Loading the embedding model…")
+        encoder = common.get_encoder()
+        job = start_retrain(project, encoder, trigger="button")
+        if job is None:  # another session got there first
+            job = current_job(project.folder)
+        status.write(
+            f"Learning from {job.n_decisions} decisions: passage features, one classifier per code blended with "
+            "the template's examples, cross-validated figures, then new suggestions for every passage."
+        )
+        return status, job
+    if running:
+        status = st.status(_running_label(job), expanded=True, state="running")
+        who = "after the last batch of decisions (automatic)" if job.trigger == "auto" else "from the Retrain button"
+        status.write(f"Started {who}, learning from {job.n_decisions} decisions.")
+        return status, job
+    if job is not None and job.error:
+        st.status(f"The last retrain failed after {job.elapsed():.1f} s", state="error", expanded=True).write(job.error)
+    elif job is not None:
+        st.status(
+            f"Retrained in {job.elapsed():.1f} s: model version v{job.version} from {job.n_decisions} decisions "
+            f"({datetime.fromtimestamp(job.started).strftime('%H:%M')}{', automatic' if job.trigger == 'auto' else ''}).",
+            state="complete",
+            expanded=False,
+        ).write("It became the active model when it was saved; the review queue uses its suggestions.")
+    return None, job
+
+
+def _running_label(job: TrainJob) -> str:
+    return f"Retraining… {job.elapsed():.0f} s"
+
+
+def _summary(project: Project, versions: pd.DataFrame, report: pd.DataFrame) -> None:
+    active = versions[versions["active"]]
+    c1, c2, c3, c4 = st.columns(4)
+    if active.empty:
+        c1.metric("Active model", "none")
+        return
+    row = active.iloc[0]
+    learned = pd.notna(row["decisions"])  # a learned version's card says how many decisions it used
+    c1.metric("Active model", f"v{int(row['id'])}", help=_version_label(row))
+    c2.metric("Trained on", f"{int(row['decisions'])} decisions" if learned else "template only",
+              help="Accept/reject decisions the active model learned from." if learned else
+              "The active model only knows the template's descriptions and examples: retrain to learn from decisions.")
+    counts = modelview.verdict_counts(report)
+    c3.metric("Reliable codes", f"{counts.get('reliable', 0)} of {len(report)}", help=VERDICT_HELP)
+    c4.metric("Model versions", len(versions))
+
+
+def _versions_section(versions: pd.DataFrame, running: bool) -> None:
+    st.subheader("Model versions", anchor=False)
+    if versions.empty:
+        st.info("No model yet: retrain, or compute template suggestions with `coder-assist suggest`.")
+        return
+    show = versions.sort_values("id", ascending=False).assign(
+        version=lambda d: d["id"].map(lambda i: f"v{i}"),
+        created=lambda d: d["created"].map(_when),
+        active=lambda d: d["active"].map({True: "● active", False: ""}),
+        kind=lambda d: d["kind"].map(lambda k: k if k == modelview.LEARNED else f"{k} (template only)"),
+    )
+    st.dataframe(
+        show,
+        hide_index=True,
+        column_order=["active", "version", "created", "kind", "decisions", "reliable", "codes_scored"],
+        column_config={
+            "active": st.column_config.TextColumn("", width=80),
+            "version": st.column_config.TextColumn("Version", width=70),
+            "created": st.column_config.TextColumn("Created"),
+            "kind": st.column_config.TextColumn("Kind", width=240),
+            "decisions": st.column_config.NumberColumn("Decisions", help="Accept/reject decisions it was trained on"),
+            "reliable": st.column_config.NumberColumn("Reliable codes", help="Codes with the verdict 'reliable'"),
+            "codes_scored": st.column_config.NumberColumn("Codes with figures", help="Codes with enough decisions for held-out precision/recall"),
+        },
+        placeholder="–",
+        key="model_versions_table",
+    )
+    if len(versions) < 2:
+        return
+    labels = {int(r["id"]): _version_label(r) for _, r in versions.iterrows()}
+    active = int(versions.loc[versions["active"], "id"].iloc[0]) if versions["active"].any() else None
+    options = sorted(labels, reverse=True)
+    if st.session_state.get(ROLLBACK_KEY) not in options:
+        st.session_state[ROLLBACK_KEY] = next((v for v in options if v != active), options[0])
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    chosen = c1.selectbox("Roll back to", options, format_func=labels.get, key=ROLLBACK_KEY,
+                          help="Make an earlier (or later) version the active model again. Nothing is deleted; "
+                          "its saved suggestions feed the review queue.")
+    c2.button(
+        "Roll back" if active is None or (chosen or 0) < active else "Switch to it",
+        key="model_rollback",
+        icon=":material/history:",
+        on_click=_on_rollback,
+        disabled=running or chosen is None or chosen == active,
+        width="stretch",
+    )
+
+
+def _codes_section(project: Project, report: pd.DataFrame, versions: pd.DataFrame) -> None:
+    st.subheader("Per code", anchor=False)
+    active = versions[versions["active"]]
+    learned = not active.empty and active.iloc[0]["kind"] == modelview.LEARNED
+    counts = modelview.verdict_counts(report)
+    st.caption(
+        " · ".join(f"{n} {v}" for v, n in counts.items())
+        + (". Precision, recall and F1 are estimated by cross-validation on this project's decisions (at the code's 0.5 threshold)."
+           if learned else ". The active model has not learned from decisions yet: retrain to get per-code figures.")
+    )
+    parts = report["code_path"].str.rsplit(PATH_SEP, n=1)
+    table = report.assign(
+        theme=parts.map(lambda p: p[0] if len(p) > 1 else ""),
+        code=parts.map(lambda p: p[-1]),
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        height=460,
+        column_order=["code", "verdict", "n_pos", "n_neg", "precision", "recall", "f1", "weight", "theme"],
+        column_config={
+            "theme": st.column_config.TextColumn("Theme > sub-theme", width=260),
+            "code": st.column_config.TextColumn("Code", width=330),
+            "verdict": st.column_config.TextColumn("Verdict", help=VERDICT_HELP, width=145),
+            "n_pos": st.column_config.NumberColumn("+", help="Positive labels: accepts (and codings) of this code", width=42),
+            "n_neg": st.column_config.NumberColumn("−", help="Negative labels: rejects, and accepts of an exclusive sibling", width=42),
+            "precision": st.column_config.ProgressColumn("Precision", min_value=0.0, max_value=1.0, format="%.2f", width=75),
+            "recall": st.column_config.ProgressColumn("Recall", min_value=0.0, max_value=1.0, format="%.2f", width=75),
+            "f1": st.column_config.ProgressColumn("F1", min_value=0.0, max_value=1.0, format="%.2f", width=75),
+            "weight": st.column_config.NumberColumn("Weight", format="%.2f", width=60,
+                                                    help="Share of the learned classifier in the blend with the template prior (0 = template only)"),
+        },
+        placeholder="–",
+        key="model_codes_table",
+    )
+    version = int(active.iloc[0]["id"]) if not active.empty else None
+    text = modelview.card_text(project, version) if version is not None else None
+    with st.expander(f"Model card of v{version} (for a methods section)" if version is not None else "Model card"):
+        if text is None:
+            st.caption("The template-only model has no card: retrain to get one.")
+        else:
+            st.code(text, language=None, wrap_lines=False)
+            st.download_button("Download model card (.txt)", data=text, file_name=f"model-card-v{version}.txt", mime="text/plain",
+                               icon=":material/download:", key="model_card_download")
+
+
+def _agreement_section(project: Project, coder: str | None) -> None:
+    st.subheader("Agreement with you", anchor=False)
+    if not coder:
+        st.info("Enter your name in the sidebar to see how often the model agrees with your decisions.", icon=":material/badge:")
+        return
+    agr = modelview.coder_model_agreement(project, coder)
+    if agr["n"] == 0:
+        st.info("No accept or reject on a suggestion yet: decide some on the Review page.")
+        return
+    c1, c2, c3 = st.columns(3)
+    kappa = agr["kappa"]
+    c1.metric("Cohen's kappa", f"{kappa:.2f}" if kappa is not None else "–",
+              help="Agreement corrected for chance: 0 = no better than chance, 1 = perfect. "
+              "Undefined (–) when both sides gave the same answer throughout.")
+    c2.metric("Your accept rate", f"{agr['accept_rate']:.0%}", help=f"{agr['accepted']} accepted, {agr['rejected']} rejected")
+    c3.metric("Raw agreement", f"{agr['observed_agreement']:.0%}", help=f"The model said yes to {agr['model_yes_rate']:.0%} of these")
+    st.caption(
+        f"Over your {agr['n']} accept/reject decisions on suggestions. For each, you said yes (accept) or no (reject); "
+        f"the model said yes when the suggestion's confidence, as shown to you by the model version that made it, was "
+        f"{modelview.YES_AT:.0%} or more. Template-only suggestions have low confidences (the model rarely says yes), so "
+        "kappa stays near 0 until suggestions from a retrained model have been decided."
+    )
+    by = agr["by_version"]
+    if len(by) > 1:
+        st.dataframe(
+            by.assign(version=by["model_version_id"].map(lambda v: f"v{v}"), accept_rate=by["accept_rate"] * 100,
+                      model_yes_rate=by["model_yes_rate"] * 100),
+            hide_index=True,
+            column_order=["version", "n", "accept_rate", "model_yes_rate", "kappa"],
+            column_config={
+                "version": st.column_config.TextColumn("Suggested by"),
+                "n": st.column_config.NumberColumn("Decisions"),
+                "accept_rate": st.column_config.NumberColumn("Accept rate", format="%.0f%%"),
+                "model_yes_rate": st.column_config.NumberColumn("Model said yes", format="%.0f%%"),
+                "kappa": st.column_config.NumberColumn("Kappa", format="%.2f"),
+            },
+            key="model_agreement_table",
+        )
+
+
+def _curve_section(project: Project) -> None:
+    st.subheader("Learning curve", anchor=False)
+    curve = modelview.learning_curve(project).dropna(subset=["macro_f1"])
+    if curve.empty:
+        st.info("Each retrain adds a point: macro-F1 against the number of decisions. Retrain once there are "
+                "codes with at least 3 accepts and 3 rejects.")
+        return
+    import altair as alt
+
+    data = curve.assign(version=curve["version"].map(lambda v: f"v{v}"))
+    chart = (
+        alt.Chart(data)
+        .mark_line(point=alt.OverlayMarkDef(size=90, filled=True))
+        .encode(
+            x=alt.X("decisions:Q", title="Decisions", scale=alt.Scale(domain=[0, max(10, int(curve["decisions"].max() * 1.15))])),
+            y=alt.Y("macro_f1:Q", title="Macro-F1", scale=alt.Scale(domain=[0, 1])),
+            tooltip=[alt.Tooltip("version:N", title="Version"), alt.Tooltip("decisions:Q", title="Decisions"),
+                     alt.Tooltip("macro_f1:Q", title="Macro-F1", format=".2f"), alt.Tooltip("codes_with_f1:Q", title="Codes with F1"),
+                     alt.Tooltip("reliable:Q", title="Reliable codes")],
+        )
+        .properties(height=260)
+    )
+    st.altair_chart(chart, width="stretch", key="model_curve")
+    st.caption(
+        "One point per retrained version. Macro-F1: the mean cross-validated F1 over the codes that had enough decisions "
+        "for an estimate at that point (at least 3 accepts and 3 rejects), so early points average over few codes "
+        f"(latest: {int(curve.iloc[-1]['codes_with_f1'])})."
+    )
+
+
+def _consistency_section(project: Project) -> None:
+    st.subheader("Consistency check", anchor=False)
+    st.caption(
+        "Accepted codings that sit far from the rest of their code, or closer to another code than to their own: "
+        "possible miscodings to look at again. Codes are represented by their accepted passages and template examples."
+    )
+    if st.button("Run consistency check", key="model_consistency_run", icon=":material/rule:"):
+        with st.spinner("Comparing every accepted coding with its code and the others…"):
+            try:
+                flagged = modelview.consistency_table(_consistency_check(project))
+            except CoderAssistError as exc:
+                st.error(f"Check failed: {exc}")
+                return
+        st.session_state[CONSISTENCY_KEY] = (str(project.folder), datetime.now().strftime("%H:%M"), flagged)
+    result = st.session_state.get(CONSISTENCY_KEY)
+    if not result or result[0] != str(project.folder):
+        return
+    _, when, flagged = result
+    if flagged.empty:
+        st.success(f"No accepted coding stands out (checked at {when}).")
+        return
+    st.caption(f"{len(flagged)} possible miscoding{'s' if len(flagged) != 1 else ''} (checked at {when}).")
+    st.dataframe(
+        flagged.assign(code=flagged["code_path"].map(_leaf), other=flagged["nearest_other"].map(_leaf)),
+        hide_index=True,
+        column_order=["flag", "code", "text", "other", "similarity", "similarity_other", "transcript", "coder"],
+        column_config={
+            "flag": st.column_config.TextColumn("Flag", width=165),
+            "transcript": st.column_config.TextColumn("Transcript", width=120),
+            "code": st.column_config.TextColumn("Coded as", width=200, help="The code's theme and sub-theme are in the CSV download"),
+            "other": st.column_config.TextColumn("Nearest other code", width=200),
+            "similarity": st.column_config.NumberColumn("Sim. own", format="%.2f", width=70, help="Cosine to the rest of its code"),
+            "similarity_other": st.column_config.NumberColumn("Sim. other", format="%.2f", width=70, help="Cosine to the nearest other code"),
+            "coder": st.column_config.TextColumn("Coder", width=60),
+            "text": st.column_config.TextColumn("Passage", width=380),
+        },
+        key="model_consistency_table",
+    )
+    st.download_button("Download as CSV", data=flagged.to_csv(index=False), file_name="consistency-check.csv", mime="text/csv",
+                       icon=":material/download:", key="model_consistency_download")
+
+
+def _consistency_check(project: Project) -> pd.DataFrame:
+    from coder_assist.learn import consistency_check
+
+    return consistency_check(project, common.get_encoder())
+
+
+# --------------------------------------------------------------------------- page
+
+
+def render() -> None:
+    project = _project()
+    coder = common.coder()
+    st.header("Model", anchor=False)
+    st.caption("The model learns from every accept and reject. Retrain it here, see how well it does per code, "
+               "and go back to an earlier version if a new one is worse.")
+    _show_flash()
+
+    job = current_job(project.folder)
+    status, job = _retrain_section(project, job)
+    running = job is not None and job.running
+
+    versions = modelview.model_versions_table(project)
+    report = modelview.code_report(project)
+    _summary(project, versions, report)
+    _versions_section(versions, running)
+    _codes_section(project, report, versions)
+    left, right = st.columns(2, gap="large")
+    with left:
+        _agreement_section(project, coder)
+    with right:
+        _curve_section(project)
+    _consistency_section(project)
+
+    if status is not None and job is not None:
+        # Keep the elapsed time current until the retrain ends, then redraw with the new model.
+        # A click elsewhere stops this loop (not the retrain); the next visit picks it up again.
+        while job.running:
+            status.update(label=_running_label(job), state="running")
+            time.sleep(POLL_S)
+        st.rerun()
