@@ -211,7 +211,7 @@ def simulate(
         units = ds.units
     folds = sorted(units["fold"].unique()) if folds is None else list(folds)
     checkpoints = sorted({c for c in checkpoints if c <= budget} | {0})
-    log(f"{ds.name}: {len(units)} coded units, {len(ds.codebook)} codes, folds {folds}; embedding ...")
+    log(f"{ds.name}: {len(units)} coded units, {len(ds.codebook)} codes, folds {[int(f) for f in folds]}; embedding ...")
     units = units.assign(row=np.arange(len(units)))
     emb = {"X": encoder.encode(units["text"].tolist()), "P": encoder.encode(units["prev_text"].tolist())}
     per_fold: dict[str, list] = {"curve": [], "random_order": [], "zero_shot": [], "tfidf_lr_all": [], "embedding_lr_all": []}
@@ -292,7 +292,7 @@ def plot_curve(result: dict, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for key, label, style in (("curve", "coder-assist (uncertainty + diversity)", "o-"), ("random_order", "same learner, random order", "s--")):
+    for key, label, style in (("curve", "coder-assist queue (half uncertain + diverse, half random)", "o-"), ("random_order", "same learner, random order", "s--")):
         rows = result[key] if key == "curve" else result["baselines"][key]
         ax.plot([r["decisions"] for r in rows], [r["macro_f1"] for r in rows], style, label=label)
     for key, label, color in (("embedding_lr_all", "embedding + LR, all pool labels", "tab:green"), ("tfidf_lr_all", "TF-IDF + LR, all pool labels", "tab:purple"), ("zero_shot", "zero-shot (descriptions)", "tab:gray")):
