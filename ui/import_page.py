@@ -89,6 +89,13 @@ def check_files(project: Project, files: list[tuple[str, bytes]], attributes: tu
     return {"rows": rows, "attr_problem": attr_problem, "attr_unmatched": unmatched, "extra_problem": extra_problem, "ok": ok}
 
 
+def status_table(rows: list[dict]) -> pd.DataFrame:
+    """One line per uploaded file: ✓ ready or ✗ and the problem."""
+    df = pd.DataFrame(rows, columns=["file", "transcript", "format", "turns", "speakers", "problem"])
+    df["status"] = [f"✗ {r['problem']}" if r.get("problem") else "✓ ready" for r in rows]
+    return df[["file", "status", "transcript", "format", "turns", "speakers"]]
+
+
 def _extra_options(extra: str) -> list[str]:
     return [part.strip() for part in extra.replace(";", ",").split(",") if part.strip()]
 
@@ -156,9 +163,7 @@ def render() -> None:
     if files or attributes:
         check = check_files(project, files, attributes, extra or "")
         if check["rows"]:
-            df = pd.DataFrame(check["rows"])
-            df["status"] = df["problem"].map(lambda p: f"✗ {p}" if p else "✓ ready")
-            st.dataframe(df[["file", "status", "transcript", "format", "turns", "speakers"]], hide_index=True, width="stretch",
+            st.dataframe(status_table(check["rows"]), hide_index=True, width="stretch",
                          column_config={"status": st.column_config.TextColumn("Status", width="large")})
             bad = [r for r in check["rows"] if r["problem"]]
             for r in bad:

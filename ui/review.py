@@ -395,7 +395,6 @@ def render() -> None:
     _progress(data.progress, data.in_filter)
     if not name:
         st.info("Enter your name in the sidebar to start: decisions are recorded under it. Until then this is a preview.", icon=":material/badge:")
-    _per_code(project, name)
 
     row = data.row
     if row is None:
@@ -408,6 +407,7 @@ def render() -> None:
         c1, _ = st.columns([1, 3])
         with c1:
             _undo_button(name, data.can_undo)
+        _per_code(project, name)
         return
     if pin is not None and row["suggestion_id"] != pin:
         st.session_state.pop(PIN_KEY, None)
@@ -461,3 +461,4 @@ def render() -> None:
             st.caption("Keys: **A** accept · **R** reject · **S** skip · **U** undo (not while typing in a box)")
         if _HAS_HTML_JS:
             st.html(_REJECT_JS, unsafe_allow_javascript=True)
+    _per_code(project, name)

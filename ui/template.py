@@ -384,7 +384,7 @@ def _split(project: Project, name: str | None, template: Template, cid: str) -> 
             width="stretch",
             disabled=["transcript", "text", "decisions", "segment_id"],
             column_config={
-                "new code": st.column_config.SelectboxColumn("New code", options=labels, required=True, width="small"),
+                "new code": st.column_config.SelectboxColumn("New code", options=labels, required=True, width="medium"),
                 "text": st.column_config.TextColumn("Passage", width="large"),
                 "segment_id": None,
             },

@@ -13,6 +13,7 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import html
+import inspect
 from pathlib import Path
 
 import pandas as pd
@@ -48,8 +49,27 @@ _CSS = """
            overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .ca-chip.ca-pend { border-style: dashed; opacity: .8; background: transparent !important; }
 .ca-legend { display: flex; flex-wrap: wrap; gap: .3rem; margin: .2rem 0 .6rem 0; }
+.ca-legend .ca-chip { max-width: none; }
 </style>
 """
+
+_HAS_HTML_JS = "unsafe_allow_javascript" in inspect.signature(st.html).parameters
+_SCROLL_JS = """<script>
+(function () {
+  var tries = 0;
+  (function go() {
+    var el = window.document.getElementById("SEG_ID");
+    if (el) {
+      // Scroll the reading pane (the passage's nearest scrolling box), not the whole page.
+      var box = el.parentElement;
+      while (box && box.scrollHeight <= box.clientHeight + 2) box = box.parentElement;
+      if (box) box.scrollTop += el.getBoundingClientRect().top - box.getBoundingClientRect().top - box.clientHeight / 3;
+      return;
+    }
+    if (tries++ < 20) setTimeout(go, 100);
+  })();
+})();
+</script>"""
 
 _PALETTE = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#ff7f0e"]
 
@@ -168,7 +188,7 @@ def legend_html(codings: pd.DataFrame, colors: dict[str, str]) -> str:
     if acc.empty:
         return ""
     counts = acc.groupby(["code_id", "code_path"]).size().reset_index(name="n").sort_values("n", ascending=False)
-    chips = "".join(_chip(f"{_leaf(r.code_path)} ({r.n})", colors.get(r.code_id, "#888"), r.code_path) for r in counts.itertuples(index=False))
+    chips = "".join(_chip(f"{r.n} × {_leaf(r.code_path)}", colors.get(r.code_id, "#888"), r.code_path) for r in counts.itertuples(index=False))
     return f'<div class="ca-legend">{chips}</div>'
 
 
@@ -310,6 +330,11 @@ def render() -> None:
                                          colors, selected, show_coder=whose == "all"))
     with right:
         _panel(project, name, segments, ids, selected, codings, pending, template)
+    # Bring the chosen passage into view in the reading pane, once per change of passage (not
+    # on every redraw, which would pull the pane back while the coder scrolls).
+    if st.session_state.get("_tr_scrolled") != (tid, selected) and _HAS_HTML_JS:
+        st.session_state["_tr_scrolled"] = (tid, selected)
+        st.html(_SCROLL_JS.replace("SEG_ID", f"seg-{selected}"), unsafe_allow_javascript=True)
 
 
 def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list[int], selected: int,
@@ -323,7 +348,7 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
         return f"{int(r.idx) + 1} · {r.speaker}: {snippet[:70]}{'…' if len(snippet) > 70 else ''}"
 
     st.selectbox("Passage", ids, format_func=label, key=SEGMENT_KEY, help="The number is the one in the margin of the transcript")
-    b1, b2, b3 = st.columns(3)
+    b1, b2, b3 = st.columns([1, 1, 1.3])
     b1.button("Previous", key="tr_prev", icon=":material/arrow_upward:", on_click=_step, args=(ids, -1), width="stretch")
     b2.button("Next", key="tr_next", icon=":material/arrow_downward:", on_click=_step, args=(ids, 1), width="stretch")
     pending_segs = {int(s) for s in pending["segment_id"]}
@@ -332,7 +357,7 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
 
     seg = seg_rows[selected]
     with st.container(border=True):
-        st.markdown(f"**{html.escape(str(seg.speaker))}:** " + common._md_escape(" ".join(str(seg.text).split())))
+        st.markdown(f"**{common._md_escape(str(seg.speaker))}:** " + common._md_escape(" ".join(str(seg.text).split())))
 
     if not name:
         st.info("Enter your name in the sidebar to code passages by hand.", icon=":material/badge:")
@@ -341,20 +366,20 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
     if mine.empty:
         st.caption("None yet.")
     for r in mine.itertuples(index=False):
-        c1, c2 = st.columns([5, 1], vertical_alignment="center")
+        c1, c2 = st.columns([3, 1], vertical_alignment="center")
         c1.markdown(f"{common._md_escape(_leaf(r.code_path))}  \n:gray[{common._md_escape(r.code_path)}]")
-        c2.button("", key=f"tr_rm_{r.code_id}", icon=":material/close:", help=f"Remove {r.code_path} from this passage",
-                  on_click=_on_remove, args=(selected, r.code_id), disabled=not name)
+        c2.button("Remove", key=f"tr_rm_{r.code_id}", help=f"Take {r.code_path} off this passage (recorded as a reject)",
+                  on_click=_on_remove, args=(selected, r.code_id), disabled=not name, width="stretch")
 
     here = pending[pending["segment_id"] == selected]
     if len(here):
         st.markdown("**Suggested, waiting for your decision**")
         for r in here.itertuples(index=False):
-            c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="center")
+            c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
             c1.markdown(f"{common._md_escape(_leaf(r.code_path))} · {float(r.confidence):.0%}  \n:gray[{common._md_escape(r.code_path)}]")
-            c2.button("", key=f"tr_acc_{r.suggestion_id}", icon=":material/check:", help="Accept", type="primary",
+            c2.button("Accept", key=f"tr_acc_{r.suggestion_id}", type="primary", width="stretch",
                       on_click=_on_decide, args=(int(r.suggestion_id), "accept"), disabled=not name)
-            c3.button("", key=f"tr_rej_{r.suggestion_id}", icon=":material/close:", help="Reject",
+            c3.button("Reject", key=f"tr_rej_{r.suggestion_id}", width="stretch",
                       on_click=_on_decide, args=(int(r.suggestion_id), "reject"), disabled=not name)
 
     have = set(mine["code_id"])

@@ -200,6 +200,8 @@ def test_import_checks_each_file_and_imports_all_or_nothing(project_dir):
         problems = {r["file"]: r["problem"] for r in check["rows"]}
         assert problems["t3_gamma.txt"] is None and "empty" in problems["t4_empty.txt"] and "already in the project" in problems["t1_alpha.txt"]
         assert not check["ok"] and check["attr_unmatched"] == ["nobody"]
+        assert import_page.status_table(check["rows"])["status"].tolist() == [
+            "✓ ready", "✗ the file is empty", f"✗ {problems['t1_alpha.txt']}"]
         n_before = len(p.transcripts())
         with pytest.raises(Exception):
             import_page.do_import(p, [good, empty], attrs, "")
