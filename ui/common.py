@@ -183,3 +183,15 @@ def sidebar_counts(project: Project, name: str | None) -> None:
     if prog is not None:
         lines.append(f"You: {prog['decided']} decided · {prog['queued']} to go")
     st.caption("  \n".join(lines))
+
+
+def after_decision(project: Project, name: str | None) -> None:
+    """Run after a decision is committed: lets the Model page start its automatic retrain
+    ("every N decisions") when that is switched on. The decision is already on disk, so
+    nothing here can lose it; a failure is shown, not raised."""
+    try:
+        from ui import model
+
+        model.maybe_auto_retrain(project, name)
+    except Exception as exc:  # pragma: no cover - shown to the coder, the decision stands
+        st.toast(f"Automatic retraining did not start: {exc}", icon=":material/error:")

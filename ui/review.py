@@ -148,6 +148,8 @@ def _on_decide(suggestion_id: int, action: str, code_path: str) -> None:
         _flash("error", f"Not recorded: {exc}")
         return
     st.session_state[LAST_KEY] = (suggestion_id, action)
+    if action != "skip":
+        common.after_decision(project, name)
     st.session_state.pop(PIN_KEY, None)
     _flash(action, f"{_VERBS[action]}: {_leaf(code_path)}  (U to undo)")
 
@@ -163,6 +165,7 @@ def _on_other(suggestion_id: int) -> None:
     except CoderAssistError as exc:
         _flash("error", f"Not recorded: {exc}")
         return
+    common.after_decision(project, name)
     st.session_state[OTHER_CODE_KEY] = None
     st.session_state[OTHER_POPOVER_KEY] = False  # close it: the next suggestion is shown
     st.session_state.pop(PIN_KEY, None)

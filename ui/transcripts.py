@@ -228,6 +228,8 @@ def _on_add(segment_id: int) -> None:
         return
     st.session_state[ADD_CODE_KEY] = None
     _flash("ok", f"Coded as {_leaf(_path(project, code_id))}" if done else "You already have that code on this passage.")
+    if done:
+        common.after_decision(project, name)
 
 
 def _on_remove(segment_id: int, code_id: str) -> None:
@@ -240,6 +242,8 @@ def _on_remove(segment_id: int, code_id: str) -> None:
         _flash("error", f"Not recorded: {exc}")
         return
     _flash("ok", f"Removed {_leaf(_path(project, code_id))}" if done else "That code was already off this passage.")
+    if done:
+        common.after_decision(project, name)
 
 
 def _on_decide(suggestion_id: int, action: str) -> None:
@@ -253,6 +257,8 @@ def _on_decide(suggestion_id: int, action: str) -> None:
         return
     if done is None:
         _flash("ok", "Already decided (in another tab?); nothing recorded twice.")
+    else:
+        common.after_decision(project, name)
 
 
 def _on_undo() -> None:
