@@ -430,21 +430,29 @@ def _now() -> str:
 
 def model_card_text(card: dict, template: Template) -> str:
     """A readable model card a researcher can paste into a methods section."""
-    lines = [
-        f"coder-assist model card ({card.get('created_at', '')})",
-        f"Encoder: {card['encoder']}. Features: {card['features']} (segment embedding"
-        + (", previous-turn embedding" if "prev" in card["features"] else "")
-        + (", TF-IDF word and character n-grams" if "ngrams" in card["features"] else "")
-        + f"). Classifier: logistic regression per code (C={card['C']}), blended per code with the template's example-similarity "
-        f"prior at a weight chosen by {card['cv_folds']}-fold cross-validated log-loss, Platt-calibrated on held-out folds.",
-        f"Decisions used: {card['n_decisions']} ({card['n_labels']} labels incl. exclusivity). Reliability target: precision and recall >= {card['target']}.",
-        "",
-        f"{'code':60s} {'+':>4s} {'-':>4s} {'w':>5s} {'P':>5s} {'R':>5s} {'F1':>5s}  verdict",
-    ]
+    import textwrap
+
+    features = "segment embedding" + (", previous-turn embedding" if "prev" in card["features"] else "") + (
+        ", TF-IDF word and character n-grams" if "ngrams" in card["features"] else ""
+    )
+    prose = (
+        f"Code suggestions were made with coder-assist. Passages were embedded with {card['encoder']}; features: {features}. "
+        f"For each code, a logistic regression (C={card['C']}) trained on the researcher's accept/reject decisions and the "
+        f"template's example excerpts was blended with the template's example-similarity scorer at a weight chosen by "
+        f"{card['cv_folds']}-fold cross-validated log-loss, and calibrated (Platt) on the held-out folds. The model used "
+        f"{card['n_decisions']} decisions ({card['n_labels']} labels including those implied by mutually exclusive codes). "
+        f"A code counts as reliable when its held-out precision and recall are at least {card['target']}."
+    )
+    lines = [f"coder-assist model card ({card.get('created_at', '')})", "", textwrap.fill(prose, 100), ""]
+    lines.append(f"{'code':58s} {'+':>4s} {'-':>4s} {'w':>5s} {'P':>5s} {'R':>5s} {'F1':>5s}  verdict")
+    fmt = lambda v: f"{v:5.2f}" if v is not None else "    -"  # noqa: E731
     for c in card["codes"]:
-        path = template.codes[c["code_id"]].path_str if c["code_id"] in template.codes else c["code_id"]
-        fmt = lambda v: f"{v:5.2f}" if v is not None else "    -"  # noqa: E731
-        lines.append(f"{path[-60:]:60s} {c['n_pos']:4d} {c['n_neg']:4d} {c['weight']:5.2f} {fmt(c['precision'])} {fmt(c['recall'])} {fmt(c['f1'])}  {c['verdict']}")
+        code = template.codes.get(c["code_id"])
+        name = f"{code.path[0]}: {code.name}" if code is not None else c["code_id"]
+        name = name if len(name) <= 58 else name[:57] + "\u2026"
+        lines.append(f"{name:58s} {c['n_pos']:4d} {c['n_neg']:4d} {c['weight']:5.2f} {fmt(c['precision'])} {fmt(c['recall'])} {fmt(c['f1'])}  {c['verdict']}")
+    lines += ["", "+/-: decided positives/negatives; w: weight of the classifier in the blend (0 = template similarity only);",
+              "P/R/F1: held-out precision, recall and F1 at confidence 0.5."]
     return "\n".join(lines) + "\n"
 
 
@@ -548,8 +556,13 @@ def train_project(project, encoder: Encoder, *, features: FeatureSet = DEFAULT_F
             project.add_suggestions(mv, sugg)
             # The folder appears under its final name only inside the transaction that records
             # it: a crash leaves either both or an ignorable .tmp folder.
-            os.replace(tmp, models / f"v{mv}")
             project._set_meta("stale_verdicts", "[]")  # fresh verdicts against the current template
+            target = models / f"v{mv}"
+            if target.exists():
+                # Ids are reused after a rolled-back transaction: a folder under this id is an
+                # orphan of a crash between rename and commit, never a recorded version.
+                shutil.rmtree(target)
+            os.replace(tmp, target)  # last step: if it fails, the transaction rolls back
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -232,3 +232,16 @@ def test_verdicts_cold_start_then_stale_after_template_edit(tmp_path, encoder):
     p.set_template(parse(d))
     v = p.verdicts()
     assert v["kind/money"] == "stale" and v["kind/time"] == "cold start"
+
+
+def test_orphan_folder_from_a_crash_does_not_block_training(tmp_path, encoder):
+    (tmp_path / "a.txt").write_text("Interviewer: Q?\nP1: The budget was cut.\n", encoding="utf-8")
+    p = init_project(tmp_path / "proj", TPL)
+    import_files(p, [tmp_path / "a.txt"])
+    next_id = int(p.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM model_versions").fetchone()[0])
+    orphan = p.folder / "models" / f"v{next_id}"
+    orphan.mkdir(parents=True)
+    (orphan / "weights.npz").write_bytes(b"half-written")
+    mv = train_project(p, encoder)
+    assert mv == next_id
+    assert (orphan / "model.json").exists() and (orphan / "weights.npz").read_bytes() != b"half-written"
