@@ -22,7 +22,8 @@ What is measured:
   (started beforehand: the browser is not the app's cost), the time until the app's first
   element (the sidebar title) is drawn and until the first suggestion is drawn. Without
   chromium or playwright only the health-endpoint figure is given (``first_paint`` is null,
-  with the reason).
+  with the reason). The same is measured for a one-element Streamlit app, as the floor that
+  Streamlit itself sets on the machine (server start plus its frontend loading).
 
 No model is loaded: suggestions are inserted directly (``bench/review_synth.py``).
 """
@@ -141,8 +142,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def cold_start(folder: Path, runs: int) -> dict:
-    """``streamlit run`` to health, first element and first suggestion, cold, ``runs`` times."""
+_TRIVIAL_APP = """import streamlit as st
+with st.sidebar:
+    st.title("baseline")
+st.write("A one-element Streamlit app: the floor for first paint on this machine.")
+"""
+
+
+def cold_start(folder: Path | None, runs: int, script: Path | None = None) -> dict:
+    """``streamlit run`` to health, first element and first suggestion, cold, ``runs`` times.
+    With ``script`` (and no project), a baseline app: only health and first paint."""
+    script = script or ROOT / "app.py"
     browser_reason = None
     try:
         from playwright.sync_api import sync_playwright
@@ -160,10 +170,10 @@ def cold_start(folder: Path, runs: int) -> dict:
             url = f"http://127.0.0.1:{port}"
             t0 = time.perf_counter()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+                [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
                  "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-                 "--browser.gatherUsageStats", "false", "--", "--project", str(folder)],
-                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+                 "--browser.gatherUsageStats", "false", *(["--", "--project", str(folder)] if folder else [])],
+                cwd=script.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, HF_HUB_OFFLINE="1"),
             )
             try:
                 while True:
@@ -180,8 +190,17 @@ def cold_start(folder: Path, runs: int) -> dict:
                 if browser is not None:
                     page = browser.new_page(viewport={"width": 1400, "height": 1000})
                     page.goto(url + "/?coder=Bench%20Viewer", wait_until="commit")
+                    t_nav = time.perf_counter()
                     page.wait_for_selector("[data-testid='stSidebar'] h1", timeout=120000)
                     run["first_paint_s"] = round(time.perf_counter() - t0, 3)
+                    # The browser's own first contentful paint (Streamlit's loading skeleton).
+                    fcp = page.evaluate("() => (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime || null")
+                    if fcp is not None:
+                        run["browser_fcp_s"] = round(t_nav - t0 + fcp / 1000, 3)
+                    if folder is None:
+                        page.close()
+                        results.append(run)
+                        continue
                     page.wait_for_selector(".ca-code", timeout=120000)
                     run["first_suggestion_s"] = round(time.perf_counter() - t0, 3)
                     # A second visitor on the now warm server: navigation to first suggestion.
@@ -257,6 +276,12 @@ def main() -> None:
             result["action_uncertain_order"] = action_loop(p, "Uncertain Coder", 200, order="uncertain", seed=5)
         result["script_run_accept"] = script_loop(folder, "Script Coder", args.script_actions)
         result["cold_start"] = cold_start(folder, args.cold_runs)
+        with tempfile.TemporaryDirectory() as d:
+            trivial = Path(d) / "trivial_app.py"
+            trivial.write_text(_TRIVIAL_APP, encoding="utf-8")
+            base = cold_start(None, args.cold_runs, trivial)
+            base["what"] = "a one-element Streamlit app (sidebar title), same method: Streamlit's own floor on this machine"
+            result["cold_start_baseline_trivial_app"] = base
         result["targets"] = {
             "action_p95_ms": 150,
             "first_paint_s": 3,
