@@ -6,8 +6,10 @@ and the queue and the counts agree with the log."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import random
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -61,7 +63,12 @@ def session(folder: str, coder: str, seed: int, steps: int, start: threading.Bar
 
 
 def _process_main(folder: str, coder: str, seed: int, steps: int, out) -> None:
-    out.put(session(folder, coder, seed, steps))
+    try:
+        out.put(("ok", session(folder, coder, seed, steps)))
+    except BaseException:  # report it: the parent must not wait for a result that never comes
+        import traceback
+
+        out.put(("error", traceback.format_exc()))
 
 
 def check_log(folder: Path, told: list[tuple[str, int]]) -> None:
@@ -127,8 +134,18 @@ def test_processes_deciding_at_once(base_db, tmp_path):
              for coder, seed in (("Ann", 11), ("Ann", 12), ("Cy", 13))]
     for p in procs:
         p.start()
-    told = [x for _ in procs for x in out.get(timeout=120)]
+    told, errors, deadline = [], [], time.monotonic() + 300
+    while len(told) + len(errors) < len(procs):
+        try:
+            kind, payload = out.get(timeout=1)
+        except queue.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            assert not dead, f"a session process died without a report (exit codes {[p.exitcode for p in procs]})"
+            assert time.monotonic() < deadline, "session processes took more than 5 minutes"
+            continue
+        (told.append if kind == "ok" else errors.append)(payload)
     for p in procs:
         p.join(timeout=60)
-        assert p.exitcode == 0
+    assert not errors, "\n".join(errors)
+    told = [x for r in told for x in r]
     check_log(folder, told)

@@ -484,7 +484,7 @@ def _reference_progress(project, coder):
     return len(pool) - len(q), len(q)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(
         st.tuples(st.sampled_from(["ann", "bob"]), st.sampled_from(["accept", "reject", "skip", "undo", "other"]), st.integers(0, 6)),
