@@ -170,7 +170,8 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 class LearnedScorer(Scorer):
     """Per-code logistic regression on the researcher's decisions, blended per code with the
-    example-similarity prior and calibrated on held-out folds of those decisions."""
+    example-similarity prior and calibrated on held-out folds of those decisions, with a
+    per-code threshold chosen on the same held-out predictions."""
 
     version = "learned"
     needs_context = True
@@ -260,7 +261,11 @@ class LearnedScorer(Scorer):
                     best = (loss, w, a, b, p)
             _, w, a, b, p_cal = best
             report.weight = w
-            prec, rec, f1 = _f1_at(y, p_cal, 0.5)
+            # The code's threshold maximises held-out F1 (a frequent code needs more confidence
+            # than a rare one); clipped so a handful of decisions cannot push it to an extreme.
+            cands = np.unique(np.clip(p_cal, 0.05, 0.95))
+            report.threshold = float(max(cands, key=lambda t: (_f1_at(y, p_cal, t)[2], -abs(t - 0.5)))) if len(cands) else 0.5
+            prec, rec, f1 = _f1_at(y, p_cal, report.threshold)
             report.precision, report.recall, report.f1 = round(prec, 4), round(rec, 4), round(f1, 4)
             report.verdict = "reliable" if prec >= self.target and rec >= self.target else "needs more decisions"
             clf = fit_on(np.arange(len(y)))
@@ -285,7 +290,14 @@ class LearnedScorer(Scorer):
         if not self.coef:
             return base
         conf = self.score_features(self.featurizer.transform(inputs), base.confidence)
-        return Scores(base.code_ids, conf, base.similarity, base.evidence_text, base.evidence_source, base.evidence_similarity)
+        return Scores(base.code_ids, conf, base.similarity, base.evidence_text, base.evidence_source, base.evidence_similarity, self.thresholds())
+
+    def thresholds(self) -> np.ndarray:
+        """Per-code thresholds: learned where a classifier exists, else twice the chance rate."""
+        from .suggest import auto_threshold
+
+        default = auto_threshold(len(self.code_ids))
+        return np.array([self.reports[c].threshold if c in self.coef else default for c in self.code_ids])
 
     def score_features(self, F: sp.csr_matrix, prior_conf: np.ndarray) -> np.ndarray:
         """Calibrated confidences (n, k) from precomputed features and prior confidences."""
@@ -452,7 +464,7 @@ def model_card_text(card: dict, template: Template) -> str:
         name = name if len(name) <= 58 else name[:57] + "\u2026"
         lines.append(f"{name:58s} {c['n_pos']:4d} {c['n_neg']:4d} {c['weight']:5.2f} {fmt(c['precision'])} {fmt(c['recall'])} {fmt(c['f1'])}  {c['verdict']}")
     lines += ["", "+/-: decided positives/negatives; w: weight of the classifier in the blend (0 = template similarity only);",
-              "P/R/F1: held-out precision, recall and F1 at confidence 0.5."]
+              "P/R/F1: held-out precision, recall and F1 at the code's threshold (chosen for held-out F1)."]
     return "\n".join(lines) + "\n"
 
 

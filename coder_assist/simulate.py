@@ -25,7 +25,7 @@ from .codebook import parse_template
 from .embed import Encoder
 from .errors import InputError
 from .learn import DEFAULT_FEATURES, Featurizer, LearnedScorer, uncertainty_diversity
-from .suggest import ExampleSimilarityScorer, Inputs
+from .suggest import ExampleSimilarityScorer, Inputs, Scores
 
 CHECKPOINTS = (0, 50, 100, 200, 300, 500, 1000)
 
@@ -74,11 +74,15 @@ def _template(ds: Dataset, pool: pd.DataFrame, n_examples: int, seed: int, *, ex
     return parse_template({"name": ds.name, "codes": [{"name": ds.name, "description": ds.name, "exclusive": ds.single_label, "children": codes}]})
 
 
-def _metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series) -> dict:
+def _metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series, thresholds: np.ndarray | None = None) -> dict:
+    """Single-label: the product's top suggestion (largest log-odds above its code's threshold).
+    Multi-label: every code at or above its threshold."""
     names = [c.split("/")[-1] for c in code_ids]
+    t = np.full(len(names), 0.5) if thresholds is None else np.asarray(thresholds)
+    margin = Scores(code_ids, conf, conf, conf, conf, conf, t).decision_margin()
     if ds.single_label:
         y_true = gold.map(lambda cs: cs[0]).to_numpy()
-        y_pred = np.asarray(names)[conf.argmax(axis=1)]
+        y_pred = np.asarray(names)[margin.argmax(axis=1)]
         per = f1_score(y_true, y_pred, labels=names, average=None, zero_division=0)
         return {
             "macro_f1": round(float(per.mean()), 4),
@@ -86,7 +90,7 @@ def _metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series
             "per_code_f1": {n: round(float(v), 4) for n, v in zip(names, per)},
         }
     Y = np.array([[n in cs for n in names] for cs in gold])
-    P = conf >= 0.5
+    P = margin >= 0
     per = f1_score(Y, P, average=None, zero_division=0)
     kap = [cohen_kappa_score(Y[:, j], P[:, j]) if Y[:, j].any() or P[:, j].any() else 0.0 for j in range(len(names))]
     return {"macro_f1": round(float(per.mean()), 4), "kappa": round(float(np.mean(kap)), 4), "per_code_f1": {n: round(float(v), 4) for n, v in zip(names, per)}}
@@ -134,9 +138,10 @@ def run_loop(
                 pick = rng.choice(avail, size=min(k, len(avail)), replace=False)
             else:
                 pick = avail[uncertainty_diversity(conf[avail], inputs.X[avail], k, seed=seed)]
+            margin = Scores(code_ids, conf, conf, conf, conf, conf, scorer.thresholds() if scorer.coef else None).decision_margin()
             for i in pick:
                 asked[i] = True
-                code = code_ids[int(conf[i].argmax())]
+                code = code_ids[int(margin[i].argmax())]  # what the queue would show: the top suggestion
                 ok = code.split("/")[-1] in pool_codes[i]
                 decisions.append((int(i), code, "accept" if ok else "reject", len(decisions)))
                 shown += 1
@@ -147,7 +152,7 @@ def run_loop(
             labels = labels_from_decisions(dec, template)
             scorer.fit_labels(inputs, labels, row_of={i: i for i in range(len(corpus))}, featurizer=featurizer, F=F, prior_conf=prior_conf)
             conf = scorer.score_features(F, prior_conf)
-        m = _metrics(ds, code_ids, conf[n_pool:], test["codes"])
+        m = _metrics(ds, code_ids, conf[n_pool:], test["codes"], scorer.thresholds() if scorer.coef else None)
         row = {"decisions": len(decisions), "macro_f1": m["macro_f1"], "kappa": m["kappa"], "accept_rate": round(accepted / shown, 4) if shown else None, "per_code_f1": m["per_code_f1"],
                "reliability": reliability_table(conf[n_pool:], code_ids, test["codes"])}
         log(f"  {strategy:>10s} {row['decisions']:5d} decisions: macro-F1 {row['macro_f1']:.3f} kappa {row['kappa']:.3f} accept {row['accept_rate']}")

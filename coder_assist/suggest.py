@@ -71,6 +71,17 @@ class Scores:
     evidence_text: np.ndarray  # (n, k) object: nearest example (or description) text
     evidence_source: np.ndarray  # (n, k) object: "example" / "description" / its source note
     evidence_similarity: np.ndarray  # (n, k) cosine to that evidence
+    #: Per-code decision thresholds (k,), where the scorer has learned them; else None and
+    #: :func:`suggest` uses one threshold for all codes.
+    thresholds: np.ndarray | None = None
+
+    def decision_margin(self) -> np.ndarray:
+        """(n, k) how far each confidence is above its code's threshold, in log-odds: a code
+        with a high base rate needs more confidence than a rare one to be the best pick."""
+        t = self.thresholds if self.thresholds is not None else np.full(len(self.code_ids), 0.5)
+        p = np.clip(self.confidence, 1e-6, 1 - 1e-6)
+        tt = np.clip(t, 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p)) - np.log(tt / (1 - tt))
 
 
 class Scorer(ABC):
@@ -217,18 +228,22 @@ SUGGESTION_COLUMNS = [
 
 
 def suggest(scores: Scores, *, threshold: float | None = None, top_k: int | None = 3) -> pd.DataFrame:
-    """Pick suggestions: every code at or above ``threshold`` (default :func:`auto_threshold`),
-    best first, at most ``top_k`` per segment (multi-label). ``segment`` is the row index into
-    the scored segments."""
+    """Pick suggestions: every code at or above its threshold, best first (by log-odds above the
+    threshold), at most ``top_k`` per segment (multi-label). The threshold is ``threshold`` when
+    given, else the scorer's learned per-code thresholds, else :func:`auto_threshold`.
+    ``segment`` is the row index into the scored segments."""
     conf = scores.confidence
-    if threshold is None:
-        threshold = auto_threshold(len(scores.code_ids))
     if conf.size == 0:
         return pd.DataFrame(columns=SUGGESTION_COLUMNS)
-    order = np.argsort(-conf, axis=1, kind="stable")
+    if threshold is not None or scores.thresholds is None:
+        t = np.full(conf.shape[1], auto_threshold(len(scores.code_ids)) if threshold is None else threshold)
+    else:
+        t = scores.thresholds  # learned per-code thresholds
+    margin = Scores(scores.code_ids, conf, conf, conf, conf, conf, t).decision_margin()
+    order = np.argsort(-margin, axis=1, kind="stable")
     if top_k is not None:
         order = order[:, :top_k]
-    rows, ranks = np.nonzero(np.take_along_axis(conf, order, axis=1) >= threshold)
+    rows, ranks = np.nonzero(np.take_along_axis(margin, order, axis=1) >= 0)
     cols = order[rows, ranks]
     return pd.DataFrame(
         {

@@ -92,3 +92,16 @@ def test_annomi_prototypes_beat_chance(encoder):
     predicted = np.asarray(s.code_ids)[s.confidence.argmax(axis=1)]
     acc = float((predicted == test.code.values).mean())
     assert acc >= 0.25 + 2 * 0.028, acc
+
+
+def test_per_code_thresholds_decide_and_rank():
+    conf = np.array([[0.6, 0.3], [0.8, 0.35]], dtype=np.float32)
+    ev = np.full(conf.shape, "ex", dtype=object)
+    # A frequent code (c0) needs 0.7; a rare one (c1) only 0.2.
+    s = Scores(["c0", "c1"], conf, conf, ev, ev, conf, np.array([0.7, 0.2]))
+    out = suggest(s, top_k=1)
+    # Row 0: c0 is below its threshold, c1 above: c1 is suggested although less confident.
+    assert out[["segment", "code_id"]].values.tolist() == [[0, "c1"], [1, "c1"]]
+    assert suggest(s, top_k=None)[["segment", "code_id"]].values.tolist() == [[0, "c1"], [1, "c1"], [1, "c0"]]
+    # An explicit threshold overrides the learned ones.
+    assert suggest(s, threshold=0.5, top_k=None)[["segment", "code_id"]].values.tolist() == [[0, "c0"], [1, "c0"]]
