@@ -5,11 +5,13 @@ when it was drawn. Streamlit runs the callback, which writes the decision to SQL
 before the rerun that draws the next suggestion: nothing is shown as done that is not on disk,
 and a click always applies to the suggestion the coder was looking at.
 
-Keyboard: A accept, R reject, S skip, U undo last. A, S and U are Streamlit's own button
-shortcuts (``st.button(shortcut=...)``, Streamlit >= 1.52), which ignore keys typed into text
-boxes and select boxes. Streamlit reserves R for "rerun" and refuses it as a button shortcut,
-so R is bound by a few lines of page script that follow the same rule (no modifiers, not in an
-editable field) and take R over from the rerun hotkey only while a Reject button is on the page.
+Keyboard: A accept, R reject, S skip, U undo last, D "Different code..." (opens it with the
+cursor in the code search: type, and Enter picks the code, which is recorded at once). A, S and U are
+Streamlit's own button shortcuts (``st.button(shortcut=...)``, Streamlit >= 1.52), which ignore
+keys typed into text boxes and select boxes. Streamlit reserves R for "rerun" and refuses it as
+a button shortcut, and popovers take no shortcut, so R and D are bound by a few lines of page
+script that follow the same rule (no modifiers, not in an editable field); R is taken over from
+the rerun hotkey only while a Reject button is on the page.
 """
 
 from __future__ import annotations
@@ -65,27 +67,41 @@ _CSS = """
 </style>
 """
 
-# Capture-phase listener: runs before Streamlit's own "R = rerun" hotkey and stops it, but
-# only when a Reject button exists; never while typing, with modifiers, or on key repeat.
-_REJECT_JS = """
+# Capture-phase listener for the keys Streamlit's own button shortcuts cannot take: R (Streamlit
+# reserves it for "rerun": taken over only while a Reject button is on the page) and D (opens
+# "Different code...", a popover, which has no shortcut parameter, and puts the cursor in its
+# code search). Same rules as Streamlit's shortcuts: never while typing in a field, never with
+# modifiers or on key repeat.
+_KEYS_JS = """
 <script>
 (function () {
   var w = window;
-  if (w.__coderAssistRejectKey) return;
-  w.__coderAssistRejectKey = true;
+  if (w.__coderAssistReviewKeys) return;
+  w.__coderAssistReviewKeys = true;
+  var targets = {r: ".st-key-btn_reject button", d: ".st-key-review_other_popover button"};
   w.addEventListener("keydown", function (e) {
-    if (e.key !== "r" && e.key !== "R") return;
+    var k = (e.key || "").toLowerCase();
+    if (!(k in targets)) return;
     if (e.ctrlKey || e.metaKey || e.altKey || e.shiftKey || e.repeat || e.isComposing) return;
     // The same test as Streamlit's own shortcuts: typing in a text field never triggers.
     var t = e.target;
     var nonText = ["checkbox", "radio", "range", "button", "file", "reset", "submit", "color"];
     if (t && (t.isContentEditable || ((t.tagName === "TEXTAREA" || t.tagName === "SELECT" ||
         (t.tagName === "INPUT" && nonText.indexOf(t.type) < 0)) && !t.readOnly))) return;
-    var b = w.document.querySelector(".st-key-btn_reject button");
+    var b = w.document.querySelector(targets[k]);
     if (!b) return;
     e.preventDefault();
     e.stopImmediatePropagation();
-    if (!b.disabled) b.click();
+    if (b.disabled) return;
+    b.click();
+    if (k === "d") {
+      var tries = 0;
+      (function focusSearch() {
+        var input = w.document.querySelector(".st-key-review_other_code input");
+        if (input) { input.focus(); return; }
+        if (tries++ < 30) setTimeout(focusSearch, 50);
+      })();
+    }
   }, true);
 })();
 </script>
@@ -444,7 +460,7 @@ def render() -> None:
             _button("Skip", key="btn_skip", shortcut=SHORTCUTS["skip"],
                     on_click=_on_decide, args=(sid, "skip", path), **common_kw)
         b4, b5 = st.columns(2)
-        with b4.popover("Different code…", icon=":material/swap_horiz:", disabled=disabled, width="stretch",
+        with b4.popover("Different code…", icon=":material/swap_horiz:", disabled=disabled, width="stretch", help="Shortcut: D",
                         key=OTHER_POPOVER_KEY, on_change="rerun"):
             leaves = dict(review.leaf_codes(project))
             st.selectbox(
@@ -454,14 +470,17 @@ def render() -> None:
                 index=None,
                 placeholder="Type to search the codes…",
                 key=OTHER_CODE_KEY,
+                on_change=_on_other,
+                args=(sid,),
+                disabled=disabled,
             )
-            st.button("Confirm", key="btn_other", type="primary", on_click=_on_other, args=(sid,),
-                      disabled=disabled or not st.session_state.get(OTHER_CODE_KEY))
-            st.caption("Rejects the suggested code and applies this one instead, as one step (undo takes back both).")
+            st.caption("Picking a code records it at once: the suggested code is rejected and this one applied, as one "
+                       "step (U takes back both).")
         with b5:
             _undo_button(name, data.can_undo)
         if _HAS_SHORTCUTS:
-            st.caption("Keys: **A** accept · **R** reject · **S** skip · **U** undo (not while typing in a box)")
+            st.caption("Keys: **A** accept · **R** reject · **S** skip · **U** undo · **D** different code "
+                       "(type to search, Enter picks) · not while typing in a box")
         if _HAS_HTML_JS:
-            st.html(_REJECT_JS, unsafe_allow_javascript=True)
+            st.html(_KEYS_JS, unsafe_allow_javascript=True)
     _per_code(project, name)

@@ -164,7 +164,6 @@ def test_reject_skip_and_different_code(project_dir):
     assert shown_code(at) == leaf(third["code_path"])
 
     at.selectbox(key="review_other_code").select("enablers/listening" if third["code_id"] != "enablers/listening" else "barriers/money").run()
-    at.button(key="btn_other").click().run()
     assert not at.exception, at.exception
     decisions = log(project_dir)
     assert list(decisions["action"]) == ["reject", "skip", "reject", "accept"]
@@ -240,3 +239,4 @@ def test_keyboard_shortcuts_are_wired(project_dir):
     # R is Streamlit's rerun key, so Reject gets it from the page script, which must find the button.
     script = next(h.value for h in at.get("html") if "keydown" in h.value)
     assert ".st-key-btn_reject button" in script and "isContentEditable" in script
+    assert ".st-key-review_other_popover button" in script  # D: "Different code..."
