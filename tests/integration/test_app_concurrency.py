@@ -121,13 +121,18 @@ def test_threads_two_coders_two_tabs_each(base_db, tmp_path):
     check_log(folder, told)
 
 
-def test_processes_deciding_at_once(base_db, tmp_path):
+def test_processes_deciding_at_once(base_db, tmp_path, monkeypatch):
     """Two server processes (say, two `streamlit run` on one project): one coder in both,
     racing for the same queue head, plus another coder."""
     import shutil
+    import sys
+    import types
 
     folder = tmp_path / "proj"
     shutil.copytree(base_db, folder)
+    # A spawned child re-runs the parent's __main__; after an AppTest in this session that is
+    # app.py, which would start building a demo project. The workers need nothing from it.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     procs = [ctx.Process(target=_process_main, args=(str(folder), coder, seed, 50, out))
