@@ -166,7 +166,7 @@ def decided_suggestions(project: Project, coder: str) -> pd.DataFrame:
     ids = sorted({int(s) for s in cur["suggestion_id"]})
     sugg = pd.read_sql_query(
         "SELECT id AS suggestion_id, confidence, model_version_id AS mv FROM suggestions WHERE id IN "
-        f"(SELECT value FROM json_each(?))",
+        "(SELECT value FROM json_each(?))",
         project.conn,
         params=(json.dumps(ids),),
     )

@@ -38,6 +38,12 @@ def project_path(argv: list[str] | None = None) -> Path:
     return Path(known.project or os.environ.get(PROJECT_ENV) or DEFAULT_PROJECT).expanduser().resolve()
 
 
+def page_context() -> tuple[Project, str | None]:
+    """The project of this browser session (its own connection) and the coder's name, for
+    page callbacks."""
+    return get_project(Path(st.session_state["project_path"])), coder()
+
+
 def has_project(folder: Path) -> bool:
     return (folder / DB_NAME).is_file()
 

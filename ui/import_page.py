@@ -25,9 +25,6 @@ FLASH_KEY = "imp_flash"
 EXTRA_KEY = "imp_extra"
 
 
-def _context():
-    folder = Path(st.session_state["project_path"])
-    return common.get_project(folder), common.coder()
 
 
 def safe_name(name: str) -> str | None:
@@ -125,7 +122,7 @@ def do_import(project: Project, files: list[tuple[str, bytes]], attributes: tupl
 
 
 def _on_compute() -> None:
-    project, _ = _context()
+    project, _ = common.page_context()
     from coder_assist.pipeline import suggest_project
 
     try:
@@ -138,7 +135,7 @@ def _on_compute() -> None:
 
 
 def render() -> None:
-    project, name = _context()
+    project, name = common.page_context()
     st.header("Import transcripts", anchor=False)
     item = st.session_state.pop(FLASH_KEY, None)
     if item:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import html
 import inspect
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -141,16 +140,13 @@ def _leaf(path: str) -> str:
     return path.split(PATH_SEP)[-1]
 
 
-def _context():
-    folder = Path(st.session_state["project_path"])
-    return common.get_project(folder), common.coder()
 
 
 # --------------------------------------------------------------------------- callbacks
 
 
 def _on_decide(suggestion_id: int, action: str, code_path: str) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     if not name:
         _flash("error", "Enter your name in the sidebar first.")
         return
@@ -171,7 +167,7 @@ def _on_decide(suggestion_id: int, action: str, code_path: str) -> None:
 
 
 def _on_other(suggestion_id: int) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     code_id = st.session_state.get(OTHER_CODE_KEY)
     if not name or not code_id:
         _flash("error", "Choose a code first." if name else "Enter your name in the sidebar first.")
@@ -190,7 +186,7 @@ def _on_other(suggestion_id: int) -> None:
 
 
 def _on_undo() -> None:
-    project, name = _context()
+    project, name = common.page_context()
     if not name:
         return
     try:
@@ -400,7 +396,7 @@ def _per_code(project: Project, name: str | None) -> None:
 
 
 def render() -> None:
-    project, name = _context()
+    project, name = common.page_context()
     st.header("Review suggestions", anchor=False)
     _show_flash()
 

@@ -9,7 +9,6 @@ that would disappear go (or keeps those codes retired, decisions and all).
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -44,9 +43,6 @@ _CSS = """
 """
 
 
-def _context():
-    folder = Path(st.session_state["project_path"])
-    return common.get_project(folder), common.coder()
 
 
 def _flash(kind: str, text: str) -> None:
@@ -85,7 +81,7 @@ def _run(action, success: str) -> bool:
 
 
 def _on_save(cid: str) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     new_name = st.session_state.get(f"tpl_name_{cid}", "")
     keys = {"description": f"tpl_desc_{cid}", "include": f"tpl_inc_{cid}", "exclude": f"tpl_exc_{cid}"}
     fields = {field: st.session_state.get(key) or "" for field, key in keys.items()}
@@ -101,24 +97,24 @@ def _on_save(cid: str) -> None:
 
 
 def _on_move(cid: str, parent: str | None) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     _run(lambda: edit.apply_move(project, cid, parent, coder=name), "Moved. Decisions stay with the code.")
 
 
 def _on_merge(cid: str, target: str) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     if _run(lambda: edit.apply_merge(project, cid, target, coder=name), "Merged: {result} decision(s) moved to the code kept."):
         st.session_state[CODE_KEY] = target
 
 
 def _on_add_example(cid: str, text: str, source: str) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     _run(lambda: edit.apply_add_example(project, cid, text, source, coder=name),
          "Added as an example excerpt. It is used the next time suggestions are computed.")
 
 
 def _on_add_code(cid: str) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     ss = st.session_state
     example = (ss.get("tpl_new_example") or "").strip()
     result: list[str] = []
@@ -134,7 +130,7 @@ def _on_add_code(cid: str) -> None:
 
 
 def _on_split(cid: str, parts: list, assign: dict, ex_assign: dict, n_segs: int) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     result: list[list[str]] = []
     if _run(lambda: result.append(edit.apply_split(project, cid, parts, assign, examples=ex_assign, coder=name)),
             f"Split into {len(parts)} codes; {n_segs} coded passage(s) reassigned."):
@@ -143,7 +139,7 @@ def _on_split(cid: str, parts: list, assign: dict, ex_assign: dict, n_segs: int)
 
 
 def _on_replace(new: Template, mapping: dict) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     if _run(lambda: sum(edit.replace_template(project, new, mapping, coder=name).values()),
             "Template replaced: {result} decision(s) moved. Compute suggestions again (Import page) to score the new codes."):
         st.session_state.pop(CODE_KEY, None)
@@ -205,7 +201,7 @@ def code_html(template: Template, cid: str) -> str:
 
 
 def render() -> None:
-    project, name = _context()
+    project, name = common.page_context()
     st.header("Template", anchor=False)
     _show_flash()
     template = project.template()

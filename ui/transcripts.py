@@ -14,7 +14,6 @@ import colorsys
 import hashlib
 import html
 import inspect
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -195,9 +194,6 @@ def legend_html(codings: pd.DataFrame, colors: dict[str, str]) -> str:
 # --------------------------------------------------------------------------- callbacks
 
 
-def _context():
-    folder = Path(st.session_state["project_path"])
-    return common.get_project(folder), common.coder()
 
 
 def _flash(kind: str, text: str) -> None:
@@ -217,7 +213,7 @@ def _path(project: Project, code_id: str) -> str:
 
 
 def _on_add(segment_id: int) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     code_id = st.session_state.get(ADD_CODE_KEY)
     if not name or not code_id:
         return
@@ -233,7 +229,7 @@ def _on_add(segment_id: int) -> None:
 
 
 def _on_remove(segment_id: int, code_id: str) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     if not name:
         return
     try:
@@ -247,7 +243,7 @@ def _on_remove(segment_id: int, code_id: str) -> None:
 
 
 def _on_decide(suggestion_id: int, action: str) -> None:
-    project, name = _context()
+    project, name = common.page_context()
     if not name:
         return
     try:
@@ -262,7 +258,7 @@ def _on_decide(suggestion_id: int, action: str) -> None:
 
 
 def _on_undo() -> None:
-    project, name = _context()
+    project, name = common.page_context()
     if not name:
         return
     undone = review.undo_last(project, name)
@@ -288,7 +284,7 @@ def _next_pending(ids: list[int], pending_segs: set[int]) -> None:
 
 
 def render() -> None:
-    project, name = _context()
+    project, name = common.page_context()
     st.header("Transcripts", anchor=False)
     _show_flash()
     transcripts = project.transcripts()
