@@ -9,6 +9,7 @@ deletion, and the current coding of a (segment, code) pair is derived from the l
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -134,8 +135,38 @@ CREATE INDEX IF NOT EXISTS suggestions_pool ON suggestions(model_version_id, cod
 CREATE INDEX IF NOT EXISTS segments_speaker ON segments(speaker);
 """
 
+# v4: blind double-coding. A reliability sample is a fixed draw of segments; an answer records
+# that a coder completed one of its segments, with the codes ticked ('[]' = no code applies,
+# which the decision log cannot say: it only holds verdicts on single codes). The latest answer
+# per (sample, segment, coder) counts.
+_SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS reliability_samples (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    created_by TEXT,
+    share REAL NOT NULL CHECK (share > 0 AND share <= 1),
+    seed INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reliability_sample_segments (
+    sample_id INTEGER NOT NULL REFERENCES reliability_samples(id) ON DELETE CASCADE,
+    segment_id INTEGER NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (sample_id, segment_id)
+);
+CREATE TABLE IF NOT EXISTS reliability_answers (
+    id INTEGER PRIMARY KEY,
+    sample_id INTEGER NOT NULL REFERENCES reliability_samples(id) ON DELETE CASCADE,
+    segment_id INTEGER NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
+    coder TEXT NOT NULL CHECK (length(trim(coder)) > 0),
+    codes TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reliability_answers_coder ON reliability_answers(sample_id, coder, segment_id, id);
+"""
+
 #: MIGRATIONS[i] upgrades schema version i to i + 1. Append, never edit a released step.
-MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
+MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -207,6 +238,42 @@ class Project:
     def close(self) -> None:
         self.conn.close()
 
+    def backup(self, dest: str | Path | None = None) -> Path:
+        """Copy the project to ``dest`` (a new folder; default ``<project>/backups/<UTC time>``)
+        while others may be writing: SQLite's online backup API copies one consistent
+        snapshot of the database, and the saved model folders of the versions it records are
+        copied beside it. Returns the folder, which :meth:`open` accepts."""
+        import shutil
+        import tempfile
+
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        dest = Path(dest) if dest is not None else self.folder / "backups" / stamp
+        if (dest / DB_NAME).exists():
+            raise ProjectError(f"{dest / DB_NAME}: a project file already exists there; choose a new backup folder")
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            # Written under a temporary name and renamed: an interrupted backup never looks complete.
+            fd, tmp_name = tempfile.mkstemp(prefix=".backup-", suffix=".db", dir=dest)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            try:
+                target = sqlite3.connect(tmp)
+                try:
+                    self.conn.backup(target)
+                    versions = [r[0] for r in target.execute("SELECT id FROM model_versions")]
+                finally:
+                    target.close()
+                for v in versions:
+                    src = self.folder / "models" / f"v{v}"
+                    if src.is_dir():
+                        shutil.copytree(src, dest / "models" / f"v{v}", dirs_exist_ok=True)
+                os.replace(tmp, dest / DB_NAME)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except (OSError, sqlite3.Error) as exc:
+            raise ProjectError(f"{dest}: cannot write the backup: {exc}") from exc
+        return dest
+
     def __enter__(self) -> "Project":
         return self
 
@@ -231,13 +298,19 @@ class Project:
         if self.conn.in_transaction:
             yield self.conn
             return
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                # SQLite rolls back by itself on some errors (disk full, I/O error): a second
+                # ROLLBACK would raise and hide the real problem.
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise ProjectError(_write_problem(self.folder / DB_NAME, exc)) from exc
 
     # -- meta and template -----------------------------------------------------------------
     def _set_meta(self, key: str, value: str) -> None:
@@ -510,6 +583,20 @@ class Project:
             "suggestions": self.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (self.latest_model_version(),)).fetchone()[0],
             "decisions": one("SELECT COUNT(*) FROM decisions WHERE action != 'undo'"),
         }
+
+
+def _write_problem(db: Path, exc: sqlite3.OperationalError) -> str:
+    """A clear message for a failed write, naming the database file."""
+    msg = str(exc)
+    if "full" in msg:
+        hint = "the disk (or the project's size limit) is full; free space and try again. Nothing was written"
+    elif "readonly" in msg or "read-only" in msg:
+        hint = "the project file or its folder is read-only; fix the permissions and try again. Nothing was written"
+    elif "locked" in msg or "busy" in msg:
+        hint = "another program held the project for too long; try again. Nothing was written"
+    else:
+        hint = "the change was not saved"
+    return f"{db}: cannot write the project database ({msg}): {hint}"
 
 
 def _opt_float(v) -> float | None:

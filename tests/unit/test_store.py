@@ -172,3 +172,25 @@ def test_coder_name_is_trimmed_everywhere(tmp_path):
     p.record_decision(s1, "theme/a", "accept", " Ann ")
     assert p.current_decisions(" Ann").coder.tolist() == ["Ann"]
     assert p.undo_last("Ann ") is not None
+
+
+def test_migration_v3_to_v4_adds_reliability_tables(tmp_path):
+    """v4 (blind double-coding): a v3 database gains the reliability sample tables on open,
+    its decisions kept, and an answer with no code can be stored."""
+    p = make_project(tmp_path)
+    s1 = int(p.segments().id[0])
+    p.record_decision(s1, "theme/a", "accept", "ann")
+    for t in ("reliability_answers", "reliability_sample_segments", "reliability_samples"):
+        p.conn.execute(f"DROP TABLE {t}")
+    p.conn.execute("PRAGMA user_version = 3")
+    p.close()
+    with Project.open(tmp_path / "proj") as q:
+        assert q.schema_version == 4 <= SCHEMA_VERSION
+        tables = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"reliability_samples", "reliability_sample_segments", "reliability_answers"} <= tables
+        assert q.current_decisions("ann").action.tolist() == ["accept"]
+        q.conn.execute("INSERT INTO reliability_samples(name, created_at, share, seed) VALUES ('s', 'now', 0.5, 1)")
+        q.conn.execute("INSERT INTO reliability_sample_segments VALUES (1, ?, 0)", (s1,))
+        q.conn.execute("INSERT INTO reliability_answers(sample_id, segment_id, coder, codes, created_at) VALUES (1, ?, 'bo', '[]', 'now')", (s1,))
+        with pytest.raises(sqlite3.IntegrityError):
+            q.conn.execute("INSERT INTO reliability_samples(name, created_at, share, seed) VALUES ('t', 'now', 0, 1)")

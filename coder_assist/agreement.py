@@ -1,0 +1,489 @@
+"""Inter-coder reliability: two coders, or the model and a coder, and the blind double-coding
+workflow (a reliability sample coded by a second coder who sees nobody else's coding).
+
+The unit of agreement
+---------------------
+Decisions are partial: a coder who accepted code X on a segment and never looked at code Y did
+not say "not Y". So, per code, an *item* is a segment on which both raters gave a verdict on
+that code:
+
+* ``accept`` is "yes", ``reject`` is "no"; ``skip`` and no decision are no verdict, and the
+  segment is not an item for that code.
+* The model gives a verdict on every (segment, leaf code) pair: "yes" when the active model
+  version stored a suggestion for the pair (suggestions are stored only at or above the code's
+  threshold), "no" otherwise.
+* In a reliability sample, a coder who *completed* a segment (answered it in blind mode, even
+  with "no code applies") gave a verdict on every code there: "yes" for the codes they hold
+  accepted on it, "no" for all the others. On a sample, the items are exactly the sample's
+  segments that both raters completed (the model completes every segment).
+
+``exclude_uncoded`` drops segments neither rater said "yes" to for any code: long stretches of
+text nobody codes make "both no" the bulk of the table and inflate percent agreement (and kappa
+with it, when prevalence is not extreme). Figures are reported with and without, so say which.
+
+Per code: percent agreement, Cohen's kappa, Krippendorff's alpha (nominal, ``krippendorff``
+package). Overall, two poolings: the mean of the per-code kappas / alphas (each code counts
+once, codes where kappa is undefined left out), and one pooled table of every (segment, code)
+item (frequent codes weigh more). Kappa and alpha are ``None`` where undefined: no items, or
+every answer the same (chance agreement is then already perfect).
+
+For more than two raters (reference data such as AnnoMI's 10 annotators), :func:`fleiss_kappa`
+and :func:`krippendorff_alpha` take an items x raters table of categories.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import ProjectError
+from .store import Project
+
+MODEL = "(model)"  # the rater name of the active model version in reports (not a name a coder types)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def percent_agreement(a: Sequence, b: Sequence) -> float | None:
+    a, b = np.asarray(a), np.asarray(b)
+    return float((a == b).mean()) if len(a) else None
+
+
+def cohen_kappa(a: Sequence, b: Sequence) -> float | None:
+    """Cohen's kappa of two raters' categorical answers on the same items (None: undefined)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if len(a) != len(b):
+        raise ValueError("both raters need an answer on every item")
+    if len(a) == 0:
+        return None
+    cats = np.union1d(a, b)
+    po = float((a == b).mean())
+    pe = float(sum((a == c).mean() * (b == c).mean() for c in cats))
+    if pe >= 1.0 - 1e-12:
+        return None
+    return (po - pe) / (1.0 - pe)
+
+
+def krippendorff_alpha(data: Sequence[Sequence] | np.ndarray) -> float | None:
+    """Krippendorff's alpha, nominal, for a raters x items table of category codes (numbers;
+    NaN where a rater gave no answer). None where undefined (fewer than two categories, or no
+    item with two answers)."""
+    import krippendorff
+
+    arr = np.asarray(data, dtype=float)
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        return None
+    pairable = (~np.isnan(arr)).sum(axis=0) >= 2
+    values = arr[:, pairable]
+    if not pairable.any() or len(np.unique(values[~np.isnan(values)])) < 2:
+        return None
+    return float(krippendorff.alpha(reliability_data=arr, level_of_measurement="nominal"))
+
+
+def fleiss_kappa(ratings: pd.DataFrame | np.ndarray) -> float | None:
+    """Fleiss' kappa for an items x raters table of categories (every item rated by the same
+    number of raters; rows with a missing rating are dropped)."""
+    df = pd.DataFrame(ratings).dropna(axis=0, how="any")
+    if df.empty or df.shape[1] < 2:
+        return None
+    counts = pd.get_dummies(df.stack()).groupby(level=0).sum().to_numpy(dtype=float)  # items x categories
+    n = df.shape[1]
+    p_j = counts.sum(axis=0) / counts.sum()
+    p_i = ((counts**2).sum(axis=1) - n) / (n * (n - 1))
+    pe = float((p_j**2).sum())
+    if pe >= 1.0 - 1e-12:
+        return None
+    return (float(p_i.mean()) - pe) / (1.0 - pe)
+
+
+def _figures(a: np.ndarray, b: np.ndarray) -> dict:
+    n = len(a)
+    return {
+        "n": n,
+        "both_yes": int(((a == 1) & (b == 1)).sum()),
+        "a_only": int(((a == 1) & (b == 0)).sum()),
+        "b_only": int(((a == 0) & (b == 1)).sum()),
+        "both_no": int(((a == 0) & (b == 0)).sum()),
+        "percent_agreement": percent_agreement(a, b),
+        "kappa": cohen_kappa(a, b),
+        "alpha": krippendorff_alpha(np.vstack([a, b])) if n else None,
+    }
+
+
+# --------------------------------------------------------------------------- raters' verdicts
+
+
+def _check_coder(project: Project, coder: str) -> str:
+    name = (coder or "").strip()
+    if not name:
+        raise ProjectError(f"{project.folder}: a coder's name is needed")
+    return name
+
+
+def coders(project: Project) -> list[str]:
+    """Everyone who has recorded a decision or a reliability answer, by name."""
+    names = {r[0] for r in project.conn.execute("SELECT DISTINCT coder FROM decisions")}
+    names |= {r[0] for r in project.conn.execute("SELECT DISTINCT coder FROM reliability_answers")}
+    return sorted(names)
+
+
+def _leaf_ids(project: Project) -> list[str]:
+    return [r[0] for r in project.conn.execute("SELECT id FROM codes WHERE is_leaf = 1 AND active = 1 ORDER BY position")]
+
+
+def coder_verdicts(project: Project, coder: str) -> pd.DataFrame:
+    """The coder's current yes/no verdicts: columns segment_id, code_id, value (1 accept, 0
+    reject). Skips and undone decisions give no verdict."""
+    cur = project.current_decisions(_check_coder(project, coder))
+    cur = cur[cur["action"].isin(["accept", "reject"])]
+    return pd.DataFrame({
+        "segment_id": cur["segment_id"].astype(int),
+        "code_id": cur["code_id"].astype(str),
+        "value": cur["action"].eq("accept").astype(int),
+    }).reset_index(drop=True)
+
+
+def model_yes(project: Project) -> set[tuple[int, str]]:
+    """(segment, code) pairs the active model version suggested (at or above its threshold)."""
+    mv = project.latest_model_version()
+    if mv is None:
+        raise ProjectError(f"{project.folder}: the project has no model suggestions yet (run 'coder-assist suggest {project.folder}')")
+    return {(int(s), str(c)) for s, c in project.conn.execute("SELECT segment_id, code_id FROM suggestions WHERE model_version_id = ?", (mv,))}
+
+
+def _grid(segments: Iterable[int], codes: Sequence[str], yes: set[tuple[int, str]]) -> pd.DataFrame:
+    segs = sorted({int(s) for s in segments})
+    idx = pd.MultiIndex.from_product([segs, list(codes)], names=["segment_id", "code_id"])
+    df = idx.to_frame(index=False)
+    df["value"] = [int((s, c) in yes) for s, c in zip(df["segment_id"], df["code_id"])]
+    return df
+
+
+# --------------------------------------------------------------------------- reliability samples
+
+
+def draw_sample(project: Project, share: float, *, seed: int = 0, name: str | None = None, created_by: str | None = None) -> int:
+    """Draw a reliability sample: ``share`` of each transcript's segments (at least one per
+    transcript), at random with a fixed ``seed``, whether coded, suggested or not. The same
+    project, share and seed give the same sample. Returns the sample id."""
+    if not (0 < share <= 1):
+        raise ProjectError(f"{project.folder}: the sample share must be above 0 and at most 1, not {share}")
+    segs = project.conn.execute("SELECT s.id, s.transcript_id, t.name FROM segments s JOIN transcripts t ON t.id = s.transcript_id "
+                                "ORDER BY t.name, s.idx").fetchall()
+    if not segs:
+        raise ProjectError(f"{project.folder}: the project has no segments to sample")
+    rng = np.random.default_rng(seed)
+    by_t: dict[str, list[int]] = {}
+    for sid, _tid, tname in segs:
+        by_t.setdefault(tname, []).append(int(sid))
+    chosen: list[int] = []
+    for tname in sorted(by_t):  # a fixed order so the seed alone decides the draw
+        ids = by_t[tname]
+        k = min(len(ids), max(1, round(share * len(ids))))
+        chosen += sorted(int(x) for x in rng.choice(ids, size=k, replace=False))
+    order = rng.permutation(len(chosen))  # coded in a shuffled order, not transcript by transcript
+    with project.transaction():
+        label = name or f"sample {project.conn.execute('SELECT COUNT(*) FROM reliability_samples').fetchone()[0] + 1}"
+        if project.conn.execute("SELECT 1 FROM reliability_samples WHERE name = ?", (label,)).fetchone():
+            raise ProjectError(f"{project.folder}: a reliability sample named {label!r} exists already")
+        cur = project.conn.execute(
+            "INSERT INTO reliability_samples(name, created_at, created_by, share, seed) VALUES (?, ?, ?, ?, ?)",
+            (label, _now(), (created_by or "").strip() or None, float(share), int(seed)),
+        )
+        sample_id = int(cur.lastrowid)
+        project.conn.executemany(
+            "INSERT INTO reliability_sample_segments(sample_id, segment_id, position) VALUES (?, ?, ?)",
+            [(sample_id, chosen[i], pos) for pos, i in enumerate(order)],
+        )
+    return sample_id
+
+
+def samples(project: Project) -> pd.DataFrame:
+    """Reliability samples with their size and who has completed how much."""
+    df = pd.read_sql_query(
+        "SELECT r.id, r.name, r.created_at, r.created_by, r.share, r.seed, "
+        "(SELECT COUNT(*) FROM reliability_sample_segments x WHERE x.sample_id = r.id) AS n_segments "
+        "FROM reliability_samples r ORDER BY r.id",
+        project.conn,
+    )
+    return df
+
+
+def _sample_row(project: Project, sample_id: int):
+    row = project.conn.execute("SELECT * FROM reliability_samples WHERE id = ?", (int(sample_id),)).fetchone()
+    if row is None:
+        raise ProjectError(f"{project.folder}: no reliability sample {sample_id}")
+    return row
+
+
+def sample_segments(project: Project, sample_id: int) -> pd.DataFrame:
+    """The sample's segments in coding order: position, segment_id, transcript, speaker, text."""
+    _sample_row(project, sample_id)
+    return pd.read_sql_query(
+        "SELECT x.position, s.id AS segment_id, t.name AS transcript, s.speaker, s.text FROM reliability_sample_segments x "
+        "JOIN segments s ON s.id = x.segment_id JOIN transcripts t ON t.id = s.transcript_id WHERE x.sample_id = ? ORDER BY x.position",
+        project.conn,
+        params=(int(sample_id),),
+    )
+
+
+def completed(project: Project, sample_id: int, coder: str) -> set[int]:
+    """Segments of the sample this coder has answered (with codes or with "none applies")."""
+    rows = project.conn.execute(
+        "SELECT DISTINCT a.segment_id FROM reliability_answers a JOIN reliability_sample_segments x "
+        "ON x.sample_id = a.sample_id AND x.segment_id = a.segment_id WHERE a.sample_id = ? AND a.coder = ?",
+        (int(sample_id), _check_coder(project, coder)),
+    )
+    return {int(r[0]) for r in rows}
+
+
+def blind_codes(project: Project, segment_id: int, coder: str) -> list[str]:
+    """The codes this coder holds accepted on a segment: their own coding, the only coding
+    blind mode shows (never another coder's, never the model's)."""
+    return [
+        r[0] for r in project.conn.execute(
+            "SELECT d.code_id FROM decisions d WHERE d.segment_id = ? AND d.coder = ? AND d.action != 'undo' "
+            "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) "
+            "AND d.id = (SELECT MAX(e.id) FROM decisions e WHERE e.segment_id = d.segment_id AND e.code_id = d.code_id "
+            "AND e.coder = d.coder AND e.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions v WHERE v.undoes = e.id)) "
+            "AND d.action = 'accept' ORDER BY d.code_id",
+            (int(segment_id), _check_coder(project, coder)),
+        )
+    ]
+
+
+def record_answer(project: Project, sample_id: int, segment_id: int, coder: str, code_ids: Iterable[str]) -> int:
+    """Record a coder's answer on one sample segment: the codes that apply (possibly none).
+
+    In one transaction: an accept for each ticked code the coder does not already hold, a
+    reject for each code they held accepted on the segment and have now unticked, and the
+    answer itself (the record that the segment is complete, "no code" included). Answering
+    again appends a new answer; the latest counts. Returns the answer's id.
+    """
+    coder = _check_coder(project, coder)
+    codes = sorted(set(code_ids))
+    leaves = set(_leaf_ids(project))
+    bad = [c for c in codes if c not in leaves]
+    if bad:
+        raise ProjectError(f"{project.folder}: not a code of the template: {', '.join(bad)}")
+    with project.transaction():
+        _sample_row(project, sample_id)
+        if not project.conn.execute("SELECT 1 FROM reliability_sample_segments WHERE sample_id = ? AND segment_id = ?",
+                                    (int(sample_id), int(segment_id))).fetchone():
+            raise ProjectError(f"{project.folder}: segment {segment_id} is not in reliability sample {sample_id}")
+        held = set(blind_codes(project, segment_id, coder))
+        for c in codes:
+            if c not in held:
+                project.record_decision(int(segment_id), c, "accept", coder, note=f"reliability sample {sample_id}")
+        for c in sorted(held - set(codes)):
+            project.record_decision(int(segment_id), c, "reject", coder, note=f"reliability sample {sample_id}")
+        cur = project.conn.execute(
+            "INSERT INTO reliability_answers(sample_id, segment_id, coder, codes, created_at) VALUES (?, ?, ?, ?, ?)",
+            (int(sample_id), int(segment_id), coder, json.dumps(codes), _now()),
+        )
+        return int(cur.lastrowid)
+
+
+def sample_progress(project: Project, sample_id: int, coder: str) -> dict:
+    """answered, total, and the next segment to answer (None when the coder is done)."""
+    segs = sample_segments(project, sample_id)
+    done = completed(project, sample_id, coder)
+    todo = [int(s) for s in segs["segment_id"] if int(s) not in done]
+    return {"answered": len(segs) - len(todo), "total": len(segs), "next": todo[0] if todo else None}
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+@dataclass
+class Agreement:
+    """Agreement between two raters (``a``, ``b``; ``b`` may be :data:`MODEL`)."""
+
+    a: str
+    b: str
+    unit: str
+    exclude_uncoded: bool
+    sample_id: int | None
+    per_code: pd.DataFrame
+    overall: dict
+    disagreements: pd.DataFrame
+    excluded_segments: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        def clean(v):
+            if isinstance(v, (np.integer,)):
+                return int(v)
+            if isinstance(v, (float, np.floating)):
+                return None if math.isnan(v) else round(float(v), 4)
+            return v
+
+        return {
+            "raters": [self.a, self.b],
+            "unit": self.unit,
+            "exclude_uncoded": self.exclude_uncoded,
+            "sample_id": self.sample_id,
+            "excluded_segments": self.excluded_segments,
+            "overall": {k: clean(v) for k, v in self.overall.items()},
+            "per_code": [{k: clean(v) for k, v in r.items()} for r in self.per_code.to_dict("records")],
+            "disagreements": [{k: clean(v) for k, v in r.items()} for r in self.disagreements.to_dict("records")],
+            "notes": self.notes,
+        }
+
+
+PER_CODE_COLUMNS = ["code_id", "code_path", "n", "both_yes", "a_only", "b_only", "both_no", "percent_agreement", "kappa", "alpha"]
+
+
+def agreement(
+    project: Project,
+    a: str,
+    b: str,
+    *,
+    sample_id: int | None = None,
+    exclude_uncoded: bool = False,
+) -> Agreement:
+    """Agreement between coders ``a`` and ``b`` (``b`` = :data:`MODEL` for the active model
+    version), per code and overall, on the items defined in the module docstring: with
+    ``sample_id``, the sample's segments both completed; without, per code the segments on
+    which both gave a verdict on that code."""
+    a = _check_coder(project, a)
+    b = _check_coder(project, b)
+    if a == b:
+        raise ProjectError(f"{project.folder}: agreement needs two different raters, not {a!r} twice")
+    if a == MODEL:
+        a, b = b, a
+    leaves = _leaf_ids(project)
+    yes_model = model_yes(project) if b == MODEL else None
+
+    if sample_id is not None:
+        row = _sample_row(project, sample_id)
+        done_a = completed(project, sample_id, a)
+        all_segs = set(sample_segments(project, sample_id)["segment_id"].astype(int))
+        done_b = all_segs if b == MODEL else completed(project, sample_id, b)
+        segs = done_a & done_b
+        accepted = lambda who: {(int(r.segment_id), r.code_id) for r in coder_verdicts(project, who).itertuples() if r.value == 1}  # noqa: E731
+        va = _grid(segs, leaves, accepted(a))
+        vb = _grid(segs, leaves, yes_model if b == MODEL else accepted(b))
+        items = va.merge(vb, on=["segment_id", "code_id"], suffixes=("_a", "_b"))
+        unit = (f"every code on each segment of reliability sample {row['name']!r} that both completed "
+                f"({len(segs)} of {len(all_segs)} segments); a code not ticked is 'no'")
+    else:
+        va = coder_verdicts(project, a)
+        if b == MODEL:
+            vb = _grid(va["segment_id"].unique(), leaves, yes_model)
+            unit = f"per code, the segments {a} accepted or rejected that code on; the model says yes where it suggested the code"
+        else:
+            vb = coder_verdicts(project, b)
+            unit = "per code, the segments on which both coders accepted or rejected that code (skips and untouched codes are no verdict)"
+        items = va.merge(vb, on=["segment_id", "code_id"], suffixes=("_a", "_b"))
+        items = items[items["code_id"].isin(leaves)]
+
+    excluded = 0
+    if exclude_uncoded and len(items):
+        # "Coded" looks at every code on the segment, not only the items: a segment a coder
+        # coded with X is not uncoded text when computing Y's table.
+        yes_segs = set(items.loc[(items["value_a"] == 1) | (items["value_b"] == 1), "segment_id"].astype(int))
+        if sample_id is None:
+            yes_segs |= {int(s) for s in coder_verdicts(project, a).query("value == 1")["segment_id"]}
+            yes_segs |= ({s for s, _ in yes_model} if b == MODEL else {int(s) for s in coder_verdicts(project, b).query("value == 1")["segment_id"]})
+        keep = items["segment_id"].astype(int).isin(yes_segs)
+        excluded = int(items.loc[~keep, "segment_id"].nunique())
+        items = items[keep]
+
+    paths = dict(project.conn.execute("SELECT id, path FROM codes").fetchall())
+    rows = []
+    for code in leaves:
+        g = items[items["code_id"] == code]
+        rows.append({"code_id": code, "code_path": paths.get(code, code),
+                     **_figures(g["value_a"].to_numpy(int), g["value_b"].to_numpy(int))})
+    per_code = pd.DataFrame(rows, columns=PER_CODE_COLUMNS)
+    pooled = _figures(items["value_a"].to_numpy(int), items["value_b"].to_numpy(int))
+    kappas = [k for k in per_code["kappa"] if k is not None and not pd.isna(k)]
+    alphas = [x for x in per_code["alpha"] if x is not None and not pd.isna(x)]
+    overall = {
+        "items": pooled["n"],
+        "segments": int(items["segment_id"].nunique()) if len(items) else 0,
+        "codes_with_items": int((per_code["n"] > 0).sum()),
+        "pooled_percent_agreement": pooled["percent_agreement"],
+        "pooled_kappa": pooled["kappa"],
+        "pooled_alpha": pooled["alpha"],
+        "mean_kappa": float(np.mean(kappas)) if kappas else None,
+        "mean_alpha": float(np.mean(alphas)) if alphas else None,
+        "codes_with_kappa": len(kappas),
+    }
+    notes = []
+    if not len(items):
+        notes.append("no items: the two raters have no verdict on the same (segment, code) pair")
+    return Agreement(a, b, unit, exclude_uncoded, sample_id, per_code, overall,
+                     _disagreements(project, items, a, b, paths), excluded, notes)
+
+
+def _disagreements(project: Project, items: pd.DataFrame, a: str, b: str, paths: dict) -> pd.DataFrame:
+    """One row per segment where the raters differ on at least one code: what each said."""
+    diff = items[items["value_a"] != items["value_b"]]
+    if diff.empty:
+        return pd.DataFrame(columns=["segment_id", "transcript", "speaker", "text", "a_only", "b_only"])
+    segs = pd.read_sql_query(
+        "SELECT s.id AS segment_id, t.name AS transcript, s.idx, s.speaker, s.text FROM segments s JOIN transcripts t "
+        "ON t.id = s.transcript_id WHERE s.id IN (SELECT value FROM json_each(?))",
+        project.conn,
+        params=(json.dumps(sorted(int(x) for x in diff["segment_id"].unique())),),
+    )
+    leaf = lambda c: str(paths.get(c, c)).split(" > ")[-1]  # noqa: E731
+    out = []
+    for sid, g in diff.groupby("segment_id"):
+        out.append({
+            "segment_id": int(sid),
+            "a_only": "; ".join(leaf(c) for c in g.loc[g["value_a"] == 1, "code_id"]),
+            "b_only": "; ".join(leaf(c) for c in g.loc[g["value_b"] == 1, "code_id"]),
+        })
+    df = segs.merge(pd.DataFrame(out), on="segment_id").sort_values(["transcript", "idx"])
+    return df[["segment_id", "transcript", "speaker", "text", "a_only", "b_only"]].reset_index(drop=True)
+
+
+def format_report(rep: Agreement, max_disagreements: int = 20) -> str:
+    """Plain-text report for the command line."""
+
+    def f(v, pct=False):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "  -  "
+        return f"{v:.0%}" if pct else f"{v:.2f}"
+
+    o = rep.overall
+    lines = [
+        f"Agreement: {rep.a} vs {rep.b}" + (f" (reliability sample {rep.sample_id})" if rep.sample_id is not None else ""),
+        f"Unit: {rep.unit}.",
+    ]
+    if rep.exclude_uncoded:
+        lines.append(f"Segments neither rater coded are excluded ({rep.excluded_segments} left out).")
+    lines += [
+        f"Overall: {o['items']} items on {o['segments']} segments; pooled: agreement {f(o['pooled_percent_agreement'], True)}, "
+        f"kappa {f(o['pooled_kappa'])}, alpha {f(o['pooled_alpha'])}; mean over {o['codes_with_kappa']} codes: "
+        f"kappa {f(o['mean_kappa'])}, alpha {f(o['mean_alpha'])}",
+        "",
+        f"{'code':40s} {'n':>5s} {'yes/yes':>7s} {'a only':>6s} {'b only':>6s} {'no/no':>6s} {'agree':>6s} {'kappa':>6s} {'alpha':>6s}",
+    ]
+    for r in rep.per_code.itertuples():
+        lines.append(f"{str(r.code_path)[-40:]:40s} {r.n:5d} {r.both_yes:7d} {r.a_only:6d} {r.b_only:6d} {r.both_no:6d} "
+                     f"{f(r.percent_agreement, True):>6s} {f(r.kappa):>6s} {f(r.alpha):>6s}")
+    lines.append(f"(a = {rep.a}, b = {rep.b})")
+    d = rep.disagreements
+    if len(d):
+        lines += ["", f"Disagreements to discuss ({len(d)} segments{', first ' + str(max_disagreements) if len(d) > max_disagreements else ''}):"]
+        for r in d.head(max_disagreements).itertuples():
+            lines.append(f"- {r.transcript} [{r.speaker}] {str(r.text)[:160]!r}")
+            lines.append(f"    {rep.a}: {r.a_only or '(not these)'} | {rep.b}: {r.b_only or '(not these)'}")
+    for n in rep.notes:
+        lines.append(f"note: {n}")
+    return "\n".join(lines)
