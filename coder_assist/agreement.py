@@ -220,6 +220,26 @@ def samples(project: Project) -> pd.DataFrame:
     return df
 
 
+def find_sample(project: Project, ref: str | int) -> int:
+    """A sample's id from its id or its name."""
+    ref = str(ref).strip()
+    row = project.conn.execute("SELECT id FROM reliability_samples WHERE name = ?", (ref,)).fetchone()
+    if row is None and ref.isdigit():
+        row = project.conn.execute("SELECT id FROM reliability_samples WHERE id = ?", (int(ref),)).fetchone()
+    if row is None:
+        raise ProjectError(f"{project.folder}: no reliability sample {ref!r} (list them with 'coder-assist reliability-sample {project.folder}')")
+    return int(row[0])
+
+
+def completion(project: Project, sample_id: int) -> dict[str, int]:
+    """Per coder, how many of the sample's segments they have answered."""
+    rows = project.conn.execute(
+        "SELECT coder, COUNT(DISTINCT segment_id) FROM reliability_answers WHERE sample_id = ? GROUP BY coder ORDER BY coder",
+        (int(sample_id),),
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
 def _sample_row(project: Project, sample_id: int):
     row = project.conn.execute("SELECT * FROM reliability_samples WHERE id = ?", (int(sample_id),)).fetchone()
     if row is None:
@@ -475,7 +495,7 @@ def format_report(rep: Agreement, max_disagreements: int = 20) -> str:
         f"{'code':40s} {'n':>5s} {'yes/yes':>7s} {'a only':>6s} {'b only':>6s} {'no/no':>6s} {'agree':>6s} {'kappa':>6s} {'alpha':>6s}",
     ]
     for r in rep.per_code.itertuples():
-        lines.append(f"{str(r.code_path)[-40:]:40s} {r.n:5d} {r.both_yes:7d} {r.a_only:6d} {r.b_only:6d} {r.both_no:6d} "
+        lines.append(f"{str(r.code_path).split(' > ')[-1][:40]:40s} {r.n:5d} {r.both_yes:7d} {r.a_only:6d} {r.b_only:6d} {r.both_no:6d} "
                      f"{f(r.percent_agreement, True):>6s} {f(r.kappa):>6s} {f(r.alpha):>6s}")
     lines.append(f"(a = {rep.a}, b = {rep.b})")
     d = rep.disagreements

@@ -84,8 +84,11 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
     t0 = time.perf_counter()
     encoder = load_encoder(model)
     t_load = time.perf_counter() - t0
-    df = pipeline.precode(
+    # Written chunk by chunk with a checkpoint beside --out: rerun the same command after a
+    # crash or Ctrl-C and it continues where it stopped.
+    run = pipeline.precode_to_csv(
         inputs,
+        out,
         tpl,
         attributes=attributes,
         extra_attributes=parse_attribute_options(attrs),
@@ -96,12 +99,12 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
         project=project,
     )
     elapsed = time.perf_counter() - t0 - t_load
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False)
     stats = getattr(encoder, "stats", None)
-    n_seg = df.attrs.get("n_segments", 0)
+    n_seg = run.segments
+    if run.resumed:
+        click.echo(f"resumed: {run.skipped} of {run.transcripts} transcripts were already done", err=True)
     click.echo(
-        f"{len(df)} suggestions for {df['transcript'].nunique()} transcripts written to {out} "
+        f"{run.rows} suggestions for {run.transcripts} transcripts written to {out} "
         f"({n_seg} segments in {elapsed:.1f}s, {n_seg / max(elapsed, 1e-9):.0f} segments/s, after {t_load:.1f}s model load"
         + (f"; embedding cache hits {stats.cache_hits}/{stats.unique}" if stats else "")
         + ")",
@@ -252,6 +255,27 @@ def models(project, version):
 
 
 @main.command()
+@click.argument("project", type=click.Path(path_type=Path))
+@click.argument("dest", required=False, type=click.Path(path_type=Path))
+@_clean_errors
+def backup(project, dest):
+    """Copy a project (database and saved models) to DEST, safely while others are coding.
+
+    \b
+    DEST is a new folder (default: PROJECT/backups/<UTC time>); open it like any project.
+    Example:  coder-assist backup myproject /media/usb/myproject-2026-11-26
+    """
+    from .store import Project
+
+    with Project.open(project) as p:
+        out = p.backup(dest)
+    with Project.open(out) as b:
+        ok = b.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        n = b.conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+    click.echo(f"backup written to {out}: {n} decision log entries, integrity check {ok}")
+
+
+@main.command()
 @click.argument("dataset", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="RESULT.json (a PNG curve is written beside it).")
 @click.option("--folds", help="Comma-separated held-out folds (default: all).")
@@ -279,6 +303,75 @@ def simulate(dataset, out, folds, budget, batch, features, quick, model):
     last = result["curve"][-1]
     click.echo(f"{result['dataset']}: {last['decisions']} decisions -> macro-F1 {last['macro_f1']}, kappa {last['kappa']}; "
                f"embedding+LR on all pool labels {result['baselines']['embedding_lr_all']['macro_f1']}; written {out}")
+
+
+@main.command()
+@click.argument("project", type=click.Path(path_type=Path))
+@click.option("--coders", help="Two coders to compare, A,B.")
+@click.option("--model", "model_coder", metavar="CODER", help="Compare the active model version's suggestions with this coder.")
+@click.option("--sample", "sample", help="Only this reliability sample (id or name): every segment both completed, every code.")
+@click.option("--exclude-uncoded", is_flag=True, help="Leave out segments neither rater coded with anything.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Also write the full report to this JSON file.")
+@_clean_errors
+def agreement(project, coders, model_coder, sample, exclude_uncoded, out):
+    """Inter-coder agreement per code and overall: percent, Cohen's kappa, Krippendorff's alpha.
+
+    \b
+    Items: per code, the segments both raters accepted or rejected that code on (a code nobody
+    looked at is no answer); with --sample, every code on every sample segment both completed.
+    Example:  coder-assist agreement myproject --coders Alex,Sam --sample 1 --out agreement.json
+    """
+    import json
+
+    from . import agreement as ag
+    from .store import Project
+
+    if bool(coders) == bool(model_coder):
+        raise click.UsageError("give either --coders A,B or --model CODER")
+    if coders:
+        names = [c.strip() for c in coders.split(",") if c.strip()]
+        if len(names) != 2:
+            raise click.UsageError(f"--coders needs two names separated by a comma, not {coders!r}")
+        a, b = names
+    else:
+        a, b = model_coder, ag.MODEL
+    with Project.open(project) as p:
+        sample_id = ag.find_sample(p, sample) if sample else None
+        rep = ag.agreement(p, a, b, sample_id=sample_id, exclude_uncoded=exclude_uncoded)
+    click.echo(ag.format_report(rep))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rep.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        click.echo(f"written {out}", err=True)
+
+
+@main.command(name="reliability-sample")
+@click.argument("project", type=click.Path(path_type=Path))
+@click.option("--share", type=float, help="Share of each transcript's segments to draw, e.g. 0.1.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed draws the same sample.")
+@click.option("--name", help="A name for the sample (default: 'sample N').")
+@_clean_errors
+def reliability_sample(project, share, seed, name):
+    """Draw a reliability sample for blind double-coding (or, without --share, list samples).
+
+    \b
+    The second coder codes it in the app's Review page, blind mode; then:
+      coder-assist agreement PROJECT --coders A,B --sample NAME
+    """
+    from . import agreement as ag
+    from .store import Project
+
+    with Project.open(project) as p:
+        if share is not None:
+            sid = ag.draw_sample(p, share, seed=seed, name=name)
+            row = ag.samples(p).set_index("id").loc[sid]
+            click.echo(f"drew reliability sample {sid} {row['name']!r}: {row['n_segments']} segments ({share:.0%} of each transcript, seed {seed})")
+        df = ag.samples(p)
+        if df.empty:
+            click.echo("no reliability samples yet (draw one with --share 0.1)")
+        for r in df.itertuples():
+            done = ", ".join(f"{c} {n}/{r.n_segments}" for c, n in ag.completion(p, r.id).items()) or "nobody has started"
+            click.echo(f"{r.id}  {r.name!r}  {r.n_segments} segments, share {r.share:g}, seed {r.seed}: {done}")
 
 
 @main.command()
