@@ -375,6 +375,36 @@ def reliability_sample(project, share, seed, name):
 
 
 @main.command()
+@click.argument("project", type=click.Path(path_type=Path))
+@click.option("--format", "-f", "fmt", type=click.Choice(["qdpx", "qdc", "csv", "xlsx", "docx", "report"]), required=True,
+              help="qdpx/qdc: REFI-QDA for NVivo, ATLAS.ti, MAXQDA; csv/xlsx: one row per coding; docx: Word with codings "
+                   "as comments; report: frequencies, code x attribute matrix, heatmap, quotes.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
+              help="File to write (docx: a folder, a .zip, or a .docx for one transcript; report: a folder).")
+@click.option("--include", type=click.Choice(["accepted", "suggested", "all"]), default="accepted", show_default=True,
+              help="accepted: coders' accepted codings; suggested: plus undecided machine suggestions (labelled); all: plus rejections.")
+@click.option("--threshold", type=float, help="With --include suggested/all: only suggestions with at least this confidence.")
+@click.option("--attribute", "attributes", multiple=True, help="Report: attribute(s) for the code x attribute matrix (repeatable; default: up to two with few values).")
+@click.option("--transcript", "transcripts", multiple=True, help="Only these transcripts (repeatable; csv, xlsx, docx, report).")
+@_clean_errors
+def export(project, fmt, out, include, threshold, attributes, transcripts):
+    """Export codings: REFI-QDA, CSV, XLSX, Word with comments, or a report.
+
+    \b
+    Example:  coder-assist export myproject --format report --out report/ --attribute sector --attribute level
+    """
+    from .export import export as run_export
+    from .store import Project
+
+    with Project.open(project) as p:
+        res = run_export(p, fmt, out, include=include, threshold=threshold, attributes=list(attributes) or None,
+                         transcripts=list(transcripts) or None)
+    what = f"{res.rows} codings" if fmt not in ("qdc", "qdpx") else fmt
+    where = ", ".join(str(x) for x in res.paths[:3]) + (f" and {len(res.paths) - 3} more" if len(res.paths) > 3 else "")
+    click.echo(f"exported {what} to {where}")
+
+
+@main.command()
 @click.argument("project", type=click.Path(path_type=Path), default="demo-project")
 @click.option("--force", is_flag=True, help="Rebuild even if the project exists.")
 @_clean_errors
