@@ -315,8 +315,12 @@ def parse_template(data: Any, source: str | Path | None = None) -> Template:
 
 
 def load_template(path: str | Path | None = None) -> Template:
-    """Load a YAML template (the default study template when ``path`` is None)."""
+    """Load a YAML template, or a REFI-QDA ``.qdc`` codebook (the default study template when ``path`` is None)."""
     path = Path(path) if path else DEFAULT_TEMPLATE
+    if path.suffix.lower() == ".qdc":  # a REFI-QDA codebook from NVivo, ATLAS.ti, MAXQDA, QualCoder
+        from .refi import read_qdc
+
+        return read_qdc(path)
     try:
         raw = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
