@@ -41,6 +41,12 @@ BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: decisions) pure uncertainty sampling reached macro-F1 0.49, random order 0.58, half and
 #: half 0.64: the random half keeps the labelled sample representative for calibration.
 EXPLORE = 0.5
+#: The review app's "most uncertain first" queue after a retrain: this many segments are
+#: picked by :func:`uncertainty_diversity` (the strategy the simulated researcher measures),
+#: about a retraining's worth of decisions; the rest follow by uncertainty alone.
+QUEUE_HEAD = 200
+#: File in a model version's folder with the segment ids in review order (int64, .npy).
+QUEUE_FILE = "queue.npy"
 FORMAT_VERSION = 1
 
 
@@ -412,6 +418,42 @@ def uncertainty_diversity(
     return np.array(chosen, dtype=int)
 
 
+def query_order(conf: np.ndarray, X: np.ndarray, *, head: int = QUEUE_HEAD, explore: float = EXPLORE, seed: int = 0) -> np.ndarray:
+    """A review order over all rows: the first ``head`` by :func:`uncertainty_diversity`
+    (what a coder decides before the next retrain), then the rest, least sure first."""
+    n = len(conf)
+    first = uncertainty_diversity(conf, X, min(head, n), explore=explore, seed=seed)
+    rest = np.setdiff1d(np.arange(n), first)
+    rest = rest[np.argsort(-uncertainty(conf[rest]), kind="stable")]
+    return np.r_[first, rest].astype(np.int64)
+
+
+def with_probes(sugg: pd.DataFrame, scores: Scores, rows: Sequence[int]) -> pd.DataFrame:
+    """Add each row's best code as a suggestion where ``rows`` have none above threshold: the
+    query strategy asks about passages the model is least sure of, which are often below
+    every threshold, and the review queue can only show what is stored as a suggestion."""
+    from .suggest import SUGGESTION_COLUMNS
+
+    missing = np.setdiff1d(np.asarray(rows, dtype=int), sugg["segment"].to_numpy(dtype=int))
+    if not len(missing):
+        return sugg
+    cols = scores.decision_margin()[missing].argmax(axis=1)
+    extra = pd.DataFrame(
+        {
+            "segment": missing,
+            "code_id": np.asarray(scores.code_ids, dtype=object)[cols],
+            "rank": 1,
+            "confidence": scores.confidence[missing, cols].astype(float),
+            "similarity": scores.similarity[missing, cols].astype(float),
+            "evidence": scores.evidence_text[missing, cols],
+            "evidence_source": scores.evidence_source[missing, cols],
+            "evidence_similarity": scores.evidence_similarity[missing, cols].astype(float),
+        },
+        columns=SUGGESTION_COLUMNS,
+    )
+    return pd.concat([sugg, extra], ignore_index=True).sort_values(["segment", "rank"], kind="stable").reset_index(drop=True)
+
+
 def most_likely(conf: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-conf.max(axis=1), kind="stable")[:k]
 
@@ -546,6 +588,7 @@ def train_project(project, encoder: Encoder, *, features: FeatureSet = DEFAULT_F
     scorer = LearnedScorer(features=features, target=target).fit(template, encoder)
     scorer.fit_labels(inputs, labels, row_of=row_of)
     history = [json.loads(c) for k, c in project.model_versions()[["kind", "card"]].itertuples(index=False) if k == LearnedScorer.version]
+    history = [c for c in history if "rescored_from" not in c]  # a rescore is not a new point on the curve
     apply_history(scorer.reports, history, target)
     card = scorer.card() | {
         "created_at": _now(),
@@ -554,21 +597,52 @@ def train_project(project, encoder: Encoder, *, features: FeatureSet = DEFAULT_F
         "n_labels": len(labels),
         "template_sha1": hashlib.sha1(template.to_yaml().encode()).hexdigest(),
     }
-    sugg = suggest(scorer.score(inputs), threshold=threshold, top_k=top_k)
+    scores = scorer.score(inputs)
+    order = query_order(scores.confidence, inputs.X)
+    sugg = with_probes(suggest(scores, threshold=threshold, top_k=top_k), scores, order[:QUEUE_HEAD])
     sugg["segment_id"] = segs["id"].to_numpy()[sugg["segment"].to_numpy()]
+    return _save_version(project, scorer, card, sugg, segs["id"].to_numpy(dtype=np.int64)[order], template)
+
+
+def rescore_project(project, encoder: Encoder, *, threshold: float | None = None, top_k: int | None = 3) -> int:
+    """Score every segment (new transcripts included) with the active learned model, without
+    retraining, and store the result as a new model version that copies its weights: new
+    interviews get learned suggestions, and the learning-curve history gains no fake point."""
+    from .suggest import suggest
+
+    source = project.latest_model_version()
+    kinds = dict(project.model_versions()[["id", "kind"]].itertuples(index=False))
+    if source is None or kinds.get(source) != LearnedScorer.version:
+        raise ProjectError(f"{project.folder}: the active model version is not a trained one; run `coder-assist train` first")
+    scorer = load_model_version(project, source, encoder)
+    src_folder = project.folder / "models" / f"v{source}"
+    card = json.loads((src_folder / "card.json").read_text(encoding="utf-8"))
+    segs, inputs = project_inputs(project, encoder)
+    scores = scorer.score(inputs)
+    order = query_order(scores.confidence, inputs.X)
+    sugg = with_probes(suggest(scores, threshold=threshold, top_k=top_k), scores, order[:QUEUE_HEAD])
+    sugg["segment_id"] = segs["id"].to_numpy()[sugg["segment"].to_numpy()]
+    card = card | {"created_at": _now(), "rescored_from": source, "segments": len(segs)}
+    return _save_version(project, scorer, card, sugg, segs["id"].to_numpy(dtype=np.int64)[order], project.template(), keep_verdicts=True)
+
+
+def _save_version(project, scorer: LearnedScorer, card: dict, sugg: pd.DataFrame, queue: np.ndarray, template: Template, *, keep_verdicts: bool = False) -> int:
+    """Write a model version's folder and rows: complete or absent."""
     models = project.folder / "models"
     models.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=models))
     try:
         scorer.save(tmp)
+        np.save(tmp / QUEUE_FILE, queue, allow_pickle=False)
         (tmp / "card.json").write_text(json.dumps(card, indent=1), encoding="utf-8")
         (tmp / "card.txt").write_text(model_card_text(card, template), encoding="utf-8")
         with project.transaction():
-            mv = project.add_model_version(scorer.version, encoder.model_id, card)
+            mv = project.add_model_version(scorer.version, card["encoder"], card)
             project.add_suggestions(mv, sugg)
-            # The folder appears under its final name only inside the transaction that records
-            # it: a crash leaves either both or an ignorable .tmp folder.
-            project._set_meta("stale_verdicts", "[]")  # fresh verdicts against the current template
+            if not keep_verdicts:
+                # The folder appears under its final name only inside the transaction that
+                # records it: a crash leaves either both or an ignorable .tmp folder.
+                project._set_meta("stale_verdicts", "[]")  # fresh verdicts against the current template
             target = models / f"v{mv}"
             if target.exists():
                 # Ids are reused after a rolled-back transaction: a folder under this id is an
@@ -598,8 +672,10 @@ __all__: Sequence[str] = [
     "LearnedScorer",
     "labels_from_decisions",
     "uncertainty_diversity",
+    "query_order",
     "most_likely",
     "train_project",
+    "rescore_project",
     "load_model_version",
     "rollback",
 ]

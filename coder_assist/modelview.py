@@ -222,8 +222,8 @@ def learning_curve(project: Project) -> pd.DataFrame:
     Sorted by decisions, then version."""
     rows = []
     for mid, kind, card in model_cards(project):
-        if not is_learned(kind, card):
-            continue
+        if not is_learned(kind, card) or "rescored_from" in card:
+            continue  # a rescore (new transcripts, same model) is not a new point on the curve
         f1 = [float(c["f1"]) for c in card.get("codes", []) if c.get("f1") is not None]
         rows.append({
             "version": mid,

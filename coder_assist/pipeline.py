@@ -182,9 +182,16 @@ def suggest_project(
     progress: bool | None = None,
 ) -> int:
     """Score every segment of the project and store the suggestions as a new model version.
-    Returns the model version id."""
+    Returns the model version id. When the active model version is a trained one, it scores
+    (new transcripts get learned suggestions; ``threshold`` None = its per-code thresholds);
+    otherwise the template's example-similarity scorer does."""
     template = project.template()
     encoder = encoder or load_encoder(model or project.meta("model"))
+    active = project.latest_model_version()
+    if active is not None and (project.folder / "models" / f"v{active}" / "model.json").exists():
+        from .learn import rescore_project
+
+        return rescore_project(project, encoder, threshold=threshold, top_k=top_k)
     scorer = ExampleSimilarityScorer().fit(template, encoder)
     segs = project.segments()
     out = score_frame(segs, template, encoder=encoder, scorer=scorer, threshold=threshold, top_k=top_k, progress=progress)

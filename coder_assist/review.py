@@ -197,6 +197,31 @@ def _db_identity(project: Project) -> tuple:
     return (str(project.folder.resolve()), project.meta("created_at"))
 
 
+#: learn.QUEUE_FILE (not imported: the review path must not pull in scikit-learn).
+_QUEUE_FILE = "queue.npy"
+
+
+def _queue_positions(project: Project, mv: int | None, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's segment's place in the saved active-learning order, and whether it is in
+    it; (all equal, none) without an order file."""
+    none = (np.zeros(len(seg), dtype=np.int64), np.zeros(len(seg), dtype=bool))
+    path = project.folder / "models" / f"v{mv}" / _QUEUE_FILE
+    if mv is None or not len(seg) or not path.exists():
+        return none
+    try:
+        order = np.load(path, allow_pickle=False)
+    except (ValueError, OSError):
+        return none  # a damaged order file: fall back, never fail the queue
+    if order.ndim != 1 or not len(order) or not np.issubdtype(order.dtype, np.integer):
+        return none
+    place = np.full(len(seg), len(order), dtype=np.int64)
+    sorter = np.argsort(order, kind="stable")
+    at = np.minimum(np.searchsorted(order, seg, sorter=sorter), len(order) - 1)
+    found = order[sorter[at]] == seg
+    place[found] = sorter[at[found]]
+    return place, found
+
+
 def _pool_key(project: Project, mv: int | None) -> tuple:
     """Changes whenever the pool can: another model version, new suggestions, codes switched
     on or off, another database."""
@@ -233,11 +258,18 @@ class _Pool:
         self.ids, self.seg, self.code, self.conf, self.pair = ids[by_pair], seg[by_pair], code[by_pair], conf[by_pair], pair[by_pair]
         self.row_of_id: dict[int, int] | None = None  # built on first use
         self.median = float(np.median(self.conf)) if n else 0.5
-        # Queue orders (ties: lower suggestion id first), as row numbers.
+        # Queue orders (ties: lower suggestion id first), as row numbers. "uncertain" follows
+        # the model version's active-learning order (learn.query_order, saved by train_project
+        # as models/v{N}/queue.npy) where there is one: segments in that order, each segment's
+        # suggestions most confident first. Without one (the template scorer), or for segments
+        # imported after the retrain, distance to the pool's median confidence.
+        near_median = np.abs(self.conf - self.median)
+        position, known = _queue_positions(project, mv, self.seg)
         self.orders = {
             "likely": np.lexsort((self.ids, -self.conf)),
-            "uncertain": np.lexsort((self.ids, np.abs(self.conf - self.median))),
+            "uncertain": np.lexsort((self.ids, np.where(known, -self.conf, near_median), position)),
         }
+        self.rank = {name: np.argsort(o, kind="stable") for name, o in self.orders.items()}
         self.per_code = np.bincount(self.code, minlength=self.n_codes)
         self.masks: dict[Filters, np.ndarray] = {}
 
@@ -418,10 +450,6 @@ def pool_stats(project: Project) -> PoolStats:
         return PoolStats(pool.model_version_id, per, len(pool), pool.median)
 
 
-def _pool_median(project: Project) -> float:
-    return pool_stats(project).median
-
-
 # --------------------------------------------------------------------------- the queue
 
 
@@ -468,12 +496,15 @@ def review_queue(
     ``order``:
 
     * ``"likely"``: confidence, highest first.
-    * ``"uncertain"``: confidence closest to the median confidence of the whole pool first.
-      Confidences are calibrated on the template, and at cold start they are all low (a
-      0.5 "coin flip" is rarely reached), so distance from 0.5 would only repeat
-      ``"likely"``; the pool's median is the model's own borderline. It is taken over the
-      whole pool (not the remaining queue) so the order does not reshuffle after every
-      decision.
+    * ``"uncertain"``: active learning. After a retrain, the model version's saved query
+      order (:func:`coder_assist.learn.query_order`: uncertainty with a diversity term and a
+      random share, the strategy the simulated-researcher benchmark chose), each segment's
+      suggestions most confident first. Without a saved order (the template scorer) and for
+      segments imported since, confidence closest to the pool's median first: confidences
+      are calibrated on the template, and at cold start they are all low (a 0.5 "coin flip"
+      is rarely reached), so distance from 0.5 would only repeat ``"likely"``; the pool's
+      median is the model's own borderline. Both are fixed per pool, so the order does not
+      reshuffle after every decision.
 
     Ties go to the lower suggestion id. Skipped suggestions follow every unskipped one, the
     earliest skip first. Filters (a value or a list of values) keep suggestions of those
@@ -489,8 +520,11 @@ def review_queue(
     if order == "likely":
         queue["_key"] = -queue["confidence"]
     else:
-        median = _pool_median(project)
-        queue["_key"] = (queue["confidence"] - median).abs()
+        # The pool's own order (saved active-learning order, then distance to the median).
+        with _LOCK:
+            pool_ = _pool_for(project)
+            rows = np.array([pool_.row_of_suggestion(s) for s in queue["suggestion_id"]], dtype=np.int64)
+            queue["_key"] = pool_.rank["uncertain"][rows] if len(rows) else []
     # Unskipped: by the order key. Skipped: by when they were skipped.
     queue["_skip_order"] = queue["decision_id"].where(queue["skipped"], 0).fillna(0)
     queue = queue.sort_values(["skipped", "_skip_order", "_key", "suggestion_id"], kind="mergesort")

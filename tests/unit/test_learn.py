@@ -12,6 +12,7 @@ from coder_assist.learn import (
     labels_from_decisions,
     load_model_version,
     most_likely,
+    query_order,
     rollback,
     train_project,
     uncertainty_diversity,
@@ -153,7 +154,7 @@ def test_train_project_versions_and_rollback(tmp_path, encoder):
     mv2 = train_project(p, encoder)
     assert mv2 > mv1 and p.latest_model_version() == mv2
     folder = p.folder / "models" / f"v{mv2}"
-    assert {f.name for f in folder.iterdir()} == {"weights.npz", "model.json", "card.json", "card.txt"}
+    assert {f.name for f in folder.iterdir()} == {"weights.npz", "model.json", "card.json", "card.txt", "queue.npy"}
     card = json.loads((folder / "card.json").read_text())
     assert card["n_decisions"] == len(segs) and card["encoder"] == encoder.model_id
     assert "kind/money" in (folder / "card.txt").read_text() or "Money" in (folder / "card.txt").read_text()
@@ -245,3 +246,85 @@ def test_orphan_folder_from_a_crash_does_not_block_training(tmp_path, encoder):
     mv = train_project(p, encoder)
     assert mv == next_id
     assert (orphan / "model.json").exists() and (orphan / "weights.npz").read_bytes() != b"half-written"
+
+
+def test_query_order_is_a_permutation_led_by_the_strategy():
+    rng = np.random.default_rng(0)
+    conf = np.clip(np.array([0.9, 0.05, 0.05]) + rng.normal(0, 0.02, (50, 3)), 0, 1)
+    conf[:10] = [0.5, 0.49, 0.0]  # ten coin flips between two codes
+    X = rng.normal(size=(50, 4)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    order = query_order(conf, X, head=2, explore=0.0)
+    assert sorted(order.tolist()) == list(range(50))
+    assert set(order[:2].tolist()) <= set(range(10))  # the head is the uncertain ones
+    assert np.array_equal(order, query_order(conf, X, head=2, explore=0.0))  # deterministic
+    rest = order[2:]
+    from coder_assist.learn import uncertainty
+
+    u = uncertainty(conf[rest])
+    assert np.all(np.diff(u) <= 1e-12)  # then least sure first
+
+
+def _trained_project(tmp_path, encoder):
+    (tmp_path / "in").mkdir()
+    lines = "".join(f"Interviewer: Q{i}?\nP1: {m}\nInterviewer: And?\nP1: {t}\n" for i, (m, t) in enumerate(zip(MONEY, TIME)))
+    (tmp_path / "in" / "a.txt").write_text(lines, encoding="utf-8")
+    p = init_project(tmp_path / "proj", TPL)
+    import_files(p, [tmp_path / "in" / "a.txt"])
+    suggest_project(p, encoder=encoder)
+    for sid, text in zip(p.segments().id, p.segments().text):
+        p.record_decision(int(sid), "kind/money", "accept" if text in MONEY else "reject", "ann")
+    return p, train_project(p, encoder)
+
+
+def test_review_queue_uncertain_follows_the_saved_query_order(tmp_path, encoder):
+    from coder_assist import review
+
+    p, mv = _trained_project(tmp_path, encoder)
+    saved = np.load(p.folder / "models" / f"v{mv}" / "queue.npy", allow_pickle=False)
+    assert sorted(saved.tolist()) == sorted(p.segments().id.tolist())
+    queue = review.review_queue(p, "new-coder", "uncertain")
+    assert len(queue) == len(p.suggestions())
+    place = {int(s): i for i, s in enumerate(saved)}
+    got = [place[int(s)] for s in queue["segment_id"]]
+    assert got == sorted(got)  # segments in the saved order
+    # The app's fast path gives the same first suggestion as the reference queue.
+    first = review.next_suggestion(p, "new-coder", "uncertain")
+    assert first["suggestion_id"] == queue.iloc[0]["suggestion_id"]
+    # Every segment at the head of the order can be asked about, even below every threshold.
+    head = saved[: min(len(saved), 200)]
+    assert set(head.tolist()) <= set(p.suggestions().segment_id.tolist())
+
+
+def test_damaged_queue_file_falls_back_to_median_order(tmp_path, encoder):
+    from coder_assist import review
+
+    p, mv = _trained_project(tmp_path, encoder)
+    (p.folder / "models" / f"v{mv}" / "queue.npy").write_bytes(b"not an array")
+    queue = review.review_queue(p, "x", "uncertain")
+    med = review.pool_stats(p).median
+    d = (queue["confidence"] - med).abs().tolist()
+    assert d == sorted(d)
+
+
+def test_suggest_after_training_uses_the_learned_model_for_new_transcripts(tmp_path, encoder):
+    from coder_assist.modelview import learning_curve
+
+    p, mv = _trained_project(tmp_path, encoder)
+    (tmp_path / "in2").mkdir()
+    (tmp_path / "in2" / "b.txt").write_text("Interviewer: Money?\nP2: The grant was cut and we could not pay staff.\n", encoding="utf-8")
+    import_files(p, [tmp_path / "in2" / "b.txt"])
+    mv2 = suggest_project(p, encoder=encoder)
+    kinds = dict(p.model_versions()[["id", "kind"]].itertuples(index=False))
+    assert mv2 > mv and kinds[mv2] == "learned"
+    card = json.loads((p.folder / "models" / f"v{mv2}" / "card.json").read_text())
+    assert card["rescored_from"] == mv
+    new_seg = p.segments().query("transcript == 'b'").id.tolist()
+    sugg = p.suggestions(mv2)
+    assert set(new_seg) <= set(sugg.segment_id)
+    # Same weights: the old transcript's confidences are unchanged.
+    old = p.suggestions(mv).set_index(["segment_id", "code_id"]).confidence
+    new = sugg.set_index(["segment_id", "code_id"]).confidence
+    common = old.index.intersection(new.index)
+    assert len(common) and np.allclose(old[common], new[common], atol=1e-5)
+    assert learning_curve(p)["version"].tolist() == [mv]  # a rescore is not a new point
