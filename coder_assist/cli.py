@@ -114,7 +114,7 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
 
 @main.command()
 @click.argument("project", type=click.Path(path_type=Path))
-@click.option("--template", "-t", type=click.Path(path_type=Path), help="Template YAML (default: the built-in study template).")
+@click.option("--template", "-t", type=click.Path(path_type=Path), help="Template YAML or REFI-QDA codebook .qdc (default: the built-in study template).")
 @_with(_segment_options)
 @_clean_errors
 def init(project, template, unit, window, speakers):
@@ -132,11 +132,29 @@ def init(project, template, unit, window, speakers):
 @click.option("--attr", "attrs", multiple=True, help="Attribute for every file, key=value (repeatable).")
 @_clean_errors
 def import_(project, inputs, attributes, attrs):
-    """Import transcripts into a project (all files or none)."""
+    """Import transcripts into a project (all files or none).
+
+    \b
+    A REFI-QDA project (.qdpx from NVivo, ATLAS.ti, MAXQDA, QualCoder) brings its text sources
+    and its coding (as accepted decisions by its users):  coder-assist import myproject study.qdpx
+    A codebook (.qdc) adds the codes the template lacks:   coder-assist import myproject codes.qdc
+    """
     from .ingest import parse_attribute_options
     from .pipeline import import_files
     from .store import Project
 
+    refi_files = [i for i in inputs if i.suffix.lower() in (".qdpx", ".qdc")]
+    if refi_files:
+        if len(refi_files) != len(inputs) or attributes or attrs:
+            raise click.UsageError("import .qdpx/.qdc files on their own: their attributes come from the file's cases and variables")
+        from .refi import import_qdc, import_qdpx
+
+        with Project.open(project) as p:
+            for f in refi_files:
+                click.echo((import_qdpx if f.suffix.lower() == ".qdpx" else import_qdc)(p, f).summary())
+            c = p.counts()
+            click.echo(f"project now has {c['transcripts']} transcripts, {c['segments']} segments to code")
+        return
     with Project.open(project) as p:
         ts = import_files(p, inputs, attributes=attributes, extra_attributes=parse_attribute_options(attrs))
         for t in ts:

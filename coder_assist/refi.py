@@ -520,12 +520,14 @@ class ImportReport:
 
     def summary(self) -> str:
         lines = [
-            f"{self.file}: {self.transcripts_added} transcript(s) added, {self.transcripts_matched} already present; "
-            f"{len(self.codes_added)} code(s) added to the template; {self.decisions_added} coding decision(s) by "
-            f"{len(self.users)} coder(s) ({', '.join(self.users) or '-'}) from {self.codings_read} coding(s)",
-            f"spans: {self.spans_exact} on segment bounds, {self.spans_inexact} not aligned exactly (mapped by the overlap rule), "
-            f"{self.spans_unmapped} on no codable segment (dropped)",
+            (f"{self.file}: {self.transcripts_added} transcript(s) added, {self.transcripts_matched} already present; "
+             f"{len(self.codes_added)} code(s) added to the template; {self.decisions_added} coding decision(s) by "
+             f"{len(self.users)} coder(s) ({', '.join(self.users) or '-'}) from {self.codings_read} coding(s)"),
+            (f"spans: {self.spans_exact} on segment bounds, {self.spans_inexact} not aligned exactly (mapped by the overlap rule), "
+             f"{self.spans_unmapped} on no codable segment (dropped)"),
         ]
+        if not self.codings_read:
+            lines.pop()
         extra = []
         if self.already_present:
             extra.append(f"{self.already_present} already accepted")
@@ -628,7 +630,68 @@ def _value(vv) -> tuple[str | None, str | None]:
     return target, None
 
 
-def import_qdpx(project, path) -> ImportReport:
+def _merge_codes(template: Template, rcodes: dict[str, _RefiCode], path) -> tuple[Template, dict[str, str], list[str]]:
+    """Match REFI codes to the template's (ours by GUID, anyone's by path of names) and add
+    the rest under their parent. Returns the template, REFI GUID -> code id, and the added paths."""
+    by_guid = {code_guid(template, cid): cid for cid in template.codes}
+    by_path = {c.path: cid for cid, c in template.codes.items()}
+    tdict = template.to_dict()
+    node_of: dict[str, dict] = {}
+
+    def index(nodes):
+        for n in nodes:
+            node_of[n["id"]] = n
+            index(n.get("children", []))
+
+    index(tdict["codes"])
+    code_map: dict[str, Any] = {}  # refi guid -> code id, or path of a code to add
+    added: list[str] = []
+    path_of: dict[str, tuple[str, ...]] = {}
+    added_paths: dict[tuple[str, ...], dict] = {}
+    for g, rc in rcodes.items():  # parents come before children (document order)
+        p = (path_of[rc.parent] if rc.parent else ()) + (rc.name,)
+        path_of[g] = p
+        if g in by_guid:
+            code_map[g] = by_guid[g]
+            path_of[g] = template.codes[by_guid[g]].path
+        elif p in by_path:
+            code_map[g] = by_path[p]
+        elif p in added_paths:
+            code_map[g] = p
+        else:
+            parent_path = p[:-1]
+            if parent_path and parent_path in by_path:
+                parent_node = node_of[by_path[parent_path]]
+                if template.codes[by_path[parent_path]].is_leaf:
+                    raise InputError(path, f"code {' > '.join(p)!r} would make {' > '.join(parent_path)!r}, a code of the project's "
+                                           "template, a theme; add the sub-code in the template first, or rename it in the other tool")
+            elif parent_path:
+                parent_node = added_paths[parent_path]
+            else:
+                parent_node = None
+            parsed = _parse_description(rc.description)
+            node: dict[str, Any] = {"name": rc.name, "description": parsed["description"] or rc.name}
+            for key in ("include", "exclude", "examples", "counter_examples"):
+                if parsed[key]:
+                    node[key] = parsed[key]
+            if rc.color:
+                node["color"] = rc.color
+            (parent_node.setdefault("children", []) if parent_node is not None else tdict["codes"]).append(node)
+            added_paths[p] = node
+            code_map[g] = p
+            added.append(" > ".join(p))
+    if added_paths:
+        try:
+            template = parse_template(tdict, f"{path} (template with the imported codes)")
+        except TemplateError as exc:
+            raise InputError(path, f"the codes cannot be added to the template: {exc}") from exc
+        new_by_path = {c.path: cid for cid, c in template.codes.items()}
+        code_map = {g: (new_by_path[v] if isinstance(v, tuple) else v) for g, v in code_map.items()}
+
+    return template, code_map, added
+
+
+def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
     """Import a REFI-QDA project (.qdpx) from NVivo, ATLAS.ti, MAXQDA, QualCoder or coder-assist.
 
     Text sources become transcripts (with attributes from Cases/Variables), codings become
@@ -636,7 +699,8 @@ def import_qdpx(project, path) -> ImportReport:
     when the selection covers at least half of it, or when the whole selection lies inside it.
     Codes not in the template are added to it (under their parent, matched by path). A source
     already in the project under the same name and with the same text gets the codings; one
-    with the same name and different text stops the import. All or nothing.
+    with the same name and different text stops the import. All or nothing. With ``dry_run``
+    everything is done and reported, then rolled back (the app's check before importing).
     """
     from .pipeline import project_segmenter
 
@@ -748,60 +812,8 @@ def import_qdpx(project, path) -> ImportReport:
             plan.append((name, text, spans, sels, m))
 
         # Codes: ours by GUID, anyone's by path; the rest are added to the template.
-        template = project.template()
-        by_guid = {code_guid(template, cid): cid for cid in template.codes}
-        by_path = {c.path: cid for cid, c in template.codes.items()}
-        tdict = template.to_dict()
-        node_of: dict[str, dict] = {}
-
-        def index(nodes):
-            for n in nodes:
-                node_of[n["id"]] = n
-                index(n.get("children", []))
-
-        index(tdict["codes"])
-        code_map: dict[str, str | tuple[str, ...]] = {}  # refi guid -> code id, or path of a code to add
-        path_of: dict[str, tuple[str, ...]] = {}
-        added_paths: dict[tuple[str, ...], dict] = {}
-        for g, rc in rcodes.items():  # parents come before children (document order)
-            p = (path_of[rc.parent] if rc.parent else ()) + (rc.name,)
-            path_of[g] = p
-            if g in by_guid:
-                code_map[g] = by_guid[g]
-                path_of[g] = template.codes[by_guid[g]].path
-            elif p in by_path:
-                code_map[g] = by_path[p]
-            elif p in added_paths:
-                code_map[g] = p
-            else:
-                parent_path = p[:-1]
-                if parent_path and parent_path in by_path:
-                    parent_node = node_of[by_path[parent_path]]
-                    if template.codes[by_path[parent_path]].is_leaf:
-                        raise InputError(path, f"code {' > '.join(p)!r} would make {' > '.join(parent_path)!r}, a code of the project's "
-                                               "template, a theme; add the sub-code in the template first, or rename it in the other tool")
-                elif parent_path:
-                    parent_node = added_paths[parent_path]
-                else:
-                    parent_node = None
-                parsed = _parse_description(rc.description)
-                node: dict[str, Any] = {"name": rc.name, "description": parsed["description"] or rc.name}
-                for key in ("include", "exclude", "examples", "counter_examples"):
-                    if parsed[key]:
-                        node[key] = parsed[key]
-                if rc.color:
-                    node["color"] = rc.color
-                (parent_node.setdefault("children", []) if parent_node is not None else tdict["codes"]).append(node)
-                added_paths[p] = node
-                code_map[g] = p
-                report.codes_added.append(" > ".join(p))
-        if added_paths:
-            try:
-                template = parse_template(tdict, f"{path} (template with the imported codes)")
-            except TemplateError as exc:
-                raise InputError(path, f"the codes cannot be added to the template: {exc}") from exc
-            new_by_path = {c.path: cid for cid, c in template.codes.items()}
-            code_map = {g: (new_by_path[v] if isinstance(v, tuple) else v) for g, v in code_map.items()}
+        template, code_map, report.codes_added = _merge_codes(project.template(), rcodes, path)
+        added_paths = bool(report.codes_added)
 
         # Codings -> (transcript, segment span, code, coder, time).
         todo: list[tuple[str, int, int, str, str, str]] = []
@@ -835,30 +847,10 @@ def import_qdpx(project, path) -> ImportReport:
                         todo.append((name, ss, se, cid, coder, _time(at)))
 
         # Write: all in one transaction.
-        with project.transaction():
-            if added_paths:
-                project.set_template(template)
-            if new_transcripts:
-                project.add_transcripts(new_transcripts, new_segments)
-            seg_id = {(r[0], r[1], r[2]): r[3] for r in project.conn.execute(
-                'SELECT t.name, s.start, s."end", s.id FROM segments s JOIN transcripts t ON t.id = s.transcript_id')}
-            cur = project.current_decisions()
-            have = set() if cur.empty else {
-                (int(r.segment_id), r.code_id, r.coder) for r in cur.itertuples(index=False) if r.action == "accept"}
-            note = f"imported from REFI-QDA {path.name}"
-            rows, users_used = [], set()
-            for name, ss, se, cid, coder, at in sorted(todo, key=lambda x: x[5]):
-                key = (seg_id[(name, ss, se)], cid, coder)
-                if key in have:
-                    report.already_present += 1
-                    continue
-                have.add(key)
-                users_used.add(coder)
-                rows.append((key[0], cid, coder, at, note))
-            project.conn.executemany(
-                "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, note) VALUES (?, ?, 'accept', ?, ?, ?)", rows)
-            report.decisions_added = len(rows)
-            report.users = sorted(users_used)
+        try:
+            _write_import(project, path, report, template if added_paths else None, new_transcripts, new_segments, todo, dry_run)
+        except _DryRun:
+            pass
         return report
     except CoderAssistError:
         raise
@@ -868,9 +860,56 @@ def import_qdpx(project, path) -> ImportReport:
         arch.close()
 
 
+class _DryRun(Exception):
+    """Raised inside the import transaction to roll a dry run back."""
+
+
+def _write_import(project, path: Path, report: ImportReport, template: Template | None, new_transcripts, new_segments, todo, dry_run: bool) -> None:
+    with project.transaction():
+        if template is not None:
+            project.set_template(template)
+        if new_transcripts:
+            project.add_transcripts(new_transcripts, new_segments)
+        seg_id = {(r[0], r[1], r[2]): r[3] for r in project.conn.execute(
+            'SELECT t.name, s.start, s."end", s.id FROM segments s JOIN transcripts t ON t.id = s.transcript_id')}
+        cur = project.current_decisions()
+        have = set() if cur.empty else {
+            (int(r.segment_id), r.code_id, r.coder) for r in cur.itertuples(index=False) if r.action == "accept"}
+        note = f"imported from REFI-QDA {path.name}"
+        rows, users_used = [], set()
+        for name, ss, se, cid, coder, at in sorted(todo, key=lambda x: x[5]):
+            key = (seg_id[(name, ss, se)], cid, coder)
+            if key in have:
+                report.already_present += 1
+                continue
+            have.add(key)
+            users_used.add(coder)
+            rows.append((key[0], cid, coder, at, note))
+        project.conn.executemany(
+            "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, note) VALUES (?, ?, 'accept', ?, ?, ?)", rows)
+        report.decisions_added = len(rows)
+        report.users = sorted(users_used)
+        if dry_run:
+            raise _DryRun
+
+
+def import_qdc(project, path, *, dry_run: bool = False) -> ImportReport:
+    """Add the codes of a REFI-QDA codebook (.qdc) that the project's template lacks (matched
+    as in :func:`import_qdpx`). Adds only: nothing is renamed or removed. To start a project
+    from a codebook instead: ``coder-assist init PROJECT --template codebook.qdc``."""
+    path = Path(path)
+    read_qdc(path)  # the same checks as a template of its own (safe XML, a usable tree)
+    root = _parse_xml(path.read_bytes(), path)
+    template, _, added = _merge_codes(project.template(), _read_codes(_kid(root, "Codes"), path), path)
+    report = ImportReport(file=str(path), codes_added=added)
+    if added and not dry_run:
+        project.set_template(template)
+    return report
+
+
 def is_refi_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in (".qdpx", ".qdc")
 
 
-__all__ = ["ImportReport", "MACHINE_USER", "code_guid", "import_qdpx", "read_qdc", "write_qdc", "write_qdpx"]
+__all__ = ["MACHINE_USER", "ImportReport", "code_guid", "import_qdc", "import_qdpx", "read_qdc", "write_qdc", "write_qdpx"]
 

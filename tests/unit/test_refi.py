@@ -4,7 +4,6 @@ touching the project."""
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
@@ -411,3 +410,23 @@ def test_clash_in_a_later_source_leaves_the_project_unchanged(tmp_path):
     with pytest.raises(InputError, match="'t1'.*different text"):
         refi.import_qdpx(p, out)
     assert db_dump(p) == before
+
+
+def test_dry_run_reports_and_rolls_back(tmp_path):
+    p = make_project(tmp_path / "p")
+    before = db_dump(p)
+    path = make_qdpx(tmp_path / "ex.qdpx", (FIX / "project.qde").read_bytes())
+    dry = refi.import_qdpx(p, path, dry_run=True)
+    assert db_dump(p) == before
+    real = refi.import_qdpx(p, path)
+    assert dry == real and real.decisions_added == 2
+
+
+def test_import_qdc_adds_missing_codes_only(tmp_path):
+    p = make_project(tmp_path / "p")
+    rep = refi.import_qdc(p, FIX / "codebook.qdc")
+    assert set(rep.codes_added) == {"Barriers > Connectivity problems", "Enablers", "Enablers > Flexible hours"}
+    tpl = p.template()
+    assert tpl.get("Barriers > Connectivity problems").description == "Unreliable broadband, dropped calls, VPN trouble."
+    assert set(TPL.codes) < set(tpl.codes)
+    assert refi.import_qdc(p, FIX / "codebook.qdc").codes_added == []
