@@ -400,6 +400,13 @@ def render() -> None:
     st.header("Review suggestions", anchor=False)
     _show_flash()
 
+    from ui import agreement  # blind mode: a reliability sample, no suggestions or others' decisions shown
+
+    blind = agreement.blind_mode_selector(project)
+    if blind is not None:
+        agreement.render_blind(project, name, blind)
+        return
+
     if project.latest_model_version() is None:
         st.info(f"This project has no suggestions yet. Compute them on the Import page, or with `coder-assist suggest {project.folder}`.")
         return
