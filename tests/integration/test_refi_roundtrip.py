@@ -1,0 +1,134 @@
+"""REFI-QDA round trip on the demo interviews: a project coded by two coders -> .qdpx ->
+import into a fresh project reproduces the transcripts (byte-identical), the codes and every
+coding (segment, code, coder, time); an independent reader (pyrefiqda) reads our files; the
+CLI's init --template .qdc and import .qdpx work end to end."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from lxml import etree
+
+from coder_assist import refi
+from coder_assist.cli import main
+from coder_assist.codebook import load_template
+from coder_assist.pipeline import DEMO_DIR, import_files, init_project
+from coder_assist.store import Project
+
+FIX = Path(__file__).resolve().parent.parent / "fixtures" / "refi"
+
+
+@pytest.fixture(scope="module")
+def coded(tmp_path_factory):
+    """The demo interviews with the default template, coded by Ann and Bob (no model needed)."""
+    folder = tmp_path_factory.mktemp("refi") / "demo"
+    p = init_project(folder)
+    import_files(p, [DEMO_DIR])
+    segs = list(p.segments().id)
+    leaves = [c.id for c in p.template().leaves()]
+    rng = random.Random(7)
+    for sid in rng.sample(segs, 60):
+        p.record_decision(int(sid), rng.choice(leaves), "accept", "Ann")
+    for sid in rng.sample(segs, 40):
+        p.record_decision(int(sid), rng.choice(leaves), "accept", "Bob")
+        p.record_decision(int(sid), rng.choice(leaves), "reject", "Bob")
+    p.undo_last("Ann")
+    out = refi.write_qdpx(p, folder.parent / "demo.qdpx")
+    yield p, out
+    p.close()
+
+
+def codings(p: Project) -> set[tuple]:
+    cur = p.current_decisions()
+    cur = cur[cur.action == "accept"]
+    segs = p.segments().set_index("id")
+    return {(segs.loc[r.segment_id, "transcript"], int(segs.loc[r.segment_id, "start"]), int(segs.loc[r.segment_id, "end"]),
+             r.code_id, r.coder, r.created_at) for r in cur.itertuples()}
+
+
+def texts(p: Project) -> dict[str, bytes]:
+    return {name: text.encode("utf-8") for name, text in p.conn.execute("SELECT name, text FROM transcripts")}
+
+
+def test_export_validates_against_the_refi_schema(coded):
+    _, out = coded
+    xsd = etree.XMLSchema(etree.parse(str(FIX / "Project.xsd")))
+    with zipfile.ZipFile(out) as z:
+        assert xsd.validate(etree.fromstring(z.read("project.qde"))), xsd.error_log
+        assert sum(n.startswith("sources/") and n.endswith(".txt") for n in z.namelist()) == 9
+
+
+def test_round_trip_reproduces_transcripts_codes_and_codings(coded, tmp_path):
+    p, out = coded
+    q = init_project(tmp_path / "fresh")
+    rep = refi.import_qdpx(q, out)
+    assert texts(q) == texts(p)  # byte-identical text
+    assert q.attributes().sort_index().equals(p.attributes().sort_index())
+    assert q.template().to_dict() == p.template().to_dict() and rep.codes_added == []
+    want = codings(p)
+    assert codings(q) == want and len(want) > 80
+    assert rep.decisions_added == len(want) and rep.spans_exact == rep.spans_inexact + rep.spans_exact
+    assert rep.spans_inexact == 0 and rep.spans_unmapped == 0 and set(rep.users) == {"Ann", "Bob"}
+    # Rejects are not codings and do not travel.
+    assert set(q.decisions().action) == {"accept"}
+
+
+def test_round_trip_via_the_qdc_codebook(coded, tmp_path):
+    p, out = coded
+    qdc = refi.write_qdc(p.template(), tmp_path / "codes.qdc")
+    q = init_project(tmp_path / "fresh", load_template(qdc))
+    rep = refi.import_qdpx(q, out)
+    assert rep.codes_added == [] and codings(q) == codings(p)
+
+
+def test_independent_reader_parses_our_files(coded, tmp_path):
+    pyrefiqda = pytest.importorskip("pyrefiqda", reason="pyrefiqda (test extra) is not installed")
+    p, out = coded
+    proj = pyrefiqda.RefiProject.load(out, extract_dir=tempfile.mkdtemp(dir=tmp_path))
+    assert {u.name for u in proj.users.user} == {"Ann", "Bob"}
+    by_name = {s.name: s for s in proj.sources.text_source}
+    assert set(by_name) == set(texts(p))
+    extract = next(tmp_path.iterdir())
+    seen = set()
+    users = {u.guid: u.name for u in proj.users.user}
+    for name, src in by_name.items():
+        raw = (extract / "sources" / src.plain_text_path.replace("internal://", "")).read_bytes()
+        assert raw == texts(p)[name]  # CRLF kept where the transcript has it
+        text = raw.decode("utf-8")
+        for sel in src.plain_text_selection:
+            assert text[sel.start_position:sel.end_position] == sel.name
+            for c in sel.coding:
+                seen.add((name, sel.start_position, sel.end_position, users[c.creating_user]))
+    assert seen == {(t, s, e, coder) for t, s, e, _, coder, _ in codings(p)}
+    book = pyrefiqda.RefiCodebook.load(refi.write_qdc(p.template(), tmp_path / "c.qdc"))
+    assert len(book.codes.code) == len(p.template().roots())
+
+
+def test_cli_init_from_qdc_and_import_qdpx(coded, tmp_path):
+    p, out = coded
+    runner = CliRunner()
+    qdc = refi.write_qdc(p.template(), tmp_path / "codes.qdc")
+    res = runner.invoke(main, ["init", str(tmp_path / "q"), "--template", str(qdc)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["import", str(tmp_path / "q"), str(out)])
+    assert res.exit_code == 0, res.output
+    assert "9 transcript(s) added" in res.output and "0 not aligned exactly" in res.output
+    with Project.open(tmp_path / "q") as q:
+        assert codings(q) == codings(p)
+    # Unsafe input: one clean error line, exit 2, nothing changed.
+    bomb = tmp_path / "bomb.qdpx"
+    with zipfile.ZipFile(bomb, "w") as z:
+        z.writestr("project.qde", '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><Project name="&a;"/>')
+    with Project.open(tmp_path / "q") as q:
+        before = list(q.conn.iterdump())
+    res = runner.invoke(main, ["import", str(tmp_path / "q"), str(bomb)])
+    assert res.exit_code == 2 and "bomb.qdpx" in res.output and "DTD" in res.output
+    with Project.open(tmp_path / "q") as q:
+        assert list(q.conn.iterdump()) == before
+    res = runner.invoke(main, ["import", str(tmp_path / "q"), str(out), str(DEMO_DIR / "P1_LA_strategic.txt")])
+    assert res.exit_code != 0 and "on their own" in res.output
