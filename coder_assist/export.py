@@ -687,12 +687,13 @@ def report_markdown(rep: Report, *, project_name: str = "") -> str:
     lines += ["", "A passage counts once per code, however many coders accepted it. Share of transcripts: the transcripts "
               "of the cell with at least one passage coded with the code, out of the cell's transcripts.", ""]
 
-    lines += ["## Code frequencies", "", "| code | passages | accepted | machine suggestions | transcripts | share of transcripts |",
-              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    sugg = s.get("include") != "accepted"
+    lines += ["## Code frequencies", "", "| code | passages | accepted | " + ("machine suggestions | " if sugg else "")
+              + "transcripts | share of transcripts |", "| --- | ---: | ---: | " + ("---: | " if sugg else "") + "---: | ---: |"]
     for r in rep.frequencies.itertuples(index=False):
         retired = " (retired)" if not r.active else ""
-        lines.append(f"| {md_escape(r.code_path)}{retired} | {r.passages} | {r.accepted_passages} | {r.suggested_passages} | "
-                     f"{r.transcripts} | {r.share_of_transcripts:.0%} |")
+        lines.append(f"| {md_escape(r.code_path)}{retired} | {r.passages} | {r.accepted_passages} | "
+                     + (f"{r.suggested_passages} | " if sugg else "") + f"{r.transcripts} | {r.share_of_transcripts:.0%} |")
 
     cols = list(rep.counts.columns)
     header = "| code | " + " | ".join(f"{md_escape(c)} (n={rep.cell_sizes[c]})" for c in cols) + " |"
