@@ -3,8 +3,11 @@ call. Read files -> segments -> embeddings (cached) -> scores -> suggestions."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -103,6 +106,15 @@ def precode(
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    template, scorer, verdicts, encoder = _precode_model(template, project, model, encoder)
+    transcripts = load_transcripts(paths, attributes=attributes, extra_attributes=extra_attributes)
+    segmenter = segmenter or Segmenter()
+    attr_names = sorted({k for t in transcripts for k in t.attributes})
+    return _precode_transcripts(transcripts, attr_names, template, scorer, verdicts, segmenter, encoder, threshold, top_k, progress)
+
+
+def _precode_model(template, project, model, encoder) -> tuple[Template, Scorer | None, dict[str, str], Encoder]:
+    """Template, scorer (None: the template's examples), per-code verdicts and encoder."""
     scorer: Scorer | None = None
     verdicts: dict[str, str] = {}
     if project is not None:
@@ -119,13 +131,13 @@ def precode(
         if proj is not project:
             proj.close()
     template = _as_template(template)
-    transcripts = load_transcripts(paths, attributes=attributes, extra_attributes=extra_attributes)
-    segmenter = segmenter or Segmenter()
+    return template, scorer, verdicts, encoder or load_encoder(model)
+
+
+def _precode_transcripts(transcripts, attr_names, template, scorer, verdicts, segmenter, encoder, threshold, top_k, progress) -> pd.DataFrame:
     segs = segmenter.frame(transcripts)
-    attr_names = sorted({k for t in transcripts for k in t.attributes})
     attrs = pd.DataFrame([{"transcript": t.name, **t.attributes} for t in transcripts], columns=["transcript", *attr_names])
     segs = segs.merge(attrs, on="transcript", how="left")
-    encoder = encoder or load_encoder(model)
     out = score_frame(segs, template, encoder=encoder, scorer=scorer, threshold=threshold, top_k=top_k, progress=progress)
     # Batch pre-coding never passes a suggestion off as settled: each row says how far the
     # model can be trusted for its code.
@@ -134,6 +146,151 @@ def precode(
     result = out[cols].reset_index(drop=True)
     result.attrs["n_segments"] = len(segs)
     return result
+
+
+# --------------------------------------------------------------------------- resumable batch runs
+
+#: Transcripts are scored in chunks of about this many segments; each chunk is committed (CSV
+#: rows fsynced, then the checkpoint; or one SQLite transaction) before the next starts.
+CHUNK_SEGMENTS = 1000
+#: Meta key of an unfinished :func:`suggest_project` run (model version, settings, done transcripts).
+SUGGEST_RUN_KEY = "suggest_run"
+
+
+def _fingerprint(*parts) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _chunks(sizes: list[tuple[object, int]], chunk_segments: int) -> list[list[object]]:
+    """Group keys (transcripts) in order into chunks of at least ``chunk_segments`` segments."""
+    out: list[list[object]] = [[]]
+    n = 0
+    for key, size in sizes:
+        if out[-1] and n >= chunk_segments:
+            out.append([])
+            n = 0
+        out[-1].append(key)
+        n += size
+    return [c for c in out if c]
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class BatchRun:
+    """What a resumable run did: transcripts in all, skipped as already done, scored now."""
+
+    transcripts: int
+    skipped: int
+    scored: int
+    segments: int  # segments scored in this run
+    rows: int  # rows (suggestions) in the finished output
+    resumed: bool
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    """The checkpoint of ``precode_to_csv(..., out)``: beside the output, ``X.csv.checkpoint.json``."""
+    out = Path(out)
+    return out.with_name(out.name + ".checkpoint.json")
+
+
+def precode_to_csv(
+    paths: Iterable[str | Path] | str | Path,
+    out: str | Path,
+    template: Template | str | Path | None = None,
+    *,
+    attributes: str | Path | pd.DataFrame | None = None,
+    extra_attributes: Mapping[str, str] | None = None,
+    segmenter: Segmenter | None = None,
+    model: str | None = None,
+    encoder: Encoder | None = None,
+    threshold: float | None = DEFAULT_THRESHOLD,
+    top_k: int | None = DEFAULT_TOP_K,
+    progress: bool | None = None,
+    project: Project | str | Path | None = None,
+    chunk_segments: int = CHUNK_SEGMENTS,
+    resume: bool = True,
+) -> BatchRun:
+    """:func:`precode` written to a CSV chunk by chunk, resumable after a crash or a kill.
+
+    Rows go to ``X.csv.partial``; after each chunk of transcripts the file is fsynced and the
+    checkpoint (``X.csv.checkpoint.json``: which transcripts are done, how many bytes of the
+    partial file are committed, a fingerprint of inputs and settings) is replaced atomically.
+    A rerun with the same inputs and settings cuts the partial file back to the committed
+    length (no half-written row survives), skips the finished transcripts (they are not
+    encoded again) and carries on. Only a complete output is renamed to ``X.csv``; the
+    checkpoint is then removed. Other inputs or settings start afresh.
+    """
+    out = Path(out)
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    template, scorer, verdicts, encoder = _precode_model(template, project, model, encoder)
+    transcripts = load_transcripts(paths, attributes=attributes, extra_attributes=extra_attributes)
+    segmenter = segmenter or Segmenter()
+    attr_names = sorted({k for t in transcripts for k in t.attributes})
+    columns = OUTPUT_COLUMNS[:2] + attr_names + OUTPUT_COLUMNS[2:]
+    scorer = scorer or ExampleSimilarityScorer().fit(template, encoder)  # fitted once, not per chunk
+    fp = _fingerprint(
+        [(t.name, t.attributes, hashlib.sha1(t.text.encode("utf-8")).hexdigest()) for t in transcripts],
+        template.to_yaml(), encoder.model_id, scorer.version, getattr(scorer, "intercept", None), getattr(scorer, "platt", None),
+        threshold, top_k, segmenter.unit, segmenter.window, sorted(segmenter.coded_speakers or []), verdicts, columns,
+    )
+    partial = out.with_name(out.name + ".partial")
+    ckpt_path = checkpoint_path(out)
+    state = None
+    if resume and ckpt_path.exists() and partial.exists():
+        try:
+            state = json.loads(ckpt_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None  # a torn checkpoint cannot happen (atomic replace); a foreign file: start over
+        if state is not None and (state.get("fingerprint") != fp or partial.stat().st_size < int(state.get("bytes", 0))):
+            state = None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if state is None:
+        with open(partial, "w", encoding="utf-8", newline="") as f:
+            pd.DataFrame(columns=columns).to_csv(f, index=False)
+            f.flush()
+            os.fsync(f.fileno())
+            state = {"fingerprint": fp, "bytes": f.tell(), "done": [], "rows": 0}
+        _write_json_atomic(ckpt_path, state)
+        resumed = False
+    else:
+        resumed = True
+        with open(partial, "r+b") as f:
+            f.truncate(int(state["bytes"]))  # drop a chunk that was written but never committed
+    done = set(state["done"])
+    todo = [t for t in transcripts if t.name not in done]
+    segs_of = {t.name: segmenter.segments(t) for t in todo}
+    n_scored = 0
+    for chunk in _chunks([(t, len(segs_of[t.name])) for t in todo], chunk_segments):
+        if any(segs_of[t.name] for t in chunk):
+            df = _precode_transcripts(chunk, attr_names, template, scorer, verdicts, segmenter, encoder, threshold, top_k, progress)
+        else:
+            df = pd.DataFrame(columns=columns)
+            df.attrs["n_segments"] = 0
+        with open(partial, "a", encoding="utf-8", newline="") as f:
+            df[columns].to_csv(f, index=False, header=False)
+            f.flush()
+            os.fsync(f.fileno())
+            state["bytes"] = f.tell()
+        state["done"] += [t.name for t in chunk]
+        state["rows"] += len(df)
+        _write_json_atomic(ckpt_path, state)  # the commit point of this chunk
+        n_scored += df.attrs["n_segments"]
+    os.replace(partial, out)
+    ckpt_path.unlink(missing_ok=True)
+    return BatchRun(len(transcripts), len(transcripts) - len(todo), len(todo), n_scored, int(state["rows"]), resumed)
 
 
 # --------------------------------------------------------------------------- projects
@@ -180,6 +337,7 @@ def suggest_project(
     threshold: float | None = DEFAULT_THRESHOLD,
     top_k: int | None = DEFAULT_TOP_K,
     progress: bool | None = None,
+    chunk_segments: int = CHUNK_SEGMENTS,
 ) -> int:
     """Score every segment of the project and store the suggestions as a new model version.
     Returns the model version id. When the active model version is a trained one, it scores
@@ -194,7 +352,6 @@ def suggest_project(
         return rescore_project(project, encoder, threshold=threshold, top_k=top_k)
     scorer = ExampleSimilarityScorer().fit(template, encoder)
     segs = project.segments()
-    out = score_frame(segs, template, encoder=encoder, scorer=scorer, threshold=threshold, top_k=top_k, progress=progress)
     card = {
         "scorer": scorer.version,
         "encoder": encoder.model_id,
@@ -202,10 +359,37 @@ def suggest_project(
         "top_k": top_k,
         "calibration": {"slope": scorer.calibration[0], "intercept": scorer.calibration[1], "positives": scorer.calibration_n[0], "negatives": scorer.calibration_n[1]},
         "segments": len(segs),
-        "suggestions": len(out),
     }
-    mv = project.add_model_version(scorer.version, encoder.model_id, card)
-    project.add_suggestions(mv, out.rename(columns={"id": "segment_id"}))
+    # Resumable: the version is recorded first (not active), each chunk of transcripts is
+    # stored with the run's progress in one transaction, and the version becomes active only
+    # when complete. A killed run is continued by the next call with the same settings.
+    fp = _fingerprint(template.to_yaml(), scorer.version, encoder.model_id, card["threshold"], top_k)
+    state = json.loads(project.meta(SUGGEST_RUN_KEY) or "null")
+    with project.transaction():
+        if state is None or state.get("fingerprint") != fp or project.conn.execute(
+            "SELECT 1 FROM model_versions WHERE id = ?", (state.get("model_version"),)
+        ).fetchone() is None:
+            previous = project.meta("active_model_version")
+            mv = project.add_model_version(scorer.version, encoder.model_id, card | {"incomplete": True})
+            if previous is not None:
+                project._set_meta("active_model_version", previous)  # the queue keeps the complete one meanwhile
+            state = {"model_version": mv, "fingerprint": fp, "done": []}
+            project._set_meta(SUGGEST_RUN_KEY, json.dumps(state))
+    mv = int(state["model_version"])
+    todo = segs[~segs["transcript_id"].isin(state["done"])]
+    sizes = todo.groupby("transcript_id", sort=False).size()
+    for chunk in _chunks(list(sizes.items()), chunk_segments):
+        part = todo[todo["transcript_id"].isin(chunk)]
+        out = score_frame(part, template, encoder=encoder, scorer=scorer, threshold=threshold, top_k=top_k, progress=progress)
+        with project.transaction():
+            project.add_suggestions(mv, out.rename(columns={"id": "segment_id"}))
+            state["done"] += [int(t) for t in chunk]
+            project._set_meta(SUGGEST_RUN_KEY, json.dumps(state))
+    with project.transaction():
+        n = project.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (mv,)).fetchone()[0]
+        project.conn.execute("UPDATE model_versions SET card = ? WHERE id = ?", (json.dumps(card | {"suggestions": n}, ensure_ascii=False), mv))
+        project._set_meta("active_model_version", str(mv))
+        project.conn.execute("DELETE FROM meta WHERE key = ?", (SUGGEST_RUN_KEY,))
     return mv
 
 
