@@ -649,6 +649,9 @@ def _save_version(project, scorer: LearnedScorer, card: dict, sugg: pd.DataFrame
                 # orphan of a crash between rename and commit, never a recorded version.
                 shutil.rmtree(target)
             os.replace(tmp, target)  # last step: if it fails, the transaction rolls back
+    except OSError as exc:  # disk full, permissions: say where, not a traceback
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ProjectError(f"{models}: cannot save the model version ({exc.strerror or exc}); nothing was recorded") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
