@@ -13,9 +13,11 @@ that code:
   version stored a suggestion for the pair (suggestions are stored only at or above the code's
   threshold), "no" otherwise.
 * In a reliability sample, a coder who *completed* a segment (answered it in blind mode, even
-  with "no code applies") gave a verdict on every code there: "yes" for the codes they hold
-  accepted on it, "no" for all the others. On a sample, the items are exactly the sample's
-  segments that both raters completed (the model completes every segment).
+  with "no code applies") gave a verdict on every code there: "yes" for the codes ticked in
+  their latest answer, "no" for all the others. On a sample, the items are exactly the sample's
+  segments that both raters completed (the model completes every segment). The answer is a
+  snapshot: codings changed later (say, after the coders discussed their disagreements) do
+  not move the reliability figures; answering the segment again in blind mode does.
 
 ``exclude_uncoded`` drops segments neither rater said "yes" to for any code: long stretches of
 text nobody codes make "both no" the bulk of the table and inflate percent agreement (and kappa
@@ -315,6 +317,20 @@ def record_answer(project: Project, sample_id: int, segment_id: int, coder: str,
         return int(cur.lastrowid)
 
 
+def sample_answers(project: Project, sample_id: int, coder: str) -> dict[int, list[str]]:
+    """The coder's latest answer per sample segment: the codes ticked ([] = none applies)."""
+    rows = project.conn.execute(
+        "SELECT a.segment_id, a.codes FROM reliability_answers a WHERE a.sample_id = ? AND a.coder = ? AND a.id = "
+        "(SELECT MAX(b.id) FROM reliability_answers b WHERE b.sample_id = a.sample_id AND b.segment_id = a.segment_id AND b.coder = a.coder)",
+        (int(sample_id), _check_coder(project, coder)),
+    )
+    return {int(r[0]): json.loads(r[1]) for r in rows}
+
+
+def _answered_yes(project: Project, sample_id: int, coder: str) -> set[tuple[int, str]]:
+    return {(s, c) for s, codes in sample_answers(project, sample_id, coder).items() for c in codes}
+
+
 def sample_progress(project: Project, sample_id: int, coder: str) -> dict:
     """answered, total, and the next segment to answer (None when the coder is done)."""
     segs = sample_segments(project, sample_id)
@@ -392,9 +408,8 @@ def agreement(
         all_segs = set(sample_segments(project, sample_id)["segment_id"].astype(int))
         done_b = all_segs if b == MODEL else completed(project, sample_id, b)
         segs = done_a & done_b
-        accepted = lambda who: {(int(r.segment_id), r.code_id) for r in coder_verdicts(project, who).itertuples() if r.value == 1}  # noqa: E731
-        va = _grid(segs, leaves, accepted(a))
-        vb = _grid(segs, leaves, yes_model if b == MODEL else accepted(b))
+        va = _grid(segs, leaves, _answered_yes(project, sample_id, a))
+        vb = _grid(segs, leaves, yes_model if b == MODEL else _answered_yes(project, sample_id, b))
         items = va.merge(vb, on=["segment_id", "code_id"], suffixes=("_a", "_b"))
         unit = (f"every code on each segment of reliability sample {row['name']!r} that both completed "
                 f"({len(segs)} of {len(all_segs)} segments); a code not ticked is 'no'")

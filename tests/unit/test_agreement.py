@@ -320,3 +320,21 @@ def test_sample_agreement_with_model(tmp_path):
     x = rep.per_code.set_index("code_id").loc[X]
     assert (x["n"], x["both_yes"], x["a_only"], x["both_no"]) == (4, 1, 1, 2)
     assert "ann" in ag.format_report(rep) and ag.MODEL in ag.format_report(rep)
+
+
+def test_sample_figures_use_the_blind_answer_not_later_changes(tmp_path):
+    """After discussing disagreements coders recode; the reliability figures stay those of the
+    independent (blind) answers, until a segment is answered again in blind mode."""
+    p = make_project(tmp_path, n_transcripts=1, sentences=(4,))
+    sid = ag.draw_sample(p, 1.0)
+    o = [int(x) for x in ag.sample_segments(p, sid)["segment_id"]]
+    for x in o:
+        ag.record_answer(p, sid, x, "ann", [X])
+        ag.record_answer(p, sid, x, "bo", [X] if x != o[0] else [])
+    assert ag.sample_answers(p, sid, "bo")[o[0]] == []
+    before = ag.agreement(p, "ann", "bo", sample_id=sid).per_code.set_index("code_id").loc[X, "a_only"]
+    p.record_decision(o[0], X, "accept", "bo")            # recoded after the discussion
+    after = ag.agreement(p, "ann", "bo", sample_id=sid).per_code.set_index("code_id").loc[X, "a_only"]
+    assert before == after == 1
+    ag.record_answer(p, sid, o[0], "bo", [X])              # answered again, blind
+    assert ag.agreement(p, "ann", "bo", sample_id=sid).per_code.set_index("code_id").loc[X, "a_only"] == 0
