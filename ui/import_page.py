@@ -121,6 +121,69 @@ def do_import(project: Project, files: list[tuple[str, bytes]], attributes: tupl
         return import_files(project, paths, attributes=attr_path, extra_attributes=extra_attrs)
 
 
+REFI_SUFFIXES = (".qdpx", ".qdc")
+
+
+def _refi_run(project: Project, files: list[tuple[str, bytes]], dry_run: bool) -> list[dict]:
+    from coder_assist.refi import import_qdc, import_qdpx
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="coder-assist-refi-") as tmp:
+        for raw_name, data in files:
+            row = {"file": raw_name, "report": None, "problem": None}
+            rows.append(row)
+            name = safe_name(raw_name)
+            if name is None:
+                row["problem"] = "unusable file name"
+                continue
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            fn = import_qdpx if path.suffix.lower() == ".qdpx" else import_qdc
+            try:
+                row["report"] = fn(project, path, dry_run=dry_run)
+            except CoderAssistError as exc:
+                row["problem"] = getattr(exc, "problem", str(exc))
+                if not dry_run:
+                    break  # files before it are in; the rest wait for the problem to be fixed
+    return rows
+
+
+def check_refi(project: Project, files: list[tuple[str, bytes]]) -> list[dict]:
+    """Read each REFI-QDA file (.qdpx project or .qdc codebook) and do its import in a
+    transaction that is rolled back: ``report`` says what the import would do, or ``problem``
+    why it cannot."""
+    return _refi_run(project, files, dry_run=True)
+
+
+def do_refi_import(project: Project, files: list[tuple[str, bytes]]) -> list[dict]:
+    """Import REFI-QDA files one after the other, each all or nothing; stops at the first problem."""
+    return _refi_run(project, files, dry_run=False)
+
+
+def _refi_section(project: Project, files: list[tuple[str, bytes]], v: int) -> None:
+    st.subheader("REFI-QDA files", anchor=False)
+    st.caption("A .qdpx project from NVivo, ATLAS.ti, MAXQDA or QualCoder brings its text sources (with their case "
+               "variables as attributes) and its coding, as accepted decisions under each coder's name; a .qdc codebook "
+               "adds the codes the template lacks. See docs/refi-qda.md.")
+    rows = check_refi(project, files)
+    for r in rows:
+        if r["problem"]:
+            st.error(f"**{common._md_escape(r['file'])}**: {common._md_escape(r['problem'])}", icon=":material/error:")
+        else:
+            st.success(common._md_escape(r["report"].summary().replace(r["report"].file, r["file"])), icon=":material/check:")
+    ok = bool(rows) and not any(r["problem"] for r in rows)
+    if st.button(f"Import {len(rows)} REFI-QDA file{'s' if len(rows) != 1 else ''}", key="imp_refi_go", type="primary", disabled=not ok):
+        done = do_refi_import(project, files)
+        bad = [r for r in done if r["problem"]]
+        if bad:
+            st.session_state[FLASH_KEY] = ("error", f"{bad[0]['file']} was not imported: {bad[0]['problem']}")
+        else:
+            n = sum(r["report"].decisions_added for r in done)
+            st.session_state[FLASH_KEY] = ("ok", f"Imported {len(done)} REFI-QDA file(s): {n} coding decision(s).")
+            st.session_state[UPLOAD_VERSION] = v + 1
+        st.rerun()
+
+
 def _on_compute() -> None:
     project, _ = common.page_context()
     from coder_assist.pipeline import suggest_project
@@ -146,13 +209,21 @@ def render() -> None:
         "Formats: " + ", ".join(SUPPORTED_SUFFIXES) + " (see the README for speaker labels). The file name becomes the "
         "transcript's name. Nothing is imported until every file reads cleanly, and then all of them are imported together."
     )
-    ups = st.file_uploader("Transcripts", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES], accept_multiple_files=True, key=f"imp_files_{v}")
+    ups = st.file_uploader("Transcripts (or REFI-QDA .qdpx / .qdc)", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES + REFI_SUFFIXES],
+                           accept_multiple_files=True, key=f"imp_files_{v}")
     c1, c2 = st.columns(2)
     attr_up = c1.file_uploader("Attribute sheet (optional CSV: a 'transcript' column, one column per attribute)", type=["csv"],
                                key=f"imp_attrs_{v}")
     extra = c2.text_input("Attributes for every file of this import (optional)", key=EXTRA_KEY, placeholder="e.g. site=North, wave=1")
 
     files = [(u.name, u.getvalue()) for u in ups or []]
+    refi_files = [(n, d) for n, d in files if Path(n).suffix.lower() in REFI_SUFFIXES]
+    if refi_files:
+        if len(refi_files) != len(files):
+            st.warning("Import REFI-QDA files (.qdpx, .qdc) on their own: remove the other files from this upload, or these.")
+        else:
+            _refi_section(project, refi_files, v)
+        files = []
     # An attributes.csv among the transcripts is the attribute sheet, as for folders on the command line.
     sheet = next(((n, d) for n, d in files if (safe_name(n) or "").lower() == "attributes.csv"), None)
     files = [(n, d) for n, d in files if (n, d) != sheet]

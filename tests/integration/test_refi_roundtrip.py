@@ -132,3 +132,21 @@ def test_cli_init_from_qdc_and_import_qdpx(coded, tmp_path):
         assert list(q.conn.iterdump()) == before
     res = runner.invoke(main, ["import", str(tmp_path / "q"), str(out), str(DEMO_DIR / "P1_LA_strategic.txt")])
     assert res.exit_code != 0 and "on their own" in res.output
+
+
+def test_import_page_checks_then_imports_refi_uploads(coded, tmp_path):
+    from ui.import_page import check_refi, do_refi_import
+
+    p, out = coded
+    q = init_project(tmp_path / "fresh")
+    files = [("demo.qdpx", out.read_bytes()), ("codes.qdc", (FIX / "codebook.qdc").read_bytes())]
+    before = list(q.conn.iterdump())
+    rows = check_refi(q, files)
+    assert [r["problem"] for r in rows] == [None, None]
+    assert rows[0]["report"].decisions_added == len(codings(p)) and rows[1]["report"].codes_added
+    assert list(q.conn.iterdump()) == before  # a check writes nothing
+    bad = check_refi(q, [("../evil.qdpx", b"not a zip")])
+    assert "not a .qdpx" in bad[0]["problem"]
+    done = do_refi_import(q, files)
+    assert not any(r["problem"] for r in done)
+    assert codings(q) == codings(p) and "Enablers > Flexible hours" in {c.path_str for c in q.template().codes.values()}
