@@ -152,8 +152,18 @@ def _color(value: str | None) -> str | None:
 # ----------------------------------------------------------------------------- writing
 
 
+# Characters XML 1.0 cannot carry (form feeds from PDF text, other C0 controls, lone surrogates).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(value: Any) -> str:
+    # Only labels and descriptions pass through here; the transcript text itself goes to
+    # sources/<guid>.txt untouched, so offsets never shift.
+    return _NOT_XML.sub(" ", str(value))
+
+
 def _E(ns: str, tag: str, parent=None, **attrs) -> etree._Element:
-    attrs = {k: str(v) for k, v in attrs.items() if v is not None}
+    attrs = {k: _xml_text(v) for k, v in attrs.items() if v is not None}
     el = etree.Element(f"{{{ns}}}{tag}", attrs, nsmap={None: ns}) if parent is None else etree.SubElement(parent, f"{{{ns}}}{tag}", attrs)
     return el
 
@@ -165,7 +175,7 @@ def _code_elements(ns: str, parent, template: Template) -> None:
                 isCodable="true" if code.is_leaf else "false", color=code.color)
         desc = _describe(code)
         if desc:
-            _E(ns, "Description", el).text = desc
+            _E(ns, "Description", el).text = _xml_text(desc)
         for child in code.children:
             add(el, template.codes[child])
 
@@ -267,7 +277,7 @@ def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> 
             for k, v in sorted(attrs[tid].items()):
                 vv = _E(PROJECT_NS, "VariableValue", case)
                 _E(PROJECT_NS, "VariableRef", vv, targetGUID=var_guid[k])
-                _E(PROJECT_NS, "TextValue", vv).text = v
+                _E(PROJECT_NS, "TextValue", vv).text = _xml_text(v)
             _E(PROJECT_NS, "SourceRef", case, targetGUID=src_guid[tid])
 
     by_source: dict[int, dict[tuple[int, int, str], list]] = {}
@@ -289,7 +299,7 @@ def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> 
                          name=text[start:end], startPosition=start, endPosition=end,
                          creatingUser=user_guid[user], creationDateTime=_xsd_time(times[0]) if times else None)
                 if user == MACHINE_USER:
-                    _E(PROJECT_NS, "Description", sel).text = (
+                    _E(PROJECT_NS, "Description", sel).text = _xml_text(
                         "Machine suggestion by coder-assist, NOT reviewed by a person. Confidence: "
                         + "; ".join(n for _, _, n in items if n)
                     )

@@ -430,3 +430,20 @@ def test_import_qdc_adds_missing_codes_only(tmp_path):
     assert tpl.get("Barriers > Connectivity problems").description == "Unreliable broadband, dropped calls, VPN trouble."
     assert set(TPL.codes) < set(tpl.codes)
     assert refi.import_qdc(p, FIX / "codebook.qdc").codes_added == []
+
+
+def test_form_feeds_and_emoji_export_valid_and_round_trip(tmp_path, xsd):
+    # A form feed (PDF-extracted text) cannot appear in XML; the source file keeps it, and
+    # offsets count characters (an emoji is one), so the round trip lands on the same text.
+    text = "Interviewer: Hi?\nP1: Page one ends.\x0c Page two 🎉 starts. And so on.\r\nP1: More text here.\n"
+    p = make_project(tmp_path / "p", texts=(("ff", text, {}),))
+    for sid in p.segments().id:
+        p.record_decision(int(sid), p.template().get("Time").id, "accept", "Ann")
+    out = refi.write_qdpx(p, tmp_path / "ff.qdpx")
+    assert xsd["project"].validate(qde_of(out))
+    q = make_project(tmp_path / "q", texts=())
+    rep = refi.import_qdpx(q, out)
+    assert q.transcript_text(int(q.transcripts().id[0])) == text
+    assert rep.spans_exact == len(p.segments()) and rep.offset_adjusted_sources == []
+    key = lambda pr: sorted((r.start, r.end, r.text) for r in pr.segments().itertuples())  # noqa: E731
+    assert key(q) == key(p)
