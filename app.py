@@ -44,6 +44,7 @@ pages = [
     st.Page("ui/pages/transcripts.py", title="Transcripts", icon="📄", url_path="transcripts"),
     st.Page("ui/pages/template.py", title="Template", icon="🌳", url_path="template"),
     st.Page("ui/pages/import_page.py", title="Import", icon="📥", url_path="import"),
+    st.Page("ui/pages/export.py", title="Export", icon="📤", url_path="export"),
     st.Page("ui/pages/model.py", title="Model", icon="📈", url_path="model"),
     st.Page("ui/pages/agreement.py", title="Agreement", icon="🤝", url_path="agreement"),
 ]
