@@ -44,6 +44,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .codebook import PATH_SEP
 from .errors import ProjectError
 from .store import Project
 
@@ -96,7 +97,9 @@ def krippendorff_alpha(data: Sequence[Sequence] | np.ndarray) -> float | None:
 def fleiss_kappa(ratings: pd.DataFrame | np.ndarray) -> float | None:
     """Fleiss' kappa for an items x raters table of categories (every item rated by the same
     number of raters; rows with a missing rating are dropped)."""
-    df = pd.DataFrame(ratings).dropna(axis=0, how="any")
+    # Items are numbered afresh: counts are grouped by item below, and an index with several
+    # levels (transcript, turn) would group by its first level only.
+    df = pd.DataFrame(ratings).dropna(axis=0, how="any").reset_index(drop=True)
     if df.empty or df.shape[1] < 2:
         return None
     counts = pd.get_dummies(df.stack()).groupby(level=0).sum().to_numpy(dtype=float)  # items x categories
@@ -165,11 +168,11 @@ def model_yes(project: Project) -> set[tuple[int, str]]:
 
 
 def _grid(segments: Iterable[int], codes: Sequence[str], yes: set[tuple[int, str]]) -> pd.DataFrame:
+    """Every (segment, code) pair of the given segments and codes; value 1 for the pairs in ``yes``."""
     segs = sorted({int(s) for s in segments})
     idx = pd.MultiIndex.from_product([segs, list(codes)], names=["segment_id", "code_id"])
-    df = idx.to_frame(index=False)
-    df["value"] = [int((s, c) in yes) for s, c in zip(df["segment_id"], df["code_id"])]
-    return df
+    value = idx.isin(list(yes)) if yes and len(idx) else np.zeros(len(idx), dtype=bool)
+    return idx.to_frame(index=False).assign(value=value.astype(int))
 
 
 # --------------------------------------------------------------------------- reliability samples
@@ -475,15 +478,13 @@ def _disagreements(project: Project, items: pd.DataFrame, a: str, b: str, paths:
         project.conn,
         params=(json.dumps(sorted(int(x) for x in diff["segment_id"].unique())),),
     )
-    leaf = lambda c: str(paths.get(c, c)).split(" > ")[-1]  # noqa: E731
-    out = []
-    for sid, g in diff.groupby("segment_id"):
-        out.append({
-            "segment_id": int(sid),
-            "a_only": "; ".join(leaf(c) for c in g.loc[g["value_a"] == 1, "code_id"]),
-            "b_only": "; ".join(leaf(c) for c in g.loc[g["value_b"] == 1, "code_id"]),
-        })
-    df = segs.merge(pd.DataFrame(out), on="segment_id").sort_values(["transcript", "idx"])
+    diff = diff.assign(leaf=diff["code_id"].map(lambda c: str(paths.get(c, c)).split(PATH_SEP)[-1]))
+    said = {
+        side: diff[diff[f"value_{side}"] == 1].groupby("segment_id")["leaf"].agg("; ".join).rename(f"{side}_only")
+        for side in ("a", "b")
+    }
+    df = segs.set_index("segment_id").join(said["a"]).join(said["b"]).fillna({"a_only": "", "b_only": ""})
+    df = df.reset_index().sort_values(["transcript", "idx"])
     return df[["segment_id", "transcript", "speaker", "text", "a_only", "b_only"]].reset_index(drop=True)
 
 

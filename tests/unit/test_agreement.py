@@ -80,6 +80,9 @@ def test_fleiss_kappa_textbook_example():
               [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
     rows = [[cat for cat, n in enumerate(r) for _ in range(n)] for r in counts]
     assert ag.fleiss_kappa(pd.DataFrame(rows)) == pytest.approx(0.2099, abs=5e-4)
+    # Items keyed by (transcript, turn), as a pivot of long-format labels gives them.
+    keyed = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples([(i // 3, i) for i in range(10)]))
+    assert ag.fleiss_kappa(keyed) == pytest.approx(ag.fleiss_kappa(pd.DataFrame(rows)))
 
 
 # --------------------------------------------------------------------------- AnnoMI reference
