@@ -235,6 +235,8 @@ def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> 
     accepted = cur[cur["action"] == "accept"] if not cur.empty else cur
     codings: list[tuple[int, str, str, str | None, str | None]] = []  # segment, code, user, time, note
     for r in accepted.itertuples(index=False):
+        if r.code_id not in template.codes:
+            continue  # a code retired from the template (kept with its decisions): not in the codebook, so not exported
         codings.append((int(r.segment_id), r.code_id, r.coder, r.created_at, None))
     if suggestions_threshold is not None:
         mv = project.latest_model_version()
@@ -245,8 +247,8 @@ def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> 
             for sid, cid, conf, at in conn.execute(
                 "SELECT segment_id, code_id, confidence, created_at FROM suggestions WHERE model_version_id = ? AND confidence >= ? "
                 "ORDER BY segment_id, rank", (mv, float(suggestions_threshold))):
-                if (sid, cid) not in decided:
-                    codings.append((int(sid), cid, MACHINE_USER, at, f"{template.codes[cid].name if cid in template.codes else cid}: {conf:.2f}"))
+                if (sid, cid) not in decided and cid in template.codes:
+                    codings.append((int(sid), cid, MACHINE_USER, at, f"{template.codes[cid].name}: {conf:.2f}"))
 
     users = sorted({c[2] for c in codings})
     user_guid = {u: _guid(pns, "user", u) for u in users}
@@ -285,6 +287,7 @@ def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> 
         tid, start, end, _ = segs[sid]
         by_source.setdefault(tid, {}).setdefault((start, end, user), []).append((cid, at, note))
     order = {cid: i for i, cid in enumerate(template.codes)}
+    cguid = {cid: code_guid(template, cid) for cid in template.codes}
     files: list[tuple[str, bytes]] = []
     if transcripts:
         el_sources = _E(PROJECT_NS, "Sources", root)
@@ -306,7 +309,7 @@ def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> 
                 for cid, at, _ in items:
                     coding = _E(PROJECT_NS, "Coding", sel, guid=_guid(pns, "coding", name, start, end, cid, user),
                                 creatingUser=user_guid[user], creationDateTime=_xsd_time(at))
-                    _E(PROJECT_NS, "CodeRef", coding, targetGUID=code_guid(template, cid))
+                    _E(PROJECT_NS, "CodeRef", coding, targetGUID=cguid[cid])
 
     qde = etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True)
     # Fixed entry dates: the same project state gives the same archive bytes.

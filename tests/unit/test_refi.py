@@ -447,3 +447,15 @@ def test_form_feeds_and_emoji_export_valid_and_round_trip(tmp_path, xsd):
     assert rep.spans_exact == len(p.segments()) and rep.offset_adjusted_sources == []
     key = lambda pr: sorted((r.start, r.end, r.text) for r in pr.segments().itertuples())  # noqa: E731
     assert key(q) == key(p)
+
+
+def test_codings_on_a_retired_code_are_left_out_so_every_reference_resolves(tmp_path, xsd):
+    p = code_decisions(make_project(tmp_path / "p"))
+    d = TPL.to_dict()
+    d["codes"][0]["children"] = [c for c in d["codes"][0]["children"] if c["name"] != "Money"]
+    p.set_template(parse_template(d))  # "Money" keeps its decisions but leaves the template
+    root = qde_of(refi.write_qdpx(p, tmp_path / "r.qdpx"))
+    assert xsd["project"].validate(root)
+    codes = {c.get("guid") for c in root.iter(f"{{{refi.PROJECT_NS}}}Code")}
+    refs = [r.get("targetGUID") for r in root.iter(f"{{{refi.PROJECT_NS}}}CodeRef")]
+    assert refs and set(refs) <= codes and len(refs) == 4  # 5 codings, 1 of them on Money
