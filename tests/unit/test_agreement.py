@@ -341,3 +341,34 @@ def test_sample_figures_use_the_blind_answer_not_later_changes(tmp_path):
     assert before == after == 1
     ag.record_answer(p, sid, o[0], "bo", [X])              # answered again, blind
     assert ag.agreement(p, "ann", "bo", sample_id=sid).per_code.set_index("code_id").loc[X, "a_only"] == 0
+
+
+def test_annomi_pair_through_a_project_matches_sklearn(tmp_path):
+    """Two AnnoMI annotators' coarse codes, answered on a reliability sample of a project (one
+    segment per utterance, one code per label), give sklearn's Cohen's kappa per code and pooled."""
+    from sklearn.metrics import cohen_kappa_score
+
+    labels = pd.read_csv(FIXTURES / "annomi_agreement_labels.csv")
+    letters = sorted(set(labels[[f"a{i}" for i in range(10)]].to_numpy().ravel()))
+    tpl = parse_template({"name": "annomi", "codes": [{"name": "Talk", "description": "t", "children": [
+        {"name": f"L{x}", "description": x} for x in letters]}]})
+    p = Project.create(tmp_path / "annomi", tpl)
+    text = "".join(f"{r.speaker.capitalize()}: utterance {i}.\n" for i, r in enumerate(labels.itertuples()))
+    t = Transcript("annomi", text, parse_speaker_text(text))
+    p.add_transcripts([t], {"annomi": Segmenter(unit="turn").segments(t)})
+    segs = p.segments().sort_values("idx")["id"].astype(int).tolist()
+    assert len(segs) == len(labels)
+    sid = ag.draw_sample(p, 1.0)
+    code_of = {x: f"talk/l{x.lower()}" for x in letters}
+    assert set(code_of.values()) <= set(tpl.codes)
+    for seg, r in zip(segs, labels.itertuples()):
+        ag.record_answer(p, sid, seg, "a3", [code_of[r.a3]])
+        ag.record_answer(p, sid, seg, "a7", [code_of[r.a7]])
+    rep = ag.agreement(p, "a3", "a7", sample_id=sid)
+    per = rep.per_code.set_index("code_id")
+    one_hot = {who: np.array([[int(v == x) for x in letters] for v in labels[who]]) for who in ("a3", "a7")}
+    for j, x in enumerate(letters):
+        want = cohen_kappa_score(one_hot["a3"][:, j], one_hot["a7"][:, j])
+        assert per.loc[code_of[x], "kappa"] == pytest.approx(want)
+    assert rep.overall["pooled_kappa"] == pytest.approx(cohen_kappa_score(one_hot["a3"].ravel(), one_hot["a7"].ravel()))
+    assert rep.overall["items"] == len(labels) * len(letters)
