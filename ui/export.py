@@ -28,7 +28,7 @@ from ui import common
 INCLUDE_KEY = "export_include"
 THRESHOLD_KEY = "export_threshold"
 ATTRS_KEY = "export_attributes"
-PREVIEW_KEY = "export_preview"  # session_state: (cache key, Report, heatmap PNG bytes or None)
+PREVIEW_KEY = "export_preview"  # session_state: [cache key, Report, heatmap PNG bytes or None]
 
 INCLUDE_LABELS = {
     "accepted": "Accepted codings",
@@ -98,19 +98,25 @@ def _data_key(project: Project) -> str:
 
 
 def _preview(project: Project, frame: pd.DataFrame, include: str, threshold: float | None, attributes: list[str]):
+    """The report's numbers for the preview, cached in the session until the data or the
+    choices change; the heatmap is drawn later (it is the slow part), see :func:`_heatmap_png`."""
     key = (_data_key(project), include, threshold, tuple(attributes))
     cached = st.session_state.get(PREVIEW_KEY)
     if cached is not None and cached[0] == key:
-        return cached[1], cached[2]
+        return cached[1]
     rep = export.build_report(project, frame, attributes)
-    png = None
-    if len(rep.shares):
-        buf = io.BytesIO()
-        with tempfile.TemporaryDirectory() as tmp:
-            buf.write(export.heatmap(rep, Path(tmp) / "heatmap.png").read_bytes())
-        png = buf.getvalue()
-    st.session_state[PREVIEW_KEY] = (key, rep, png)
-    return rep, png
+    st.session_state[PREVIEW_KEY] = [key, rep, None]
+    return rep
+
+
+def _heatmap_png(rep: export.Report) -> bytes | None:
+    cached = st.session_state.get(PREVIEW_KEY)
+    if cached is None or cached[1] is not rep or not len(rep.shares):
+        return None
+    if cached[2] is None:
+        with tempfile.TemporaryDirectory() as tmp, st.spinner("Drawing the heatmap…"):
+            cached[2] = export.heatmap(rep, Path(tmp) / "heatmap.png").read_bytes()
+    return cached[2]
 
 
 # --------------------------------------------------------------------------- page
@@ -175,7 +181,7 @@ def render() -> None:
 
     st.subheader("Preview: codes × " + (" × ".join(attributes) if attributes else "all transcripts"), anchor=False)
     try:
-        rep, png = _preview(project, frame, include, threshold, attributes)
+        rep = _preview(project, frame, include, threshold, attributes)
     except CoderAssistError as exc:
         st.error(str(exc))
         return
@@ -192,13 +198,15 @@ def render() -> None:
     with count_tab:
         st.dataframe(rep.counts, key="export_count_table")
         st.caption("Coded passages per cell; a passage accepted by several coders counts once.")
-    with heat_tab:
-        if png is not None:
-            st.image(png, caption="heatmap.png, as in the report")
     with freq_tab:
         st.dataframe(rep.frequencies, hide_index=True, key="export_freq_table",
                      column_order=["code_path", "passages", "accepted_passages", "suggested_passages", "codings", "rejected",
                                    "transcripts", "share_of_transcripts"])
+    # Last: the slow part, drawn once the tables are on the page.
+    with heat_tab:
+        png = _heatmap_png(rep)
+        if png is not None:
+            st.image(png, caption="heatmap.png, as in the report")
 
 
 def _deferred(folder: str, fmt: str, include: str, threshold: float | None, attributes: list[str]):
