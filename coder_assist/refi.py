@@ -561,6 +561,9 @@ def _collapse(s: str) -> str:
     return " ".join(s.split())
 
 
+_NON_BMP = re.compile("[\U00010000-\U0010ffff]")
+
+
 def _offset_maps(text: str) -> dict[str, list[int] | None]:
     """Ways another tool may have counted offsets into ``text``: as stored (None: identity),
     over the text with CRLF normalised to LF, or in UTF-16 code units. Each map turns such an
@@ -570,7 +573,7 @@ def _offset_maps(text: str) -> dict[str, list[int] | None]:
         m = [i for i, ch in enumerate(text) if not (ch == "\r" and text[i + 1:i + 2] == "\n")]
         m.append(len(text))
         maps["LF-normalised"] = m
-    if any(ord(ch) > 0xFFFF for ch in text):
+    if _NON_BMP.search(text):
         m = []
         for i, ch in enumerate(text):
             m.append(i)
