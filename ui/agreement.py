@@ -215,14 +215,21 @@ def render() -> None:
     m[1].metric("Agreement", _fmt(o["pooled_percent_agreement"], True), help="Pooled over every (segment, code) item")
     m[2].metric("Cohen's kappa (pooled)", _fmt(o["pooled_kappa"]))
     m[3].metric("Mean kappa per code", _fmt(o["mean_kappa"]), help=f"Mean over the {o['codes_with_kappa']} codes where kappa is defined")
-    m[4].metric("Krippendorff's alpha (pooled)", _fmt(o["pooled_alpha"]), help=f"Mean per code: {_fmt(o['mean_alpha'])}")
+    m[4].metric("Alpha (pooled)", _fmt(o["pooled_alpha"]),
+                help=f"Krippendorff's alpha, nominal. Mean per code: {_fmt(o['mean_alpha'])}")
     for n in rep.notes:
         st.info(n)
 
     st.subheader("Per code", anchor=False)
     per = rep.per_code.rename(columns={"a_only": f"{a} only", "b_only": f"{b} only"})
-    st.dataframe(per.drop(columns=["code_id"]), hide_index=True, width="stretch",
-                 column_config={"code_path": st.column_config.TextColumn("Code", width="large"),
+    parts = per["code_path"].str.split(PATH_SEP)
+    per = per.assign(code=parts.str[-1], theme=parts.str[:-1].str.join(PATH_SEP))
+    cols = ["code", "theme", "n", "both_yes", f"{a} only", f"{b} only", "both_no", "percent_agreement", "kappa", "alpha"]
+    st.dataframe(per[cols], hide_index=True, width="stretch",
+                 column_config={"code": st.column_config.TextColumn("Code", width="medium"),
+                                "theme": st.column_config.TextColumn("Theme", width="small"),
+                                "n": st.column_config.NumberColumn("Items", help="Segments with an answer from both on this code"),
+                                "both_yes": "Both yes", "both_no": "Both no",
                                 "percent_agreement": st.column_config.NumberColumn("Agreement", format="percent"),
                                 "kappa": st.column_config.NumberColumn("Kappa", format="%.2f"),
                                 "alpha": st.column_config.NumberColumn("Alpha", format="%.2f")})
