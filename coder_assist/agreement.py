@@ -195,7 +195,7 @@ def draw_sample(project: Project, share: float, *, seed: int = 0, name: str | No
     chosen: list[int] = []
     for tname in sorted(by_t):  # a fixed order so the seed alone decides the draw
         ids = by_t[tname]
-        k = min(len(ids), max(1, round(share * len(ids))))
+        k = min(len(ids), max(1, math.floor(share * len(ids) + 0.5)))  # half up, not Python's half to even
         chosen += sorted(int(x) for x in rng.choice(ids, size=k, replace=False))
     order = rng.permutation(len(chosen))  # coded in a shuffled order, not transcript by transcript
     with project.transaction():

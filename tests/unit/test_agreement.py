@@ -202,12 +202,12 @@ def test_two_raters_must_differ(tmp_path):
 
 
 def test_sample_is_stratified_reproducible_and_includes_uncoded(tmp_path):
-    p = make_project(tmp_path, n_transcripts=3, sentences=(10, 20, 4))
+    p = make_project(tmp_path, n_transcripts=3, sentences=(10, 20, 5))
     segs = p.segments()
     sid = ag.draw_sample(p, 0.5, seed=3, name="s1")
     drawn = ag.sample_segments(p, sid)
     per_t = drawn.groupby("transcript").size().to_dict()
-    assert per_t == {"t0": 5, "t1": 10, "t2": 2}
+    assert per_t == {"t0": 5, "t1": 10, "t2": 3}  # 2.5 rounds up
     # Nothing is coded or suggested in this project: every drawn segment is uncoded text.
     assert set(drawn["segment_id"]) <= set(segs["id"])
     again = ag.draw_sample(p, 0.5, seed=3, name="s2")
@@ -216,7 +216,7 @@ def test_sample_is_stratified_reproducible_and_includes_uncoded(tmp_path):
     assert set(ag.sample_segments(p, other)["segment_id"]) != set(drawn["segment_id"])
     tiny = ag.draw_sample(p, 0.01, seed=0)
     assert ag.sample_segments(p, tiny).groupby("transcript").size().tolist() == [1, 1, 1]
-    assert ag.samples(p)["n_segments"].tolist() == [17, 17, 17, 3]
+    assert ag.samples(p)["n_segments"].tolist() == [18, 18, 18, 3]
 
 
 def test_sample_draw_includes_coded_and_uncoded_segments(tmp_path):
