@@ -23,6 +23,12 @@ from .errors import InputError
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".vtt", ".srt", ".csv")
 
+# Size limits (docs/threat-model.md). A ten-hour interview is well under 1 MB of text; the
+# limits stop a mistaken or hostile file from filling memory or stalling the segmenter.
+MAX_FILE_BYTES = 20 * 1024 * 1024  # any one uploaded or imported file (a .docx may hold images)
+MAX_TEXT_CHARS = 5_000_000  # the text of one transcript once read
+MAX_DOCX_XML_BYTES = 100 * 1024 * 1024  # uncompressed XML inside one .docx (zip bombs)
+
 #: Speaker labels that mean "the interviewer": their turns are context, not coded, by default.
 DEFAULT_INTERVIEWER_NAMES = frozenset(
     {"interviewer", "i", "int", "q", "moderator", "facilitator", "researcher", "interviewer 1", "interviewer 2"}
@@ -260,9 +266,11 @@ def _read_csv(path: Path, data: bytes) -> tuple[str, list[Turn], str]:
     if speaker_col is None or text_col is None:
         raise InputError(path, f"a transcript CSV needs columns 'speaker' and 'text'; found {list(df.columns)}")
     ts_col = next((cols[c] for c in ("timestamp", "time", "start") if c in cols), None)
+    # Plain column lists, not iterrows: a row Series per line made a 100,000-line CSV take minutes.
+    stamps = df[ts_col].tolist() if ts_col else [None] * len(df)
     rows = [
-        (str(r[speaker_col]).strip(), str(r[text_col]), (str(r[ts_col]) or None) if ts_col else None)
-        for _, r in df.iterrows()
+        (str(s).strip(), str(t), (str(ts) or None) if ts_col else None)
+        for s, t, ts in zip(df[speaker_col].tolist(), df[text_col].tolist(), stamps)
     ]
     text, turns = _render(rows)
     if not turns:
@@ -274,6 +282,13 @@ def _read_docx(path: Path, data: bytes) -> tuple[str, list[Turn], str]:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            xml_bytes = sum(i.file_size for i in zf.infolist() if i.filename.lower().endswith((".xml", ".rels")))
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise InputError(path, f"not a readable .docx file (truncated or not a Word document): {exc}") from exc
+    if xml_bytes > MAX_DOCX_XML_BYTES:
+        raise InputError(path, f"the document's XML unpacks to {xml_bytes / 2**20:.0f} MB; the limit is {MAX_DOCX_XML_BYTES // 2**20} MB (a damaged or hostile file?)")
     try:
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, PackageNotFoundError, KeyError, ValueError) as exc:
@@ -293,6 +308,9 @@ def read_transcript(path: str | Path, *, name: str | None = None, attributes: Ma
     if suffix not in SUPPORTED_SUFFIXES:
         raise InputError(path, f"unsupported file type {suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError(path, f"the file is {size / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB per transcript (split it into parts)")
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(path, f"cannot read the file: {exc.strerror or exc}") from exc
@@ -313,6 +331,8 @@ def read_transcript(path: str | Path, *, name: str | None = None, attributes: Ma
         fmt = "csv"
     if not turns:
         raise InputError(path, "no text to code was found")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(path, f"the transcript has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,} (split it into parts)")
     return Transcript(
         name=name or path.stem,
         text=text,
@@ -334,6 +354,8 @@ def read_attributes(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InputError(path, f"the attribute sheet is over the {MAX_FILE_BYTES // 2**20} MB limit")
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(path, f"cannot read the attribute file: {exc.strerror or exc}") from exc
