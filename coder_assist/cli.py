@@ -231,6 +231,35 @@ def train(project, model, features, target):
 
 @main.command()
 @click.argument("project", type=click.Path(path_type=Path))
+@click.option("--pairs-per-label", type=int, default=4, show_default=True, help="Training pairs per decided passage.")
+@click.option("--epochs", type=int, default=1, show_default=True)
+@click.option("--time-budget", type=float, default=None, help="Stop training after this many seconds.")
+@click.option("--use/--no-use", default=False, help="Switch the project to the fine-tuned encoder (then run `train`).")
+@_clean_errors
+def finetune(project, pairs_per_label, epochs, time_budget, use):
+    """Contrastive (SetFit-style) fine-tune of the encoder on the project's decisions.
+
+    Minutes on a laptop CPU; run it in the background (e.g. with nohup). See
+    bench/results/finetune_probe.json for what it gained on AnnoMI before you switch."""
+    from tqdm import tqdm
+
+    from .finetune import FinetuneConfig, finetune_project
+    from .store import Project
+
+    with Project.open(project) as p:
+        with tqdm(total=0, unit="pair", disable=not sys.stderr.isatty()) as bar:
+            def tick(done, total):
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            res = finetune_project(p, config=FinetuneConfig(pairs_per_label=pairs_per_label, epochs=epochs, time_budget_s=time_budget), use=use, progress=tick)
+        click.echo(f"fine-tuned on {res.pairs_trained} of {res.pairs} pairs in {res.seconds:.0f}s; saved {res.path}")
+        click.echo("the project now uses it: run `coder-assist train` to re-embed and retrain" if use else f"to use it: coder-assist train {project} --model {res.path}")
+
+
+@main.command()
+@click.argument("project", type=click.Path(path_type=Path))
 @click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Also write the list to this CSV.")
 @_clean_errors
