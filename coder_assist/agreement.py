@@ -307,7 +307,8 @@ def record_answer(project: Project, sample_id: int, segment_id: int, coder: str,
         if not project.conn.execute("SELECT 1 FROM reliability_sample_segments WHERE sample_id = ? AND segment_id = ?",
                                     (int(sample_id), int(segment_id))).fetchone():
             raise ProjectError(f"{project.folder}: segment {segment_id} is not in reliability sample {sample_id}")
-        held = set(blind_codes(project, segment_id, coder))
+        # Codes retired from the template are not on the form, so not unticked by leaving them.
+        held = set(blind_codes(project, segment_id, coder)) & leaves
         for c in codes:
             if c not in held:
                 project.record_decision(int(segment_id), c, "accept", coder, note=f"reliability sample {sample_id}")
