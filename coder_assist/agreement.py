@@ -470,23 +470,30 @@ def agreement(
 
 def _disagreements(project: Project, items: pd.DataFrame, a: str, b: str, paths: dict) -> pd.DataFrame:
     """One row per segment where the raters differ on at least one code: what each said."""
+    cols = ["segment_id", "transcript", "speaker", "text", "both", "a_only", "b_only"]
     diff = items[items["value_a"] != items["value_b"]]
     if diff.empty:
-        return pd.DataFrame(columns=["segment_id", "transcript", "speaker", "text", "a_only", "b_only"])
+        return pd.DataFrame(columns=cols)
     segs = pd.read_sql_query(
         "SELECT s.id AS segment_id, t.name AS transcript, s.idx, s.speaker, s.text FROM segments s JOIN transcripts t "
         "ON t.id = s.transcript_id WHERE s.id IN (SELECT value FROM json_each(?))",
         project.conn,
         params=(json.dumps(sorted(int(x) for x in diff["segment_id"].unique())),),
     )
-    diff = diff.assign(leaf=diff["code_id"].map(lambda c: str(paths.get(c, c)).split(PATH_SEP)[-1]))
+    # What each said on those segments: the codes they differ on, and the codes both applied
+    # there (context for the discussion).
+    on = items[items["segment_id"].isin(diff["segment_id"])]
+    on = on.assign(leaf=on["code_id"].map(lambda c: str(paths.get(c, c)).split(PATH_SEP)[-1]))
     said = {
-        side: diff[diff[f"value_{side}"] == 1].groupby("segment_id")["leaf"].agg("; ".join).rename(f"{side}_only")
-        for side in ("a", "b")
+        "both": on[(on["value_a"] == 1) & (on["value_b"] == 1)],
+        "a_only": on[(on["value_a"] == 1) & (on["value_b"] == 0)],
+        "b_only": on[(on["value_a"] == 0) & (on["value_b"] == 1)],
     }
-    df = segs.set_index("segment_id").join(said["a"]).join(said["b"]).fillna({"a_only": "", "b_only": ""})
-    df = df.reset_index().sort_values(["transcript", "idx"])
-    return df[["segment_id", "transcript", "speaker", "text", "a_only", "b_only"]].reset_index(drop=True)
+    df = segs.set_index("segment_id")
+    for name, part in said.items():
+        df = df.join(part.groupby("segment_id")["leaf"].agg("; ".join).rename(name))
+    df = df.fillna({name: "" for name in said}).reset_index().sort_values(["transcript", "idx"])
+    return df[cols].reset_index(drop=True)
 
 
 def format_report(rep: Agreement, max_disagreements: int = 20) -> str:
@@ -520,7 +527,7 @@ def format_report(rep: Agreement, max_disagreements: int = 20) -> str:
         lines += ["", f"Disagreements to discuss ({len(d)} segments{', first ' + str(max_disagreements) if len(d) > max_disagreements else ''}):"]
         for r in d.head(max_disagreements).itertuples():
             lines.append(f"- {r.transcript} [{r.speaker}] {str(r.text)[:160]!r}")
-            lines.append(f"    {rep.a}: {r.a_only or '(not these)'} | {rep.b}: {r.b_only or '(not these)'}")
+            lines.append(f"    {rep.a} only: {r.a_only or '-'} | {rep.b} only: {r.b_only or '-'}" + (f" | both: {r.both}" if r.both else ""))
     for n in rep.notes:
         lines.append(f"note: {n}")
     return "\n".join(lines)

@@ -238,7 +238,8 @@ def render() -> None:
     if rep.disagreements.empty:
         st.caption("None.")
     else:
-        d = rep.disagreements.rename(columns={"a_only": f"{a} says (and {b} not)", "b_only": f"{b} says (and {a} not)"})
+        d = rep.disagreements.rename(columns={"a_only": f"{a} says (and {b} not)", "b_only": f"{b} says (and {a} not)",
+                                              "both": "Both say"})
         st.dataframe(d.drop(columns=["segment_id"]), hide_index=True, width="stretch",
                      column_config={"text": st.column_config.TextColumn("Segment", width="large")})
     st.download_button("Download report (JSON)", json.dumps(rep.to_dict(), indent=2, ensure_ascii=False),

@@ -291,7 +291,10 @@ def test_sample_agreement_and_exclude_uncoded(tmp_path):
     pex = ex.per_code.set_index("code_id")
     assert (pex.loc[X, "n"], pex.loc[X, "both_no"]) == (3, 1)
     assert ex.overall["pooled_percent_agreement"] == pytest.approx(4 / 6)
-    assert set(rep.disagreements["segment_id"]) == {o[1], o[4]}
+    d = rep.disagreements.set_index("segment_id")
+    assert set(d.index) == {o[1], o[4]}
+    assert d.loc[o[1], ["both", "a_only", "b_only"]].tolist() == ["X", "Y", ""]
+    assert d.loc[o[4], ["both", "a_only", "b_only"]].tolist() == ["", "Y", ""]
     # The report serialises (what --out writes).
     d = rep.to_dict()
     assert d["overall"]["items"] == 10 and len(d["per_code"]) == 2 and d["raters"] == ["ann", "bo"]
