@@ -544,8 +544,10 @@ def build_report(project: Project, frame: pd.DataFrame, attributes: Sequence[str
     freq["active"] = show["active"].astype(bool).values
 
     # Quotes: the passages most coders agreed on first, then the model's most confident.
-    ranked = pairs.sort_values(["code_id", "cell", "accepted", "coders", "confidence", "transcript", "start"],
-                               ascending=[True, True, False, False, False, True, True], na_position="last")
+    # Template order of codes, matrix order of cells.
+    ranked = pairs.assign(_pos=pairs["code_id"].map(codes["position"]), _cell=pairs["cell"].map({c: i for i, c in enumerate(cols)}))
+    ranked = ranked.sort_values(["_pos", "_cell", "accepted", "coders", "confidence", "transcript", "start"],
+                                ascending=[True, True, False, False, False, True, True], na_position="last")
     quotes = ranked.groupby(["code_id", "cell"], sort=False).head(quotes_per_cell).copy()
     quotes["code_path"] = quotes["code_id"].map(codes["path"])
     quotes["status"] = quotes["accepted"].map({True: "accepted", False: "suggested"})
