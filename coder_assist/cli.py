@@ -66,9 +66,10 @@ def main() -> None:
 @click.option("--project", "-p", type=click.Path(path_type=Path), help="Use this project's template and trained model (with per-code verdicts).")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Minimum confidence for a suggestion (default: twice the 1/K chance rate of a code).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True, help="At most this many codes per segment (0: no limit).")
+@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help="Encoder: torch (sentence-transformers, default; or $CODER_ASSIST_BACKEND), onnx (exported once, same vectors, faster) or onnx-int8 (quantised, approximate).")
 @_with(_segment_options)
 @_clean_errors
-def precode(inputs, out, template, attributes, attrs, model, project, threshold, top_k, unit, window, speakers):
+def precode(inputs, out, template, attributes, attrs, model, project, threshold, top_k, backend, unit, window, speakers):
     """Suggest codes for transcript files or folders and write them to a CSV.
 
     \b
@@ -82,7 +83,7 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
         raise click.UsageError("--template and --project exclude each other: a project has its own template")
     tpl = load_template(template) if project is None else None
     t0 = time.perf_counter()
-    encoder = load_encoder(model)
+    encoder = load_encoder(model, backend=backend)
     t_load = time.perf_counter() - t0
     # Written chunk by chunk with a checkpoint beside --out: rerun the same command after a
     # crash or Ctrl-C and it continues where it stopped.
@@ -169,14 +170,17 @@ def import_(project, inputs, attributes, attrs):
 @click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Minimum confidence (default: twice the 1/K chance rate).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True)
+@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help="Encoder: torch (sentence-transformers, default; or $CODER_ASSIST_BACKEND), onnx (exported once, same vectors, faster) or onnx-int8 (quantised, approximate).")
 @_clean_errors
-def suggest(project, model, threshold, top_k):
+def suggest(project, model, threshold, top_k, backend):
     """Score every segment of a project and store the suggestions."""
+    from .embed import load_encoder
     from .pipeline import suggest_project
     from .store import Project
 
     with Project.open(project) as p:
-        mv = suggest_project(p, model=model, threshold=threshold, top_k=top_k or None)
+        encoder = load_encoder(model or p.meta("model"), backend=backend)
+        mv = suggest_project(p, model=model, encoder=encoder, threshold=threshold, top_k=top_k or None)
         click.echo(f"stored {p.counts()['suggestions']} suggestions as model version {mv}")
 
 

@@ -240,13 +240,32 @@ _loaded: dict[str, Encoder] = {}
 _loaded_lock = threading.Lock()
 
 
-def load_encoder(model: str | os.PathLike | None = None, *, cache: bool | EmbeddingCache = True) -> Encoder:
-    """Load (once per process) an encoder for ``model``, wrapped in the on-disk cache by default."""
-    key = str(model or DEFAULT_MODEL)
+#: Encoder backends: the sentence-transformers reference, and the exported ONNX model
+#: (coder_assist.onnx_backend) in fp32 or int8.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def default_backend() -> str:
+    return os.environ.get("CODER_ASSIST_BACKEND", "torch").strip().lower() or "torch"
+
+
+def load_encoder(model: str | os.PathLike | None = None, *, cache: bool | EmbeddingCache = True, backend: str | None = None) -> Encoder:
+    """Load (once per process) an encoder for ``model``, wrapped in the on-disk cache by default.
+    ``backend``: "torch" (default, or $CODER_ASSIST_BACKEND), "onnx" or "onnx-int8"."""
+    backend = (backend or default_backend()).lower()
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown encoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    key = f"{backend}:{model or DEFAULT_MODEL}"
     with _loaded_lock:
         base = _loaded.get(key)
         if base is None:
-            base = _loaded[key] = SentenceTransformerEncoder(model)
+            if backend == "torch":
+                base = SentenceTransformerEncoder(model)
+            else:
+                from .onnx_backend import OnnxEncoder
+
+                base = OnnxEncoder(model, precision="int8" if backend == "onnx-int8" else "fp32")
+            _loaded[key] = base
     if cache is False:
         return base
     return CachedEncoder(base, cache if isinstance(cache, EmbeddingCache) else EmbeddingCache())

@@ -1,0 +1,165 @@
+"""The ONNX encoder backend against the torch reference: same suggestions, export reused from
+the cache, damaged exports caught by their hash, de-duplication exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from coder_assist import onnx_backend
+from coder_assist.embed import ModelError, load_encoder
+from coder_assist.onnx_backend import OnnxEncoder, ensure_exported, export_dir
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory):
+    """One export for the module (the slow part, about 10-20 s on 2 cores)."""
+    d = tmp_path_factory.mktemp("onnx-cache")
+    ensure_exported(None, "fp32", d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder(onnx_cache):
+    return OnnxEncoder(None, cache_dir=onnx_cache)
+
+
+@pytest.fixture(scope="module")
+def demo_segments():
+    from coder_assist.ingest import load_transcripts
+    from coder_assist.pipeline import DEMO_DIR
+    from coder_assist.segment import Segmenter
+
+    return Segmenter().frame(load_transcripts([DEMO_DIR]))
+
+
+def test_same_vectors_and_suggestions_as_torch(base_encoder, onnx_encoder, template, demo_segments):
+    from coder_assist.pipeline import score_frame
+
+    texts = demo_segments["text"].tolist()
+    ref, got = base_encoder.encode(texts), onnx_encoder.encode(texts)
+    cos = (ref * got).sum(1)
+    assert cos.min() >= 0.97 and cos.mean() >= 0.999
+    assert onnx_encoder.model_id == base_encoder.model_id  # fp32 shares the cache and trained models
+
+    def top1(enc):
+        out = score_frame(demo_segments, template, encoder=enc, threshold=0.0, top_k=1, progress=False)
+        return out.set_index("segment")["code_id"]
+
+    a, b = top1(base_encoder), top1(onnx_encoder)
+    assert len(a) == len(demo_segments) and a.index.equals(b.index)
+    assert (a == b).mean() >= 0.99
+
+
+def test_int8_is_close_and_has_its_own_model_id(base_encoder, onnx_cache):
+    enc = OnnxEncoder(None, precision="int8", cache_dir=onnx_cache)
+    texts = ["We never have the time to involve people.", "Deadlines leave no room for co-production.", "I like cats.", "Yeah."]
+    cos = (enc.encode(texts) * base_encoder.encode(texts)).sum(1)
+    assert cos.min() >= 0.9, cos
+    assert enc.model_id.endswith("+onnx-int8") and enc.model_id != base_encoder.model_id
+
+
+def test_export_is_reused_from_cache(onnx_cache, monkeypatch):
+    path = ensure_exported(None, "fp32", onnx_cache)
+    monkeypatch.setattr(onnx_backend, "_verified", set())  # as in a new process: hash checked again
+
+    def no_export(*a, **k):
+        raise AssertionError("exported again although the cache holds a valid model")
+
+    monkeypatch.setattr(onnx_backend, "_export", no_export)
+    assert ensure_exported(None, "fp32", onnx_cache) == path
+    OnnxEncoder(None, cache_dir=onnx_cache).encode(["still works"])
+
+
+def test_damaged_export_is_rebuilt(onnx_encoder, tmp_path, monkeypatch, onnx_cache):
+    import shutil
+
+    # A copy of the good export, so the module's cache stays intact for other tests.
+    from coder_assist.embed import resolve_model
+
+    d = tmp_path / "cache"
+    src = export_dir(resolve_model(None)[1], onnx_cache)
+    dst = export_dir(resolve_model(None)[1], d)
+    shutil.copytree(src, dst)
+    model = dst / "model-fp32.onnx"
+    good = json.loads((dst / "manifest.json").read_text())["files"]["model-fp32.onnx"]
+    with model.open("r+b") as f:  # flip bytes in the middle of the weights
+        f.seek(model.stat().st_size // 2)
+        f.write(b"\x00\x01\x02\x03" * 64)
+    monkeypatch.setattr(onnx_backend, "_verified", set())
+    calls = []
+    real = onnx_backend._export
+    monkeypatch.setattr(onnx_backend, "_export", lambda *a: (calls.append(a), real(*a)))
+    with pytest.warns(UserWarning, match="SHA-256 does not match"):
+        path = ensure_exported(None, "fp32", d)
+    assert calls and path == model
+    assert onnx_backend._sha256(model) == good  # the export is deterministic
+    v = OnnxEncoder(None, cache_dir=d).encode(["We never have the time to involve people."])
+    np.testing.assert_allclose(v, onnx_encoder.encode(["We never have the time to involve people."]), atol=1e-5)
+
+
+def test_damaged_export_that_cannot_be_rebuilt_is_refused(tmp_path, monkeypatch, onnx_cache):
+    import shutil
+
+    from coder_assist.embed import resolve_model
+
+    dst = export_dir(resolve_model(None)[1], tmp_path)
+    shutil.copytree(export_dir(resolve_model(None)[1], onnx_cache), dst)
+    (dst / "model-fp32.onnx").write_bytes(b"not a model")
+    monkeypatch.setattr(onnx_backend, "_verified", set())
+
+    def fail(*a):
+        raise ModelError("torch is not available")
+
+    monkeypatch.setattr(onnx_backend, "_export", fail)
+    with pytest.warns(UserWarning), pytest.raises(ModelError, match="damaged.*could not be rebuilt"):
+        OnnxEncoder(None, cache_dir=tmp_path)
+    assert (dst / "model-fp32.onnx").read_bytes() == b"not a model"  # nothing half-replaced
+
+
+def test_dedup_gives_identical_embeddings(onnx_cache, demo_segments):
+    texts = demo_segments["text"].tolist()[:60]
+    texts = texts + ["Yeah."] * 5 + texts[:20]  # duplicates, as in real transcripts
+    with_dedup = OnnxEncoder(None, cache_dir=onnx_cache, dedup=True)
+    without = OnnxEncoder(None, cache_dir=onnx_cache, dedup=False)
+    seen = []
+    a = with_dedup.encode(texts, progress=seen.append)
+    b = without.encode(texts)
+    assert sum(seen) == len(texts)  # progress in requested rows, duplicates included
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.array_equal(a[60], a[64])  # the same text gives one vector
+
+
+def test_length_sorting_does_not_change_vectors(onnx_encoder):
+    texts = ["Yeah.", "A much longer answer about how the budget shaped who could take part in the project.", "No."]
+    together = onnx_encoder.encode(texts)
+    alone = np.vstack([onnx_encoder.encode([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_unknown_backend_and_precision():
+    with pytest.raises(ModelError, match="unknown encoder backend"):
+        load_encoder(backend="tensorflow")
+    with pytest.raises(ModelError, match="unknown ONNX precision"):
+        ensure_exported(None, "fp8")
+
+
+def test_runtime_needs_neither_torch_nor_sentence_transformers(onnx_cache):
+    code = (
+        "import sys\n"
+        "from coder_assist.embed import load_encoder\n"
+        "enc = load_encoder(backend='onnx', cache=False)\n"
+        "assert enc.encode(['hello there']).shape == (1, 384)\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    # The default cache dir of that process is the module's export.
+    env = dict(os.environ, CODER_ASSIST_CACHE_DIR=str(onnx_cache))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
