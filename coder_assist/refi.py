@@ -532,6 +532,9 @@ class ImportReport:
     offset_adjusted_sources: list[str] = field(default_factory=list)  # offsets counted over LF-normalised text or UTF-16 units
 
     def summary(self) -> str:
+        if self.file.lower().endswith(".qdc"):
+            return f"{self.file}: {len(self.codes_added)} code(s) added to the template" + (
+                ": " + "; ".join(self.codes_added) if self.codes_added else " (it had them all)")
         lines = [
             (f"{self.file}: {self.transcripts_added} transcript(s) added, {self.transcripts_matched} already present; "
              f"{len(self.codes_added)} code(s) added to the template; {self.decisions_added} coding decision(s) by "
@@ -596,21 +599,24 @@ def _apply(m: list[int] | None, pos: int, end: bool = False) -> int | None:
 
 def _choose_map(text: str, sels: list[tuple[int, int, str]]) -> tuple[str, list[int] | None]:
     """Pick the offset map under which the most selections' names (the selected text, as most
-    tools write it) match the text. Without names, offsets are taken as they are."""
+    tools write it) match the text; then the one that keeps the most selections inside the text;
+    ties go to the offsets as written."""
     maps = _offset_maps(text)
     if len(maps) == 1:
         return "exact", None
-    best, best_score = "exact", -1
+    best, best_score = "exact", (-1, -1)
     for label, m in maps.items():
-        score = 0
+        matches = in_range = 0
         for s, e, name in sels:
             a, b = _apply(m, s), _apply(m, e, end=True)
-            if name and a is not None and b is not None:
-                got, want = _collapse(text[a:b]), _collapse(name)
-                if want and (got == want or (len(want) >= 20 and got.startswith(want.rstrip(".… ")[:60]))):
-                    score += 1
-        if score > best_score:
-            best, best_score = label, score
+            if a is None or b is None or b > len(text):
+                continue
+            in_range += 1  # without names, a reading that keeps every selection inside the text wins
+            got, want = _collapse(text[a:b]), _collapse(name)
+            if want and (got == want or (len(want) >= 20 and got.startswith(want.rstrip(".… ")[:60]))):
+                matches += 1
+        if (matches, in_range) > best_score:
+            best, best_score = label, (matches, in_range)
     return best, maps[best]
 
 

@@ -459,3 +459,16 @@ def test_codings_on_a_retired_code_are_left_out_so_every_reference_resolves(tmp_
     codes = {c.get("guid") for c in root.iter(f"{{{refi.PROJECT_NS}}}Code")}
     refs = [r.get("targetGUID") for r in root.iter(f"{{{refi.PROJECT_NS}}}CodeRef")]
     assert refs and set(refs) <= codes and len(refs) == 4  # 5 codings, 1 of them on Money
+
+
+def test_utf16_offsets_without_names_are_recognised_when_they_overrun_the_text(tmp_path):
+    # No selection names to check against: the reading that keeps the selection inside the text wins.
+    text = "Interviewer: Hi 😀 there?\nP1: Great 🎉 day. The budget was cut again."
+    target = "The budget was cut again."
+    s16 = len(text[: text.index(target)].encode("utf-16-le")) // 2
+    qde = _crlf_project(s16, s16 + len(target), "").replace(b' name=""', b"")
+    qdpx = make_qdpx(tmp_path / "w.qdpx", qde, {"sources/33333333-3333-3333-3333-333333333333.txt": text.encode()})
+    p = make_project(tmp_path / "p")
+    rep = refi.import_qdpx(p, qdpx)
+    assert rep.offset_adjusted_sources == ["win (UTF-16 units)"]
+    assert p.segments().set_index("id").loc[p.decisions().iloc[-1].segment_id].text == target
