@@ -84,8 +84,8 @@ def codings_frame(project: Project, *, include: str = "accepted", threshold: flo
     segs = project.segments()[["id", "transcript", "speaker", "start", "end", "text"]].rename(columns={"id": "segment_id"})
     parts = []
 
-    cur = project.current_decisions()
-    cur = cur[cur["action"].isin(["accept", "reject"] if include == "all" else ["accept"])]
+    all_current = project.current_decisions()
+    cur = all_current[all_current["action"].isin(["accept", "reject"] if include == "all" else ["accept"])]
     if not cur.empty:
         conf = _confidences(project, cur["suggestion_id"].dropna().astype(int).unique())
         dec = pd.DataFrame(
@@ -104,7 +104,7 @@ def codings_frame(project: Project, *, include: str = "accepted", threshold: flo
         parts.append(dec)
 
     if include != "accepted":
-        sugg = _undecided_suggestions(project, threshold, set(codes.index[codes["active"] == 1]))
+        sugg = _undecided_suggestions(project, threshold, set(codes.index[codes["active"] == 1]), all_current)
         if not sugg.empty:
             parts.append(sugg)
 
@@ -172,7 +172,7 @@ def _origin(note, suggestion_id) -> str:
     return "suggestion" if pd.notna(suggestion_id) else "by hand"
 
 
-def _undecided_suggestions(project: Project, threshold: float | None, active_codes: set[str]) -> pd.DataFrame:
+def _undecided_suggestions(project: Project, threshold: float | None, active_codes: set[str], cur: pd.DataFrame) -> pd.DataFrame:
     mv = project.latest_model_version()
     if mv is None:
         return pd.DataFrame()
@@ -184,7 +184,6 @@ def _undecided_suggestions(project: Project, threshold: float | None, active_cod
         sugg = sugg[sugg["confidence"] >= float(threshold)]
     # Decided by anyone (accept or reject, not undone) means it is no longer a suggestion: it
     # is in the frame as that coder's coding instead.
-    cur = project.current_decisions()
     done = cur[cur["action"].isin(["accept", "reject"])]
     decided = set(zip(done["segment_id"].astype(int), done["code_id"]))
     keep = pd.Series([(int(s), c) not in decided for s, c in zip(sugg["segment_id"], sugg["code_id"])], index=sugg.index, dtype=bool)
@@ -513,8 +512,7 @@ def build_report(project: Project, frame: pd.DataFrame, attributes: Sequence[str
         coded.assign(acc=coded["status"] == "accepted", n_acc=(coded["status"] == "accepted").astype(int))
         .groupby(["segment_id", "code_id"], sort=False)
         .agg(transcript=("transcript", "first"), cell=("cell", "first"), accepted=("acc", "any"), coders=("n_acc", "sum"),
-             confidence=("confidence", "max"), speaker=("speaker", "first"), text=("text", "first"), start=("start", "first"),
-             who=("coder", lambda s: ", ".join(sorted({c for c in s if c}))))
+             confidence=("confidence", "max"), speaker=("speaker", "first"), text=("text", "first"), start=("start", "first"))
         .reset_index()
     )
     cols = list(cell_sizes.index)
@@ -549,6 +547,10 @@ def build_report(project: Project, frame: pd.DataFrame, attributes: Sequence[str
     ranked = ranked.sort_values(["_pos", "_cell", "accepted", "coders", "confidence", "transcript", "start"],
                                 ascending=[True, True, False, False, False, True, True], na_position="last")
     quotes = ranked.groupby(["code_id", "cell"], sort=False).head(quotes_per_cell).copy()
+    # Who accepted each quoted passage (only for the few quoted: a join per passage is slow at scale).
+    acc = coded[(coded["status"] == "accepted") & coded["segment_id"].isin(quotes["segment_id"])]
+    who = acc.groupby(["segment_id", "code_id"])["coder"].agg(lambda c: ", ".join(sorted(set(c))))
+    quotes["who"] = [who.get((s, c), "") for s, c in zip(quotes["segment_id"], quotes["code_id"])]
     quotes["code_path"] = quotes["code_id"].map(codes["path"])
     quotes["status"] = quotes["accepted"].map({True: "accepted", False: "suggested"})
     quotes = quotes[["code_id", "code_path", "cell", "transcript", "speaker", "start", "text", "status", "who", "coders", "confidence"]]
