@@ -345,9 +345,12 @@ class LearnedScorer(Scorer):
 
     @classmethod
     def load(cls, folder: Path, template: Template, encoder: Encoder) -> "LearnedScorer":
-        meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT_VERSION:
-            raise ProjectError(f"{folder}: unknown model format {meta.get('format')!r}")
+        try:
+            meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ProjectError(f"{folder / 'model.json'}: damaged model description ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+            raise ProjectError(f"{folder}: unknown model format {meta.get('format') if isinstance(meta, dict) else meta!r}")
         self = cls(meta["features"], meta["C"], meta["target"], meta["cv_folds"]).fit(template, encoder)
         self.featurizer = Featurizer(meta["features"], int(meta["n_hash"]))
         # allow_pickle=False: a model file can never run code when loaded; anything that is not
@@ -362,7 +365,7 @@ class LearnedScorer(Scorer):
                         coef = np.zeros(int(z[key][0]), dtype=np.float32)
                         coef[z[f"coef_idx__{name}"]] = z[f"coef_val__{name}"]
                         self.coef[name] = coef
-        except (ValueError, KeyError, OSError, IndexError) as exc:
+        except (ValueError, KeyError, OSError, IndexError, EOFError) as exc:
             raise ProjectError(f"{folder / 'weights.npz'}: refusing a damaged or unsafe model file ({exc})") from exc
         self.intercept = {k: float(v) for k, v in meta["intercept"].items()}
         self.platt = {k: (float(v[0]), float(v[1])) for k, v in meta["platt"].items()}
