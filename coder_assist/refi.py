@@ -774,6 +774,10 @@ def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
                 if info is None:
                     raise InputError(path, f"source {label!r}: {ptp} is not in the archive")
                 text = _decode_source(arch.read(info), path, info.filename)
+            elif not ptp and arch.find(f"sources/{g}.txt") is not None:
+                # Neither content nor path: the layout's conventional file name, where present.
+                info = arch.find(f"sources/{g}.txt")
+                text = _decode_source(arch.read(info), path, info.filename)
             elif ptp:
                 # relative:// and absolute:// point outside the archive: never read files that an
                 # untrusted project names on this machine.
@@ -927,10 +931,6 @@ def import_qdc(project, path, *, dry_run: bool = False) -> ImportReport:
     if added and not dry_run:
         project.set_template(template)
     return report
-
-
-def is_refi_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in (".qdpx", ".qdc")
 
 
 __all__ = ["MACHINE_USER", "ImportReport", "code_guid", "import_qdc", "import_qdpx", "read_qdc", "write_qdc", "write_qdpx"]

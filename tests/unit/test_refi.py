@@ -472,3 +472,15 @@ def test_utf16_offsets_without_names_are_recognised_when_they_overrun_the_text(t
     rep = refi.import_qdpx(p, qdpx)
     assert rep.offset_adjusted_sources == ["win (UTF-16 units)"]
     assert p.segments().set_index("id").loc[p.decisions().iloc[-1].segment_id].text == target
+
+
+def test_source_outside_the_archive_is_skipped_and_a_pathless_one_found_by_guid(tmp_path):
+    qde = _crlf_project(0, 5, "").replace(
+        b'plainTextPath="internal://33333333-3333-3333-3333-333333333333.txt"', b"").replace(
+        b"</Sources>", b'<TextSource guid="66666666-6666-6666-6666-666666666666" name="ext" plainTextPath="absolute:///etc/passwd"/></Sources>')
+    qdpx = make_qdpx(tmp_path / "x.qdpx", qde, {"sources/33333333-3333-3333-3333-333333333333.txt": T2.encode()})
+    p = make_project(tmp_path / "p", texts=())
+    rep = refi.import_qdpx(p, qdpx)
+    assert list(p.transcripts().name) == ["win"] and rep.transcripts_added == 1
+    assert rep.sources_skipped == ["ext (text at absolute:///etc/passwd, outside the archive: not read)"]
+    assert rep.spans_unmapped == 1 and rep.decisions_added == 0  # 0-5 is "Inter" of the interviewer's turn: not segmented
