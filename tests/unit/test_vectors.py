@@ -134,3 +134,30 @@ def test_top_k_and_queue_orders():
     assert np.all(np.diff(uncertainty(conf)[ud.rows[20:]]) <= 1e-6)
     with pytest.raises(ProjectError, match="needs the segment vectors"):
         rank_queue(conf, order="uncertainty_diversity")
+
+
+def test_learned_confidence_matches_the_scorer():
+    """The all-codes-at-once re-score gives LearnedScorer.score_features' numbers."""
+    from coder_assist.learn import CodeReport, LearnedScorer
+    from coder_assist.vectors import CachedFeatures, StackedModel, learned_confidence
+
+    rng = np.random.default_rng(7)
+    n, d, n_ng = 300, 16, 5000
+    X, Xp = _unit(rng, n, d), _unit(rng, n, d)
+    N = sp.random(n, n_ng, density=0.02, format="csr", random_state=7, dtype=np.float32)
+    scorer = LearnedScorer()
+    scorer.code_ids = ["a", "b", "c", "d"]
+    for c, w in zip("abc", (0.0, 0.5, 1.0)):  # "d" has no classifier: the prior serves
+        scorer.coef[c] = rng.normal(size=2 * d + n_ng).astype(np.float32)
+        scorer.intercept[c] = float(rng.normal())
+        scorer.platt[c] = (float(rng.uniform(0.5, 2)), float(rng.normal()))
+        scorer.reports[c] = CodeReport(c, 5, 5, w)
+    prior = rng.uniform(0.01, 0.9, size=(n, 4))
+    F = sp.hstack([sp.csr_matrix(X), sp.csr_matrix(0.5 * Xp), N], format="csr")
+    expected = scorer.score_features(F, prior)
+    feats = CachedFeatures(X.astype(np.float16), Xp.astype(np.float16), N, block=1024)
+    got = learned_confidence(feats, StackedModel.of(scorer), prior)
+    np.testing.assert_allclose(got, expected, atol=5e-3)  # float16 embeddings
+    np.testing.assert_array_equal(got[:, 3], prior[:, 3].astype(np.float32))
+    exact = learned_confidence(CachedFeatures(X, Xp, N, block=1024), StackedModel.of(scorer), prior)
+    np.testing.assert_allclose(exact, expected, rtol=1e-4, atol=1e-6)
