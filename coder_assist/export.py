@@ -225,8 +225,15 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     of -0.5 is a number, not a formula)."""
     out = frame.copy()
     for col in out.columns:
-        if not pd.api.types.is_numeric_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
-            out[col] = out[col].map(neutralise, na_action="ignore")
+        s = out[col]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            continue
+        if pd.api.types.is_string_dtype(s) and not pd.api.types.is_object_dtype(s):
+            hit = s.str.startswith(FORMULA_PREFIXES).fillna(False).astype(bool)  # vectorised: every value is text
+            if hit.any():
+                out[col] = s.where(~hit, "'" + s)
+        else:
+            out[col] = s.map(neutralise, na_action="ignore")
     out.columns = [neutralise(str(c)) for c in out.columns]
     return out
 
