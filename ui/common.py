@@ -189,6 +189,24 @@ def sidebar_counts(project: Project, name: str | None) -> None:
     if prog is not None:
         lines.append(f"You: {prog['decided']} decided · {prog['queued']} to go")
     st.caption("  \n".join(lines))
+    st.button("Back up project", key="backup_project", type="tertiary", icon=":material/backup:", on_click=_backup,
+              help="Copy the project (decisions, template, models) to a new folder under backups/, safely while others code")
+    flash = st.session_state.pop(_BACKUP_FLASH, None)
+    if flash:
+        (st.success if flash[0] == "ok" else st.error)(flash[1])
+
+
+_BACKUP_FLASH = "backup_flash"
+
+
+def _backup() -> None:
+    project, _ = page_context()
+    try:
+        out = project.backup()
+    except CoderAssistError as exc:
+        st.session_state[_BACKUP_FLASH] = ("error", f"Backup failed: {exc}")
+    else:
+        st.session_state[_BACKUP_FLASH] = ("ok", f"Backup written to `{out}`. Copy that folder to another disk to keep it safe.")
 
 
 def after_decision(project: Project, name: str | None) -> None:

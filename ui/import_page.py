@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from coder_assist.errors import CoderAssistError
-from coder_assist.ingest import SUPPORTED_SUFFIXES, parse_attribute_options, read_attributes, read_transcript
+from coder_assist.ingest import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, parse_attribute_options, read_attributes, read_transcript
 from coder_assist.store import Project
 from ui import common
 
@@ -36,10 +36,31 @@ def safe_name(name: str) -> str | None:
     return base
 
 
+# One upload: more files than this are better imported with `coder-assist import` (each file is
+# also held in the browser session's memory until imported). Per-file size: ingest.MAX_FILE_BYTES,
+# also Streamlit's server.maxUploadSize in .streamlit/config.toml.
+MAX_UPLOAD_FILES = 200
+MAX_UPLOAD_TOTAL_BYTES = 200 * 1024 * 1024
+
+
+def upload_limit_problem(files: list[tuple[str, bytes]]) -> str | None:
+    total = sum(len(d) for _, d in files)
+    if len(files) > MAX_UPLOAD_FILES:
+        return (f"{len(files)} files in one upload; the limit is {MAX_UPLOAD_FILES}. Import them in batches, "
+                "or all at once with 'coder-assist import PROJECT FOLDER'.")
+    if total > MAX_UPLOAD_TOTAL_BYTES:
+        return (f"the upload is {total / 2**20:.0f} MB in all; the limit is {MAX_UPLOAD_TOTAL_BYTES // 2**20} MB. "
+                "Import the files in batches, or use 'coder-assist import PROJECT FOLDER'.")
+    return None
+
+
 def check_files(project: Project, files: list[tuple[str, bytes]], attributes: tuple[str, bytes] | None, extra: str) -> dict:
     """Check an upload without importing it. Returns ``rows`` (one per transcript file: file,
     transcript, format, turns, speakers, passages, problem), ``attr_problem`` / ``attr_unmatched``
-    for the attribute sheet, ``extra_problem``, and ``ok``."""
+    for the attribute sheet, ``extra_problem`` (also: too many files, too large in all), and ``ok``."""
+    limit = upload_limit_problem(files)
+    if limit:
+        return {"rows": [], "attr_problem": None, "attr_unmatched": [], "extra_problem": limit, "ok": False}
     existing = set(project.transcripts()["name"])
     rows, seen = [], {}
     with tempfile.TemporaryDirectory(prefix="coder-assist-check-") as tmp:
@@ -52,6 +73,9 @@ def check_files(project: Project, files: list[tuple[str, bytes]], attributes: tu
                 continue
             if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
                 row["problem"] = f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}"
+                continue
+            if len(data) > MAX_FILE_BYTES:
+                row["problem"] = f"the file is {len(data) / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB per transcript (split it into parts)"
                 continue
             path = Path(tmp) / name
             path.write_bytes(data)
