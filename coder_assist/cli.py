@@ -67,9 +67,11 @@ def main() -> None:
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Minimum confidence for a suggestion (default: twice the 1/K chance rate of a code).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True, help="At most this many codes per segment (0: no limit).")
 @click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help="Encoder: torch (sentence-transformers, default; or $CODER_ASSIST_BACKEND), onnx (exported once, same vectors, faster) or onnx-int8 (quantised, approximate).")
+@click.option("--ray", "ray_address", help="Score on Ray instead of this process: 'local' (a local cluster) or a cluster address (needs the [scale] extra; see docs/scale.md).")
+@click.option("--workers", type=int, default=2, show_default=True, help="With --ray: scoring actors (each holds the model).")
 @_with(_segment_options)
 @_clean_errors
-def precode(inputs, out, template, attributes, attrs, model, project, threshold, top_k, backend, unit, window, speakers):
+def precode(inputs, out, template, attributes, attrs, model, project, threshold, top_k, backend, ray_address, workers, unit, window, speakers):
     """Suggest codes for transcript files or folders and write them to a CSV.
 
     \b
@@ -82,6 +84,20 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
     if project is not None and template is not None:
         raise click.UsageError("--template and --project exclude each other: a project has its own template")
     tpl = load_template(template) if project is None else None
+    if ray_address is not None:
+        if project is not None:
+            raise click.UsageError("--ray scores with the template; --project (a trained model) runs in this process")
+        from . import distributed
+
+        t0 = time.perf_counter()
+        df = distributed.precode(
+            inputs, tpl, attributes=attributes, extra_attributes=parse_attribute_options(attrs), segmenter=_segmenter(unit, window, speakers),
+            model=model, threshold=threshold, top_k=top_k or None, workers=workers, address=None if ray_address == "local" else ray_address,
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out, index=False)  # only the driver writes
+        click.echo(f"{len(df)} suggestions for {df.attrs['n_segments']} segments written to {out} ({time.perf_counter() - t0:.1f}s on Ray, {workers} workers)", err=True)
+        return
     t0 = time.perf_counter()
     encoder = load_encoder(model, backend=backend)
     t_load = time.perf_counter() - t0
