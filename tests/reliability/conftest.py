@@ -87,3 +87,21 @@ def zygote():
     z = Zygote()
     yield z
     z.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The suite's own counts (docs/reliability.md quotes them)."""
+    import importlib
+
+    lines = []
+    for mod, name in (("test_crash", "FAULTS"), ("test_faults", "FAULTS"), ("test_hostile_input", "TRIED"), ("test_concurrency", "STATS")):
+        try:
+            counts = getattr(importlib.import_module(f"tests.reliability.{mod}"), name)
+        except ImportError:
+            continue
+        if any(counts.values()):
+            lines.append(f"{mod}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if lines:
+        terminalreporter.write_sep("-", "reliability counts")
+        for line in lines:
+            terminalreporter.write_line(line)

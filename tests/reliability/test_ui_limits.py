@@ -33,7 +33,7 @@ def test_oversized_file_marked_and_import_blocked(project_dir):
 
 
 def test_total_upload_limit(project_dir, monkeypatch):
-    monkeypatch.setattr(import_page, "MAX_UPLOAD_TOTAL_BYTES", 100)
+    monkeypatch.setattr(import_page, "MAX_UPLOAD_TOTAL_BYTES", len(GOOD[1]) + 1)
     with Project.open(project_dir) as p:
         check = import_page.check_files(p, [GOOD, ("b.txt", GOOD[1])], None, "")
     assert not check["ok"] and "in all" in check["extra_problem"]
