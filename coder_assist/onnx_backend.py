@@ -262,12 +262,13 @@ class OnnxEncoder(Encoder):
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, precision: str = "fp32", batch_size: int = 32,
-                 threads: int | None = None, cache_dir: str | Path | None = None, dedup: bool = True):
+                 threads: int | None = None, cache_dir: str | Path | None = None, dedup: bool = True, sort_by_length: bool = True):
         target, base_id = resolve_model(model)
         self.name = str(model or "default")
         self.precision = precision
         self.batch_size = batch_size
         self.dedup = dedup
+        self.sort_by_length = sort_by_length
         path = ensure_exported(model, precision, cache_dir)
         _, max_len = _read_st_config(Path(target))
         try:
@@ -301,7 +302,8 @@ class OnnxEncoder(Encoder):
             weight = np.bincount(where, minlength=len(unique))
         else:
             where, unique, weight = None, list(texts), np.ones(len(texts), dtype=np.int64)
-        order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
+        # Characters are a good enough proxy for tokens to group similar lengths.
+        order = sorted(range(len(unique)), key=lambda i: len(unique[i])) if self.sort_by_length else list(range(len(unique)))
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         out = np.empty((len(unique), self.dim), dtype=np.float32)
         feed: queue.Queue = queue.Queue(maxsize=4)
