@@ -106,9 +106,12 @@ class VectorStore:
             raise ProjectError(f"{folder}: no vector store here") from None
         except (OSError, ValueError) as exc:
             raise ProjectError(f"{header}: unreadable vector store header ({exc})") from exc
-        if meta.get("format") != FORMAT:
-            raise ProjectError(f"{header}: unknown vector store format {meta.get('format')!r}")
-        dim, count = int(meta["dim"]), int(meta["count"])
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ProjectError(f"{header}: unknown vector store format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+        try:
+            dim, count = int(meta["dim"]), int(meta["count"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProjectError(f"{header}: damaged vector store header (bad or missing {exc})") from exc
         mode = "r+" if writable else "r"
         try:
             vecs = np.load(folder / "vectors.npy", mmap_mode=mode)

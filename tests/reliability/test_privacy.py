@@ -187,3 +187,25 @@ def test_formulas_are_neutralised_in_csv_and_xlsx(project_dir, tmp_path):
     risky = [c for c in cells if c[:1] in ("=", "+", "-", "@")]
     assert not risky, risky[:5]
     assert any(c.startswith("'=evil()") for c in cells)
+
+
+vectors = pytest.importorskip("coder_assist.vectors")
+
+
+@pytest.mark.parametrize("plant", ["pickle as vectors.npy", "pickle as ids.npy", "header not a mapping", "header without fields"])
+def test_planted_vector_store_files_are_refused(tmp_path, plant):
+    store = vectors.VectorStore.create(tmp_path / "vs", 4, model="m")
+    store.append(np.array([1, 2]), np.ones((2, 4), dtype=np.float32))
+    store.close()
+    folder = tmp_path / "vs"
+    if plant.startswith("pickle"):
+        (folder / plant.split(" as ")[1]).write_bytes(pickle.dumps(_Boom()))
+    elif plant == "header not a mapping":
+        (folder / "vectors.json").write_text("[1, 2, 3]", encoding="utf-8")
+    else:
+        (folder / "vectors.json").write_text('{"format": %s}' % __import__("json").dumps(vectors.FORMAT), encoding="utf-8")
+    with pytest.raises(ProjectError):
+        vectors.VectorStore.open(folder)
+    import os
+
+    assert not os.path.exists("/tmp/coder-assist-pickle-ran")
