@@ -201,3 +201,24 @@ def test_suggestions_fail_midway_then_resume(project_dir, monkeypatch):
         mv = pipeline.suggest_project(p, encoder=HashEncoder(), progress=False)
         assert p.latest_model_version() == mv != active
         _check_precode_versions(p, ExampleSimilarityScorer.version, [{"op": "precode", "mv": mv}])
+
+
+def test_kill_during_batch_precode_to_csv(zygote, tmp_path):
+    """``precode_to_csv`` killed again and again, each new run resuming from the checkpoint:
+    the final CSV equals an uninterrupted run's, row for row."""
+    import pandas as pd
+
+    from tests.conftest import DEMO_DIR
+
+    reference = tmp_path / "reference.csv"
+    pipeline.precode_to_csv([DEMO_DIR], reference, encoder=HashEncoder(), threshold=0.0, chunk_segments=20, progress=False)
+    acks = tmp_path / "acks.jsonl"
+    out = tmp_path / "precode.csv"
+    for k in range(max(2, KILLS // 2)):
+        run_and_kill(zygote, "precode_csv", DEMO_DIR, 500 + k, acks, (0.3, 5.0))
+        if out.exists():
+            break
+    assert not any(a["op"] == "done" for a in read_acks(acks)) or out.exists()
+    pipeline.precode_to_csv([DEMO_DIR], out, encoder=HashEncoder(), threshold=0.0, chunk_segments=20, progress=False)
+    got, want = pd.read_csv(out), pd.read_csv(reference)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))

@@ -164,7 +164,20 @@ def mode_precode(project: str, coder: str, seed: int, acks: str) -> None:
             ack(op="precode", mv=mv)
 
 
-MODES = {"decisions": mode_decisions, "retrain": mode_retrain, "merge": mode_merge, "precode": mode_precode}
+def mode_precode_csv(project: str, coder: str, seed: int, acks: str) -> None:
+    """Batch pre-coding of transcript files to a CSV (``project`` is the input folder here),
+    resumed by each new worker from the previous one's checkpoint."""
+    from coder_assist import pipeline
+
+    ack = Acks(acks)
+    ack(op="ready")
+    out = Path(acks).with_name("precode.csv")
+    pipeline.precode_to_csv([project], out, encoder=HashEncoder(), threshold=0.0, chunk_segments=20, progress=False)
+    ack(op="done")
+    time.sleep(3600)  # wait for the kill, as the other modes do
+
+
+MODES = {"precode_csv": mode_precode_csv, "decisions": mode_decisions, "retrain": mode_retrain, "merge": mode_merge, "precode": mode_precode}
 
 
 # --------------------------------------------------------------------------- zygote
