@@ -129,6 +129,7 @@ def contrastive_finetune(
     st = SentenceTransformer(target, device="cpu", local_files_only=True)
     st.max_seq_length = cfg.max_seq_length
     st.train()
+    prepare = getattr(st, "preprocess", None) or st.tokenize  # tokenize is deprecated in 6.x
     opt = torch.optim.AdamW(st.parameters(), lr=cfg.learning_rate)
     rng = random.Random(cfg.seed)
     t0 = time.perf_counter()
@@ -140,7 +141,7 @@ def contrastive_finetune(
         rng.shuffle(pairs)
         for b in range(0, len(pairs), cfg.batch_size):
             batch = pairs[b : b + cfg.batch_size]
-            feats = [st.tokenize([texts[p[k]] for p in batch]) for k in (0, 1)]
+            feats = [prepare([texts[p[k]] for p in batch]) for k in (0, 1)]
             emb = [st(f)["sentence_embedding"] for f in feats]
             cos = torch.nn.functional.cosine_similarity(emb[0], emb[1])
             loss = torch.nn.functional.mse_loss(cos, torch.tensor([p[2] for p in batch], dtype=cos.dtype))
