@@ -49,11 +49,13 @@ def has_project(folder: Path) -> bool:
 
 
 @st.cache_resource(show_spinner=False)
-def get_encoder():
-    """The embedding model, loaded once per server process and only by pages that need it."""
+def get_encoder(model: str | None = None):
+    """The embedding model (the project's ``model`` setting, e.g. an encoder fine-tuned on its
+    decisions; None = the bundled default), loaded once per server process and only by pages
+    that need it."""
     from coder_assist.embed import load_encoder
 
-    return load_encoder()
+    return load_encoder(model)
 
 
 @st.cache_resource(show_spinner=False)

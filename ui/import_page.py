@@ -213,7 +213,7 @@ def _on_compute() -> None:
     from coder_assist.pipeline import suggest_project
 
     try:
-        mv = suggest_project(project, encoder=common.get_encoder(), progress=False)
+        mv = suggest_project(project, encoder=common.get_encoder(project.meta("model")), progress=False)
     except CoderAssistError as exc:
         st.session_state[FLASH_KEY] = ("error", f"Suggestions not computed: {exc}")
         return

@@ -44,7 +44,7 @@ def project_dir(base_project, tmp_path, monkeypatch, encoder) -> Path:
     monkeypatch.setenv("CODER_ASSIST_PROJECT", str(dest))
     import ui.common
 
-    monkeypatch.setattr(ui.common, "get_encoder", lambda: encoder)
+    monkeypatch.setattr(ui.common, "get_encoder", lambda *a, **k: encoder)
     return dest
 
 
@@ -156,3 +156,17 @@ def test_auto_retrain_setting_and_hook(project_dir):
 
     at.run()  # the Model page reports the automatic retrain
     assert any("automatic" in s.label and "v2" in s.label for s in at.status)
+
+
+def test_finetune_needs_enough_decisions(project_dir):
+    """The fine-tune button is there, and disabled (with the count in its help) until the
+    project has the minimum number of accept/reject decisions."""
+    from coder_assist import modelview
+    from coder_assist.finetune import MIN_DECISIONS
+
+    at = open_model_page()
+    button = next(b for b in at.button if b.key == "model_finetune")
+    with Project.open(project_dir) as p:
+        n = modelview.n_decisions(p)
+    assert n < MIN_DECISIONS
+    assert button.disabled and f"{n} so far" in button.help
