@@ -98,6 +98,9 @@ def score_segments(
         num_cpus=1,
     )
     out = ds.to_pandas()
+    # Ray hands back Arrow-backed columns (large_string[pyarrow], ...); rebuilt from plain
+    # arrays they get pandas' own dtypes, so the frame and CSV equal the single-process ones.
+    out = pd.DataFrame({c: out[c].to_numpy() for c in out.columns})
     if out.empty:
         return out
     encoders = set(out["encoder"])
