@@ -629,10 +629,28 @@ def rescore_project(project, encoder: Encoder, *, threshold: float | None = None
     return _save_version(project, scorer, card, sugg, segs["id"].to_numpy(dtype=np.int64)[order], project.template(), keep_verdicts=True)
 
 
+#: A temporary model folder untouched this long is the leftover of a killed save, not one in progress.
+STALE_TMP_S = 3600
+
+
+def _sweep_leftovers(models: Path) -> None:
+    """Remove ``.tmp-*`` folders a killed retrain or fine-tune left behind (never a recorded
+    version: those only ever exist under their final name)."""
+    import time
+
+    for d in models.glob(".tmp-*"):
+        try:
+            if d.is_dir() and time.time() - d.stat().st_mtime > STALE_TMP_S:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def _save_version(project, scorer: LearnedScorer, card: dict, sugg: pd.DataFrame, queue: np.ndarray, template: Template, *, keep_verdicts: bool = False) -> int:
     """Write a model version's folder and rows: complete or absent."""
     models = project.folder / "models"
     models.mkdir(exist_ok=True)
+    _sweep_leftovers(models)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=models))
     try:
         scorer.save(tmp)

@@ -243,9 +243,17 @@ def test_orphan_folder_from_a_crash_does_not_block_training(tmp_path, encoder):
     orphan = p.folder / "models" / f"v{next_id}"
     orphan.mkdir(parents=True)
     (orphan / "weights.npz").write_bytes(b"half-written")
+    # Leftovers of killed saves: an old one is swept, a recent one (maybe in progress) is kept.
+    import os
+    import time
+
+    old_tmp, new_tmp = p.folder / "models" / ".tmp-old", p.folder / "models" / ".tmp-new"
+    old_tmp.mkdir(), new_tmp.mkdir()
+    os.utime(old_tmp, (time.time() - 7200, time.time() - 7200))
     mv = train_project(p, encoder)
     assert mv == next_id
     assert (orphan / "model.json").exists() and (orphan / "weights.npz").read_bytes() != b"half-written"
+    assert not old_tmp.exists() and new_tmp.exists()
 
 
 def test_query_order_is_a_permutation_led_by_the_strategy():
