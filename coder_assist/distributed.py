@@ -68,6 +68,7 @@ class _ScoreActor:
 
         out = score_frame(batch, self.template, encoder=self.encoder, scorer=self.scorer, threshold=self.threshold, top_k=self.top_k, progress=False)
         out["encoder"] = self.encoder.model_id
+        out["_pid"] = os.getpid()
         # Plain columns only: what crosses the wire is rows, never model objects.
         return out.drop(columns=["segment"]).reset_index(drop=True)
 
@@ -89,7 +90,9 @@ def score_segments(
     segs = segments.reset_index(drop=True).assign(_row=lambda d: range(len(d)))
     if segs.empty:
         return pd.DataFrame()
-    ds = ray.data.from_pandas(segs).map_batches(
+    # One block per batch, so the actors share the work even on a small input.
+    blocks = [segs.iloc[i : i + batch_size] for i in range(0, len(segs), batch_size)]
+    ds = ray.data.from_pandas(blocks).map_batches(
         _ScoreActor,
         fn_constructor_kwargs={"template": template.to_dict(), "model": model, "threshold": threshold, "top_k": top_k},
         batch_size=batch_size,
@@ -106,7 +109,9 @@ def score_segments(
     encoders = set(out["encoder"])
     if len(encoders) > 1:
         raise CoderAssistError(f"workers used different models {sorted(encoders)}: install the same model on every node")
-    out = out.sort_values(["_row", "rank"], kind="stable").drop(columns=["_row", "encoder"]).reset_index(drop=True)
+    pids = sorted(set(out["_pid"].tolist()))
+    out = out.sort_values(["_row", "rank"], kind="stable").drop(columns=["_row", "encoder", "_pid"]).reset_index(drop=True)
+    out.attrs["worker_pids"] = pids  # which processes did the work
     out["code_path"] = out["code_id"].map(lambda c: template.codes[c].path_str)
     return out
 
@@ -122,6 +127,7 @@ def precode(
     threshold: float | None = None,
     top_k: int | None = 3,
     workers: int = 2,
+    batch_size: int = 512,
     address: str | None = None,
 ) -> pd.DataFrame:
     """:func:`coder_assist.pipeline.precode` (template scorer) with scoring on Ray."""
@@ -136,9 +142,10 @@ def precode(
     attr_names = sorted({k for t in transcripts for k in t.attributes})
     attrs = pd.DataFrame([{"transcript": t.name, **t.attributes} for t in transcripts], columns=["transcript", *attr_names])
     segs = segs.merge(attrs, on="transcript", how="left")
-    out = score_segments(segs, template, model=model, threshold=threshold, top_k=top_k, workers=workers, address=address)
+    out = score_segments(segs, template, model=model, threshold=threshold, top_k=top_k, workers=workers, batch_size=batch_size, address=address)
     out["verdict"] = "cold start"
     cols = OUTPUT_COLUMNS[:2] + attr_names + OUTPUT_COLUMNS[2:]
     result = out.reindex(columns=cols).reset_index(drop=True)
     result.attrs["n_segments"] = len(segs)
+    result.attrs["worker_pids"] = out.attrs.get("worker_pids", [])
     return result
