@@ -234,28 +234,42 @@ class LearnedScorer(Scorer):
         ex_code = np.array([m.code.id for m in models for _ in m.code.examples], dtype=object)
         ex_X = np.vstack([m.ex_vecs[: len(m.code.examples)] for m in models]) if ex_texts else np.zeros((0, corpus.X.shape[1]), np.float32)
         ex_F = self.featurizer.transform(Inputs(X=ex_X, texts=ex_texts, X_prev=np.zeros_like(ex_X), prev_texts=[""] * len(ex_texts)))
-        for j, code in enumerate(self.code_ids):
-            lab = labels[labels["code_id"] == code]
+        by_code = {c: g for c, g in labels.groupby("code_id", sort=False)}
+        empty = labels.iloc[:0]
+
+        def fit_code(j: int, code: str):
+            """One code's classifier, blend, calibration and threshold; None when it has too
+            few decisions. Independent of every other code, so codes are fitted in threads
+            (liblinear releases the GIL)."""
+            lab = by_code.get(code, empty)
             rows = np.array([row_of[s] for s in lab["segment_id"]], dtype=int)
             y = lab["label"].to_numpy(dtype=int)
             n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
             report = CodeReport(code, n_pos, n_neg, 0.0)
-            self.reports[code] = report
             if n_pos < MIN_CLASS or n_neg < MIN_CLASS:
-                continue
+                return report, None
             siblings = set(template.exclusive_siblings(code))
             ex_rows = np.flatnonzero((ex_code == code) | np.isin(ex_code, list(siblings)))
             ex_y = (ex_code[ex_rows] == code).astype(int)
 
+            # Only the feature columns this code's training rows use: an L2-penalised logistic
+            # regression gives every other column a weight of exactly zero, and liblinear's cost
+            # grows with the width (98,304 hashed n-gram columns: 0.24 s a fit, against 0.09 s
+            # on the ~40,000 a code's rows touch).
+            F_code = sp.vstack([F[rows], ex_F[ex_rows]]).tocsr()
+            cols = np.unique(F_code.indices)
+            F_code = F_code[:, cols]
+            ex_part = np.arange(len(rows), F_code.shape[0])
+
             def fit_on(idx: np.ndarray) -> LogisticRegression:
-                return self._clf().fit(sp.vstack([F[rows[idx]], ex_F[ex_rows]]).tocsr(), np.r_[y[idx], ex_y])
+                return self._clf().fit(F_code[np.r_[idx, ex_part]], np.r_[y[idx], ex_y])
 
             prior_p = prior_conf[rows, j]
             # Held-out predictions of the classifier on this code's own decisions.
             k = max(2, min(self.cv_folds, n_pos, n_neg))
             oof = np.zeros(len(y))
             for tr, te in StratifiedKFold(k, shuffle=True, random_state=self.seed).split(rows, y):
-                oof[te] = fit_on(tr).predict_proba(F[rows[te]])[:, 1]
+                oof[te] = fit_on(tr).predict_proba(F_code[te])[:, 1]
             # The blend weight is chosen by held-out log-loss after calibration, not by a count.
             best = None
             for w in BLEND_WEIGHTS:
@@ -275,18 +289,42 @@ class LearnedScorer(Scorer):
             report.precision, report.recall, report.f1 = round(prec, 4), round(rec, 4), round(f1, 4)
             report.verdict = "reliable" if prec >= self.target and rec >= self.target else "needs more decisions"
             clf = fit_on(np.arange(len(y)))
-            self.coef[code] = clf.coef_.ravel().astype(np.float32)
-            self.intercept[code] = float(clf.intercept_[0])
-            self.platt[code] = (a, b)
+            coef = np.zeros(F.shape[1], dtype=np.float32)
+            coef[cols] = clf.coef_.ravel()
+            return report, (coef, float(clf.intercept_[0]), (a, b))
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(self.code_ids), os.cpu_count() or 1))) as pool:
+            results = list(pool.map(fit_code, range(len(self.code_ids)), self.code_ids))
+        for code, (report, fitted) in zip(self.code_ids, results):
+            self.reports[code] = report
+            if fitted is not None:
+                self.coef[code], self.intercept[code], self.platt[code] = fitted
         return self
 
     def _clf(self) -> LogisticRegression:
         return LogisticRegression(C=self.C, class_weight="balanced", solver="liblinear", max_iter=200)
 
     @staticmethod
-    def _platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        lr = LogisticRegression(C=1.0).fit(z[:, None], y)
-        return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    def _platt(z: np.ndarray, y: np.ndarray, C: float = 1.0) -> tuple[float, float]:
+        """Platt scaling: p = sigmoid(a z + b), fitted by Newton's method on the objective of
+        sklearn's LogisticRegression(C) (L2 on the slope, none on the intercept), which this
+        replaces because 245 tiny sklearn fits a retrain cost more than the classifiers."""
+        z = np.asarray(z, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        a = b = 0.0
+        for _ in range(50):
+            p = 1 / (1 + np.exp(-(a * z + b)))
+            r = p - y
+            g = np.array([a + C * (r @ z), C * r.sum()])
+            w = p * (1 - p)
+            H = np.array([[1 + C * (w @ (z * z)), C * (w @ z)], [C * (w @ z), C * w.sum() + 1e-12]])
+            step = np.linalg.solve(H, g)
+            a, b = a - step[0], b - step[1]
+            if np.abs(step).max() < 1e-10:
+                break
+        return float(a), float(b)
 
     def score(self, inputs: Inputs | np.ndarray) -> Scores:
         if self.prior is None:
