@@ -397,12 +397,13 @@ def _per_code(project: Project, name: str | None) -> None:
 
 def render() -> None:
     project, name = common.page_context()
-    st.header("Review suggestions", anchor=False)
+    heading = st.empty()  # filled once the mode is known: a blind coder should not read "suggestions"
     _show_flash()
 
     from ui import agreement  # blind mode: a reliability sample, no suggestions or others' decisions shown
 
     blind = agreement.blind_mode_selector(project)
+    heading.header("Blind double-coding" if blind is not None else "Review suggestions", anchor=False)
     if blind is not None:
         agreement.render_blind(project, name, blind)
         return

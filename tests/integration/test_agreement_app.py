@@ -132,7 +132,9 @@ def answers(project_dir: Path, coder: str) -> list[list[str]]:
 def test_normal_review_shows_suggestions_but_blind_mode_hides_them(project_dir):
     at = start("Sam")
     assert EVIDENCE in page_text(at)                  # the control: normal review shows the evidence
+    assert [h.value for h in at.header] == ["Review suggestions"]
     blind(at)
+    assert [h.value for h in at.header] == ["Blind double-coding"]
     text = page_text(at)
     assert EVIDENCE not in text and '<div class="ca-code">' not in text and "Confidence" not in text
     assert not [b for b in at.button if b.key in ("btn_accept", "btn_reject", "btn_skip")]
