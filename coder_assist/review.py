@@ -239,20 +239,28 @@ class _Pool:
         self.code_ids = [r[0] for r in project.conn.execute("SELECT id FROM codes ORDER BY rowid")]
         self.code_index = {c: i for i, c in enumerate(self.code_ids)}
         self.n_codes = len(self.code_ids) + 1
-        rows = (
-            project.conn.execute(
-                "SELECT g.id, g.segment_id, g.code_id, g.confidence FROM suggestions g "
-                "WHERE g.model_version_id = ? AND g.code_id IN (SELECT id FROM codes WHERE active = 1)",
+        # Numbers only, read in chunks straight into arrays: at a million suggestions, a list of
+        # Python tuples with code-id strings took most of the first page's time and memory.
+        # Codes come as their rowid, mapped to the index through an array.
+        rowid_index = {r: self.code_index[c] for r, c in project.conn.execute("SELECT rowid, id FROM codes")}
+        lut = np.zeros(max(rowid_index, default=0) + 1, dtype=np.int64)
+        for r, i in rowid_index.items():
+            lut[r] = i
+        chunks = []
+        if mv is not None:
+            cur = project.conn.execute(
+                "SELECT g.id, g.segment_id, c.rowid, g.confidence FROM suggestions g JOIN codes c ON c.id = g.code_id "
+                "WHERE g.model_version_id = ? AND c.active = 1",
                 (mv,),
-            ).fetchall()
-            if mv is not None
-            else []
-        )
-        n = len(rows)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
-        seg = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
-        code = np.fromiter((self.code_index[r[2]] for r in rows), dtype=np.int64, count=n)
-        conf = np.fromiter((r[3] for r in rows), dtype=np.float64, count=n)
+            )
+            while batch := cur.fetchmany(200_000):
+                chunks.append(np.array(batch, dtype=np.float64))
+        arr = np.concatenate(chunks) if chunks else np.zeros((0, 4))
+        n = len(arr)
+        ids = arr[:, 0].astype(np.int64)
+        seg = arr[:, 1].astype(np.int64)
+        code = lut[arr[:, 2].astype(np.int64)]
+        conf = arr[:, 3].copy()
         pair = seg * self.n_codes + code
         by_pair = np.argsort(pair, kind="stable")
         self.ids, self.seg, self.code, self.conf, self.pair = ids[by_pair], seg[by_pair], code[by_pair], conf[by_pair], pair[by_pair]
