@@ -21,23 +21,7 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 30
 MONEY, TIME, LISTEN = "barriers/money", "barriers/time", "enablers/listening"
 
-TEMPLATE = """\
-name: Tiny template
-codes:
-  - name: Barriers
-    children:
-      - name: Money
-        description: Funding is short.
-        examples: ["The budget was cut again."]
-      - name: Time
-        description: Deadlines and capacity.
-        examples: ["We never have enough time."]
-  - name: Enablers
-    children:
-      - name: Listening
-        description: People feel heard.
-        examples: ["They actually listened to us."]
-"""
+TEMPLATE = (Path(__file__).resolve().parents[1] / "fixtures" / "tiny_template.yaml").read_text(encoding="utf-8")
 
 T1 = """\
 Interviewer: How did the project go?

@@ -17,23 +17,7 @@ from coder_assist.errors import ProjectError
 from coder_assist.pipeline import import_files, init_project
 from coder_assist.store import Project
 
-TEMPLATE = """\
-name: Tiny template
-codes:
-  - name: Barriers
-    children:
-      - name: Money
-        description: Funding is short.
-        examples: ["The budget was cut again."]
-      - name: Time
-        description: Deadlines and capacity.
-        examples: ["We never have enough time."]
-  - name: Enablers
-    children:
-      - name: Listening
-        description: People feel heard.
-        examples: ["They actually listened to us."]
-"""
+TEMPLATE = (Path(__file__).resolve().parents[1] / "fixtures" / "tiny_template.yaml").read_text(encoding="utf-8")
 
 T1 = """\
 Interviewer: How did the project go?
