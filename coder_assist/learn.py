@@ -84,19 +84,19 @@ class Featurizer:
             "prev_word": v["prev_word"].transform(prev),
         }
 
-    def fit(self, inputs: Inputs) -> "Featurizer":
+    def fit(self, inputs: Inputs, counts: dict[str, sp.csr_matrix] | None = None) -> "Featurizer":
         """Fit IDF weights on unlabelled text (the whole project: no labels are used)."""
         if "ngrams" in self.features:
             n = len(inputs.texts)
-            for name, m in self._counts(inputs).items():
+            for name, m in (counts or self._counts(inputs)).items():
                 df = np.asarray((m > 0).sum(axis=0)).ravel()
                 self.idf[name] = (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)
         return self
 
-    def ngrams(self, inputs: Inputs) -> sp.csr_matrix:
+    def ngrams(self, inputs: Inputs, counts: dict[str, sp.csr_matrix] | None = None) -> sp.csr_matrix:
         """The TF-IDF n-gram blocks alone (needs :meth:`fit` first)."""
         blocks = []
-        for name, m in self._counts(inputs).items():
+        for name, m in (counts or self._counts(inputs)).items():
             w = m.multiply(self.idf[name]).tocsr()
             norms = np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel())
             norms[norms == 0] = 1.0
@@ -104,13 +104,19 @@ class Featurizer:
             blocks.append(sp.diags(0.7 / norms) @ w)
         return sp.hstack(blocks, format="csr")
 
-    def transform(self, inputs: Inputs) -> sp.csr_matrix:
+    def fit_transform(self, inputs: Inputs) -> sp.csr_matrix:
+        """:meth:`fit` then :meth:`transform`, hashing the n-grams once (the hashing is most of
+        a retrain's featurising: pure-Python n-gram analysis in scikit-learn)."""
+        counts = self._counts(inputs) if "ngrams" in self.features else None
+        return self.fit(inputs, counts).transform(inputs, counts)
+
+    def transform(self, inputs: Inputs, counts: dict[str, sp.csr_matrix] | None = None) -> sp.csr_matrix:
         blocks: list[sp.spmatrix] = [sp.csr_matrix(inputs.X)]
         if self.features in ("emb+prev", "emb+prev+ngrams"):
             xp = inputs.X_prev if inputs.X_prev is not None else np.zeros_like(inputs.X)
             blocks.append(sp.csr_matrix(0.5 * xp))
         if "ngrams" in self.features:
-            blocks.append(self.ngrams(inputs))
+            blocks.append(self.ngrams(inputs, counts))
         return sp.hstack(blocks, format="csr")
 
 
@@ -221,8 +227,15 @@ class LearnedScorer(Scorer):
         """
         if self.prior is None:
             raise ProjectError("LearnedScorer.fit(template, encoder) must come before fit_labels")
-        self.featurizer = featurizer or Featurizer(self.features).fit(corpus)
-        F = self.featurizer.transform(corpus) if F is None else F
+        if featurizer is not None:
+            self.featurizer = featurizer
+            F = featurizer.transform(corpus) if F is None else F
+        else:
+            self.featurizer = Featurizer(self.features)
+            if F is None:
+                F = self.featurizer.fit_transform(corpus)
+            else:
+                self.featurizer.fit(corpus)
         prior_conf = self.prior.score(corpus).confidence if prior_conf is None else prior_conf
         self.coef, self.intercept, self.platt, self.reports = {}, {}, {}, {}
         # The template's example excerpts are labelled data too: positives for their code and,
@@ -326,14 +339,15 @@ class LearnedScorer(Scorer):
                 break
         return float(a), float(b)
 
-    def score(self, inputs: Inputs | np.ndarray) -> Scores:
+    def score(self, inputs: Inputs | np.ndarray, *, features: sp.csr_matrix | None = None) -> Scores:
+        """``features``: this featurizer's matrix of ``inputs`` when the caller has it already."""
         if self.prior is None:
             raise ProjectError("the learned scorer has no template prior; call fit() first")
         inputs = Inputs.of(inputs)
         base = self.prior.score(inputs)
         if not self.coef:
             return base
-        conf = self.score_features(self.featurizer.transform(inputs), base.confidence)
+        conf = self.score_features(self.featurizer.transform(inputs) if features is None else features, base.confidence)
         return Scores(base.code_ids, conf, base.similarity, base.evidence_text, base.evidence_source, base.evidence_similarity, self.thresholds())
 
     def thresholds(self) -> np.ndarray:
@@ -627,7 +641,10 @@ def train_project(project, encoder: Encoder, *, features: FeatureSet = DEFAULT_F
     row_of = {int(s): i for i, s in enumerate(segs["id"])}
     labels = labels[labels["segment_id"].isin(row_of)]
     scorer = LearnedScorer(features=features, target=target).fit(template, encoder)
-    scorer.fit_labels(inputs, labels, row_of=row_of)
+    # Featurised once for training and scoring: n-gram hashing is the slow part of a retrain.
+    featurizer = Featurizer(features)
+    F = featurizer.fit_transform(inputs)
+    scorer.fit_labels(inputs, labels, row_of=row_of, featurizer=featurizer, F=F)
     history = [json.loads(c) for k, c in project.model_versions()[["kind", "card"]].itertuples(index=False) if k == LearnedScorer.version]
     history = [c for c in history if "rescored_from" not in c]  # a rescore is not a new point on the curve
     apply_history(scorer.reports, history, target)
@@ -638,7 +655,7 @@ def train_project(project, encoder: Encoder, *, features: FeatureSet = DEFAULT_F
         "n_labels": len(labels),
         "template_sha1": hashlib.sha1(template.to_yaml().encode()).hexdigest(),
     }
-    scores = scorer.score(inputs)
+    scores = scorer.score(inputs, features=F)
     order = query_order(scores.confidence, inputs.X)
     sugg = with_probes(suggest(scores, threshold=threshold, top_k=top_k), scores, order[:QUEUE_HEAD])
     sugg["segment_id"] = segs["id"].to_numpy()[sugg["segment"].to_numpy()]

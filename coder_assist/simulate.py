@@ -118,8 +118,8 @@ def run_loop(
     inputs = Inputs(X=embeddings["X"][corpus["row"]], texts=corpus["text"].tolist(), X_prev=embeddings["P"][corpus["row"]], prev_texts=corpus["prev_text"].tolist())
     n_pool = len(pool)
     scorer = LearnedScorer(features=features, seed=seed).fit(template, encoder)
-    featurizer = Featurizer(features).fit(inputs)
-    F = featurizer.transform(inputs)
+    featurizer = Featurizer(features)
+    F = featurizer.fit_transform(inputs)
     prior_conf = scorer.prior.score(inputs).confidence
     code_ids = scorer.code_ids
     conf = prior_conf

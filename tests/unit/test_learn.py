@@ -336,3 +336,12 @@ def test_suggest_after_training_uses_the_learned_model_for_new_transcripts(tmp_p
     common = old.index.intersection(new.index)
     assert len(common) and np.allclose(old[common], new[common], atol=1e-5)
     assert learning_curve(p)["version"].tolist() == [mv]  # a rescore is not a new point
+
+
+def test_fit_transform_equals_fit_then_transform(encoder):
+    texts = MONEY + TIME
+    inputs = corpus_inputs(encoder, texts)
+    a = Featurizer().fit_transform(inputs)
+    f = Featurizer().fit(inputs)
+    b = f.transform(inputs)
+    assert a.shape == b.shape and abs(a - b).max() < 1e-6
