@@ -632,8 +632,6 @@ def consistency_check(project, encoder: Encoder, *, z_cut: float = -2.0) -> pd.D
 def train_project(project, encoder: Encoder, *, features: FeatureSet = DEFAULT_FEATURES, target: float = 0.7, threshold: float | None = None, top_k: int | None = 3) -> int:
     """Retrain from the project's decisions, save the model version (complete or absent), and
     store its suggestions. Returns the new model version id."""
-    from .suggest import suggest
-
     template = project.template()
     segs, inputs = project_inputs(project, encoder)
     decisions = project.current_decisions()
@@ -656,18 +654,13 @@ def train_project(project, encoder: Encoder, *, features: FeatureSet = DEFAULT_F
         "template_sha1": hashlib.sha1(template.to_yaml().encode()).hexdigest(),
     }
     scores = scorer.score(inputs, features=F)
-    order = query_order(scores.confidence, inputs.X)
-    sugg = with_probes(suggest(scores, threshold=threshold, top_k=top_k), scores, order[:QUEUE_HEAD])
-    sugg["segment_id"] = segs["id"].to_numpy()[sugg["segment"].to_numpy()]
-    return _save_version(project, scorer, card, sugg, segs["id"].to_numpy(dtype=np.int64)[order], template)
+    return _save_version(project, scorer, card, scores, inputs, segs, template, threshold=threshold, top_k=top_k)
 
 
 def rescore_project(project, encoder: Encoder, *, threshold: float | None = None, top_k: int | None = 3) -> int:
     """Score every segment (new transcripts included) with the active learned model, without
     retraining, and store the result as a new model version that copies its weights: new
     interviews get learned suggestions, and the learning-curve history gains no fake point."""
-    from .suggest import suggest
-
     source = project.latest_model_version()
     kinds = dict(project.model_versions()[["id", "kind"]].itertuples(index=False))
     if source is None or kinds.get(source) != LearnedScorer.version:
@@ -677,11 +670,8 @@ def rescore_project(project, encoder: Encoder, *, threshold: float | None = None
     card = json.loads((src_folder / "card.json").read_text(encoding="utf-8"))
     segs, inputs = project_inputs(project, encoder)
     scores = scorer.score(inputs)
-    order = query_order(scores.confidence, inputs.X)
-    sugg = with_probes(suggest(scores, threshold=threshold, top_k=top_k), scores, order[:QUEUE_HEAD])
-    sugg["segment_id"] = segs["id"].to_numpy()[sugg["segment"].to_numpy()]
     card = card | {"created_at": _now(), "rescored_from": source, "segments": len(segs)}
-    return _save_version(project, scorer, card, sugg, segs["id"].to_numpy(dtype=np.int64)[order], project.template(), keep_verdicts=True)
+    return _save_version(project, scorer, card, scores, inputs, segs, project.template(), threshold=threshold, top_k=top_k, keep_verdicts=True)
 
 
 #: A temporary model folder untouched this long is the leftover of a killed save, not one in progress.
@@ -701,8 +691,18 @@ def _sweep_leftovers(models: Path) -> None:
             pass
 
 
-def _save_version(project, scorer: LearnedScorer, card: dict, sugg: pd.DataFrame, queue: np.ndarray, template: Template, *, keep_verdicts: bool = False) -> int:
-    """Write a model version's folder and rows: complete or absent."""
+def _save_version(
+    project, scorer: LearnedScorer, card: dict, scores: Scores, inputs: Inputs, segs: pd.DataFrame, template: Template,
+    *, threshold: float | None, top_k: int | None, keep_verdicts: bool = False,
+) -> int:
+    """Pick the suggestions and the review order from ``scores``, then write the model
+    version's folder and rows: complete or absent."""
+    from .suggest import suggest
+
+    order = query_order(scores.confidence, inputs.X)
+    sugg = with_probes(suggest(scores, threshold=threshold, top_k=top_k), scores, order[:QUEUE_HEAD])
+    sugg["segment_id"] = segs["id"].to_numpy()[sugg["segment"].to_numpy()]
+    queue = segs["id"].to_numpy(dtype=np.int64)[order]
     models = project.folder / "models"
     models.mkdir(exist_ok=True)
     _sweep_leftovers(models)
