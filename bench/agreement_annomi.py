@@ -1,4 +1,4 @@
-"""Human agreement on AnnoMI's 10-annotator transcripts, computed with coder_assist.agreement.
+"""Human agreement on AnnoMI's 10-annotator transcripts, computed with coder_assist.app.agreement.
 
 1. Fleiss' kappa and Krippendorff's alpha of the 10 annotators on the coarse codes (therapist
    behaviour, 4 codes; client talk type, 3 codes), against the figures the eval README quotes.
@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from coder_assist import agreement as ag
-from coder_assist.codebook import parse_template
-from coder_assist.ingest import Transcript, Turn
-from coder_assist.segment import Segment
-from coder_assist.store import Project
+from coder_assist.app import agreement as ag
+from coder_assist.core.template import parse_template
+from coder_assist.formats.transcripts import Transcript, Turn
+from coder_assist.core.segment import Segment
+from coder_assist.store.project import Project
 
 
 def coarse(df: pd.DataFrame) -> dict:

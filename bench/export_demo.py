@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from coder_assist import export, review  # noqa: E402
-from coder_assist.store import Project, _now  # noqa: E402
+from coder_assist.app import export, review  # noqa: E402
+from coder_assist.store.project import Project, _now  # noqa: E402
 
 
 def timed(fn, repeats: int = 1) -> tuple[float, object]:
@@ -67,7 +67,7 @@ def record_demo_decisions(p: Project) -> dict:
 
 
 def demo(project_dir: Path | None, out_dir: Path) -> dict:
-    from coder_assist.pipeline import build_demo_project
+    from coder_assist.app.pipeline import build_demo_project
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if project_dir is None:

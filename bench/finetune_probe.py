@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from coder_assist.embed import SentenceTransformerEncoder  # noqa: E402
-from coder_assist.finetune import FinetuneConfig, contrastive_finetune  # noqa: E402
-from coder_assist.learn import Featurizer  # noqa: E402
-from coder_assist.simulate import _fit_all, _metrics, load_dataset  # noqa: E402
-from coder_assist.suggest import Inputs  # noqa: E402
+from coder_assist.ml.embed import SentenceTransformerEncoder  # noqa: E402
+from coder_assist.ml.finetune import FinetuneConfig, contrastive_finetune  # noqa: E402
+from coder_assist.ml.learn import Featurizer  # noqa: E402
+from coder_assist.eval.simulate import _fit_all, _metrics, load_dataset  # noqa: E402
+from coder_assist.ml.suggest import Inputs  # noqa: E402
 
 
 def evaluate(ds, units, train, test, encoder) -> dict:

@@ -6,7 +6,7 @@ Prints one JSON object (and writes it with ``--out``). Run:
 
 Builds (once; reused when ``--project`` already holds it) a synthetic project of ``--segments``
 segments with bench/review_synth.py (about 1.15 suggestions a segment) and its segment vectors
-in a :class:`coder_assist.vectors.VectorStore` (384-d, float16, memory-mapped, beside
+in a :class:`coder_assist.scale.vectors.VectorStore` (384-d, float16, memory-mapped, beside
 project.db). Then, each in a fresh process (peak RSS from ``resource.getrusage``):
 
 * **compact**: open the project and the vector store, build the review queue pool, draw the
@@ -42,7 +42,7 @@ def build(folder: Path, n: int) -> dict:
     import numpy as np
 
     import review_synth
-    from coder_assist.vectors import VectorStore
+    from coder_assist.scale.vectors import VectorStore
 
     t = time.perf_counter()
     if not (folder / "project.db").exists():
@@ -68,10 +68,10 @@ def serve(folder: Path, mode: str) -> dict:
     """Runs in a fresh process: open, first page, first batch; report time and peak RSS."""
     import numpy as np
 
-    from coder_assist import review
-    from coder_assist.store import Project
-    from coder_assist import learn  # noqa: F401  (imports are not what is timed: sklearn alone takes seconds)
-    from coder_assist.vectors import VectorStore, rank_queue
+    from coder_assist.app import review
+    from coder_assist.store.project import Project
+    from coder_assist.ml import learn  # noqa: F401  (imports are not what is timed: sklearn alone takes seconds)
+    from coder_assist.scale.vectors import VectorStore, rank_queue
 
     t0 = time.perf_counter()
     project = Project.open(folder)

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from coder_assist import load_template, precode  # noqa: E402
-from coder_assist.embed import CachedEncoder, EmbeddingCache, load_encoder  # noqa: E402
-from coder_assist.pipeline import DEMO_DIR  # noqa: E402
+from coder_assist.ml.embed import CachedEncoder, EmbeddingCache, load_encoder  # noqa: E402
+from coder_assist.app.pipeline import DEMO_DIR  # noqa: E402
 
 
 def main() -> None:

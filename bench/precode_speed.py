@@ -35,11 +35,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from coder_assist import load_template, precode  # noqa: E402
-from coder_assist.embed import CachedEncoder, EmbeddingCache, Encoder, load_encoder  # noqa: E402
-from coder_assist.ingest import load_transcripts  # noqa: E402
-from coder_assist.pipeline import DEMO_DIR  # noqa: E402
-from coder_assist.segment import Segmenter  # noqa: E402
-from coder_assist.suggest import ExampleSimilarityScorer, suggest  # noqa: E402
+from coder_assist.ml.embed import CachedEncoder, EmbeddingCache, Encoder, load_encoder  # noqa: E402
+from coder_assist.formats.transcripts import load_transcripts  # noqa: E402
+from coder_assist.app.pipeline import DEMO_DIR  # noqa: E402
+from coder_assist.core.segment import Segmenter  # noqa: E402
+from coder_assist.ml.suggest import ExampleSimilarityScorer, suggest  # noqa: E402
 
 ANNOMI = Path("/work/shared/eval/annomi-client/segments.csv")
 BACKENDS = ["torch", "onnx", "onnx-int8"]
@@ -89,7 +89,7 @@ def median(xs):
 def load_time(backend: str) -> float:
     """Fresh process: import + model ready + one sentence encoded (the export already cached)."""
     code = (
-        "import time; t=time.perf_counter(); from coder_assist.embed import load_encoder; "
+        "import time; t=time.perf_counter(); from coder_assist.ml.embed import load_encoder; "
         f"e=load_encoder(backend={backend!r}, cache=False); e.encode(['hello']); print(time.perf_counter()-t)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
@@ -165,7 +165,7 @@ def main() -> None:
         # Encoder-only ablations on the larger corpus: sorting, dedup, threads.
         texts = texts_by_corpus.get("annomi", texts_by_corpus["demo"])
         if "onnx" in backends:
-            from coder_assist.onnx_backend import OnnxEncoder
+            from coder_assist.ml.onnx_backend import OnnxEncoder
 
             variants = {
                 "onnx (dedup, length-sorted, 2 threads)": encoders["onnx"],

@@ -24,8 +24,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from coder_assist import refi  # noqa: E402
-from coder_assist.pipeline import DEMO_DIR, import_files, init_project  # noqa: E402
+from coder_assist.formats import refi  # noqa: E402
+from coder_assist.app.pipeline import DEMO_DIR, import_files, init_project  # noqa: E402
 
 
 def main() -> None:

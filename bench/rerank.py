@@ -41,10 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from coder_assist import learn  # noqa: E402
-from coder_assist.learn import CodeReport, Featurizer, LearnedScorer  # noqa: E402
-from coder_assist.suggest import Inputs  # noqa: E402
-from coder_assist.vectors import CachedFeatures, StackedModel, learned_confidence, rank_queue  # noqa: E402
+from coder_assist.ml import learn  # noqa: E402
+from coder_assist.ml.learn import CodeReport, Featurizer, LearnedScorer  # noqa: E402
+from coder_assist.ml.suggest import Inputs  # noqa: E402
+from coder_assist.scale.vectors import CachedFeatures, StackedModel, learned_confidence, rank_queue  # noqa: E402
 
 DIM = 384
 

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from coder_assist import pipeline  # noqa: E402
-from coder_assist.embed import Encoder  # noqa: E402
+from coder_assist.app import pipeline  # noqa: E402
+from coder_assist.ml.embed import Encoder  # noqa: E402
 
 DEMO = ROOT / "data" / "demo"
 
@@ -68,7 +68,7 @@ def main() -> None:
 
         base: Encoder = HashEncoder()
     else:
-        from coder_assist.embed import load_encoder
+        from coder_assist.ml.embed import load_encoder
 
         base = load_encoder(cache=False)
     # Random stand-in vectors clear no threshold: keep the top 3 codes of every segment so the

@@ -52,8 +52,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import review_synth  # noqa: E402
 
-from coder_assist import review  # noqa: E402
-from coder_assist.store import Project  # noqa: E402
+from coder_assist.app import review  # noqa: E402
+from coder_assist.store.project import Project  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]

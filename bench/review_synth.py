@@ -13,8 +13,8 @@ import random
 from datetime import datetime, timezone
 from pathlib import Path
 
-from coder_assist.pipeline import init_project
-from coder_assist.store import Project
+from coder_assist.app.pipeline import init_project
+from coder_assist.store.project import Project
 
 WORDS = (
     "we they council team people budget time staff meeting service carers group funding plan "

@@ -4,12 +4,12 @@ The library is usable on its own (no Streamlit): ``precode`` for files, ``Projec
 ``init_project`` / ``import_files`` / ``suggest_project`` for a project database.
 """
 
-from .codebook import Code, Example, Template, load_template, parse_template
-from .errors import CoderAssistError, InputError, ModelError, ProjectError, TemplateError
-from .ingest import Transcript, Turn, load_transcripts, read_attributes, read_transcript
-from .pipeline import build_demo_project, import_files, init_project, precode, suggest_project
-from .segment import Segment, Segmenter
-from .store import Project
+from .core.template import Code, Example, Template, load_template, parse_template
+from .core.errors import CoderAssistError, InputError, ModelError, ProjectError, TemplateError
+from .formats.transcripts import Transcript, Turn, load_transcripts, read_attributes, read_transcript
+from .app.pipeline import build_demo_project, import_files, init_project, precode, suggest_project
+from .core.segment import Segment, Segmenter
+from .store.project import Project
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,4 @@
-"""``coder-assist`` command line: a thin layer over :mod:`coder_assist.pipeline`."""
+"""``coder-assist`` command line: a thin layer over :mod:`coder_assist.app.pipeline`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from .codebook import Template, load_template
-from .errors import CoderAssistError
-from .pipeline import DEFAULT_THRESHOLD, DEFAULT_TOP_K
+from .core.template import Template, load_template
+from .core.errors import CoderAssistError
+from .app.pipeline import DEFAULT_THRESHOLD, DEFAULT_TOP_K
 
 
 def _clean_errors(fn):
@@ -29,7 +29,7 @@ def _clean_errors(fn):
 
 
 def _segmenter(unit: str, window: int, speakers: tuple[str, ...]):
-    from .segment import Segmenter
+    from .core.segment import Segmenter
 
     return Segmenter(unit=unit, window=window, coded_speakers=frozenset(speakers) if speakers else None)
 
@@ -77,9 +77,9 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
     \b
     Example:  coder-assist precode data/demo --out suggestions.csv
     """
-    from . import pipeline
-    from .embed import load_encoder
-    from .ingest import parse_attribute_options
+    from .app import pipeline
+    from .ml.embed import load_encoder
+    from .formats.transcripts import parse_attribute_options
 
     if project is not None and template is not None:
         raise click.UsageError("--template and --project exclude each other: a project has its own template")
@@ -87,7 +87,7 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
     if ray_address is not None:
         if project is not None:
             raise click.UsageError("--ray scores with the template; --project (a trained model) runs in this process")
-        from . import distributed
+        from .scale import distributed
 
         t0 = time.perf_counter()
         df = distributed.precode(
@@ -136,7 +136,7 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
 @_clean_errors
 def init(project, template, unit, window, speakers):
     """Create a project (a folder holding project.db) with a template."""
-    from .pipeline import init_project
+    from .app.pipeline import init_project
 
     with init_project(project, load_template(template), _segmenter(unit, window, speakers)) as p:
         click.echo(f"created {p.folder / 'project.db'} with template {p.template().name!r} ({len(p.template().leaves())} codes)")
@@ -156,15 +156,15 @@ def import_(project, inputs, attributes, attrs):
     and its coding (as accepted decisions by its users):  coder-assist import myproject study.qdpx
     A codebook (.qdc) adds the codes the template lacks:   coder-assist import myproject codes.qdc
     """
-    from .ingest import parse_attribute_options
-    from .pipeline import import_files
-    from .store import Project
+    from .formats.transcripts import parse_attribute_options
+    from .app.pipeline import import_files
+    from .store.project import Project
 
     refi_files = [i for i in inputs if i.suffix.lower() in (".qdpx", ".qdc")]
     if refi_files:
         if len(refi_files) != len(inputs) or attributes or attrs:
             raise click.UsageError("import .qdpx/.qdc files on their own: their attributes come from the file's cases and variables")
-        from .refi import import_qdc, import_qdpx
+        from .formats.refi import import_qdc, import_qdpx
 
         with Project.open(project) as p:
             for f in refi_files:
@@ -190,9 +190,9 @@ def import_(project, inputs, attributes, attrs):
 @_clean_errors
 def suggest(project, model, threshold, top_k, backend):
     """Score every segment of a project and store the suggestions."""
-    from .embed import load_encoder
-    from .pipeline import suggest_project
-    from .store import Project
+    from .ml.embed import load_encoder
+    from .app.pipeline import suggest_project
+    from .store.project import Project
 
     with Project.open(project) as p:
         encoder = load_encoder(model or p.meta("model"), backend=backend)
@@ -207,7 +207,7 @@ def suggest(project, model, threshold, top_k, backend):
 @_clean_errors
 def codes(project, template, examples):
     """Show the code tree of a project, a template file, or the built-in template."""
-    from .store import Project
+    from .store.project import Project
 
     if project is not None and template is None:
         with Project.open(project) as p:
@@ -237,9 +237,9 @@ def _print_tree(tpl: Template, examples: bool) -> None:
 @_clean_errors
 def train(project, model, features, target):
     """Retrain from the project's decisions; saves a model version and new suggestions."""
-    from .embed import load_encoder
-    from .learn import train_project
-    from .store import Project
+    from .ml.embed import load_encoder
+    from .ml.learn import train_project
+    from .store.project import Project
 
     with Project.open(project) as p:
         t0 = time.perf_counter()
@@ -263,8 +263,8 @@ def finetune(project, pairs_per_label, epochs, time_budget, use):
     bench/results/finetune_probe.json for what it gained on AnnoMI before you switch."""
     from tqdm import tqdm
 
-    from .finetune import FinetuneConfig, finetune_project
-    from .store import Project
+    from .ml.finetune import FinetuneConfig, finetune_project
+    from .store.project import Project
 
     with Project.open(project) as p:
         with tqdm(total=0, unit="pair", disable=not sys.stderr.isatty()) as bar:
@@ -285,9 +285,9 @@ def finetune(project, pairs_per_label, epochs, time_budget, use):
 @_clean_errors
 def check(project, model, out):
     """Consistency check: accepted codings far from their code or closer to another one."""
-    from .embed import load_encoder
-    from .learn import consistency_check
-    from .store import Project
+    from .ml.embed import load_encoder
+    from .ml.learn import consistency_check
+    from .store.project import Project
 
     with Project.open(project) as p:
         df = consistency_check(p, load_encoder(model or p.meta("model")))
@@ -308,7 +308,7 @@ def models(project, version):
     """List a project's model versions (or roll back to one)."""
     import json
 
-    from .store import Project
+    from .store.project import Project
 
     with Project.open(project) as p:
         if version is not None:
@@ -332,7 +332,7 @@ def backup(project, dest):
     DEST is a new folder (default: PROJECT/backups/<UTC time>); open it like any project.
     Example:  coder-assist backup myproject /media/usb/myproject-2026-11-26
     """
-    from .store import Project
+    from .store.project import Project
 
     with Project.open(project) as p:
         out = p.backup(dest)
@@ -354,8 +354,8 @@ def backup(project, dest):
 @_clean_errors
 def simulate(dataset, out, folds, budget, batch, features, quick, model):
     """Simulated researcher: learning curves on an expert-coded dataset against baselines."""
-    from .embed import load_encoder
-    from .simulate import plot_curve, simulate as run_simulation, write_result
+    from .ml.embed import load_encoder
+    from .eval.simulate import plot_curve, simulate as run_simulation, write_result
 
     fold_list = [int(f) for f in folds.split(",")] if folds else None
     kwargs = {}
@@ -390,8 +390,8 @@ def agreement(project, coders, model_coder, sample, exclude_uncoded, out):
     """
     import json
 
-    from . import agreement as ag
-    from .store import Project
+    from .app import agreement as ag
+    from .store.project import Project
 
     if bool(coders) == bool(model_coder):
         raise click.UsageError("give either --coders A,B or --model CODER")
@@ -425,8 +425,8 @@ def reliability_sample(project, share, seed, name):
     The second coder codes it in the app's Review page, blind mode; then:
       coder-assist agreement PROJECT --coders A,B --sample NAME
     """
-    from . import agreement as ag
-    from .store import Project
+    from .app import agreement as ag
+    from .store.project import Project
 
     with Project.open(project) as p:
         if share is not None:
@@ -460,8 +460,8 @@ def export(project, fmt, out, include, threshold, attributes, transcripts):
     \b
     Example:  coder-assist export myproject --format report --out report/ --attribute sector --attribute level
     """
-    from .export import export as run_export
-    from .store import Project
+    from .app.export import export as run_export
+    from .store.project import Project
 
     with Project.open(project) as p:
         res = run_export(p, fmt, out, include=include, threshold=threshold, attributes=list(attributes) or None,
@@ -479,7 +479,7 @@ def demo(project, force):
     """Build the demo project (default template + invented demo interviews + suggestions)."""
     import shutil
 
-    from .pipeline import build_demo_project
+    from .app.pipeline import build_demo_project
 
     if (project / "project.db").exists() and not force:
         click.echo(f"demo project already at {project}")

@@ -59,7 +59,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def base_encoder():
     """The real default model (all-MiniLM-L6-v2 from the bundled package), loaded once."""
-    from coder_assist.embed import load_encoder
+    from coder_assist.ml.embed import load_encoder
 
     return load_encoder(cache=False)
 
@@ -67,13 +67,13 @@ def base_encoder():
 @pytest.fixture
 def encoder(base_encoder, tmp_path):
     """The real model behind a fresh on-disk cache, so tests can count what was encoded."""
-    from coder_assist.embed import CachedEncoder, EmbeddingCache
+    from coder_assist.ml.embed import CachedEncoder, EmbeddingCache
 
     return CachedEncoder(base_encoder, EmbeddingCache(tmp_path / "cache.sqlite"))
 
 
 @pytest.fixture(scope="session")
 def template():
-    from coder_assist.codebook import load_template
+    from coder_assist.core.template import load_template
 
     return load_template()

@@ -1,5 +1,5 @@
 """Streamlit pages of the coder-assist app (``app.py`` wires them together).
 
 Pages only render and call :mod:`coder_assist` functions; anything worth testing without a
-browser lives in :mod:`coder_assist.review` and friends.
+browser lives in :mod:`coder_assist.app.review` and friends.
 """

@@ -14,11 +14,11 @@ import json
 import pandas as pd
 import streamlit as st
 
-from coder_assist import agreement as ag
-from coder_assist import review
-from coder_assist.codebook import PATH_SEP
-from coder_assist.errors import CoderAssistError
-from coder_assist.store import Project
+from coder_assist.app import agreement as ag
+from coder_assist.app import review
+from coder_assist.core.template import PATH_SEP
+from coder_assist.core.errors import CoderAssistError
+from coder_assist.store.project import Project
 from ui import common
 
 BLIND_KEY = "review_blind_sample"  # the sample coded in blind mode (None: normal review)

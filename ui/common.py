@@ -10,8 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from coder_assist.errors import CoderAssistError
-from coder_assist.store import DB_NAME, Project
+from coder_assist.core.errors import CoderAssistError
+from coder_assist.store.project import DB_NAME, Project
 
 DEFAULT_PROJECT = "demo-project"
 PROJECT_ENV = "CODER_ASSIST_PROJECT"
@@ -53,7 +53,7 @@ def get_encoder(model: str | None = None):
     """The embedding model (the project's ``model`` setting, e.g. an encoder fine-tuned on its
     decisions; None = the bundled default), loaded once per server process and only by pages
     that need it."""
-    from coder_assist.embed import load_encoder
+    from coder_assist.ml.embed import load_encoder
 
     return load_encoder(model)
 
@@ -83,7 +83,7 @@ def ensure_demo_project(folder: Path) -> None:
     with _build_lock():
         if has_project(folder):  # another session built it while this one waited
             return
-        from coder_assist.pipeline import build_demo_project
+        from coder_assist.app.pipeline import build_demo_project
 
         with st.status("First start: building the demo project (about half a minute)…", expanded=True) as status:
             st.write("Loading the embedding model…")
@@ -176,7 +176,7 @@ def _md_escape(text: str) -> str:
 
 
 def sidebar_counts(project: Project, name: str | None) -> None:
-    from coder_assist import review
+    from coder_assist.app import review
 
     try:
         counts = review.project_summary(project)

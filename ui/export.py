@@ -3,7 +3,7 @@ comments, a report (frequencies, code x attribute matrix, heatmap, quotes), or R
 NVivo / ATLAS.ti / MAXQDA. Accepted codings only by default; machine suggestions above a
 confidence threshold on request, labelled as such in every format.
 
-Everything is built by :mod:`coder_assist.export`. Files are made when a download button is
+Everything is built by :mod:`coder_assist.app.export`. Files are made when a download button is
 clicked, on Streamlit's download thread, with their own connection to the project (the page's
 connection stays with the page's thread), in a temporary folder that is removed afterwards.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from coder_assist import export
-from coder_assist.errors import CoderAssistError
-from coder_assist.store import Project
+from coder_assist.app import export
+from coder_assist.core.errors import CoderAssistError
+from coder_assist.store.project import Project
 from ui import common
 
 INCLUDE_KEY = "export_include"

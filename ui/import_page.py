@@ -1,7 +1,7 @@
 """Import page: upload transcripts and an attribute sheet into the project.
 
 Every uploaded file is checked on its own first, so each problem is shown next to the file it
-belongs to. Import is then all or nothing (:func:`coder_assist.pipeline.import_files` reads
+belongs to. Import is then all or nothing (:func:`coder_assist.app.pipeline.import_files` reads
 everything before it writes anything, in one transaction): a project never holds half an
 import. Uploads are written to a temporary folder under their original names (the transcript
 name is the file name), which is removed afterwards.
@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from coder_assist.errors import CoderAssistError
-from coder_assist.ingest import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, parse_attribute_options, read_attributes, read_transcript
-from coder_assist.store import Project
+from coder_assist.core.errors import CoderAssistError
+from coder_assist.formats.transcripts import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, parse_attribute_options, read_attributes, read_transcript
+from coder_assist.store.project import Project
 from ui import common
 
 UPLOAD_VERSION = "imp_upload_v"
@@ -124,7 +124,7 @@ def _extra_options(extra: str) -> list[str]:
 def do_import(project: Project, files: list[tuple[str, bytes]], attributes: tuple[str, bytes] | None, extra: str) -> list:
     """Write the upload to a temporary folder under the original names and import it, all or
     nothing. Returns the imported transcripts."""
-    from coder_assist.pipeline import import_files
+    from coder_assist.app.pipeline import import_files
 
     with tempfile.TemporaryDirectory(prefix="coder-assist-import-") as tmp:
         folder = Path(tmp) / "transcripts"
@@ -149,7 +149,7 @@ REFI_SUFFIXES = (".qdpx", ".qdc")
 
 
 def _refi_run(project: Project, files: list[tuple[str, bytes]], dry_run: bool) -> list[dict]:
-    from coder_assist.refi import import_qdc, import_qdpx
+    from coder_assist.formats.refi import import_qdc, import_qdpx
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="coder-assist-refi-") as tmp:
@@ -210,7 +210,7 @@ def _refi_section(project: Project, files: list[tuple[str, bytes]], v: int) -> N
 
 def _on_compute() -> None:
     project, _ = common.page_context()
-    from coder_assist.pipeline import suggest_project
+    from coder_assist.app.pipeline import suggest_project
 
     try:
         mv = suggest_project(project, encoder=common.get_encoder(project.meta("model")), progress=False)

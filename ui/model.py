@@ -2,7 +2,7 @@
 model's per-code figures and card, agreement between the model and the coder, the project's
 learning curve, and the consistency check.
 
-What the page shows is computed by :mod:`coder_assist.modelview` (no Streamlit there); this
+What the page shows is computed by :mod:`coder_assist.app.modelview` (no Streamlit there); this
 file draws it.
 
 Retraining runs in a background thread with its own connection to the project, one at a time
@@ -25,10 +25,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from coder_assist import modelview
-from coder_assist.codebook import PATH_SEP
-from coder_assist.errors import CoderAssistError
-from coder_assist.store import Project
+from coder_assist.app import modelview
+from coder_assist.core.template import PATH_SEP
+from coder_assist.core.errors import CoderAssistError
+from coder_assist.store.project import Project
 from ui import common
 
 AUTO_KEY = "model_auto_every"
@@ -81,15 +81,15 @@ def current_job(folder: Path | str) -> TrainJob | None:
 
 
 def _run(job: TrainJob, encoder) -> None:
-    from coder_assist.learn import train_project
+    from coder_assist.ml.learn import train_project
 
     t0 = time.perf_counter()
     try:
         # Its own connection: the session's one stays with the session's thread.
         with Project.open(job.folder) as project:
             if job.trigger == "finetune":
-                from coder_assist.embed import load_encoder
-                from coder_assist.finetune import finetune_project
+                from coder_assist.ml.embed import load_encoder
+                from coder_assist.ml.finetune import finetune_project
 
                 # The project switches to the new encoder; the retrain re-embeds with it.
                 finetune_project(project, use=True)
@@ -284,7 +284,7 @@ def _retrain_section(project: Project, job: TrainJob | None):
 def _finetune_button(project: Project) -> None:
     """Start a contrastive fine-tune of the encoder on the decisions, then a retrain, in the
     background (minutes on a laptop CPU)."""
-    from coder_assist.finetune import MIN_DECISIONS
+    from coder_assist.ml.finetune import MIN_DECISIONS
 
     n = modelview.n_decisions(project)
     with st.expander("Fine-tune the embedding model on your decisions (advanced, minutes)"):
@@ -542,7 +542,7 @@ def _consistency_section(project: Project) -> None:
 
 
 def _consistency_check(project: Project) -> pd.DataFrame:
-    from coder_assist.learn import consistency_check
+    from coder_assist.ml.learn import consistency_check
 
     return consistency_check(project, common.get_encoder(project.meta("model")))
 

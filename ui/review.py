@@ -22,10 +22,10 @@ import inspect
 import pandas as pd
 import streamlit as st
 
-from coder_assist import review
-from coder_assist.codebook import PATH_SEP, Template
-from coder_assist.errors import CoderAssistError
-from coder_assist.store import Project
+from coder_assist.app import review
+from coder_assist.core.template import PATH_SEP, Template
+from coder_assist.core.errors import CoderAssistError
+from coder_assist.store.project import Project
 from ui import common
 
 ORDER_KEY = "review_order"

@@ -1,6 +1,6 @@
 """Template page: browse the code tree, and edit it with the decisions following.
 
-Every edit goes through :mod:`coder_assist.edit` in one transaction, so decisions are never
+Every edit goes through :mod:`coder_assist.app.edit` in one transaction, so decisions are never
 left on a code that is gone: merging moves them to the target, splitting asks where each
 coded passage goes, and replacing the template from YAML asks where the decisions of codes
 that would disappear go (or keeps those codes retired, decisions and all).
@@ -14,10 +14,10 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from coder_assist import edit
-from coder_assist.codebook import PATH_SEP, Template, parse_template, slugify
-from coder_assist.errors import CoderAssistError
-from coder_assist.store import Project
+from coder_assist.app import edit
+from coder_assist.core.template import PATH_SEP, Template, parse_template, slugify
+from coder_assist.core.errors import CoderAssistError
+from coder_assist.store.project import Project
 from ui import common
 
 CODE_KEY = "tpl_code"

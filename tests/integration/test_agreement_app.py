@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
 
-from coder_assist import agreement as ag
+from coder_assist.app import agreement as ag
 from coder_assist.cli import main
-from coder_assist.pipeline import import_files, init_project
-from coder_assist.store import Project
+from coder_assist.app.pipeline import import_files, init_project
+from coder_assist.store.project import Project
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 30

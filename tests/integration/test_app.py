@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from coder_assist import review
-from coder_assist.pipeline import import_files, init_project
-from coder_assist.store import Project
+from coder_assist.app import review
+from coder_assist.app.pipeline import import_files, init_project
+from coder_assist.store.project import Project
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 20

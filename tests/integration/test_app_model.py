@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from coder_assist.store import Project
+from coder_assist.store.project import Project
 from tests.unit.test_modelview import MONEY, MONEY_TEXT, TIME, add_suggestions, make_project
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -114,7 +114,7 @@ def _auto_retrain_script():
 
     import streamlit as st
 
-    from coder_assist.store import Project
+    from coder_assist.store.project import Project
     from ui import model as model_page
 
     folder = Path(os.environ["CODER_ASSIST_PROJECT"])
@@ -161,8 +161,8 @@ def test_auto_retrain_setting_and_hook(project_dir):
 def test_finetune_needs_enough_decisions(project_dir):
     """The fine-tune button is there, and disabled (with the count in its help) until the
     project has the minimum number of accept/reject decisions."""
-    from coder_assist import modelview
-    from coder_assist.finetune import MIN_DECISIONS
+    from coder_assist.app import modelview
+    from coder_assist.ml.finetune import MIN_DECISIONS
 
     at = open_model_page()
     button = next(b for b in at.button if b.key == "model_finetune")

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from coder_assist import edit, review
-from coder_assist.store import Project
+from coder_assist.app import edit, review
+from coder_assist.store.project import Project
 from tests.integration.test_app import APP, TIMEOUT, base_project, log, project_dir, shown_code, start  # noqa: F401
 
 MONEY, TIME, LISTEN = "barriers/money", "barriers/time", "enablers/listening"
@@ -271,7 +271,7 @@ def test_reload_and_restart_lose_nothing(project_dir):
     nxt = shown_code(at)
     reloaded = start("Alex")
     assert reloaded.get("progress")[0].proto.text == text and shown_code(reloaded) == nxt
-    # A restart: the process-wide caches of coder_assist.review are gone.
+    # A restart: the process-wide caches of coder_assist.app.review are gone.
     review._POOLS.clear()
     review._LOGS.clear()
     restarted = start("Alex")

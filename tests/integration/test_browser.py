@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from coder_assist import review
-from coder_assist.store import Project
+from coder_assist.app import review
+from coder_assist.store.project import Project
 from tests.unit.test_review import make_project
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,8 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[scale]' to run the distributed adapter test")
 pytest.importorskip("ray.data", reason="Ray Data missing: pip install 'ray[data]'")
 
-from coder_assist import distributed, pipeline  # noqa: E402
+from coder_assist.scale import distributed
+from coder_assist.app import pipeline  # noqa: E402
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
 

@@ -14,10 +14,10 @@ from docx import Document
 from openpyxl import load_workbook
 from streamlit.testing.v1 import AppTest
 
-from coder_assist import review
+from coder_assist.app import review
 from coder_assist.cli import main
-from coder_assist.pipeline import import_files, init_project
-from coder_assist.store import Project
+from coder_assist.app.pipeline import import_files, init_project
+from coder_assist.store.project import Project
 from tests.integration.test_app import APP, CONFIDENCES, T1, T2, TEMPLATE, TIMEOUT
 from ui import export as export_page
 
@@ -94,7 +94,7 @@ def test_cli_errors_are_one_clean_line(proj, tmp_path):
 
 
 def test_cli_refi_formats(proj, tmp_path):
-    pytest.importorskip("coder_assist.refi")
+    pytest.importorskip("coder_assist.formats.refi")
     code, out = cli("export", proj, "-f", "qdc", "-o", tmp_path / "t.qdc")
     assert code == 0, out
     assert b"Money" in (tmp_path / "t.qdc").read_bytes()

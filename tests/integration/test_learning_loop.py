@@ -36,7 +36,7 @@ def test_train_and_models_commands(tmp_path):
     assert run("init", proj).exit_code == 0
     assert run("import", proj, DEMO_DIR / "P1_LA_strategic.txt", DEMO_DIR / "P4_NHS_strategic.txt").exit_code == 0
     assert run("suggest", proj).exit_code == 0
-    from coder_assist.store import Project
+    from coder_assist.store.project import Project
 
     rng = np.random.default_rng(0)
     with Project.open(proj) as p:

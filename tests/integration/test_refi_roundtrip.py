@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 from lxml import etree
 
-from coder_assist import refi
+from coder_assist.formats import refi
 from coder_assist.cli import main
-from coder_assist.codebook import load_template
-from coder_assist.pipeline import DEMO_DIR, import_files, init_project
-from coder_assist.store import Project
+from coder_assist.core.template import load_template
+from coder_assist.app.pipeline import DEMO_DIR, import_files, init_project
+from coder_assist.store.project import Project
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "refi"
 

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coder_assist import pipeline
-from coder_assist.embed import Encoder
-from coder_assist.ingest import load_transcripts
-from coder_assist.segment import Segmenter
-from coder_assist.store import Project
-from coder_assist.suggest import ExampleSimilarityScorer
+from coder_assist.app import pipeline
+from coder_assist.ml.embed import Encoder
+from coder_assist.formats.transcripts import load_transcripts
+from coder_assist.core.segment import Segmenter
+from coder_assist.store.project import Project
+from coder_assist.ml.suggest import ExampleSimilarityScorer
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = ROOT / "data" / "demo"
@@ -33,8 +33,8 @@ DONE_BEFORE_KILL = 3
 _CHILD = """
 import sys, time
 sys.path.insert(0, {root!r})
-from coder_assist import pipeline
-from coder_assist.embed import load_encoder
+from coder_assist.app import pipeline
+from coder_assist.ml.embed import load_encoder
 
 calls = 0
 def blocking(real):
@@ -57,7 +57,7 @@ pipeline.precode_to_csv({demo!r}, {out!r}, encoder=encoder, chunk_segments=1)
 """
 
 _SUGGEST = """
-from coder_assist.store import Project
+from coder_assist.store.project import Project
 pipeline.score_frame = blocking(pipeline.score_frame)
 with Project.open({project!r}) as p:
     pipeline.suggest_project(p, encoder=encoder, chunk_segments=1)

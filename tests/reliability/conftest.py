@@ -19,7 +19,7 @@ from tests.reliability.workers import HashEncoder
 
 @pytest.fixture(scope="session")
 def base_project(tmp_path_factory) -> Path:
-    from coder_assist.pipeline import import_files, init_project, suggest_project
+    from coder_assist.app.pipeline import import_files, init_project, suggest_project
 
     folder = tmp_path_factory.mktemp("rel-base") / "proj"
     with init_project(folder) as p:

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from coder_assist.store import Project
+from coder_assist.store.project import Project
 from tests.reliability.test_crash import check_decisions, open_checked
 from tests.reliability.workers import read_acks
 

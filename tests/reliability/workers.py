@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coder_assist.embed import Encoder
+from coder_assist.ml.embed import Encoder
 
 
 class HashEncoder(Encoder):
@@ -69,7 +69,7 @@ def read_acks(path: str | Path) -> list[dict]:
 
 
 def _decide_step(project, coder: str, rng: random.Random, ack: Acks, i: int) -> None:
-    from coder_assist import review
+    from coder_assist.app import review
 
     r = rng.random()
     if r < 0.12:
@@ -87,7 +87,7 @@ def _decide_step(project, coder: str, rng: random.Random, ack: Acks, i: int) -> 
         try:
             rid, aid = review.choose_other_code(project, sid, rng.choice(leaves).id, coder)
         except Exception as exc:  # already decided in another process: refused, nothing written
-            from coder_assist.errors import CoderAssistError
+            from coder_assist.core.errors import CoderAssistError
 
             if not isinstance(exc, CoderAssistError):
                 raise
@@ -101,7 +101,7 @@ def _decide_step(project, coder: str, rng: random.Random, ack: Acks, i: int) -> 
 
 
 def mode_decisions(project: str, coder: str, seed: int, acks: str, seconds: float = 1e9) -> None:
-    from coder_assist.store import Project
+    from coder_assist.store.project import Project
 
     rng, ack = random.Random(seed), Acks(acks)
     deadline = time.monotonic() + seconds
@@ -114,8 +114,8 @@ def mode_decisions(project: str, coder: str, seed: int, acks: str, seconds: floa
 
 
 def mode_retrain(project: str, coder: str, seed: int, acks: str) -> None:
-    from coder_assist import learn
-    from coder_assist.store import Project
+    from coder_assist.ml import learn
+    from coder_assist.store.project import Project
 
     rng, ack = random.Random(seed), Acks(acks)
     enc = HashEncoder()
@@ -131,8 +131,8 @@ def mode_retrain(project: str, coder: str, seed: int, acks: str) -> None:
 
 
 def mode_merge(project: str, coder: str, seed: int, acks: str) -> None:
-    from coder_assist import edit
-    from coder_assist.store import Project
+    from coder_assist.app import edit
+    from coder_assist.store.project import Project
 
     rng, ack = random.Random(seed), Acks(acks)
     with Project.open(project) as p:
@@ -152,8 +152,8 @@ def mode_merge(project: str, coder: str, seed: int, acks: str) -> None:
 
 
 def mode_precode(project: str, coder: str, seed: int, acks: str) -> None:
-    from coder_assist import pipeline
-    from coder_assist.store import Project
+    from coder_assist.app import pipeline
+    from coder_assist.store.project import Project
 
     ack = Acks(acks)
     enc = HashEncoder()
@@ -167,7 +167,7 @@ def mode_precode(project: str, coder: str, seed: int, acks: str) -> None:
 def mode_precode_csv(project: str, coder: str, seed: int, acks: str) -> None:
     """Batch pre-coding of transcript files to a CSV (``project`` is the input folder here),
     resumed by each new worker from the previous one's checkpoint."""
-    from coder_assist import pipeline
+    from coder_assist.app import pipeline
 
     ack = Acks(acks)
     ack(op="ready")
@@ -198,7 +198,9 @@ def _child(cmd: dict) -> None:
 
 def zygote() -> None:
     # Import everything a worker uses once, here: forked workers start in milliseconds.
-    from coder_assist import edit, learn, pipeline, review, store  # noqa: F401
+    from coder_assist.app import edit, pipeline, review  # noqa: F401
+    from coder_assist.ml import learn  # noqa: F401
+    from coder_assist.store import project as store  # noqa: F401
 
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coder_assist import agreement as ag
-from coder_assist.codebook import parse_template
-from coder_assist.errors import ProjectError
-from coder_assist.ingest import Transcript, parse_speaker_text
-from coder_assist.segment import Segmenter
-from coder_assist.store import Project
+from coder_assist.app import agreement as ag
+from coder_assist.core.template import parse_template
+from coder_assist.core.errors import ProjectError
+from coder_assist.formats.transcripts import Transcript, parse_speaker_text
+from coder_assist.core.segment import Segmenter
+from coder_assist.store.project import Project
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 X, Y = "theme/x", "theme/y"

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from coder_assist.codebook import PATH_SEP, load_template, parse_template
-from coder_assist.errors import TemplateError
+from coder_assist.core.template import PATH_SEP, load_template, parse_template
+from coder_assist.core.errors import TemplateError
 
 
 def test_default_template_matches_the_study(template):

@@ -1,4 +1,4 @@
-"""coder_assist.edit: template edits, and decisions following them (no model)."""
+"""coder_assist.app.edit: template edits, and decisions following them (no model)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from coder_assist import edit, review
-from coder_assist.codebook import parse_template
-from coder_assist.errors import CoderAssistError, ProjectError
-from coder_assist.store import Project
+from coder_assist.app import edit, review
+from coder_assist.core.template import parse_template
+from coder_assist.core.errors import CoderAssistError, ProjectError
+from coder_assist.store.project import Project
 from tests.unit.test_review import LISTEN, MONEY, TIME, add_suggestions, make_project
 
 

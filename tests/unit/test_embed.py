@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from coder_assist import embed
-from coder_assist.embed import CachedEncoder, EmbeddingCache, Encoder, ModelError, resolve_model
+from coder_assist.ml import embed
+from coder_assist.ml.embed import CachedEncoder, EmbeddingCache, Encoder, ModelError, resolve_model
 
 
 class CountingEncoder(Encoder):

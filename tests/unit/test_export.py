@@ -1,4 +1,4 @@
-"""coder_assist.export on a tiny hand-made project (no model): the codings frame, formula-safe
+"""coder_assist.app.export on a tiny hand-made project (no model): the codings frame, formula-safe
 CSV/XLSX, Word comments anchored on their passages, safe file names, and the report."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import pytest
 from docx import Document
 from openpyxl import load_workbook
 
-from coder_assist import export, review
-from coder_assist.codebook import parse_template
-from coder_assist.errors import InputError, ProjectError
-from coder_assist.ingest import Transcript, parse_speaker_text
-from coder_assist.segment import Segmenter
-from coder_assist.store import Project
+from coder_assist.app import export, review
+from coder_assist.core.template import parse_template
+from coder_assist.core.errors import InputError, ProjectError
+from coder_assist.formats.transcripts import Transcript, parse_speaker_text
+from coder_assist.core.segment import Segmenter
+from coder_assist.store.project import Project
 
 TEMPLATE = {
     "name": "Tiny",

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coder_assist.embed import SentenceTransformerEncoder
-from coder_assist.errors import ModelError
-from coder_assist.finetune import FinetuneConfig, contrastive_finetune, decision_labels, make_pairs
+from coder_assist.ml.embed import SentenceTransformerEncoder
+from coder_assist.core.errors import ModelError
+from coder_assist.ml.finetune import FinetuneConfig, contrastive_finetune, decision_labels, make_pairs
 
 
 def test_pairs_respect_partial_labels():
@@ -64,10 +64,10 @@ def test_finetune_saves_a_loadable_model_that_separates_the_codes(tmp_path, base
 
 
 def test_finetune_project_on_decisions_and_switch(tmp_path):
-    from coder_assist.codebook import parse_template
-    from coder_assist.embed import load_encoder
-    from coder_assist.finetune import finetune_project
-    from coder_assist.pipeline import import_files, init_project
+    from coder_assist.core.template import parse_template
+    from coder_assist.ml.embed import load_encoder
+    from coder_assist.ml.finetune import finetune_project
+    from coder_assist.app.pipeline import import_files, init_project
 
     tpl = parse_template({"name": "toy", "codes": [
         {"name": "Money", "description": "Funding.", "examples": ["There is no budget."]},

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coder_assist.errors import InputError
-from coder_assist.ingest import (
+from coder_assist.core.errors import InputError
+from coder_assist.formats.transcripts import (
     expand_inputs,
     load_transcripts,
     parse_attribute_options,

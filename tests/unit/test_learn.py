@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coder_assist.codebook import parse_template
-from coder_assist.errors import ProjectError
-from coder_assist.learn import (
+from coder_assist.core.template import parse_template
+from coder_assist.core.errors import ProjectError
+from coder_assist.ml.learn import (
     Featurizer,
     LearnedScorer,
     labels_from_decisions,
@@ -17,8 +17,8 @@ from coder_assist.learn import (
     train_project,
     uncertainty_diversity,
 )
-from coder_assist.pipeline import import_files, init_project, suggest_project
-from coder_assist.suggest import Inputs
+from coder_assist.app.pipeline import import_files, init_project, suggest_project
+from coder_assist.ml.suggest import Inputs
 
 TPL = parse_template({"name": "toy", "codes": [
     {"name": "Kind", "description": "kinds", "exclusive": True, "children": [
@@ -144,7 +144,7 @@ def test_train_project_versions_and_rollback(tmp_path, encoder):
     lines = "".join(f"Interviewer: Q{i}?\nP1: {m} {t}\n" for i, (m, t) in enumerate(zip(MONEY, TIME)))
     (tmp_path / "in" / "a.txt").write_text(lines, encoding="utf-8")
     p = init_project(tmp_path / "proj", TPL)
-    from coder_assist.segment import Segmenter  # noqa: F401  (project default: windows)
+    from coder_assist.core.segment import Segmenter  # noqa: F401  (project default: windows)
 
     import_files(p, [tmp_path / "in" / "a.txt"])
     mv1 = suggest_project(p, encoder=encoder)
@@ -184,7 +184,7 @@ def test_failed_save_leaves_no_version(tmp_path, encoder, monkeypatch):
 
 
 def test_not_automatable_when_curve_flattens_below_target():
-    from coder_assist.learn import CodeReport, apply_history
+    from coder_assist.ml.learn import CodeReport, apply_history
 
     def card(n, f1):
         return {"codes": [{"code_id": "c", "n_pos": n // 2, "n_neg": n - n // 2, "f1": f1}]}
@@ -201,12 +201,12 @@ def test_not_automatable_when_curve_flattens_below_target():
 
 
 def test_consistency_check_flags_a_miscoding(tmp_path, encoder):
-    from coder_assist.learn import consistency_check
+    from coder_assist.ml.learn import consistency_check
 
     lines = "".join(f"Interviewer: Q{i}?\nP1: {t}\n" for i, t in enumerate(MONEY + TIME))
     (tmp_path / "a.txt").write_text(lines, encoding="utf-8")
     p = init_project(tmp_path / "proj", TPL)
-    from coder_assist.pipeline import project_segmenter  # noqa: F401
+    from coder_assist.app.pipeline import project_segmenter  # noqa: F401
 
     import_files(p, [tmp_path / "a.txt"])
     segs = p.segments()
@@ -226,7 +226,7 @@ def test_consistency_check_flags_a_miscoding(tmp_path, encoder):
 def test_verdicts_cold_start_then_stale_after_template_edit(tmp_path, encoder):
     p = init_project(tmp_path / "proj", TPL)
     assert set(p.verdicts().values()) == {"cold start"}
-    from coder_assist.codebook import parse_template as parse
+    from coder_assist.core.template import parse_template as parse
 
     d = TPL.to_dict()
     d["codes"][0]["children"][0]["description"] = "Money, redefined."
@@ -267,7 +267,7 @@ def test_query_order_is_a_permutation_led_by_the_strategy():
     assert set(order[:2].tolist()) <= set(range(10))  # the head is the uncertain ones
     assert np.array_equal(order, query_order(conf, X, head=2, explore=0.0))  # deterministic
     rest = order[2:]
-    from coder_assist.learn import uncertainty
+    from coder_assist.ml.learn import uncertainty
 
     u = uncertainty(conf[rest])
     assert np.all(np.diff(u) <= 1e-12)  # then least sure first
@@ -286,7 +286,7 @@ def _trained_project(tmp_path, encoder):
 
 
 def test_review_queue_uncertain_follows_the_saved_query_order(tmp_path, encoder):
-    from coder_assist import review
+    from coder_assist.app import review
 
     p, mv = _trained_project(tmp_path, encoder)
     saved = np.load(p.folder / "models" / f"v{mv}" / "queue.npy", allow_pickle=False)
@@ -305,7 +305,7 @@ def test_review_queue_uncertain_follows_the_saved_query_order(tmp_path, encoder)
 
 
 def test_damaged_queue_file_falls_back_to_median_order(tmp_path, encoder):
-    from coder_assist import review
+    from coder_assist.app import review
 
     p, mv = _trained_project(tmp_path, encoder)
     (p.folder / "models" / f"v{mv}" / "queue.npy").write_bytes(b"not an array")
@@ -316,7 +316,7 @@ def test_damaged_queue_file_falls_back_to_median_order(tmp_path, encoder):
 
 
 def test_suggest_after_training_uses_the_learned_model_for_new_transcripts(tmp_path, encoder):
-    from coder_assist.modelview import learning_curve
+    from coder_assist.app.modelview import learning_curve
 
     p, mv = _trained_project(tmp_path, encoder)
     (tmp_path / "in2").mkdir()

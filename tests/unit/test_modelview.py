@@ -1,4 +1,4 @@
-"""coder_assist.modelview (what the Model page shows) on a tiny project built here. Model
+"""coder_assist.app.modelview (what the Model page shows) on a tiny project built here. Model
 versions with hand-written cards stand in for trained ones, except in one test that trains."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from coder_assist import modelview
-from coder_assist.pipeline import import_files, init_project
-from coder_assist.store import Project
+from coder_assist.app import modelview
+from coder_assist.app.pipeline import import_files, init_project
+from coder_assist.store.project import Project
 
 TEMPLATE = """\
 name: Tiny template
@@ -138,7 +138,7 @@ def test_versions_table_code_report_and_curve(project):
 
 
 def test_stale_verdict_overrides_the_card(project):
-    from coder_assist.codebook import parse_template
+    from coder_assist.core.template import parse_template
 
     project.add_model_version("learned", "enc", learned_card(10, [(MONEY, 0.9, "reliable")]))
     d = project.template().to_dict()
@@ -257,7 +257,7 @@ def test_consistency_table_columns():
 
 
 def test_after_a_real_retrain(project, encoder):
-    from coder_assist.learn import train_project
+    from coder_assist.ml.learn import train_project
 
     segs = project.segments()
     n_money = len(MONEY_TEXT)

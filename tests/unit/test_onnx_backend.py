@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from coder_assist import onnx_backend
-from coder_assist.embed import ModelError, load_encoder
-from coder_assist.onnx_backend import OnnxEncoder, ensure_exported, export_dir
+from coder_assist.ml import onnx_backend
+from coder_assist.ml.embed import ModelError, load_encoder
+from coder_assist.ml.onnx_backend import OnnxEncoder, ensure_exported, export_dir
 
 pytest.importorskip("onnxruntime")
 
@@ -33,15 +33,15 @@ def onnx_encoder(onnx_cache):
 
 @pytest.fixture(scope="module")
 def demo_segments():
-    from coder_assist.ingest import load_transcripts
-    from coder_assist.pipeline import DEMO_DIR
-    from coder_assist.segment import Segmenter
+    from coder_assist.formats.transcripts import load_transcripts
+    from coder_assist.app.pipeline import DEMO_DIR
+    from coder_assist.core.segment import Segmenter
 
     return Segmenter().frame(load_transcripts([DEMO_DIR]))
 
 
 def test_same_vectors_and_suggestions_as_torch(base_encoder, onnx_encoder, template, demo_segments):
-    from coder_assist.pipeline import score_frame
+    from coder_assist.app.pipeline import score_frame
 
     texts = demo_segments["text"].tolist()
     ref, got = base_encoder.encode(texts), onnx_encoder.encode(texts)
@@ -82,7 +82,7 @@ def test_damaged_export_is_rebuilt(onnx_encoder, tmp_path, monkeypatch, onnx_cac
     import shutil
 
     # A copy of the good export, so the module's cache stays intact for other tests.
-    from coder_assist.embed import resolve_model
+    from coder_assist.ml.embed import resolve_model
 
     d = tmp_path / "cache"
     src = export_dir(resolve_model(None)[1], onnx_cache)
@@ -108,7 +108,7 @@ def test_damaged_export_is_rebuilt(onnx_encoder, tmp_path, monkeypatch, onnx_cac
 def test_damaged_export_that_cannot_be_rebuilt_is_refused(tmp_path, monkeypatch, onnx_cache):
     import shutil
 
-    from coder_assist.embed import resolve_model
+    from coder_assist.ml.embed import resolve_model
 
     dst = export_dir(resolve_model(None)[1], tmp_path)
     shutil.copytree(export_dir(resolve_model(None)[1], onnx_cache), dst)
@@ -154,7 +154,7 @@ def test_unknown_backend_and_precision():
 def test_runtime_needs_neither_torch_nor_sentence_transformers(onnx_cache):
     code = (
         "import sys\n"
-        "from coder_assist.embed import load_encoder\n"
+        "from coder_assist.ml.embed import load_encoder\n"
         "enc = load_encoder(backend='onnx', cache=False)\n"
         "assert enc.encode(['hello there']).shape == (1, 384)\n"
         "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]\n"

@@ -1,4 +1,4 @@
-"""REFI-QDA exchange (coder_assist.refi): .qdc and .qdpx written valid against the REFI XSDs,
+"""REFI-QDA exchange (coder_assist.formats.refi): .qdc and .qdpx written valid against the REFI XSDs,
 read back, stable GUIDs, offsets over CRLF and non-BMP text, and unsafe inputs refused without
 touching the project."""
 
@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from lxml import etree
 
-from coder_assist import refi
-from coder_assist.codebook import load_template, parse_template
-from coder_assist.errors import InputError
-from coder_assist.ingest import Transcript, parse_speaker_text
-from coder_assist.pipeline import init_project, project_segmenter
-from coder_assist.segment import Segmenter
+from coder_assist.formats import refi
+from coder_assist.core.template import load_template, parse_template
+from coder_assist.core.errors import InputError
+from coder_assist.formats.transcripts import Transcript, parse_speaker_text
+from coder_assist.app.pipeline import init_project, project_segmenter
+from coder_assist.core.segment import Segmenter
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "refi"
 NS = {"q": refi.PROJECT_NS}

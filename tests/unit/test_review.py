@@ -1,4 +1,4 @@
-"""coder_assist.review on a tiny project built here: no embedding model, suggestions inserted
+"""coder_assist.app.review on a tiny project built here: no embedding model, suggestions inserted
 directly with chosen confidences."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coder_assist import review
-from coder_assist.errors import ProjectError
-from coder_assist.pipeline import import_files, init_project
-from coder_assist.store import Project
+from coder_assist.app import review
+from coder_assist.core.errors import ProjectError
+from coder_assist.app.pipeline import import_files, init_project
+from coder_assist.store.project import Project
 
 TEMPLATE = (Path(__file__).resolve().parents[1] / "fixtures" / "tiny_template.yaml").read_text(encoding="utf-8")
 
@@ -428,7 +428,7 @@ def test_queue_agrees_with_store_current_decisions(base_db, steps):
 
 def test_schema_v3_review_indexes_are_added_to_an_older_project(suggested):
     """Migration step 3 (the review queue's indexes) upgrades a v2 database in place."""
-    from coder_assist import store
+    from coder_assist.store import project as store
 
     assert store.SCHEMA_VERSION >= 3
     folder = suggested.folder

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coder_assist.ingest import load_transcripts, parse_speaker_text, Transcript
-from coder_assist.segment import Segmenter, sentence_spans
+from coder_assist.formats.transcripts import load_transcripts, parse_speaker_text, Transcript
+from coder_assist.core.segment import Segmenter, sentence_spans
 from tests.conftest import DEMO_DIR
 
 TEXT = (

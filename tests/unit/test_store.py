@@ -3,11 +3,11 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from coder_assist.codebook import parse_template
-from coder_assist.errors import ProjectError
-from coder_assist.ingest import Transcript, parse_speaker_text
-from coder_assist.segment import Segmenter
-from coder_assist.store import DB_NAME, SCHEMA_VERSION, Project
+from coder_assist.core.template import parse_template
+from coder_assist.core.errors import ProjectError
+from coder_assist.formats.transcripts import Transcript, parse_speaker_text
+from coder_assist.core.segment import Segmenter
+from coder_assist.store.project import DB_NAME, SCHEMA_VERSION, Project
 
 TPL = parse_template({"name": "toy", "codes": [
     {"name": "Theme", "description": "t", "children": [
@@ -136,7 +136,7 @@ def test_transaction_rolls_back(tmp_path):
 
 def test_migration_from_v1(tmp_path):
     """A database written by schema v1 is upgraded in place on open, its data kept."""
-    from coder_assist import store
+    from coder_assist.store import project as store
 
     p = make_project(tmp_path)
     s1 = int(p.segments().id[0])

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coder_assist.codebook import parse_template
-from coder_assist.suggest import ExampleSimilarityScorer, Scores, auto_threshold, suggest
+from coder_assist.core.template import parse_template
+from coder_assist.ml.suggest import ExampleSimilarityScorer, Scores, auto_threshold, suggest
 from tests.conftest import FIXTURES
 
 

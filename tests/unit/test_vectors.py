@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from coder_assist.errors import ProjectError
-from coder_assist.learn import uncertainty
-from coder_assist.vectors import VectorStore, rank_queue, score_features, top_k
+from coder_assist.core.errors import ProjectError
+from coder_assist.ml.learn import uncertainty
+from coder_assist.scale.vectors import VectorStore, rank_queue, score_features, top_k
 
 
 def _unit(rng, n, d):
@@ -138,8 +138,8 @@ def test_top_k_and_queue_orders():
 
 def test_learned_confidence_matches_the_scorer():
     """The all-codes-at-once re-score gives LearnedScorer.score_features' numbers."""
-    from coder_assist.learn import CodeReport, LearnedScorer
-    from coder_assist.vectors import CachedFeatures, StackedModel, learned_confidence
+    from coder_assist.ml.learn import CodeReport, LearnedScorer
+    from coder_assist.scale.vectors import CachedFeatures, StackedModel, learned_confidence
 
     rng = np.random.default_rng(7)
     n, d, n_ng = 300, 16, 5000

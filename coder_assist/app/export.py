@@ -29,9 +29,9 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from .codebook import PATH_SEP
-from .errors import InputError, ProjectError
-from .store import Project
+from ..core.template import PATH_SEP
+from ..core.errors import InputError, ProjectError
+from ..store.project import Project
 
 FORMATS = ("qdpx", "qdc", "csv", "xlsx", "docx", "report")
 INCLUDES = ("accepted", "suggested", "all")
@@ -757,11 +757,11 @@ def export(project: Project, fmt: str, out: str | Path, *, include: str = "accep
         raise ProjectError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = Path(out)
     if fmt == "qdc":
-        from .refi import write_qdc
+        from ..formats.refi import write_qdc
 
         return ExportResult(fmt, [Path(write_qdc(project.template(), out))], 0)
     if fmt == "qdpx":
-        from .refi import write_qdpx
+        from ..formats.refi import write_qdpx
 
         if include == "accepted":
             threshold_q = None

@@ -44,9 +44,9 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .codebook import PATH_SEP
-from .errors import ProjectError
-from .store import Project
+from ..core.template import PATH_SEP
+from ..core.errors import ProjectError
+from ..store.project import Project
 
 MODEL = "(model)"  # the rater name of the active model version in reports (not a name a coder types)
 

@@ -19,9 +19,9 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from .codebook import Template
-from .errors import CoderAssistError
-from .segment import Segmenter
+from ..core.template import Template
+from ..core.errors import CoderAssistError
+from ..core.segment import Segmenter
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # transcripts are confidential: no telemetry
 
@@ -54,9 +54,9 @@ class _ScoreActor:
     """One per worker process: the model and the fitted scorer stay loaded between batches."""
 
     def __init__(self, template: dict, model: str | None, threshold: float | None, top_k: int | None):
-        from .codebook import parse_template
-        from .embed import load_encoder
-        from .suggest import ExampleSimilarityScorer
+        from ..core.template import parse_template
+        from ..ml.embed import load_encoder
+        from ..ml.suggest import ExampleSimilarityScorer
 
         self.template = parse_template(template)
         self.encoder = load_encoder(model)
@@ -64,7 +64,7 @@ class _ScoreActor:
         self.threshold, self.top_k = threshold, top_k
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from .pipeline import score_frame
+        from ..app.pipeline import score_frame
 
         out = score_frame(batch, self.template, encoder=self.encoder, scorer=self.scorer, threshold=self.threshold, top_k=self.top_k, progress=False)
         out["encoder"] = self.encoder.model_id
@@ -84,7 +84,7 @@ def score_segments(
     batch_size: int = 512,
     address: str | None = None,
 ) -> pd.DataFrame:
-    """:func:`coder_assist.pipeline.score_frame` over a Ray actor pool of ``workers``: the
+    """:func:`coder_assist.app.pipeline.score_frame` over a Ray actor pool of ``workers``: the
     same rows (one per suggestion, joined to the segment's columns), in segment order."""
     ray = start(address, num_cpus=None if address else workers)
     segs = segments.reset_index(drop=True).assign(_row=lambda d: range(len(d)))
@@ -130,9 +130,9 @@ def precode(
     batch_size: int = 512,
     address: str | None = None,
 ) -> pd.DataFrame:
-    """:func:`coder_assist.pipeline.precode` (template scorer) with scoring on Ray."""
-    from .ingest import load_transcripts
-    from .pipeline import OUTPUT_COLUMNS, _as_template
+    """:func:`coder_assist.app.pipeline.precode` (template scorer) with scoring on Ray."""
+    from ..formats.transcripts import load_transcripts
+    from ..app.pipeline import OUTPUT_COLUMNS, _as_template
 
     template = _as_template(template)
     if isinstance(paths, (str, Path)):

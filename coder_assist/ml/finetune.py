@@ -13,7 +13,7 @@ labels say something:
 The loop is a few lines of plain PyTorch over the sentence-transformers module (no trainer,
 no ``datasets``/``accelerate``), bounded by a pair budget and a wall-clock budget, so it can
 run in the background on a 2-core laptop. The result is an ordinary sentence-transformers
-folder (safetensors, never pickle) that :func:`coder_assist.embed.load_encoder` loads like
+folder (safetensors, never pickle) that :func:`coder_assist.ml.embed.load_encoder` loads like
 any other model. Whether it is worth its minutes is the benchmark's call
 (``bench/finetune_probe.py``), not this module's.
 """
@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .embed import resolve_model
-from .errors import ModelError
+from ..core.errors import ModelError
 
 
 @dataclass

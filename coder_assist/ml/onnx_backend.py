@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .embed import Encoder, _sha256, default_cache_dir, resolve_model
-from .errors import ModelError
+from ..core.errors import ModelError
 
 #: Bump when the export steps change, so old exports are not reused.
 EXPORT_RECIPE = 1

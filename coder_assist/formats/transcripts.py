@@ -19,7 +19,7 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from .errors import InputError
+from ..core.errors import InputError
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".vtt", ".srt", ".csv")
 

@@ -21,11 +21,11 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score, f1_score
 
-from .codebook import parse_template
-from .embed import Encoder
-from .errors import InputError
-from .learn import DEFAULT_FEATURES, Featurizer, LearnedScorer, uncertainty_diversity
-from .suggest import ExampleSimilarityScorer, Inputs, Scores
+from ..core.template import parse_template
+from ..ml.embed import Encoder
+from ..core.errors import InputError
+from ..ml.learn import DEFAULT_FEATURES, Featurizer, LearnedScorer, uncertainty_diversity
+from ..ml.suggest import ExampleSimilarityScorer, Inputs, Scores
 
 CHECKPOINTS = (0, 50, 100, 200, 300, 500, 1000)
 
@@ -146,7 +146,7 @@ def run_loop(
                 decisions.append((int(i), code, "accept" if ok else "reject", len(decisions)))
                 shown += 1
                 accepted += ok
-            from .learn import labels_from_decisions
+            from ..ml.learn import labels_from_decisions
 
             dec = pd.DataFrame(decisions, columns=["segment_id", "code_id", "action", "id"])
             labels = labels_from_decisions(dec, template)

@@ -27,9 +27,9 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from .codebook import Template
+from ..core.template import Template
 from .embed import Encoder
-from .errors import ProjectError
+from ..core.errors import ProjectError
 from .suggest import ExampleSimilarityScorer, Inputs, Scorer, Scores
 
 FeatureSet = Literal["emb", "emb+prev", "emb+prev+ngrams"]

@@ -28,9 +28,9 @@ from typing import Any
 
 from lxml import etree
 
-from .codebook import Code, Example, Template, parse_template
-from .errors import CoderAssistError, InputError, TemplateError
-from .ingest import Transcript, parse_speaker_text
+from ..core.template import Code, Example, Template, parse_template
+from ..core.errors import CoderAssistError, InputError, TemplateError
+from .transcripts import Transcript, parse_speaker_text
 
 PROJECT_NS = "urn:QDA-XML:project:1.0"
 CODEBOOK_NS = "urn:QDA-XML:codebook:1.0"
@@ -638,7 +638,7 @@ def _decode_source(data: bytes, path, entry: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        from .ingest import decode_bytes
+        from .transcripts import decode_bytes
 
         return decode_bytes(data, f"{path}: {entry}")[0]
 
@@ -724,7 +724,7 @@ def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
     with the same name and different text stops the import. All or nothing. With ``dry_run``
     everything is done and reported, then rolled back (the app's check before importing).
     """
-    from .pipeline import project_segmenter
+    from ..app.pipeline import project_segmenter
 
     path = Path(path)
     report = ImportReport(file=str(path))

@@ -13,7 +13,7 @@ from typing import Iterable, Literal
 
 import pandas as pd
 
-from .ingest import DEFAULT_INTERVIEWER_NAMES, NOTE_NAMES, Transcript, is_interviewer
+from ..formats.transcripts import DEFAULT_INTERVIEWER_NAMES, NOTE_NAMES, Transcript, is_interviewer
 
 Unit = Literal["turn", "sentence", "window"]
 

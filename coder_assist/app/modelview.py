@@ -3,7 +3,7 @@ the model versions, the active model's per-code figures, agreement between the m
 coder, the project's learning curve, and when an automatic retrain is due.
 
 Model cards are the JSON stored with each model version (``model_versions.card``); a learned
-version's card (kind ``learned``, see :func:`coder_assist.learn.train_project`) has
+version's card (kind ``learned``, see :func:`coder_assist.ml.learn.train_project`) has
 ``n_decisions`` and per-code ``codes`` rows (n_pos, n_neg, weight, precision, recall, f1,
 verdict). The template-only similarity model has neither.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .store import Project
+from ..store.project import Project
 
 LEARNED = "learned"  # LearnedScorer.version (not imported: keeps this module free of sklearn models)
 AUTO_RETRAIN_KEY = "auto_retrain_every"
@@ -295,7 +295,7 @@ CONSISTENCY_COLUMNS = ["flag", "transcript", "code_path", "nearest_other", "simi
 
 
 def consistency_table(flagged: pd.DataFrame) -> pd.DataFrame:
-    """:func:`coder_assist.learn.consistency_check`'s frame in the columns the page shows, in
+    """:func:`coder_assist.ml.learn.consistency_check`'s frame in the columns the page shows, in
     its order (closer to another code first, then far from its code, least similar first)."""
     return flagged.reindex(columns=CONSISTENCY_COLUMNS).reset_index(drop=True)
 

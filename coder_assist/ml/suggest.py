@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .codebook import Code, Template
+from ..core.template import Code, Template
 from .embed import Encoder
 
 #: Weight of the nearest-example cosine against the prototype cosine.

@@ -2,7 +2,7 @@
 
 Two layers:
 
-* Pure edits of a :class:`~coder_assist.codebook.Template` (``add_code``, ``rename_code``,
+* Pure edits of a :class:`~coder_assist.core.template.Template` (``add_code``, ``rename_code``,
   ``move_code``, ``merge_codes``, ``split_code``, ``add_example``, ``update_code``): each
   returns a new, validated template and never touches its argument. Code ids are kept through
   renames and moves, so every decision, suggestion and example stays attached to its code.
@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-from .codebook import PATH_SEP, Template, parse_template, slugify
-from .errors import ProjectError, TemplateError
-from .store import Project
+from ..core.template import PATH_SEP, Template, parse_template, slugify
+from ..core.errors import ProjectError, TemplateError
+from ..store.project import Project
 
 #: meta keys: the template history (JSON list) and a counter bumped whenever decisions are
-#: re-pointed, which tells readers caching the decision log (coder_assist.review) to re-read it.
+#: re-pointed, which tells readers caching the decision log (coder_assist.app.review) to re-read it.
 HISTORY_KEY = "template_history"
 EPOCH_KEY = "decisions_epoch"
 

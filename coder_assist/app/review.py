@@ -1,6 +1,6 @@
 """The review queue: which suggestion a coder sees next, its context, progress, and the
 decisions the review and transcript pages record. Plain functions over a
-:class:`~coder_assist.store.Project` (no Streamlit here), so they are tested on their own and
+:class:`~coder_assist.store.project.Project` (no Streamlit here), so they are tested on their own and
 the pages stay thin.
 
 Terms used below:
@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 
 from .edit import EPOCH_KEY
-from .errors import ProjectError
-from .store import Decision, Project
+from ..core.errors import ProjectError
+from ..store.project import Decision, Project
 
 Order = Literal["likely", "uncertain"]
 ORDERS: dict[str, str] = {
@@ -505,7 +505,7 @@ def review_queue(
 
     * ``"likely"``: confidence, highest first.
     * ``"uncertain"``: active learning. After a retrain, the model version's saved query
-      order (:func:`coder_assist.learn.query_order`: uncertainty with a diversity term and a
+      order (:func:`coder_assist.ml.learn.query_order`: uncertainty with a diversity term and a
       random share, the strategy the simulated-researcher benchmark chose), each segment's
       suggestions most confident first. Without a saved order (the template scorer) and for
       segments imported since, confidence closest to the pool's median first: confidences

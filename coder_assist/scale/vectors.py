@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import ProjectError
+from ..core.errors import ProjectError
 
 STORE_DIR = "vectors"
 FORMAT = 1
@@ -305,7 +305,7 @@ def rank_queue(
 
     ``likely``: highest top confidence first. ``uncertain``: smallest margin between the two
     best codes first. ``uncertainty_diversity``: the first ``batch`` rows are
-    :func:`coder_assist.learn.uncertainty_diversity` on the embeddings ``X`` (float16 memmap
+    :func:`coder_assist.ml.learn.uncertainty_diversity` on the embeddings ``X`` (float16 memmap
     rows are fine: only the candidates are read), the rest follow by uncertainty; a queue
     is consumed a batch at a time and re-ranked after the next retrain, so ordering all of it by
     farthest-point selection would be quadratic work nobody sees.
@@ -319,7 +319,7 @@ def rank_queue(
         if order == "uncertainty_diversity":
             if X is None:
                 raise ProjectError("uncertainty_diversity needs the segment vectors X")
-            from .learn import EXPLORE, uncertainty_diversity
+            from ..ml.learn import EXPLORE, uncertainty_diversity
 
             # learn.uncertainty_diversity on the 5x most uncertain candidates (the only rows
             # whose vectors are read), with its random share drawn from the whole queue.
@@ -382,7 +382,7 @@ class StackedModel:
 
     @classmethod
     def of(cls, scorer) -> "StackedModel":
-        """From a fitted :class:`coder_assist.learn.LearnedScorer`."""
+        """From a fitted :class:`coder_assist.ml.learn.LearnedScorer`."""
         codes = list(scorer.code_ids)
         n_feat = next((len(c) for c in scorer.coef.values()), 0)
         # Rows per code first (contiguous copies), then one transpose: writing 40 strided

@@ -13,14 +13,14 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from .codebook import Template, load_template
-from .embed import Encoder, load_encoder
-from .ingest import Transcript, load_transcripts
-from .segment import Segmenter
-from .store import Project
-from .suggest import ExampleSimilarityScorer, Inputs, Scorer, auto_threshold, suggest
+from ..core.template import Template, load_template
+from ..ml.embed import Encoder, load_encoder
+from ..formats.transcripts import Transcript, load_transcripts
+from ..core.segment import Segmenter
+from ..store.project import Project
+from ..ml.suggest import ExampleSimilarityScorer, Inputs, Scorer, auto_threshold, suggest
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
 DEFAULT_THRESHOLD: float | None = None  # None: twice the 1/K chance rate (suggest.auto_threshold)
 DEFAULT_TOP_K = 3
 
@@ -124,7 +124,7 @@ def _precode_model(template, project, model, encoder) -> tuple[Template, Scorer 
         mv = proj.latest_model_version()
         kind = proj.conn.execute("SELECT kind FROM model_versions WHERE id = ?", (mv,)).fetchone() if mv else None
         if kind and kind[0] == "learned":
-            from .learn import load_model_version
+            from ..ml.learn import load_model_version
 
             scorer = load_model_version(proj, mv, encoder)
         verdicts = proj.verdicts()
@@ -347,7 +347,7 @@ def suggest_project(
     encoder = encoder or load_encoder(model or project.meta("model"))
     active = project.latest_model_version()
     if active is not None and (project.folder / "models" / f"v{active}" / "model.json").exists():
-        from .learn import rescore_project
+        from ..ml.learn import rescore_project
 
         return rescore_project(project, encoder, threshold=threshold, top_k=top_k)
     scorer = ExampleSimilarityScorer().fit(template, encoder)

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import ModelError
+from ..core.errors import ModelError
 
 # Transcripts are confidential: make every Hugging Face code path refuse the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -241,7 +241,7 @@ _loaded_lock = threading.Lock()
 
 
 #: Encoder backends: the sentence-transformers reference, and the exported ONNX model
-#: (coder_assist.onnx_backend) in fp32 or int8.
+#: (coder_assist.ml.onnx_backend) in fp32 or int8.
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
 

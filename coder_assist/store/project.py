@@ -19,10 +19,10 @@ from typing import Iterable, Iterator
 
 import pandas as pd
 
-from .codebook import Template, parse_template
-from .errors import ProjectError
-from .ingest import Transcript
-from .segment import Segment
+from ..core.template import Template, parse_template
+from ..core.errors import ProjectError
+from ..formats.transcripts import Transcript
+from ..core.segment import Segment
 
 DB_NAME = "project.db"
 ACTIONS = ("accept", "reject", "skip", "undo")

@@ -23,7 +23,7 @@ import yaml
 from .errors import TemplateError
 
 PATH_SEP = " > "
-DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "data" / "templates" / "coproduction.yaml"
+DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "data" / "templates" / "coproduction.yaml"
 
 
 @dataclass(frozen=True)
@@ -318,7 +318,7 @@ def load_template(path: str | Path | None = None) -> Template:
     """Load a YAML template, or a REFI-QDA ``.qdc`` codebook (the default study template when ``path`` is None)."""
     path = Path(path) if path else DEFAULT_TEMPLATE
     if path.suffix.lower() == ".qdc":  # a REFI-QDA codebook from NVivo, ATLAS.ti, MAXQDA, QualCoder
-        from .refi import read_qdc
+        from ..formats.refi import read_qdc
 
         return read_qdc(path)
     try:

@@ -1,0 +1,1 @@
+"""The simulated researcher: learning curves of the product's loop against baselines."""

@@ -1,0 +1,1 @@
+"""Files to plain objects and back: transcripts, templates, REFI-QDA (.qdc / .qdpx)."""

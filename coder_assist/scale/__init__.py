@@ -1,0 +1,1 @@
+"""Scale-out on the side: the Ray Data adapter and the memory-mapped vector store."""
