@@ -103,7 +103,7 @@ def _on_move(cid: str, parent: str | None) -> None:
 
 def _on_merge(cid: str, target: str) -> None:
     project, name = common.page_context()
-    if _run(lambda: edit.apply_merge(project, cid, target, coder=name), "Merged: {result} decision(s) moved to the code kept."):
+    if _run(lambda: edit.apply_merge(project, cid, target, coder=name), "Merged: {result} log entries moved to the code kept."):
         st.session_state[CODE_KEY] = target
 
 
@@ -148,13 +148,23 @@ def _on_replace(new: Template, mapping: dict) -> None:
 # --------------------------------------------------------------------------- the tree
 
 
+def _label(n: int, singular: str, plural: str | None = None) -> str:
+    from coder_assist.figures import label
+
+    return label(n, singular, plural)
+
+
 def decision_counts(project: Project) -> dict[str, dict[str, int]]:
-    """Per code: current accepted codings (all coders) and decisions of any kind in the log."""
+    """Per code, from :mod:`coder_assist.figures`: ``accepted`` (passages coded: distinct
+    passages with a current accept by any coder), ``in_force`` (decisions in force, all
+    coders) and ``decisions`` (log entries of any action, undos included)."""
+    from coder_assist import figures
+
     out: dict[str, dict[str, int]] = {}
-    cur = project.current_decisions()
-    for code, n in cur[cur["action"] == "accept"].groupby("code_id").size().items():
-        out.setdefault(code, {})["accepted"] = int(n)
-    for code, n in project.conn.execute("SELECT code_id, COUNT(*) FROM decisions GROUP BY code_id"):
+    for key, series in (("accepted", figures.passages_coded(project)), ("in_force", figures.decisions_in_force_per_code(project))):
+        for code, n in series.items():
+            out.setdefault(code, {})[key] = int(n)
+    for code, n in project.decisions()["code_id"].value_counts().items():
         out.setdefault(code, {})["decisions"] = int(n)
     return out
 
@@ -223,7 +233,8 @@ def render() -> None:
         st.subheader(code.name, anchor=False)
         st.caption(
             ("Theme / sub-theme (has sub-codes)" if not code.is_leaf else "Code")
-            + f" · id `{cid}` · {c_counts.get('accepted', 0)} passages coded · {c_counts.get('decisions', 0)} decisions in the log"
+            + f" · id `{cid}` · {_label(c_counts.get('accepted', 0), 'passage coded', 'passages coded')}"
+            + f" · {_label(c_counts.get('in_force', 0), 'decision in force', 'decisions in force')} · {_label(c_counts.get('decisions', 0), 'log entry', 'log entries')}"
         )
         st.html(_CSS + code_html(template, cid))
         if not name:
@@ -272,10 +283,21 @@ def _edits(project: Project, name: str | None, template: Template, cid: str, cou
             leaves = [c.id for c in template.leaves() if c.id != cid]
             target = st.selectbox("Merge into", leaves, format_func=lambda c: template.codes[c].path_str, index=None,
                                   placeholder="Choose the code to keep…", key="tpl_merge_into")
-            n = edit.decision_count(project, cid)
             if target:
-                st.warning(f"**{code.name}** leaves the template. Its {n} decision(s) move to **{template.codes[target].name}**, "
-                           f"and its {len(code.examples)} example excerpt(s) join that code's.", icon=":material/merge:")
+                from coder_assist import figures
+
+                fx, L = figures.merge_effect(project, cid, target), figures.label
+                kept = template.codes[target].name
+                text = (f"**{code.name}** leaves the template. Moving to **{kept}**: its {L(fx.source_in_force, 'decision in force', 'decisions in force')} "
+                        f"({L(fx.log_entries, 'log entry', 'log entries')}, skips and undos included) and its "
+                        f"{L(len(code.examples), 'example excerpt', 'example excerpts')}. ")
+                if fx.lost:
+                    text += (f"On {L(fx.collapsed, 'passage')} a coder has decisions on both codes: there the later one counts, so "
+                             f"decisions in force on the two codes go from {fx.source_in_force + fx.target_in_force} to "
+                             f"{fx.in_force_after} ({L(fx.lost, 'decision')} fewer).")
+                else:
+                    text += f"Decisions in force on the two codes stay {fx.in_force_after}, all on {kept}."
+                st.warning(text, icon=":material/merge:")
             st.button("Merge", key="tpl_merge", type="primary", disabled=off or not target, on_click=_on_merge, args=(cid, target))
     with tabs[5]:
         _split(project, name, template, cid)
