@@ -87,11 +87,6 @@ class Tally:
     def in_force(self) -> int:
         return self.accepted + self.rejected
 
-    @property
-    def accept_rate(self) -> float | None:
-        """Accepted / decisions in force; ``None`` before the first one."""
-        return self.accepted / self.in_force if self.in_force else None
-
 
 def tally(project: Project, coder: str | None = None) -> Tally:
     """Current decisions of one coder (or all coders) counted by action: accepts, rejects and
@@ -239,13 +234,14 @@ def merge_effect(project: Project, source: str, target: str) -> MergeEffect:
 def queue_progress(project: Project, coder: str | None) -> dict:
     """Review progress of one coder on the active model's suggestions (the pool):
     ``suggestions_decided`` (suggestions with a decision in force), ``to_go`` (suggestions
-    not decided: unseen and skipped), ``total``, and ``accept_rate`` over the suggestions
-    decided. The fast path is :func:`coder_assist.review.progress`."""
+    not decided: unseen and skipped), ``total``, ``accepted``, and ``accept_rate``: accepted /
+    suggestions decided (``None`` before the first), the one accept rate the pages show. The
+    fast path is :func:`coder_assist.review.progress`."""
     from .review import progress
 
     prog = progress(project, coder, per_code=False)
     return {"suggestions_decided": prog["decided"], "to_go": prog["queued"], "total": prog["total"],
-            "skipped": prog["skipped"], "accept_rate": prog["accept_rate"]}
+            "skipped": prog["skipped"], "accepted": prog["accepted"], "accept_rate": prog["accept_rate"]}
 
 
 # --------------------------------------------------------------------------- agreement

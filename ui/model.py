@@ -494,7 +494,6 @@ def _agreement_section(project: Project, coder: str | None) -> None:
         st.info("Enter your name in the sidebar to see how often the model agrees with your decisions.", icon=":material/badge:")
         return
     agr = figures.model_agreement(project, coder)
-    mine = figures.tally(project, coder)
     if agr["items"] == 0:
         st.info("No accept or reject yet: decide some on the Review page.")
         return
@@ -505,8 +504,11 @@ def _agreement_section(project: Project, coder: str | None) -> None:
               "Undefined (–) when both sides gave the same answer throughout. The same figure as on the Agreement page "
               "(you against the model, all decisions).")
     c2.metric("Agreement", f"{agr['percent_agreement']:.0%}", help=f"Over {figures.label(agr['items'], 'item')}")
-    c3.metric("Your accept rate", f"{mine.accept_rate:.0%}" if mine.accept_rate is not None else "–",
-              help=f"{mine.accepted} accepted, {mine.rejected} rejected: your {figures.label(mine.in_force, 'decision in force', 'decisions in force')}")
+    queue = figures.queue_progress(project, coder)
+    rate = queue["accept_rate"]
+    c3.metric("Your accept rate", f"{rate:.0%}" if rate is not None else "–",
+              help=f"Of the active model's suggestions you decided, the share you accepted ({queue['accepted']} of "
+              f"{queue['suggestions_decided']}), as on the Review page.")
     st.caption(
         f"Over {figures.label(agr['items'], 'item')}: {agr['unit']} (stored suggestions of the active version). "
         "The Agreement page breaks this down per code and lists the disagreements."
