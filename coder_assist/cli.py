@@ -132,12 +132,23 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
 @main.command()
 @click.argument("project", type=click.Path(path_type=Path))
 @click.option("--template", "-t", type=click.Path(path_type=Path), help="Template YAML or REFI-QDA codebook .qdc (default: the built-in study template).")
+@click.option("--from", "from_file", type=click.Path(path_type=Path), help="Start from a REFI-QDA project (.qdpx): its codebook is the template, and its sources, codings, users, notes, sets and cases come in.")
 @_with(_segment_options)
 @_clean_errors
-def init(project, template, unit, window, speakers):
+def init(project, template, from_file, unit, window, speakers):
     """Create a project (a folder holding project.db) with a template."""
     from .pipeline import init_project
 
+    if from_file is not None:
+        if template is not None:
+            raise click.UsageError("--template and --from exclude each other: --from takes the file's own codebook as the template")
+        from .refi import init_from_qdpx
+
+        p, report = init_from_qdpx(project, from_file, _segmenter(unit, window, speakers))
+        with p:
+            click.echo(f"created {p.folder / 'project.db'} with the codebook of {from_file.name} ({len(p.template().codes)} codes)")
+            click.echo(report.summary())
+        return
     with init_project(project, load_template(template), _segmenter(unit, window, speakers)) as p:
         click.echo(f"created {p.folder / 'project.db'} with template {p.template().name!r} ({len(p.template().leaves())} codes)")
 

@@ -185,7 +185,7 @@ def test_migration_v3_to_v4_adds_reliability_tables(tmp_path):
     p.conn.execute("PRAGMA user_version = 3")
     p.close()
     with Project.open(tmp_path / "proj") as q:
-        assert q.schema_version == 4 <= SCHEMA_VERSION
+        assert q.schema_version == SCHEMA_VERSION >= 4
         tables = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"reliability_samples", "reliability_sample_segments", "reliability_answers"} <= tables
         assert q.current_decisions("ann").action.tolist() == ["accept"]
