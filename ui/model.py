@@ -291,8 +291,8 @@ def _retrain_section(project: Project, job: TrainJob | None):
                 f"{figures.label(job.n_decisions, 'decision')} ({when}): v{job.version} is {modelview.NOT_ENOUGH}.",
                 state="complete", expanded=True)
             box.write(f"A code's classifier needs at least {figures.MIN_CLASS} accepts and {figures.MIN_CLASS} rejects of that "
-                      "code; the Per code table says what each still needs. Its suggestions are the template's, "
-                      "in a new review order.")
+                      "code; the Per code table says what each still needs. Its suggestions are the template's, in a new "
+                      "review order, plus one for each passage that order asks about first.")
     return None, job
 
 
@@ -310,8 +310,9 @@ def _learnability_note(project: Project) -> None:
     short = table.assign(missing=table["accepts_needed"] + table["rejects_needed"]).sort_values("missing", kind="stable").head(3)
     closest = "; ".join(f"{_leaf(r.code_path)}: {figures.needs_text(r.accepts_needed, r.rejects_needed)}" for r in short.itertuples())
     st.warning(f"A retrain now cannot learn any code yet: each needs at least {figures.MIN_CLASS} accepts and "
-               f"{figures.MIN_CLASS} rejects (all coders together). Closest: {closest}. Until then a retrain changes only "
-               "the review order, not the suggestions. Every code's count is in the Per code table below.",
+               f"{figures.MIN_CLASS} rejects (all coders together). Closest: {closest}. Until then a retrain keeps the template's "
+               "suggestions: it only sets a new review order and adds a suggestion for each passage that order asks about "
+               "first. Every code's count is in the Per code table below.",
                icon=":material/info:")
 
 
@@ -463,7 +464,7 @@ def _codes_section(project: Project, report: pd.DataFrame, versions: pd.DataFram
             "theme": st.column_config.TextColumn("Theme > sub-theme", width=260),
             "code": st.column_config.TextColumn("Code", width=330),
             "verdict": st.column_config.TextColumn("Verdict", help=VERDICT_HELP, width=145),
-            "needs": st.column_config.TextColumn("Still needs", width=230,
+            "needs": st.column_config.TextColumn("Still needs", width=300,
                                                  help="What a retrain now would still lack to learn this code, counted over the current "
                                                  "decisions of all coders (empty: a retrain can learn it)"),
             "n_pos": st.column_config.NumberColumn("+", help="Positive labels: accepts (and codings) of this code", width=42),
