@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import copy
 import io
+import json
 import re
 import stat
 import uuid
@@ -283,9 +284,10 @@ def _fragments(xmls: list[str]) -> list:
     for x in xmls:
         el = etree.fromstring(x.encode("utf-8"))
         g = _norm_guid(el.get("guid") or el.get("targetGUID"))
-        if g and (el.tag, g) in seen:
+        key = (el.tag, g) if g else (el.tag, x)
+        if key in seen:
             continue
-        seen.add((el.tag, g))
+        seen.add(key)
         out.append(el)
     return out
 
@@ -1297,9 +1299,13 @@ def _write_import(project, path: Path, report: ImportReport, template: Template 
                 items.append(("source", g, tid, src_keep, None))
             for x in orphans:
                 items.append(("selection", None, tid, {"xml": x}, None))
-        # Once per GUID: importing the same file twice keeps one copy of each thing.
+        # Once each: importing the same file twice keeps one copy of each thing (by GUID, or
+        # for what has none, such as a file or the project's description, by its content).
         seen = {(k, g) for k, g in project.conn.execute("SELECT kind, guid FROM exchange_items WHERE guid IS NOT NULL")}
-        items = [it for it in items if it[1] is None or (it[0], it[1]) not in seen]
+        seen |= {(k, r, d, bytes(c) if c is not None else None) for k, r, d, c in project.conn.execute(
+            "SELECT kind, ref, data, content FROM exchange_items WHERE guid IS NULL")}
+        items = [it for it in items if (it[0], it[1]) not in seen if it[1] is not None
+                 or (it[0], None if it[2] is None else str(it[2]), json.dumps(it[3], ensure_ascii=False), it[4]) not in seen]
         if kept.project:
             items = [it for it in items if it[0] != "project"]
         project.add_exchange_items(items, path.name)
