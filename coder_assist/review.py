@@ -727,9 +727,12 @@ def segment_codes(project: Project, segment_id: int, coder: str) -> pd.DataFrame
 
 
 def progress(project: Project, coder: str | None, *, per_code: bool = True) -> dict:
-    """Where this coder stands on the pool.
+    """Where this coder stands on the pool: the fast path behind
+    :func:`coder_assist.figures.queue_progress`, whose terms these are.
 
-    Returns ``decided`` (accepted + rejected), ``queued`` (still to decide, skipped
+    Returns ``decided`` (suggestions decided: pool suggestions whose pair has a decision in
+    force, accepted + rejected; decisions on pairs the model did not suggest are counted by
+    :func:`coder_assist.figures.decisions_in_force`, not here), ``queued`` (still to decide, skipped
     included), ``skipped``, ``accepted``, ``rejected``, ``total``, ``accept_rate``
     (accepted / decided, ``None`` before the first decision) and, with ``per_code``,
     ``per_code``: a DataFrame with one row per code that has pool suggestions or accepted

@@ -204,3 +204,34 @@ def test_card_text_says_what_each_code_needs():
     text = learn.model_card_text(card, template)
     assert "needs 2 more accepts" in text and "needs 3 more accepts and 3 more rejects" in text
     assert "no classifier was trained" in " ".join(text.split())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_logs_every_count_agrees_with_a_direct_count(project, seed):
+    """Random accepts, rejects, skips, undos and "Different code..." pairs by two coders: the
+    figures, the review queue's fast in-memory counts and a count written from scratch agree."""
+    rng = np.random.default_rng(seed)
+    rows = [(i, MONEY, 0.6) for i in range(12)] + [(i, TIME, 0.4) for i in range(12)]
+    _, sids = add_suggestions(project, rows)
+    for _ in range(60):
+        coder = ["Ann", "Bob"][int(rng.integers(2))]
+        sid = int(sids[int(rng.integers(len(sids)))])
+        move = rng.choice(["accept", "reject", "skip", "undo", "other"], p=[0.35, 0.25, 0.1, 0.15, 0.15])
+        if move == "undo":
+            review.undo_last(project, coder)
+        elif move == "other":
+            try:
+                review.choose_other_code(project, sid, LISTEN, coder)
+            except Exception:  # already decided: refused, as on the page
+                pass
+        else:
+            review.decide(project, sid, str(move), coder)
+    pool = {(int(s), c) for s, c in project.conn.execute("SELECT segment_id, code_id FROM suggestions")}
+    for coder in ("Ann", "Bob"):
+        assert figures.decisions_in_force(project, coder) == _in_force_sql(project, coder)
+        cur = project.current_decisions(coder)
+        on_pool = sum((int(s), c) in pool and a in ("accept", "reject") for s, c, a in zip(cur["segment_id"], cur["code_id"], cur["action"]))
+        q = figures.queue_progress(project, coder)
+        assert q["suggestions_decided"] == on_pool and q["to_go"] == len(pool) - on_pool
+    assert figures.decisions_in_force(project) == _in_force_sql(project) == modelview.n_decisions(project)
+    assert figures.log_entries(project) == project.conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
