@@ -6,12 +6,22 @@ import functools
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .codebook import Template, load_template
+from .defaults import DEFAULT_THRESHOLD, DEFAULT_TOP_K
 from .errors import CoderAssistError
-from .pipeline import DEFAULT_THRESHOLD, DEFAULT_TOP_K
+
+if TYPE_CHECKING:
+    from .codebook import Template
+
+
+def load_template(path):
+    # Imported on use: pandas and the rest load after the first progress line is shown.
+    from .codebook import load_template as load
+
+    return load(path)
 
 
 def _clean_errors(fn):
@@ -77,15 +87,16 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
     \b
     Example:  coder-assist precode data/demo --out suggestions.csv
     """
-    from . import pipeline
-    from .embed import load_encoder
-    from .ingest import parse_attribute_options
     from .progress import Progress
 
     if project is not None and template is not None:
         raise click.UsageError("--template and --project exclude each other: a project has its own template")
     t_start = time.perf_counter()
     prog = Progress()
+    with prog.stage("Starting (loading libraries)"):
+        from . import pipeline
+        from .embed import load_encoder
+        from .ingest import parse_attribute_options
     # Everything the run reads is read and checked first: a bad file, template or attribute
     # sheet fails within a second, before the model loads. The run's own output (and an
     # earlier run's output in the folder) is never read as a transcript.
@@ -572,27 +583,6 @@ def demo(project, force):
     with build_demo_project(project, progress=Progress()) as p:
         c = p.counts()
         click.echo(f"demo project at {project}: {c['transcripts']} transcripts, {c['segments']} segments, {c['suggestions']} suggestions")
-
-
-@main.command()
-@click.argument("project", type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), help="Markdown report to write (default: print it).")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="The same report as JSON.")
-@click.option("--by", "by", multiple=True, help="Participant attribute for the coverage table (repeatable; default: the design attributes, e.g. sector and level).")
-@click.option("--method", type=click.Choice(["hdbscan", "agglomerative"]), default="hdbscan", show_default=True, help="How passages no code fits are clustered.")
-@_clean_errors
-def revise(project, out, json_out, by, method):
-    """Template revision report: what the template misses, codes coders confuse, codes that do not apply, coverage."""
-    from .revise_project import revise_project, to_markdown, write_report
-    from .store import Project
-
-    with Project.open(project) as p:  # a missing project fails here, before the model loads
-        report = revise_project(p, by=list(by) or None, method=method)
-    if out is None and json_out is None:
-        click.echo(to_markdown(report))
-        return
-    for path in write_report(report, markdown=out, json_path=json_out):
-        click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

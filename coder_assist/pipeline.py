@@ -22,8 +22,7 @@ from .store import Project
 from .suggest import ExampleSimilarityScorer, Inputs, Scorer, auto_threshold, suggest
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
-DEFAULT_THRESHOLD: float | None = None  # None: twice the 1/K chance rate (suggest.auto_threshold)
-DEFAULT_TOP_K = 3
+from .defaults import DEFAULT_THRESHOLD, DEFAULT_TOP_K  # noqa: E402  (re-exported: the pipeline's API)
 
 OUTPUT_COLUMNS = [
     "transcript",

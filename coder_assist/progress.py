@@ -16,8 +16,6 @@ import threading
 from contextlib import contextmanager
 from typing import IO, Iterator
 
-from .embed import Encoder
-
 class Stage:
     """One stage's counter. ``update(n)`` adds finished items; ``add_total(n)`` grows the total
     when the work is only known piece by piece (e.g. one encoder call after another)."""
@@ -91,9 +89,11 @@ def as_progress(progress: "bool | None | Progress") -> Progress:
     return progress if isinstance(progress, Progress) else Progress(progress)
 
 
-class ProgressEncoder(Encoder):
-    """Wraps an encoder so every ``encode`` call counts on a stage of ``progress``: for code that
-    encodes in several calls the caller does not see (training, simulation, consistency checks)."""
+class ProgressEncoder:
+    """Wraps an encoder (same ``encode``, ``model_id``, ``dim``) so every ``encode`` call counts
+    on a stage of ``progress``: for code that encodes in several calls the caller does not see
+    (training, simulation, consistency checks). Not an ``Encoder`` subclass, so that importing
+    this module stays free of numpy and the embedding code."""
 
     def __init__(self, inner, progress: Progress, desc: str = "Encoding texts"):
         self.inner = inner
