@@ -105,3 +105,12 @@ def test_rename_updates_the_notes_and_says_so(project_dir):
         codes = p.template().codes
         assert codes[TIME].name == "Deadlines" and "use 'Deadlines'" in codes[MONEY].exclude
         assert {(i.code_id, i.field) for i in edit.open_review(p)} == {(LISTEN, "exclude"), ("barriers/time-to-reflect", "description")}
+
+
+def test_history_table_has_no_none_cells(project_dir):
+    with Project.open(project_dir) as p:
+        edit.apply_update(p, MONEY, description="Funding is short.")  # an edit with no coder (as from a script)
+    at = page(start("Alex"), "template")
+    hist = at.dataframe[-1].value
+    assert list(hist["what"]) == ["update"] and list(hist["who"]) == [""]
+    assert not hist.isna().any().any()
