@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import edit
-from .codebook import PATH_SEP, Template, iter_code_texts
+from .codebook import Template, iter_code_texts
 from .embed import Encoder
 from .revision import MissingCluster, Revision, RevisionInputs, revise
 from .store import Project
@@ -305,4 +305,4 @@ def write_report(report: ProjectRevision, *, markdown: str | Path | None = None,
 
 
 __all__ = ["ProjectRevision", "NewCodeProposal", "gather", "revise_project", "propose_code", "add_code", "merge", "sharpen",
-           "to_json", "to_markdown", "write_report", "project_encoder", "PATH_SEP"]
+           "to_json", "to_markdown", "write_report", "project_encoder"]

@@ -33,7 +33,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-PATH_SEP = " > "
 
 #: Words that say nothing about a topic in interview talk (on top of scikit-learn's English
 #: stop words): fillers and the interview's own vocabulary.

@@ -221,6 +221,20 @@ def test_revise_tab_adds_a_cluster_as_a_new_code(revise_dir, base_encoder):
     assert len(new[0].examples) == 3 and all("park" in e.text for e in new[0].examples)
     assert hist[-1]["op"] == "add" and hist[-1]["coder"] == "Alex"
 
+    # Sharpen the confused pair's notes side by side: both codes' include/exclude open for editing.
+    at.button(key="rev_sharpen_btn_1").click().run()
+    assert at.text_area(key="rev_exc_1_1").value == ""
+    at.text_area(key="rev_exc_1_1").input("Not for money itself: use Money.")
+    at.text_area(key="rev_inc_1_0").input("Budgets, grants, funding cuts.")
+    next(b for b in at.button if b.label == "Save notes").click().run()
+    assert not at.exception, at.exception
+    assert any("Saved the notes of 2 code(s)" in s.value for s in at.success)
+    with Project.open(revise_dir) as p:
+        tpl = p.template()
+        hist = edit.history(p)
+    assert tpl.codes[TIME].exclude == "Not for money itself: use Money." and tpl.codes[MONEY].include == "Budgets, grants, funding cuts."
+    assert [h["op"] for h in hist[-2:]] == ["update", "update"]
+
     # Merge the confused pair from the tab: Time's decisions move to Money.
     at.selectbox(key="rev_keep_1").set_value(MONEY).run()
     at.button(key="rev_merge_1").click().run()
@@ -231,3 +245,17 @@ def test_revise_tab_adds_a_cluster_as_a_new_code(revise_dir, base_encoder):
         hist = edit.history(p)
     assert (cur["code_id"] == TIME).sum() == 0 and hist[-1]["op"] == "merge" and hist[-1]["into"] == MONEY
     assert any("Merged:" in s.value for s in at.success)
+
+
+def test_report_on_a_project_with_no_suggestions_or_decisions_yet(tmp_path, base_encoder):
+    (tmp_path / "template.yaml").write_text(TEMPLATE, encoding="utf-8")
+    paths = _write(tmp_path)
+    with init_project(tmp_path / "proj", tmp_path / "template.yaml", segmenter=Segmenter(unit="turn")) as p:
+        import_files(p, paths, attributes=tmp_path / "attributes.csv")
+        report = revise_project(p, base_encoder)
+    rev = report.revision
+    assert rev.n_missed == rev.n_segments == 20  # nothing suggested: every passage is one no code fits yet
+    assert rev.confusions == [] or all(c.passages == 0 for c in rev.confusions)  # only the template can speak
+    assert [u.reason for u in rev.unused] == ["no accepted coding"] * 3
+    assert int(rev.coverage.table.to_numpy().sum()) == 0 and rev.coverage.gaps == [] and rev.integrative == []
+    assert "## 4. Coverage" in to_markdown(report)
