@@ -169,9 +169,13 @@ def _missing(report, folder: str, coder: str | None, off: bool) -> None:
         st.caption("Nothing to cluster yet: decide more suggestions, or there are too few passages that no code fits.")
     themes = [c.id for c in template.codes.values() if not c.is_leaf]
     labels = {TOP_LEVEL: "(top level: a new theme)"} | {t: template.codes[t].path_str for t in themes}
+    examples_of = {cid: {e.text for e in code.examples} for cid, code in template.codes.items() if code.is_leaf}
     for c in rev.missing:
         key = str(c.segment_ids[0])
         proposal = propose_code(c, template)
+        quotes = {" ".join(q.text.split()) for q in c.quotes}
+        # A code made from this cluster holds its quotes as examples: say so instead of offering it twice.
+        added = next((cid for cid, ex in examples_of.items() if len(ex & quotes) >= min(2, len(quotes))), None)
         with st.container(border=True, key=f"rev_cluster_{key}"):
             st.markdown(f"**{c.rank}. {c.suggested_name}** · {c.size} passages · cohesion {c.cohesion:.2f}")
             st.markdown(f'<div class="ca-rv-words">Distinctive words: <b>{html.escape(", ".join(c.words) or "(none)")}</b></div>', unsafe_allow_html=True)
@@ -182,6 +186,10 @@ def _missing(report, folder: str, coder: str | None, off: bool) -> None:
                 st.caption(f"Nearest existing code: {report.path(c.nearest_code)} ({c.nearest_code_similarity:.2f}); if it belongs there, "
                            "the code may need a broader description instead.")
             st.html("".join(_q(q.text, q.transcript) for q in c.quotes))
+            if added:
+                st.success(f"Added as {template.codes[added].path_str}: its examples are these quotes. Compute suggestions "
+                           "(Import page) to have it suggested for these passages.")
+                continue
             left, mid, right = st.columns([3, 3, 2], vertical_alignment="bottom")
             left.text_input("Name", value=proposal.name, key=f"rev_name_{key}", disabled=off)
             default = proposal.parent_id if proposal.parent_id in labels else TOP_LEVEL

@@ -220,6 +220,9 @@ def test_revise_tab_adds_a_cluster_as_a_new_code(revise_dir, base_encoder):
     assert len(new) == 1 and new[0].path_str == "Barriers > Parking" and new[0].parent_id == "barriers"
     assert len(new[0].examples) == 3 and all("park" in e.text for e in new[0].examples)
     assert hist[-1]["op"] == "add" and hist[-1]["coder"] == "Alex"
+    # The cluster now says where it went, and is not offered a second time.
+    assert any("Added as Barriers > Parking" in s.value for s in at.success)
+    assert f"rev_add_{key}" not in [w.key for w in at.button]
 
     # Sharpen the confused pair's notes side by side: both codes' include/exclude open for editing.
     at.button(key="rev_sharpen_btn_1").click().run()
