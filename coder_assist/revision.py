@@ -169,6 +169,29 @@ def cluster_labels(X: np.ndarray, *, method: str = "hdbscan", min_cluster_size: 
     raise ValueError(f"unknown clustering method {method!r}; use 'hdbscan' or 'agglomerative'")
 
 
+def _cluster_sample(X: np.ndarray, k: int, *, method: str, min_cluster_size: int | None, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(len(X), size=k, replace=False))
+    m = min_cluster_size or default_min_cluster_size(k)
+    lab_s = cluster_labels(X[sample], method=method, min_cluster_size=m, seed=seed)
+    labels = np.full(len(X), -1)
+    labels[sample] = lab_s
+    found = sorted(set(lab_s) - {-1})
+    if not found:
+        return labels
+    C = _unit(np.stack([X[sample[lab_s == c]].mean(axis=0) for c in found]))
+    # A passage joins a cluster when it is at least as near its centroid as 90% of the members.
+    floor = np.array([np.quantile(X[sample[lab_s == c]] @ C[j], 0.1) for j, c in enumerate(found)])
+    rest = np.setdiff1d(np.arange(len(X)), sample)
+    for i0 in range(0, len(rest), 20000):
+        part = rest[i0 : i0 + 20000]
+        S = X[part] @ C.T
+        best = S.argmax(axis=1)
+        ok = S[np.arange(len(part)), best] >= floor[best]
+        labels[part[ok]] = np.asarray(found)[best[ok]]
+    return labels
+
+
 def default_min_cluster_size(n: int) -> int:
     """Small enough to find a topic a handful of passages raise, large enough not to list pairs."""
     return int(max(3, min(25, round(n * 0.015))))
@@ -282,17 +305,22 @@ def find_missing(
     min_cluster_size: int | None = None,
     n_quotes: int = 5,
     max_clusters: int = 20,
+    max_passages: int = 5000,
     seed: int = 0,
 ) -> tuple[list[MissingCluster], int]:
     """Cluster the passages no code fits (``mask``, default :func:`missed_passages`). Returns
-    the clusters ranked by size x cohesion, and how many passages were clustered."""
+    the clusters ranked by size x cohesion, and how many passages were clustered. More than
+    ``max_passages`` of them: a seeded sample is clustered and the rest join the cluster whose
+    centroid is nearest, if they are as near it as most of its members."""
     if mask is None:
         mask = missed_passages(inputs.segments, inputs.suggestions, inputs.decisions)
     idx = np.flatnonzero(mask)
     if len(idx) == 0:
         return [], 0
-    Xm = inputs.X[idx]
-    labels = cluster_labels(Xm, method=method, min_cluster_size=min_cluster_size, seed=seed)
+    if len(idx) > max_passages:
+        labels = _cluster_sample(inputs.X[idx], max_passages, method=method, min_cluster_size=min_cluster_size, seed=seed)
+    else:
+        labels = cluster_labels(inputs.X[idx], method=method, min_cluster_size=min_cluster_size, seed=seed)
     segs = inputs.segments
     texts = segs["text"].tolist()
     background = [texts[i] for i in np.flatnonzero(~mask)]

@@ -112,6 +112,13 @@ def test_missing_topic_is_one_cluster_with_its_words_quotes_and_parent():
     assert top.parent_id in {"barriers", "enablers", "place"}  # a theme, never a leaf
 
 
+def test_many_missed_passages_cluster_a_sample_and_assign_the_rest():
+    inputs = make_inputs()
+    clusters, n = rv.find_missing(inputs, max_passages=10, min_cluster_size=3)
+    assert n == 14
+    assert sorted(clusters[0].segment_ids) == list(range(100, 108))  # sampled or assigned, all eight parking passages
+
+
 def test_accepted_or_pending_passages_are_not_clustered():
     dec = [(i, 100 + i, "place/rooms", "accept", "A") for i in range(5)]
     inputs = make_inputs(decisions=dec)
