@@ -358,7 +358,8 @@ def init_project(folder: str | Path, template: Template | str | Path | None = No
     with project.transaction():
         project._set_meta(
             "segmenter",
-            json.dumps({"unit": seg.unit, "window": seg.window, "coded_speakers": sorted(seg.coded_speakers) if seg.coded_speakers else None}),
+            json.dumps({"unit": seg.unit, "window": seg.window, "coded_speakers": sorted(seg.coded_speakers) if seg.coded_speakers else None,
+                        "short_sentences": seg.short_sentences, "short_words": seg.short_words}),
         )
     return project
 
@@ -366,7 +367,11 @@ def init_project(folder: str | Path, template: Template | str | Path | None = No
 def project_segmenter(project: Project) -> Segmenter:
     raw = json.loads(project.meta("segmenter") or "{}")
     coded = raw.get("coded_speakers")
-    return Segmenter(unit=raw.get("unit", "window"), window=int(raw.get("window", 3)), coded_speakers=frozenset(coded) if coded else None)
+    # A project made before short answers became one passage keeps segmenting as it did
+    # (no word rule), so its transcripts are all cut the same way.
+    short_words = int(raw.get("short_words", 0 if "unit" in raw else Segmenter.short_words))
+    return Segmenter(unit=raw.get("unit", "window"), window=int(raw.get("window", 3)), coded_speakers=frozenset(coded) if coded else None,
+                     short_sentences=int(raw.get("short_sentences", Segmenter.short_sentences)), short_words=short_words)
 
 
 def import_files(

@@ -118,3 +118,17 @@ def test_segment_offsets_property(answers, unit, window):
         assert text[s.start : s.end] == s.text
         turn = t.turns[s.turn_index]
         assert turn.start <= s.start and s.end <= turn.end
+
+
+def test_projects_keep_the_segmentation_they_were_made_with(tmp_path):
+    import json
+
+    from coder_assist.pipeline import init_project, project_segmenter
+
+    p = init_project(tmp_path / "new")
+    assert (project_segmenter(p).short_words, project_segmenter(p).short_sentences) == (80, 4)
+    # A project made before the word rule has no such key: its new transcripts are cut as before.
+    with p.transaction():
+        p._set_meta("segmenter", json.dumps({"unit": "window", "window": 3, "coded_speakers": None}))
+    old = project_segmenter(p)
+    assert old.short_words == 0 and [s.text for s in old.segments(transcript())][0] == "Time helps. Money helps. Trust helps most."
