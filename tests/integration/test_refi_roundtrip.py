@@ -244,3 +244,16 @@ def test_real_nvivo_export_into_a_project_with_its_own_template(tmp_path):
     a, _ = _qde_and_texts(REAL / "nvivo-win12-oltas.qdpx")
     b, _ = _qde_and_texts(refi.write_qdpx(p, tmp_path / "back.qdpx"))
     assert _codings(b) == _codings(a)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="the real NVivo exports live in ../shared/refi-qda/real")
+def test_docx_text_is_counted_as_nvivo_counts_it():
+    """Where NVivo wrote both, our reading of the .docx (a 15,272-cell table) equals its plain
+    text exactly, so offsets into a .docx-only source land where NVivo's do; the Mac file's empty
+    .docx reads as its 1-byte text."""
+    for name, newline in (("nvivo-win12-oltas.qdpx", "\r\n"), ("nvivo-mac15-codebook.qdpx", "\n")):
+        with zipfile.ZipFile(REAL / name) as z:
+            for n in z.namelist():
+                if n.endswith(".docx"):
+                    txt = z.read(n[:-5] + ".txt").decode("utf-8-sig")
+                    assert refi._docx_text(z.read(n), REAL / name, n, newline) == txt, n

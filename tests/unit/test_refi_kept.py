@@ -244,3 +244,25 @@ def test_maxqda_codes_with_descriptions_and_a_source_without_codings(tmp_path, x
     b = qde(refi.write_qdpx(p, tmp_path / "back.qdpx"))
     assert xsd.validate(b), xsd.error_log
     assert codes_of(b) == codes_of(etree.fromstring(MAXQDA.encode()))
+
+
+def test_a_hand_coded_span_across_passages_is_exported_at_its_offsets(tmp_path, xsd):
+    from coder_assist.pipeline import import_files, init_project
+
+    src = tmp_path / "t.txt"
+    src.write_text(INTERVIEW, encoding="utf-8")
+    p = init_project(tmp_path / "p", None)
+    import_files(p, [src])
+    tid = int(p.transcripts().id[0])
+    a, b = INTERVIEW.index("hours. The rota"), INTERVIEW.index(" We lost")  # from one answer into the next
+    code = p.template().leaves()[0].id
+    p.add_coding(tid, a, b, code, "Ann")
+    root = qde(refi.write_qdpx(p, tmp_path / "x.qdpx"))
+    assert xsd.validate(root), xsd.error_log
+    sels = [(int(s.get("startPosition")), int(s.get("endPosition")), s.get("name")) for s in root.iter(NS + "PlainTextSelection")]
+    assert sels == [(a, b, INTERVIEW[a:b])]
+    # ... and comes back at the same offsets.
+    q = init_project(tmp_path / "q", None)
+    refi.import_qdpx(q, tmp_path / "x.qdpx")
+    c = q.codings()
+    assert [(int(r.start), int(r.end), r.code_id, r.coder) for r in c.itertuples()] == [(a, b, code, "Ann")]
