@@ -713,6 +713,13 @@ class Project:
         df["data"] = df["data"].map(json.loads)
         return df
 
+    def coders(self) -> list[str]:
+        """Everyone who coded here, and every user an import brought from another tool (users
+        become coders, with or without codings), by name."""
+        q = ("SELECT coder FROM decisions UNION SELECT coder FROM reliability_answers "
+             "UNION SELECT ref FROM exchange_items WHERE kind = 'user' AND ref IS NOT NULL")
+        return sorted(r[0] for r in self.conn.execute(q))
+
     def counts(self) -> dict[str, int]:
         one = lambda q: self.conn.execute(q).fetchone()[0]  # noqa: E731
         return {

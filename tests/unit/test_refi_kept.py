@@ -103,7 +103,7 @@ def test_import_keeps_every_part_and_says_so(study, tmp_path):
     assert rep.transcripts_added == 2 and rep.sources_from_docx == ["Field notes"]
     assert [s.split(" (")[0] for s in rep.sources_kept] == ["Policy paper", "Voice memo", "Site photo"]
     assert rep.codings_in_kept_sources == 1  # the PDF's coding travels with the PDF
-    assert rep.users == ["Nobody coded", "Rita", "Sam"]
+    assert rep.users == ["Nobody coded", "Rita", "Sam"] == p.coders()  # users become coders, coded or not
     assert rep.kept == {"variables": 2, "cases": 1, "notes": 3, "links": 1, "sets": 1, "project Description": 1, "project NoteRef": 1, "files": 5}
     assert rep.codings_read == rep.decisions_added == 4 and rep.codings_on_themes == 1  # Sam coded the theme "Barriers"
     for line in ("Policy paper", "read from its .docx", "3 notes", "1 sets", "2 variables", "1 cases"):
