@@ -677,7 +677,6 @@ class ImportReport:
     sources_from_docx: list[str] = field(default_factory=list)  # text read from the source's .docx (richTextPath)
     sources_empty: list[str] = field(default_factory=list)  # text sources without any text: kept, nothing to code
     sources_in_full: list[str] = field(default_factory=list)  # no speaker labels: every paragraph is codable
-    sources_skipped: list[str] = field(default_factory=list)  # kept for callers; an import now keeps every source
     codes_added: list[str] = field(default_factory=list)  # paths of codes added to the template
     codes_matched: int = 0  # codes already in the project (by GUID, then by path)
     users: list[str] = field(default_factory=list)  # every user of the file (coders here)
