@@ -905,11 +905,12 @@ def _source_turns(text: str, where: str) -> tuple[list, bool]:
     interview: it is segmented in full, one paragraph per turn."""
     turns = parse_speaker_text(text, where)
     labelled = [t for t in turns if t.speaker]
-    if labelled:
-        lines = sum(1 for line in text.splitlines() if line.strip())
-        if len(labelled) >= 0.1 * lines and labelled[0].start <= max(2000, 0.1 * len(text)):
-            return turns, True
-    return document_turns(text), False
+    paragraphs = document_turns(text)
+    # Paragraphs as document_turns finds them (blank-line ones in hard-wrapped text), so a
+    # transcript wrapped at 80 columns still counts one paragraph per turn.
+    if labelled and len(labelled) >= 0.1 * len(paragraphs) and labelled[0].start <= max(2000, 0.1 * len(text)):
+        return turns, True
+    return paragraphs, False
 
 
 class _SpanIndex:
