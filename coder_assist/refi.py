@@ -1413,7 +1413,8 @@ def init_from_qdpx(folder, path, segmenter=None):
         if made:
             shutil.rmtree(folder, ignore_errors=True)
         else:
-            (folder / "project.db").unlink(missing_ok=True)
+            for suffix in ("", "-wal", "-shm"):
+                (folder / f"project.db{suffix}").unlink(missing_ok=True)
         raise
     return project, report
 
