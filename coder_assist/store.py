@@ -4,6 +4,11 @@ Foreign keys on, WAL journal, schema version in ``PRAGMA user_version`` with for
 migrations. Decisions are an append-only event log (accept / reject / skip / undo, with coder,
 time and the model version that made the suggestion): undo is a recorded event, never a
 deletion, and the current coding of a (segment, code) pair is derived from the log.
+
+A coding is a span of a transcript (exact character offsets), a code, a coder, a time and an
+origin: an accept carries its own span (an imported or hand-coded one) or none (the segment's
+span: an accepted suggestion, and every decision made before schema v5). :meth:`Project.codings`
+gives the codings in force as spans; segments stay what suggestions and learning work on.
 """
 
 from __future__ import annotations
