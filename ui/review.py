@@ -133,16 +133,19 @@ _KEYS_JS = """
     e.preventDefault();
     e.stopImmediatePropagation();
     if (b.disabled) return;
-    var wasOpen = !!doc.querySelector(SEARCH);
-    b.click();
-    if (k === "d" && !wasOpen) {
-      var tries = 0;
-      (function focusSearch() {
-        var input = doc.querySelector(SEARCH);
-        if (input) { input.focus(); return; }
-        if (tries++ < 60) setTimeout(focusSearch, 50);
-      })();
-    }
+    b.click();  // a click on "Different code..." focuses the search (listener below)
+  }, true);
+  // Opened with the mouse too, the search takes the cursor: typing right away must go into
+  // it, not reach the A/S/U shortcuts (typing "value" would otherwise accept).
+  doc.addEventListener("click", function (e) {
+    var t = e.target;
+    if (!(t && t.closest && t.closest(".st-key-btn_other")) || doc.querySelector(SEARCH)) return;
+    var tries = 0;
+    (function focusSearch() {
+      var input = doc.querySelector(SEARCH);
+      if (input) { input.focus(); return; }
+      if (tries++ < 60) setTimeout(focusSearch, 50);
+    })();
   }, true);
 })();
 </script>
@@ -358,7 +361,7 @@ def card_html(row: pd.Series, template: Template, n_for_segment: int, mine: pd.D
 
 def _controls(project: Project) -> dict:
     opts = _filter_options(project)
-    c1, c2 = st.columns([2, 3], vertical_alignment="top")
+    c1, c2 = st.columns([3, 2], vertical_alignment="top")
     order = c1.radio(
         "Queue order",
         list(review.ORDERS),
@@ -467,7 +470,9 @@ def _other_panel(project: Project, sid: int, suggested: str) -> None:
             st.caption("No code matches that. Try another word.")
         for i, (code_id, path) in enumerate(matches):
             parts = path.split(PATH_SEP)
-            label = common._md_escape(parts[-1]) + (f"  :gray[· {common._md_escape(PATH_SEP.join(parts[:-1]))}]" if len(parts) > 1 else "")
+            parents = common._md_escape(PATH_SEP.join(parts[:-1]))
+            # Grey would not read on the first (primary, highlighted) button.
+            label = common._md_escape(parts[-1]) + ((f"  · {parents}" if i == 0 else f"  :gray[· {parents}]") if parents else "")
             st.button(label, key=f"{OTHER_PICK_PREFIX}{sid}_{i}", type="primary" if i == 0 else "tertiary",
                       on_click=_on_other, args=(sid, code_id), help=path)
         first = f"{OTHER_PICK_PREFIX}{sid}_0" if matches else ""

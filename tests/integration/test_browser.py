@@ -420,3 +420,45 @@ def test_random_review_sequence_in_a_real_browser(demo_like_server, tmp_path):
             browser.close()
     print(f"{steps} steps in chromium: {done}")
     assert {"accept", "other"} <= {d.split()[0] for d in done}
+
+
+def test_transcripts_page_scrolls_to_the_passage_picked(demo_like_server, tmp_path):
+    """Issue 11, item 5: picking a passage brings it into the reading pane, down and up again;
+    at 1400 px the text column is wide enough to read and no button label is cut."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, project_dir = demo_like_server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url + f"/transcripts?coder={CODER.replace(' ', '+')}")
+            expect(page.get_by_role("heading", name="Transcripts").first).to_be_visible(timeout=30000)
+            _idle(page)
+            with Project.open(project_dir) as p:
+                tid = int(p.transcripts().iloc[0]["id"])
+                segs = review.transcript_segments(p, tid)
+            # The reading pane: the passage's nearest scrolling box.
+            pane_box = """id => { const el = document.getElementById(id); let b = el.parentElement;
+                while (b && b.scrollHeight <= b.clientHeight + 2) b = b.parentElement;
+                const r = b.getBoundingClientRect(); return {y: r.top, height: b.clientHeight}; }"""
+            for n in (5, min(30, len(segs)), 5, 12):
+                seg_id = int(segs.iloc[n - 1]["id"])
+                page.locator(".st-key-tr_segment input").click()
+                page.keyboard.type(f"{n} · ")
+                page.get_by_role("option").first.click()
+                _idle(page)
+                page.wait_for_timeout(800)
+                el, box = page.locator(f"#seg-{seg_id}").bounding_box(), page.evaluate(pane_box, f"seg-{seg_id}")
+                assert el is not None and box is not None
+                assert box["y"] <= el["y"] and el["y"] < box["y"] + box["height"] - 40, f"passage {n} is out of view: {el} in {box}"
+                assert page.locator(f"#seg-{seg_id}.ca-sel").count() == 1
+            text = page.locator(f"#seg-{seg_id} > div").nth(1).bounding_box()
+            assert text["width"] > 400, f"the text column is {text['width']:.0f} px wide"
+            # No cut labels: every button's text fits its button.
+            cut = page.evaluate("""() => [...document.querySelectorAll('.stMain button .stMarkdownEllipsis')]
+                .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)""")
+            assert not cut, f"cut button labels: {cut}"
+            page.screenshot(path=str(tmp_path / "transcripts.png"))
+        finally:
+            browser.close()
