@@ -23,8 +23,8 @@ from coder_assist import review
 from coder_assist.store import Project
 from tests.integration.review_driver import CODER, OTHER_PAGE, REVIEW_PAGE, Model, Row, Tab, build_project, copy_project
 
-SEEDS = [1, 2, 3]
-STEPS = 40
+SEEDS = [1, 2, 3, 4, 5, 6]
+STEPS = 60
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def run_sequence(project_dir, seed: int, steps: int) -> dict[str, int]:
         assert tab.shown() == (None if shown is None else int(shown["suggestion_id"])), f"seed {seed} step {n}: page shows another suggestion"
         step = str(rng.choice(steps_kinds, p=weights / weights.sum()))
         if shown is None and step in ("accept", "reject", "skip", "other"):
-            step = "undo"
+            step = str(rng.choice(["undo", "filter"]))  # nothing on screen (filters, or all decided)
         if step in ("accept", "reject", "skip"):
             expected = model.expect(step, shown)  # before the step: a repeated skip depends on the log before it
             tab.click(f"btn_{step}")
