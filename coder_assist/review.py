@@ -294,7 +294,6 @@ class _Pool:
         self.orders = {
             "likely": np.lexsort((self.ids, -self.conf)),
             "uncertain": np.lexsort((self.ids, np.where(known, -self.conf, near_median), position)),
-            "transcript": np.lexsort((self.ids, -self.conf, _reading_positions(project, self.seg))),
         }
         self.rank = {name: np.argsort(o, kind="stable") for name, o in self.orders.items()}
         self.per_code = np.bincount(self.code, minlength=self.n_codes)
@@ -302,6 +301,14 @@ class _Pool:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def order_rows(self, project: Project, order: str) -> np.ndarray:
+        """Rows in queue order. Reading order needs every segment's place in its transcript,
+        a sort over the whole segments table, so it is built the first time it is asked for."""
+        rows = self.orders.get(order)
+        if rows is None and order == "transcript":
+            rows = self.orders[order] = np.lexsort((self.ids, -self.conf, _reading_positions(project, self.seg)))
+        return rows
 
     def rows_of_pairs(self, seg: np.ndarray, code: np.ndarray) -> np.ndarray:
         """Row of each (segment, code index) pair, -1 where the pair is not in the pool."""
@@ -610,7 +617,7 @@ def next_suggestion(
             ok = state == 0
             if mask is not None:
                 ok &= mask
-            order_rows = pool.orders[order]
+            order_rows = pool.order_rows(project, order)
             hits = np.flatnonzero(ok[order_rows])
             if len(hits):
                 row = int(order_rows[hits[0]])
