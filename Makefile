@@ -21,6 +21,9 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[test]"
+	# The default encoder runs on onnxruntime: export the bundled model once here, so no
+	# command or app start has to (and none imports torch).
+	$(VENV)/bin/coder-assist setup-models
 	touch $(STAMP)
 
 setup: $(STAMP)

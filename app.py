@@ -33,14 +33,28 @@ with st.sidebar:
     st.divider()
     st.caption(f"Project: `{folder}`")
     counts_slot = st.empty()
+# The name rides in the address (?coder=...) so that a reload keeps it; moving to another page
+# clears the address's parameters, so put it back on every run.
+if name and st.query_params.get("coder") != name:
+    st.query_params["coder"] = name
 
 common.ensure_demo_project(folder)
 project = common.get_project(folder)
 with counts_slot.container():
     common.sidebar_counts(project, name)
 
+review_page = st.Page("ui/pages/review.py", title="Review", icon="🏷️", url_path="review")
+
+
+def _start() -> None:
+    # Streamlit serves its default page at "/" only, and "/review" then reads "Page not found":
+    # so the default is this hidden page, which opens Review at its own address.
+    st.switch_page(review_page)
+
+
 pages = [
-    st.Page("ui/pages/review.py", title="Review", icon="🏷️", url_path="review", default=True),
+    st.Page(_start, title="Review", url_path="start", default=True, visibility="hidden"),
+    review_page,
     st.Page("ui/pages/transcripts.py", title="Transcripts", icon="📄", url_path="transcripts"),
     st.Page("ui/pages/template.py", title="Template", icon="🌳", url_path="template"),
     st.Page("ui/pages/import_page.py", title="Import", icon="📥", url_path="import"),

@@ -6,12 +6,22 @@ import functools
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .core.template import Template, load_template
+from .core.defaults import DEFAULT_THRESHOLD, DEFAULT_TOP_K
 from .core.errors import CoderAssistError
-from .app.pipeline import DEFAULT_THRESHOLD, DEFAULT_TOP_K
+
+if TYPE_CHECKING:
+    from .core.template import Template
+
+
+def load_template(path):
+    # Imported on use: pandas and the rest load after the first progress line is shown.
+    from .core.template import load_template as load
+
+    return load(path)
 
 
 def _clean_errors(fn):
@@ -66,7 +76,7 @@ def main() -> None:
 @click.option("--project", "-p", type=click.Path(path_type=Path), help="Use this project's template and trained model (with per-code verdicts).")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Minimum confidence for a suggestion (default: twice the 1/K chance rate of a code).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True, help="At most this many codes per segment (0: no limit).")
-@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help="Encoder: torch (sentence-transformers, default; or $CODER_ASSIST_BACKEND), onnx (exported once, same vectors, faster) or onnx-int8 (quantised, approximate).")
+@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help="Encoder: onnx (default for the bundled model: exported at set-up, same vectors as torch, no torch import), torch (sentence-transformers; the default for a model folder you name) or onnx-int8 (quantised, approximate). Or $CODER_ASSIST_BACKEND.")
 @click.option("--ray", "ray_address", help="Score on Ray instead of this process: 'local' (a local cluster) or a cluster address (needs the [scale] extra; see docs/scale.md).")
 @click.option("--workers", type=int, default=2, show_default=True, help="With --ray: scoring actors (each holds the model).")
 @_with(_segment_options)
@@ -77,13 +87,23 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
     \b
     Example:  coder-assist precode data/demo --out suggestions.csv
     """
-    from .app import pipeline
-    from .ml.embed import load_encoder
-    from .formats.transcripts import parse_attribute_options
+    from .app.progress import Progress
 
     if project is not None and template is not None:
         raise click.UsageError("--template and --project exclude each other: a project has its own template")
+    t_start = time.perf_counter()
+    prog = Progress()
+    with prog.stage("Starting (loading libraries)"):
+        from .app import pipeline
+        from .ml.embed import load_encoder
+        from .formats.transcripts import parse_attribute_options
+    # Everything the run reads is read and checked first: a bad file, template or attribute
+    # sheet fails within a second, before the model loads. The run's own output (and an
+    # earlier run's output in the folder) is never read as a transcript.
     tpl = load_template(template) if project is None else None
+    extra = parse_attribute_options(attrs)
+    out_files = [out, out.with_name(out.name + ".partial"), pipeline.checkpoint_path(out)]
+    transcripts = pipeline.read_inputs(inputs, attributes=attributes, extra_attributes=extra, exclude=out_files, progress=prog)
     if ray_address is not None:
         if project is not None:
             raise click.UsageError("--ray scores with the template; --project (a trained model) runs in this process")
@@ -91,7 +111,7 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
 
         t0 = time.perf_counter()
         df = distributed.precode(
-            inputs, tpl, attributes=attributes, extra_attributes=parse_attribute_options(attrs), segmenter=_segmenter(unit, window, speakers),
+            inputs, tpl, attributes=attributes, extra_attributes=extra, segmenter=_segmenter(unit, window, speakers),
             model=model, threshold=threshold, top_k=top_k or None, workers=workers, address=None if ray_address == "local" else ray_address,
         )
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -99,21 +119,29 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
         click.echo(f"{len(df)} suggestions for {df.attrs['n_segments']} segments written to {out} ({time.perf_counter() - t0:.1f}s on Ray, {workers} workers)", err=True)
         return
     t0 = time.perf_counter()
-    encoder = load_encoder(model, backend=backend)
+    if project is None:
+        with prog.stage("Loading the embedding model"):
+            encoder = load_encoder(model, backend=backend)
+    else:
+        from .store.project import Project
+
+        with Project.open(project) as p:
+            proj_model = model or p.meta("model")
+        with prog.stage("Loading the embedding model"):
+            encoder = load_encoder(proj_model, backend=backend)
     t_load = time.perf_counter() - t0
     # Written chunk by chunk with a checkpoint beside --out: rerun the same command after a
     # crash or Ctrl-C and it continues where it stopped.
     run = pipeline.precode_to_csv(
-        inputs,
+        transcripts,
         out,
         tpl,
-        attributes=attributes,
-        extra_attributes=parse_attribute_options(attrs),
         segmenter=_segmenter(unit, window, speakers),
         encoder=encoder,
         threshold=threshold,
         top_k=top_k or None,
         project=project,
+        progress=prog,
     )
     elapsed = time.perf_counter() - t0 - t_load
     stats = getattr(encoder, "stats", None)
@@ -124,20 +152,53 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
         f"{run.rows} suggestions for {run.transcripts} transcripts written to {out} "
         f"({n_seg} segments in {elapsed:.1f}s, {n_seg / max(elapsed, 1e-9):.0f} segments/s, after {t_load:.1f}s model load"
         + (f"; embedding cache hits {stats.cache_hits}/{stats.unique}" if stats else "")
-        + ")",
+        + f"; {time.perf_counter() - t_start:.1f}s in all)",
         err=True,
     )
+
+
+@main.command(name="setup-models")
+@click.option("--int8", is_flag=True, help="Also export the int8 (quantised, approximate) model for --backend onnx-int8.")
+@_clean_errors
+def setup_models(int8):
+    """Export the bundled model to ONNX once (run by `make setup`), so no run has to.
+
+    \b
+    The default encoder then loads in about a second without importing torch. Where the
+    export goes: $CODER_ASSIST_MODELS_DIR, else the virtual environment's share/coder-assist.
+    """
+    from .ml.onnx_backend import ensure_exported, is_exported
+
+    for precision in ("fp32", "int8") if int8 else ("fp32",):
+        t0 = time.perf_counter()
+        if is_exported(None, precision):
+            path = ensure_exported(None, precision)  # checks its SHA-256 against the manifest
+            click.echo(f"{precision}: already exported and checked: {path}")
+            continue
+        path = ensure_exported(None, precision, notice=lambda m: click.echo(f"{precision}: exporting (10-20 s, once)...", err=True))
+        click.echo(f"{precision}: exported {path} in {time.perf_counter() - t0:.1f}s")
 
 
 @main.command()
 @click.argument("project", type=click.Path(path_type=Path))
 @click.option("--template", "-t", type=click.Path(path_type=Path), help="Template YAML or REFI-QDA codebook .qdc (default: the built-in study template).")
+@click.option("--from", "from_file", type=click.Path(path_type=Path), help="Start from a REFI-QDA project (.qdpx): its codebook is the template, and its sources, codings, users, notes, sets and cases come in.")
 @_with(_segment_options)
 @_clean_errors
-def init(project, template, unit, window, speakers):
+def init(project, template, from_file, unit, window, speakers):
     """Create a project (a folder holding project.db) with a template."""
     from .app.pipeline import init_project
 
+    if from_file is not None:
+        if template is not None:
+            raise click.UsageError("--template and --from exclude each other: --from takes the file's own codebook as the template")
+        from .formats.refi import init_from_qdpx
+
+        p, report = init_from_qdpx(project, from_file, _segmenter(unit, window, speakers))
+        with p:
+            click.echo(f"created {p.folder / 'project.db'} with the codebook of {from_file.name} ({len(p.template().codes)} codes)")
+            click.echo(report.summary())
+        return
     with init_project(project, load_template(template), _segmenter(unit, window, speakers)) as p:
         click.echo(f"created {p.folder / 'project.db'} with template {p.template().name!r} ({len(p.template().leaves())} codes)")
 
@@ -172,8 +233,15 @@ def import_(project, inputs, attributes, attrs):
             c = p.counts()
             click.echo(f"project now has {c['transcripts']} transcripts, {c['segments']} segments to code")
         return
+    from .app.pipeline import read_inputs
+    from .app.progress import Progress
+
+    prog = Progress()
+    # Read and check every file before the project is opened: all files or none.
+    ts = read_inputs(inputs, attributes=attributes, extra_attributes=parse_attribute_options(attrs), progress=prog)
     with Project.open(project) as p:
-        ts = import_files(p, inputs, attributes=attributes, extra_attributes=parse_attribute_options(attrs))
+        with prog.stage(f"Segmenting and storing {len(ts)} transcripts"):
+            ts = import_files(p, ts)
         for t in ts:
             attrs_s = ", ".join(f"{k}={v}" for k, v in t.attributes.items())
             click.echo(f"imported {t.name} ({t.format}, {len(t.turns)} turns, speakers: {', '.join(t.speakers())}){' [' + attrs_s + ']' if attrs_s else ''}")
@@ -186,7 +254,7 @@ def import_(project, inputs, attributes, attrs):
 @click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Minimum confidence (default: twice the 1/K chance rate).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True)
-@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help="Encoder: torch (sentence-transformers, default; or $CODER_ASSIST_BACKEND), onnx (exported once, same vectors, faster) or onnx-int8 (quantised, approximate).")
+@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help="Encoder: onnx (default for the bundled model: exported at set-up, same vectors as torch, no torch import), torch (sentence-transformers; the default for a model folder you name) or onnx-int8 (quantised, approximate). Or $CODER_ASSIST_BACKEND.")
 @_clean_errors
 def suggest(project, model, threshold, top_k, backend):
     """Score every segment of a project and store the suggestions."""
@@ -194,9 +262,13 @@ def suggest(project, model, threshold, top_k, backend):
     from .app.pipeline import suggest_project
     from .store.project import Project
 
+    from .app.progress import Progress
+
+    prog = Progress()
     with Project.open(project) as p:
-        encoder = load_encoder(model or p.meta("model"), backend=backend)
-        mv = suggest_project(p, model=model, encoder=encoder, threshold=threshold, top_k=top_k or None)
+        with prog.stage("Loading the embedding model"):
+            encoder = load_encoder(model or p.meta("model"), backend=backend)
+        mv = suggest_project(p, model=model, encoder=encoder, threshold=threshold, top_k=top_k or None, progress=prog)
         click.echo(f"stored {p.counts()['suggestions']} suggestions as model version {mv}")
 
 
@@ -241,9 +313,15 @@ def train(project, model, features, target):
     from .ml.learn import train_project
     from .store.project import Project
 
+    from .app.progress import Progress, counting
+
+    prog = Progress()
     with Project.open(project) as p:
         t0 = time.perf_counter()
-        mv = train_project(p, load_encoder(model or p.meta("model")), features=features, target=target)
+        with prog.stage("Loading the embedding model"):
+            encoder = load_encoder(model or p.meta("model"))
+        with counting(encoder, prog, "Training: encoding passages, then fitting and rescoring") as counted:
+            mv = train_project(p, counted, features=features, target=target)
         card = (p.folder / "models" / f"v{mv}" / "card.txt").read_text(encoding="utf-8")
         click.echo(card)
         click.echo(f"model version {mv} saved in {p.folder / 'models' / f'v{mv}'} ({time.perf_counter() - t0:.1f}s); {p.counts()['suggestions']} suggestions")
@@ -289,8 +367,14 @@ def check(project, model, out):
     from .ml.learn import consistency_check
     from .store.project import Project
 
+    from .app.progress import Progress, counting
+
+    prog = Progress()
     with Project.open(project) as p:
-        df = consistency_check(p, load_encoder(model or p.meta("model")))
+        with prog.stage("Loading the embedding model"):
+            encoder = load_encoder(model or p.meta("model"))
+        with counting(encoder, prog, "Checking accepted codings") as counted:
+            df = consistency_check(p, counted)
     if out:
         df.to_csv(out, index=False)
     if df.empty:
@@ -363,8 +447,14 @@ def simulate(dataset, out, folds, budget, batch, features, quick, model):
         fold_list = fold_list[:1] if fold_list else [0]
         budget, batch = min(budget, 100), min(batch, 25)
         kwargs["max_units"] = 600
-    result = run_simulation(dataset, load_encoder(model), folds=fold_list, budget=budget, batch=batch, features=features,
-                            log=lambda s: click.echo(s, err=True), **kwargs)
+    from .app.progress import Progress, counting
+
+    prog = Progress()
+    with prog.stage("Loading the embedding model"):
+        encoder = load_encoder(model)
+    with counting(encoder, prog, "Simulating: encoding units") as counted:
+        result = run_simulation(dataset, counted, folds=fold_list, budget=budget, batch=batch, features=features,
+                                log=lambda s: click.echo(s, err=True), **kwargs)
     write_result(result, out)
     plot_curve(result, Path(out).with_suffix(".png"))
     last = result["curve"][-1]
@@ -463,7 +553,9 @@ def export(project, fmt, out, include, threshold, attributes, transcripts):
     from .app.export import export as run_export
     from .store.project import Project
 
-    with Project.open(project) as p:
+    from .app.progress import Progress
+
+    with Project.open(project) as p, Progress().stage(f"Exporting {fmt} to {out}"):
         res = run_export(p, fmt, out, include=include, threshold=threshold, attributes=list(attributes) or None,
                          transcripts=list(transcripts) or None)
     what = f"{res.rows} codings" if fmt not in ("qdc", "qdpx") else fmt
@@ -486,7 +578,9 @@ def demo(project, force):
         return
     if force and project.exists():
         shutil.rmtree(project)
-    with build_demo_project(project) as p:
+    from .app.progress import Progress
+
+    with build_demo_project(project, progress=Progress()) as p:
         c = p.counts()
         click.echo(f"demo project at {project}: {c['transcripts']} transcripts, {c['segments']} segments, {c['suggestions']} suggestions")
 

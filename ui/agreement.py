@@ -221,11 +221,14 @@ def render() -> None:
         st.info(n)
 
     st.subheader("Per code", anchor=False)
-    per = rep.per_code.rename(columns={"a_only": f"{a} only", "b_only": f"{b} only"})
+    who = lambda r: "Model" if r == ag.MODEL else r  # noqa: E731
+    per = rep.per_code.rename(columns={"a_only": f"{who(a)} only", "b_only": f"{who(b)} only"})
+    for col in ("percent_agreement", "kappa", "alpha"):
+        per[col] = pd.to_numeric(per[col], errors="coerce")  # undefined figures show as "–", not "None"
     parts = per["code_path"].str.split(PATH_SEP)
     per = per.assign(code=parts.str[-1], theme=parts.str[:-1].str.join(PATH_SEP))
-    cols = ["code", "theme", "n", "both_yes", f"{a} only", f"{b} only", "both_no", "percent_agreement", "kappa", "alpha"]
-    st.dataframe(per[cols], hide_index=True, width="stretch",
+    cols = ["code", "theme", "n", "both_yes", f"{who(a)} only", f"{who(b)} only", "both_no", "percent_agreement", "kappa", "alpha"]
+    st.dataframe(per[cols], hide_index=True, width="stretch", placeholder="–",
                  column_config={"code": st.column_config.TextColumn("Code", width="medium"),
                                 "theme": st.column_config.TextColumn("Theme", width="small"),
                                 "n": st.column_config.NumberColumn("Items", help="Segments with an answer from both on this code"),

@@ -176,21 +176,27 @@ def _md_escape(text: str) -> str:
 
 
 def sidebar_counts(project: Project, name: str | None) -> None:
-    from coder_assist.app import review
+    from coder_assist.app import figures, review
 
     try:
         counts = review.project_summary(project)
-        prog = review.progress(project, name, per_code=False) if name else None
+        mine = figures.tally(project, name) if name else None
+        queue = figures.queue_progress(project, name) if name else None
     except CoderAssistError as exc:  # pragma: no cover - shown, not raised
         st.error(str(exc))
         return
+    L = figures.label
     lines = [
-        f"{counts['transcripts']} transcripts · {counts['segments']} segments",
-        f"{counts['codes']} codes · {counts['suggestions']} suggestions",
+        f"{L(counts['transcripts'], 'transcript')} · {L(counts['segments'], 'passage')}",
+        f"{L(counts['codes'], 'code')} · {L(counts['suggestions'], 'suggestion')}",
     ]
-    if prog is not None:
-        lines.append(f"You: {prog['decided']} decided · {prog['queued']} to go")
-    st.caption("  \n".join(lines))
+    if mine is not None:
+        lines.append(f"You: {L(mine.in_force, 'decision in force', 'decisions in force')} · {L(queue['to_go'], 'suggestion to go', 'suggestions to go')}")
+    st.caption("  \n".join(lines), help=(
+        "Decisions in force: your accepts and rejects that stand (not undone, not replaced by a later decision on the same "
+        "passage and code), whether made on a suggestion, with Different code… or on the Transcripts page. "
+        "Suggestions to go: the active model's suggestions you have not accepted or rejected (skipped ones included)."
+    ) if mine is not None else None)
     st.button("Back up project", key="backup_project", type="tertiary", icon=":material/backup:", on_click=_backup,
               help="Copy the project (decisions, template, models) to a new folder under backups/, safely while others code")
     flash = st.session_state.pop(_BACKUP_FLASH, None)

@@ -305,15 +305,18 @@ def _suggestions_section(project: Project) -> None:
         "WHERE t.imported_at > COALESCE((SELECT created_at FROM model_versions WHERE id IS ?), '')",
         (mv,),
     ).fetchone()[0]
-    kind = project.conn.execute("SELECT kind FROM model_versions WHERE id = ?", (mv,)).fetchone()[0] if mv is not None else None
+    from coder_assist.app import modelview
+
+    cards = {mid: (k, card) for mid, k, card in modelview.model_cards(project)}
+    kind = cards[mv][0] if mv in cards else None
     st.subheader("Suggestions", anchor=False)
     if mv is None:
         st.caption("No suggestions yet.")
     else:
-        st.caption(f"Active model version {mv} ({kind}).")
-    if kind == "learned":
-        st.caption(f"The active model was trained on your decisions: retrain it to score new transcripts and template changes "
-                   f"with `coder-assist train {project.folder}`.")
+        st.caption(f"Active model version {mv} ({modelview.kind_label(*cards[mv])}).")
+    if kind == modelview.LEARNED:
+        st.caption("The active model comes from a retrain on your decisions. To score new transcripts and template changes "
+                   "with it, retrain: **Model** page → **Retrain now**.")
         return
     st.button(
         "Compute suggestions" if mv is None else "Compute suggestions again",
@@ -323,4 +326,7 @@ def _suggestions_section(project: Project) -> None:
         "Needed after importing transcripts or changing the template. Your decisions are kept.",
     )
     if unscored:
-        st.info(f"{unscored} passage(s) were imported after suggestions were last computed: they have none yet.", icon=":material/info:")
+        from coder_assist.app.figures import label
+
+        st.info(f"{label(unscored, 'passage')} imported after suggestions were last computed: "
+                f"{'it has' if unscored == 1 else 'they have'} none yet.", icon=":material/info:")

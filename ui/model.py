@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from coder_assist.app import modelview
+from coder_assist.app import figures, modelview
 from coder_assist.core.template import PATH_SEP
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.store.project import Project
@@ -205,7 +205,7 @@ def _when(iso: str) -> str:
 
 
 def _version_label(row: pd.Series) -> str:
-    parts = [f"v{int(row['id'])}", "learned" if row["kind"] == modelview.LEARNED else f"{row['kind']} (template only)"]
+    parts = [f"v{int(row['id'])}", str(row["kind_label"])]
     if pd.notna(row["decisions"]):
         parts.append(f"{int(row['decisions'])} decisions")
     parts.append(_when(row["created"]))
@@ -241,13 +241,17 @@ def _retrain_section(project: Project, job: TrainJob | None):
         help="0 = off. Counted over all coders' accepts and rejects since the last retrain; "
         "the retrain runs in the background while you keep reviewing.",
     )
-    note = f"**{since}** decision{'s' if since != 1 else ''} since the last retrain."
+    L = figures.label
+    now, then = figures.decisions_in_force(project), figures.trained_on(project)
+    note = (f"**{L(since, 'more decision', 'more decisions')}** in force than the last retrain learned from ({now} now, {then} then)."
+            if then else f"**{L(now, 'decision in force', 'decisions in force')}** (all coders); no retrain yet.")
     if every:
         left = max(0, every - since)
         note += f" Next automatic retrain after {left} more." if left else " An automatic retrain is due with the next decision."
     else:
         note += " Automatic retraining is off."
     c3.markdown(note)
+    _learnability_note(project)
 
     if clicked and not running:
         # Not ``with status:``: leaving the block would mark it complete while the retrain runs.
@@ -272,13 +276,44 @@ def _retrain_section(project: Project, job: TrainJob | None):
     if job is not None and job.error:
         st.status(f"The last retrain failed after {job.elapsed():.1f} s", state="error", expanded=True).write(job.error)
     elif job is not None:
-        st.status(
-            f"Retrained in {job.elapsed():.1f} s: model version v{job.version} from {job.n_decisions} decisions "
-            f"({datetime.fromtimestamp(job.started).strftime('%H:%M')}{', automatic' if job.trigger == 'auto' else ''}).",
-            state="complete",
-            expanded=False,
-        ).write("It became the active model when it was saved; the review queue uses its suggestions.")
+        card = next((c for mid, _, c in modelview.model_cards(project) if mid == job.version), {})
+        when = f"{datetime.fromtimestamp(job.started).strftime('%H:%M')}{', automatic' if job.trigger == 'auto' else ''}"
+        n_learned = modelview.codes_learned(card)
+        if n_learned:
+            box = st.status(
+                f"Retrained in {job.elapsed():.1f} s: model version v{job.version} learned "
+                f"{figures.label(n_learned, 'code')} from {figures.label(job.n_decisions, 'decision')} ({when}).",
+                state="complete", expanded=False)
+            box.write("It became the active model when it was saved; the review queue uses its suggestions.")
+        else:
+            box = st.status(
+                f"Retrained in {job.elapsed():.1f} s, but no code could be learned yet from "
+                f"{figures.label(job.n_decisions, 'decision')} ({when}): v{job.version} is {modelview.NOT_ENOUGH}.",
+                state="complete", expanded=True)
+            box.write(f"A code's classifier needs at least {figures.MIN_CLASS} accepts and {figures.MIN_CLASS} rejects of that "
+                      "code; the Per code table says what each still needs. Its suggestions are the template's, in a new "
+                      "review order, plus one for each passage that order asks about first.")
     return None, job
+
+
+def _learnability_note(project: Project) -> None:
+    """Before a retrain: how many codes it could learn, and what the closest ones still need."""
+    learn = figures.learnability(project)
+    table, L = learn.table, figures.label
+    if table.empty:
+        return
+    if learn.n_learnable:
+        st.caption(f"A retrain now can learn {learn.n_learnable} of {L(len(table), 'code')} (those with at least "
+                   f"{figures.MIN_CLASS} accepts and {figures.MIN_CLASS} rejects); the others keep the template's similarity. "
+                   "What each still needs is in the Per code table below.")
+        return
+    short = table.assign(missing=table["accepts_needed"] + table["rejects_needed"]).sort_values("missing", kind="stable").head(3)
+    closest = "; ".join(f"{_leaf(r.code_path)}: {figures.needs_text(r.accepts_needed, r.rejects_needed)}" for r in short.itertuples())
+    st.warning(f"A retrain now cannot learn any code yet: each needs at least {figures.MIN_CLASS} accepts and "
+               f"{figures.MIN_CLASS} rejects (all coders together). Closest: {closest}. Until then a retrain keeps the template's "
+               "suggestions: it only sets a new review order and adds a suggestion for each passage that order asks about "
+               "first. Every code's count is in the Per code table below.",
+               icon=":material/info:")
 
 
 def _finetune_button(project: Project) -> None:
@@ -325,37 +360,56 @@ def _summary(project: Project, versions: pd.DataFrame, report: pd.DataFrame) -> 
         c1.metric("Active model", "none")
         return
     row = active.iloc[0]
-    learned = pd.notna(row["decisions"])  # a learned version's card says how many decisions it used
+    learned = row["kind_label"] == modelview.LEARNED
     c1.metric("Active model", f"v{int(row['id'])}", help=_version_label(row))
-    c2.metric("Trained on", f"{int(row['decisions'])} decisions" if learned else "template only",
-              help="Accept/reject decisions the active model learned from." if learned else
-              "The active model only knows the template's descriptions and examples: retrain to learn from decisions.")
+    if learned:
+        c2.metric("Learned from", figures.label(int(row["decisions"]), "decision"),
+                  help=f"Decisions in force (all coders) when it was trained; {figures.label(int(row['codes_learned']), 'code')} "
+                  "got a classifier, the others keep the template's similarity.")
+    else:
+        c2.metric("Learned from", "template only",
+                  help=(f"The retrain read {int(row['decisions'])} decisions, but no code had {figures.MIN_CLASS} accepts and "
+                        f"{figures.MIN_CLASS} rejects, so it learned nothing: suggestions are the template's." if pd.notna(row["decisions"])
+                        else "The active model only knows the template's descriptions and examples: retrain to learn from decisions."))
     counts = modelview.verdict_counts(report)
     c3.metric("Reliable codes", f"{counts.get('reliable', 0)} of {len(report)}", help=VERDICT_HELP)
     c4.metric("Model versions", len(versions))
+    change = modelview.queue_change(project)
+    if change and change["after"] != change["before"]:
+        L = figures.label
+        grew = change["after"] > change["before"]
+        st.caption(
+            f"The review queue has {L(change['after'], 'suggestion')} from v{int(row['id'])}, against {change['before']} from "
+            f"v{change['previous']}. "
+            + (f"It grew because a retrained model also stores a suggestion (its most likely code) for each of the up to "
+               f"{change['probes']} passages its review order asks about first, even where no code reaches its threshold: "
+               "those are the passages whose answers teach it most ('Most uncertain first' on the Review page)."
+               if grew else "It shrank because the retrained model is surer about which passages no code applies to.")
+        )
 
 
 def _versions_section(versions: pd.DataFrame, running: bool) -> None:
     st.subheader("Model versions", anchor=False)
     if versions.empty:
-        st.info("No model yet: retrain, or compute template suggestions with `coder-assist suggest`.")
+        st.info("No model yet: compute suggestions on the Import page (Compute suggestions), then retrain here.")
         return
     show = versions.sort_values("id", ascending=False).assign(
         version=lambda d: d["id"].map(lambda i: f"v{i}"),
         created=lambda d: d["created"].map(_when),
         active=lambda d: d["active"].map({True: "● active", False: ""}),
-        kind=lambda d: d["kind"].map(lambda k: k if k == modelview.LEARNED else f"{k} (template only)"),
+        kind=lambda d: d["kind_label"],
     )
     st.dataframe(
         show,
         hide_index=True,
-        column_order=["active", "version", "created", "kind", "decisions", "reliable", "codes_scored"],
+        column_order=["active", "version", "created", "kind", "decisions", "codes_learned", "reliable", "codes_scored"],
         column_config={
             "active": st.column_config.TextColumn("", width=80),
             "version": st.column_config.TextColumn("Version", width=70),
             "created": st.column_config.TextColumn("Created"),
             "kind": st.column_config.TextColumn("Kind", width=240),
-            "decisions": st.column_config.NumberColumn("Decisions", help="Accept/reject decisions it was trained on"),
+            "decisions": st.column_config.NumberColumn("Decisions", help="Decisions in force (all coders) the retrain read"),
+            "codes_learned": st.column_config.NumberColumn("Codes learned", help="Codes that got a classifier (3+ accepts and 3+ rejects)"),
             "reliable": st.column_config.NumberColumn("Reliable codes", help="Codes with the verdict 'reliable'"),
             "codes_scored": st.column_config.NumberColumn("Codes with figures", help="Codes with enough decisions for held-out precision/recall"),
         },
@@ -386,12 +440,15 @@ def _versions_section(versions: pd.DataFrame, running: bool) -> None:
 def _codes_section(project: Project, report: pd.DataFrame, versions: pd.DataFrame) -> None:
     st.subheader("Per code", anchor=False)
     active = versions[versions["active"]]
-    learned = not active.empty and active.iloc[0]["kind"] == modelview.LEARNED
+    learned = not active.empty and active.iloc[0]["kind_label"] == modelview.LEARNED
     counts = modelview.verdict_counts(report)
+    waiting = int((report["needs"] != "").sum())
     st.caption(
         " · ".join(f"{n} {v}" for v, n in counts.items())
-        + (". Precision, recall and F1 are estimated by cross-validation on this project's decisions (at the code's 0.5 threshold)."
+        + (". Precision, recall and F1 are estimated by cross-validation on this project's decisions (at the code's threshold)."
            if learned else ". The active model has not learned from decisions yet: retrain to get per-code figures.")
+        + (f" {figures.label(waiting, 'code')} cannot be learned by a retrain now: 'Still needs' says how many more accepts "
+           f"and rejects each needs (at least {figures.MIN_CLASS} of each, all coders together)." if waiting else "")
     )
     parts = report["code_path"].str.rsplit(PATH_SEP, n=1)
     table = report.assign(
@@ -402,11 +459,14 @@ def _codes_section(project: Project, report: pd.DataFrame, versions: pd.DataFram
         table,
         hide_index=True,
         height=460,
-        column_order=["code", "verdict", "n_pos", "n_neg", "precision", "recall", "f1", "weight", "theme"],
+        column_order=["code", "verdict", "needs", "n_pos", "n_neg", "precision", "recall", "f1", "weight", "theme"],
         column_config={
             "theme": st.column_config.TextColumn("Theme > sub-theme", width=260),
             "code": st.column_config.TextColumn("Code", width=330),
             "verdict": st.column_config.TextColumn("Verdict", help=VERDICT_HELP, width=145),
+            "needs": st.column_config.TextColumn("Still needs", width=300,
+                                                 help="What a retrain now would still lack to learn this code, counted over the current "
+                                                 "decisions of all coders (empty: a retrain can learn it)"),
             "n_pos": st.column_config.NumberColumn("+", help="Positive labels: accepts (and codings) of this code", width=42),
             "n_neg": st.column_config.NumberColumn("−", help="Negative labels: rejects, and accepts of an exclusive sibling", width=42),
             "precision": st.column_config.ProgressColumn("Precision", min_value=0.0, max_value=1.0, format="%.2f", width=75),
@@ -434,36 +494,38 @@ def _agreement_section(project: Project, coder: str | None) -> None:
     if not coder:
         st.info("Enter your name in the sidebar to see how often the model agrees with your decisions.", icon=":material/badge:")
         return
-    agr = modelview.coder_model_agreement(project, coder)
-    if agr["n"] == 0:
-        st.info("No accept or reject on a suggestion yet: decide some on the Review page.")
+    agr = figures.model_agreement(project, coder)
+    if agr["items"] == 0:
+        st.info("No accept or reject yet: decide some on the Review page.")
         return
     c1, c2, c3 = st.columns(3)
     kappa = agr["kappa"]
     c1.metric("Cohen's kappa", f"{kappa:.2f}" if kappa is not None else "–",
               help="Agreement corrected for chance: 0 = no better than chance, 1 = perfect. "
-              "Undefined (–) when both sides gave the same answer throughout.")
-    c2.metric("Your accept rate", f"{agr['accept_rate']:.0%}", help=f"{agr['accepted']} accepted, {agr['rejected']} rejected")
-    c3.metric("Raw agreement", f"{agr['observed_agreement']:.0%}", help=f"The model said yes to {agr['model_yes_rate']:.0%} of these")
+              "Undefined (–) when both sides gave the same answer throughout. The same figure as on the Agreement page "
+              "(you against the model, all decisions).")
+    c2.metric("Agreement", f"{agr['percent_agreement']:.0%}", help=f"Over {figures.label(agr['items'], 'item')}")
+    queue = figures.queue_progress(project, coder)
+    rate = queue["accept_rate"]
+    c3.metric("Your accept rate", f"{rate:.0%}" if rate is not None else "–",
+              help=f"Of the active model's suggestions you decided, the share you accepted ({queue['accepted']} of "
+              f"{queue['suggestions_decided']}), as on the Review page.")
     st.caption(
-        f"Over your {agr['n']} accept/reject decisions on suggestions. For each, you said yes (accept) or no (reject); "
-        f"the model said yes when the suggestion's confidence, as shown to you by the model version that made it, was "
-        f"{modelview.YES_AT:.0%} or more. Template-only suggestions have low confidences (the model rarely says yes), so "
-        "kappa stays near 0 until suggestions from a retrained model have been decided."
+        f"Over {figures.label(agr['items'], 'item')}: {agr['unit']} (stored suggestions of the active version). "
+        "The Agreement page breaks this down per code and lists the disagreements."
     )
-    by = agr["by_version"]
+    by = modelview.coder_model_agreement(project, coder)["by_version"]
     if len(by) > 1:
+        st.caption("How often you accepted the suggestions of each model version you decided on:")
         st.dataframe(
-            by.assign(version=by["model_version_id"].map(lambda v: f"v{v}"), accept_rate=by["accept_rate"] * 100,
-                      model_yes_rate=by["model_yes_rate"] * 100),
+            by.assign(version=by["model_version_id"].map(lambda v: f"v{v}"), accept_rate=by["accept_rate"] * 100),
             hide_index=True,
-            column_order=["version", "n", "accept_rate", "model_yes_rate", "kappa"],
+            column_order=["version", "n", "accepted", "accept_rate"],
             column_config={
                 "version": st.column_config.TextColumn("Suggested by"),
-                "n": st.column_config.NumberColumn("Decisions"),
+                "n": st.column_config.NumberColumn("Suggestions decided"),
+                "accepted": st.column_config.NumberColumn("Accepted"),
                 "accept_rate": st.column_config.NumberColumn("Accept rate", format="%.0f%%"),
-                "model_yes_rate": st.column_config.NumberColumn("Model said yes", format="%.0f%%"),
-                "kappa": st.column_config.NumberColumn("Kappa", format="%.2f"),
             },
             key="model_agreement_table",
         )
@@ -473,8 +535,13 @@ def _curve_section(project: Project) -> None:
     st.subheader("Learning curve", anchor=False)
     curve = modelview.learning_curve(project).dropna(subset=["macro_f1"])
     if curve.empty:
-        st.info("Each retrain adds a point: macro-F1 against the number of decisions. Retrain once there are "
-                "codes with at least 3 accepts and 3 rejects.")
+        retrains = sum(modelview.is_retrained(k, c) for _, k, c in modelview.model_cards(project))
+        n = figures.learnability(project).n_learnable
+        why = (f"{figures.label(retrains, 'retrain')} so far, none of which could learn a code: " if retrains else "No retrain yet. ")
+        st.info(why + "a point is added by each retrain that learns at least one code (macro-F1 against the number of "
+                f"decisions), and a code is learned once it has {figures.MIN_CLASS} accepts and {figures.MIN_CLASS} rejects. "
+                + (f"{figures.label(n, 'code')} would be learned by a retrain now (Retrain now, above)." if n else
+                   "No code has that many yet: the Per code table says what each still needs."))
         return
     import altair as alt
 

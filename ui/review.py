@@ -5,13 +5,21 @@ when it was drawn. Streamlit runs the callback, which writes the decision to SQL
 before the rerun that draws the next suggestion: nothing is shown as done that is not on disk,
 and a click always applies to the suggestion the coder was looking at.
 
-Keyboard: A accept, R reject, S skip, U undo last, D "Different code..." (opens it with the
-cursor in the code search: type, and Enter picks the code, which is recorded at once). A, S and U are
-Streamlit's own button shortcuts (``st.button(shortcut=...)``, Streamlit >= 1.52), which ignore
-keys typed into text boxes and select boxes. Streamlit reserves R for "rerun" and refuses it as
-a button shortcut, and popovers take no shortcut, so R and D are bound by a few lines of page
-script that follow the same rule (no modifiers, not in an editable field); R is taken over from
-the rerun hotkey only while a Reject button is on the page.
+Keyboard: A accept, R reject, S skip, U undo last, D "Different code..." (opens a code search
+under the buttons with the cursor in it: type, and Enter picks the first match, which is
+recorded at once; Esc closes it). A, S and U are Streamlit's own button shortcuts
+(``st.button(shortcut=...)``, Streamlit >= 1.52), which ignore keys typed into text boxes and
+select boxes. Streamlit reserves R for "rerun" and refuses it as a button shortcut, so R, D and
+the search's Enter and Esc are bound by a few lines of page script that follow the same rule
+(no modifiers, not in an editable field, except Enter and Esc in the code search); R is taken
+over from the rerun hotkey only while a Reject button is on the page.
+
+Every widget of "Different code..." is keyed by the suggestion it belongs to. The browser keeps
+a widget's last value for as long as a widget of that key is on the page, and sends it again
+with every later rerun; a code search keyed once for the whole page therefore "changed" again
+on the next suggestion, and its callback, now bound to that suggestion, recorded the earlier
+pick a second time (issue 11). A per-suggestion key leaves the old value with a widget that is
+gone, so no callback can fire on a suggestion the coder did not act on.
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ ORDER_KEY = "review_order"
 FILTER_KEYS = {"code": "review_filter_code", "transcript": "review_filter_transcript", "speaker": "review_filter_speaker"}
 ATTR_FILTER_PREFIX = "review_filter_attr::"  # + attribute key
 PER_CODE_KEY = "review_per_code"
-OTHER_CODE_KEY = "review_other_code"
-OTHER_POPOVER_KEY = "review_other_popover"
+OTHER_OPEN_KEY = "review_other_open"  # suggestion whose "Different code..." search is open (not a widget key)
+OTHER_SEARCH_PREFIX = "review_other_search_"  # + suggestion id: the code search box
+OTHER_PICK_PREFIX = "review_other_pick_"  # + suggestion id + "_" + rank: a matching code's button
+OTHER_MATCHES = 8  # matches listed under the search box
 FLASH_KEY = "review_flash"
 LAST_KEY = "review_last"  # (suggestion, action) this tab recorded last: a repeat of it is a double press
 PIN_KEY = "review_pin"  # suggestion to show first (the one just brought back by undo)
@@ -41,6 +51,7 @@ PIN_KEY = "review_pin"  # suggestion to show first (the one just brought back by
 SHORTCUTS = {"accept": "A", "skip": "S", "undo": "U"}
 _HAS_SHORTCUTS = "shortcut" in inspect.signature(st.button).parameters
 _HAS_HTML_JS = "unsafe_allow_javascript" in inspect.signature(st.html).parameters
+_HAS_LIVE = "live" in inspect.signature(st.text_input).parameters
 REJECT_KEY = "R"
 
 _VERBS = {"accept": "Accepted", "reject": "Rejected", "skip": "Skipped"}
@@ -63,44 +74,78 @@ _CSS = """
 .ca-evidence { border-left: 3px solid rgba(128, 128, 128, .45); padding: .2rem .7rem; margin: .3rem 0; font-style: italic; }
 .ca-source { font-size: .85em; opacity: .75; }
 .ca-mine { font-size: .85em; opacity: .8; margin-top: .5rem; }
+.ca-other-q { display: none; }
 </style>
 """
 
 # Capture-phase listener for the keys Streamlit's own button shortcuts cannot take: R (Streamlit
 # reserves it for "rerun": taken over only while a Reject button is on the page) and D (opens
-# "Different code...", a popover, which has no shortcut parameter, and puts the cursor in its
-# code search). Same rules as Streamlit's shortcuts: never while typing in a field, never with
-# modifiers or on key repeat.
+# "Different code..." and puts the cursor in its code search). Same rules as Streamlit's
+# shortcuts: never while typing in a field, never with modifiers or on key repeat. In the code
+# search, Enter picks the first match and Esc closes the search. Enter also makes Streamlit
+# commit the typed text, so the list may still show matches for fewer letters: the first match
+# is clicked only once the list's marker (.ca-other-q, drawn after the list) names the text typed,
+# and the marker names that button, so a button left over from an earlier list is never clicked.
 _KEYS_JS = """
 <script>
 (function () {
   var w = window;
   if (w.__coderAssistReviewKeys) return;
   w.__coderAssistReviewKeys = true;
-  var targets = {r: ".st-key-btn_reject button", d: ".st-key-review_other_popover button"};
+  var doc = w.document;
+  var targets = {r: ".st-key-btn_reject button", d: ".st-key-btn_other button"};
+  var SEARCH = "[class*='st-key-review_other_search_'] input";
+  function norm(s) { return (s || "").trim().toLowerCase().split(/\\s+/).join(" "); }
+  function inSearch(t) { return t && t.closest && t.closest("[class*='st-key-review_other_search_']"); }
   w.addEventListener("keydown", function (e) {
     var k = (e.key || "").toLowerCase();
+    var t = e.target;
+    if (inSearch(t) && !e.isComposing) {
+      if (k === "escape") {
+        var c = doc.querySelector(".st-key-review_other_cancel button");
+        if (c) { e.preventDefault(); c.click(); }
+        return;
+      }
+      if (k !== "enter") return;
+      var q = norm(t.value), tries = 0;
+      (function pick() {
+        // Streamlit keeps an earlier run's elements (marked data-stale) until the new run
+        // replaces them: only a marker of this run counts.
+        var m = doc.querySelector("[data-stale='false'] .ca-other-q");
+        if (m && m.getAttribute("data-q") === q) {
+          var key = m.getAttribute("data-pick");
+          var b = key ? doc.querySelector(".st-key-" + key + " button") : null;
+          if (b && !b.disabled) b.click();
+          return;
+        }
+        if (tries++ < 100) setTimeout(pick, 50);
+      })();
+      return;
+    }
     if (!(k in targets)) return;
     if (e.ctrlKey || e.metaKey || e.altKey || e.shiftKey || e.repeat || e.isComposing) return;
     // The same test as Streamlit's own shortcuts: typing in a text field never triggers.
-    var t = e.target;
     var nonText = ["checkbox", "radio", "range", "button", "file", "reset", "submit", "color"];
     if (t && (t.isContentEditable || ((t.tagName === "TEXTAREA" || t.tagName === "SELECT" ||
         (t.tagName === "INPUT" && nonText.indexOf(t.type) < 0)) && !t.readOnly))) return;
-    var b = w.document.querySelector(targets[k]);
+    var b = doc.querySelector(targets[k]);
     if (!b) return;
     e.preventDefault();
     e.stopImmediatePropagation();
     if (b.disabled) return;
-    b.click();
-    if (k === "d") {
-      var tries = 0;
-      (function focusSearch() {
-        var input = w.document.querySelector(".st-key-review_other_code input");
-        if (input) { input.focus(); return; }
-        if (tries++ < 30) setTimeout(focusSearch, 50);
-      })();
-    }
+    b.click();  // a click on "Different code..." focuses the search (listener below)
+  }, true);
+  // Opened with the mouse too, the search takes the cursor: typing right away must go into
+  // it, not reach the A/S/U shortcuts (typing "value" would otherwise accept).
+  doc.addEventListener("click", function (e) {
+    var t = e.target;
+    if (!(t && t.closest && t.closest(".st-key-btn_other")) || doc.querySelector(SEARCH)) return;
+    var tries = 0;
+    (function focusSearch() {
+      var input = doc.querySelector(SEARCH);
+      if (input) { input.focus(); return; }
+      if (tries++ < 60) setTimeout(focusSearch, 50);
+    })();
   }, true);
 })();
 </script>
@@ -146,6 +191,7 @@ def _leaf(path: str) -> str:
 
 
 def _on_decide(suggestion_id: int, action: str, code_path: str) -> None:
+    st.session_state.pop(OTHER_OPEN_KEY, None)
     project, name = common.page_context()
     if not name:
         _flash("error", "Enter your name in the sidebar first.")
@@ -166,11 +212,22 @@ def _on_decide(suggestion_id: int, action: str, code_path: str) -> None:
     _flash(action, f"{_VERBS[action]}: {_leaf(code_path)}  (U to undo)")
 
 
-def _on_other(suggestion_id: int) -> None:
+def _on_toggle_other(suggestion_id: int) -> None:
+    open_ = st.session_state.get(OTHER_OPEN_KEY) == suggestion_id
+    st.session_state[OTHER_OPEN_KEY] = None if open_ else suggestion_id
+
+
+def _on_close_other() -> None:
+    st.session_state[OTHER_OPEN_KEY] = None
+
+
+def _on_other(suggestion_id: int, code_id: str) -> None:
+    """One code picked in the search of one suggestion: both are bound when the button is drawn,
+    nothing is read from widget state that could outlive the suggestion."""
     project, name = common.page_context()
-    code_id = st.session_state.get(OTHER_CODE_KEY)
-    if not name or not code_id:
-        _flash("error", "Choose a code first." if name else "Enter your name in the sidebar first.")
+    st.session_state[OTHER_OPEN_KEY] = None
+    if not name:
+        _flash("error", "Enter your name in the sidebar first.")
         return
     try:
         review.choose_other_code(project, suggestion_id, code_id, name)
@@ -178,8 +235,7 @@ def _on_other(suggestion_id: int) -> None:
         _flash("error", f"Not recorded: {exc}")
         return
     common.after_decision(project, name)
-    st.session_state[OTHER_CODE_KEY] = None
-    st.session_state[OTHER_POPOVER_KEY] = False  # close it: the next suggestion is shown
+    st.session_state.pop(LAST_KEY, None)
     st.session_state.pop(PIN_KEY, None)
     path = project.conn.execute("SELECT path FROM codes WHERE id = ?", (code_id,)).fetchone()[0]
     _flash("accept", f"Coded as {_leaf(path)} instead  (U to undo)")
@@ -187,6 +243,7 @@ def _on_other(suggestion_id: int) -> None:
 
 def _on_undo() -> None:
     project, name = common.page_context()
+    st.session_state.pop(OTHER_OPEN_KEY, None)
     if not name:
         return
     try:
@@ -194,16 +251,21 @@ def _on_undo() -> None:
     except CoderAssistError as exc:
         _flash("error", f"Undo failed: {exc}")
         return
+    # A later identical press is a new decision, not a double press of the undone one.
+    st.session_state.pop(LAST_KEY, None)
     if not undone:
         _flash("undo", "Nothing to undo.")
         return
-    # Bring the suggestion back to the front (the last one undone is the earliest decision).
+    # Bring the suggestion back to the front (the last one undone is the earliest decision:
+    # for a "Different code..." the reject of the suggestion that was on screen).
     last = undone[-1]
     sid = review.suggestion_for_pair(project, last.segment_id, last.code_id)
     if sid is not None:
         st.session_state[PIN_KEY] = sid
-    path = project.conn.execute("SELECT path FROM codes WHERE id = ?", (last.code_id,)).fetchone()[0]
-    what = "different code" if len(undone) > 1 else _VERBS.get(last.action, last.action).lower()
+    # Name what the coder chose: for a "Different code..." that is the accepted code (undone[0]).
+    shown = undone[0]
+    path = project.conn.execute("SELECT path FROM codes WHERE id = ?", (shown.code_id,)).fetchone()[0]
+    what = "different code" if len(undone) > 1 else _VERBS.get(shown.action, shown.action).lower()
     _flash("undo", f"Undone: {what} ({_leaf(path)})")
 
 
@@ -267,7 +329,7 @@ def card_html(row: pd.Series, template: Template, n_for_segment: int, mine: pd.D
     )
     rank = f" · suggestion {int(row['rank'])} of {n_for_segment} for this passage" if n_for_segment > 1 else ""
     out = [
-        '<div class="ca-card">',
+        f'<div class="ca-card" data-suggestion="{int(row["suggestion_id"])}">',
         f'<div class="ca-parents">{html.escape(parents)}</div>' if parents else "",
         f'<div class="ca-code">{html.escape(leaf)}</div>',
         f'<div class="ca-desc">{html.escape(desc)}</div>' if desc else "",
@@ -299,7 +361,7 @@ def card_html(row: pd.Series, template: Template, n_for_segment: int, mine: pd.D
 
 def _controls(project: Project) -> dict:
     opts = _filter_options(project)
-    c1, c2 = st.columns([2, 3], vertical_alignment="top")
+    c1, c2 = st.columns([3, 2], vertical_alignment="top")
     order = c1.radio(
         "Queue order",
         list(review.ORDERS),
@@ -395,6 +457,35 @@ def _per_code(project: Project, name: str | None) -> None:
     )
 
 
+def _other_panel(project: Project, sid: int, suggested: str) -> None:
+    """The code search of "Different code...", under the buttons (it covers nothing). Every key
+    carries the suggestion id (see the module docstring)."""
+    with st.container(border=True, key=f"review_other_panel_{sid}"):
+        kw = {"live": "200ms"} if _HAS_LIVE else {}
+        query = st.text_input("Code for this passage", key=f"{OTHER_SEARCH_PREFIX}{sid}", placeholder="Type to search the codes…",
+                              help="Matches on the code's name lead, then its parents' names", **kw)
+        codes = [c for c in review.leaf_codes(project) if c[0] != suggested]
+        matches = review.search_codes(codes, query or "")[:OTHER_MATCHES]
+        if not matches:
+            st.caption("No code matches that. Try another word.")
+        for i, (code_id, path) in enumerate(matches):
+            parts = path.split(PATH_SEP)
+            parents = common._md_escape(PATH_SEP.join(parts[:-1]))
+            # Grey would not read on the first (primary, highlighted) button.
+            label = common._md_escape(parts[-1]) + ((f"  · {parents}" if i == 0 else f"  :gray[· {parents}]") if parents else "")
+            st.button(label, key=f"{OTHER_PICK_PREFIX}{sid}_{i}", type="primary" if i == 0 else "tertiary",
+                      on_click=_on_other, args=(sid, code_id), help=path)
+        first = f"{OTHER_PICK_PREFIX}{sid}_0" if matches else ""
+        # After the list on purpose: the page script clicks the first match on Enter once this
+        # marker names the typed text (see _KEYS_JS).
+        st.html(f'<div class="ca-other-q" data-q="{html.escape(" ".join((query or "").lower().split()))}" '
+                f'data-pick="{html.escape(first)}"></div>')
+        c1, c2 = st.columns([3, 1], vertical_alignment="center")
+        c1.caption("Enter picks the first match (highlighted) and records it at once: the suggested code is rejected and "
+                   "this one applied, as one step (U takes back both). Esc closes.")
+        c2.button("Cancel", key="review_other_cancel", type="tertiary", on_click=_on_close_other)
+
+
 def render() -> None:
     project, name = common.page_context()
     heading = st.empty()  # filled once the mode is known: a blind coder should not read "suggestions"
@@ -464,24 +555,15 @@ def render() -> None:
             _button("Skip", key="btn_skip", shortcut=SHORTCUTS["skip"],
                     on_click=_on_decide, args=(sid, "skip", path), **common_kw)
         b4, b5 = st.columns(2)
-        with b4.popover("Different code…", icon=":material/swap_horiz:", disabled=disabled, width="stretch", help="Shortcut: D",
-                        key=OTHER_POPOVER_KEY, on_change="rerun"):
-            leaves = dict(review.leaf_codes(project))
-            st.selectbox(
-                "Code for this passage",
-                [c for c in leaves if c != row["code_id"]],
-                format_func=leaves.get,
-                index=None,
-                placeholder="Type to search the codes…",
-                key=OTHER_CODE_KEY,
-                on_change=_on_other,
-                args=(sid,),
-                disabled=disabled,
-            )
-            st.caption("Picking a code records it at once: the suggested code is rejected and this one applied, as one "
-                       "step (U takes back both).")
+        is_open = st.session_state.get(OTHER_OPEN_KEY) == sid and not disabled
+        with b4:
+            _button("Different code…", key="btn_other", icon=":material/swap_horiz:", disabled=disabled, width="stretch",
+                    help="Shortcut: D. Search the template for the code this passage should have",
+                    on_click=_on_toggle_other, args=(sid,), type="secondary")
         with b5:
             _undo_button(name, data.can_undo)
+        if is_open:
+            _other_panel(project, sid, str(row["code_id"]))
         if _HAS_SHORTCUTS:
             st.caption("Keys: **A** accept · **R** reject · **S** skip · **U** undo · **D** different code "
                        "(type to search, Enter picks) · not while typing in a box")

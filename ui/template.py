@@ -17,6 +17,7 @@ import yaml
 from coder_assist.app import edit
 from coder_assist.core.template import PATH_SEP, Template, parse_template, slugify
 from coder_assist.core.errors import CoderAssistError
+from coder_assist.ml.references import FIELD_LABELS
 from coder_assist.store.project import Project
 from ui import common
 
@@ -29,16 +30,17 @@ KEEP_RETIRED = "__retire__"
 
 _CSS = """
 <style>
-.ca-tree { line-height: 1.5; font-size: .95em; }
-.ca-tree ul { list-style: none; margin: 0 0 0 1.1rem; padding: 0; }
-.ca-tree > ul { margin-left: 0; }
-.ca-tree li { margin: .1rem 0; }
-.ca-theme { font-weight: 650; }
-.ca-sel { background: rgba(240, 180, 0, .22); border-radius: .25rem; padding: 0 .25rem; }
-.ca-badge { font-size: .75em; opacity: .65; margin-left: .3rem; }
-.ca-dot { display: inline-block; width: .6rem; height: .6rem; border-radius: 50%; margin-right: .35rem; }
 .ca-ex { border-left: 3px solid rgba(128, 128, 128, .45); padding: .15rem .6rem; margin: .3rem 0; font-style: italic; }
 .ca-exsrc { font-size: .8em; opacity: .7; font-style: normal; }
+.st-key-tpl_tree [data-testid="stVerticalBlock"] { gap: 0; }
+[class*="st-key-tpl_tree_"] button { min-height: 1.7rem; padding: .05rem .4rem; justify-content: flex-start; text-align: left; width: 100%; }
+[class*="st-key-tpl_tree_"] button p { font-size: .92rem; text-align: left; }
+.st-key-tpl_tree [class*="st-key-tpl_tree_1_"] { padding-left: 1.1rem; }
+.st-key-tpl_tree [class*="st-key-tpl_tree_2_"] { padding-left: 2.2rem; }
+.st-key-tpl_tree [class*="st-key-tpl_tree_3_"] { padding-left: 3.3rem; }
+.st-key-tpl_tree [class*="st-key-tpl_tree_4_"] { padding-left: 4.4rem; }
+.ca-rv-text { border-left: 3px solid rgba(128, 128, 128, .45); padding: .15rem .6rem; margin: .2rem 0 .4rem; font-size: .92em; }
+.ca-rv-new { border-left-color: rgba(0, 150, 80, .7); }
 </style>
 """
 
@@ -88,12 +90,16 @@ def _on_save(cid: str) -> None:
 
     def save():
         code = project.template().codes[cid]
+        updated = 0
         if " ".join(new_name.split()) != code.name:
             edit.apply_rename(project, cid, new_name, coder=name)
+            updated = len(edit.history(project)[-1].get("references_updated", []))
         if (fields["description"], fields["include"], fields["exclude"]) != (code.description, code.include, code.exclude):
             edit.apply_update(project, cid, coder=name, **fields)
+        return (f" {_count(updated, 'note')} of other codes naming it in quotes now use{'s' if updated == 1 else ''} the new name."
+                if updated else "")
 
-    _run(save, "Saved. Decisions stay with the code (its id does not change).")
+    _run(save, "Saved. Decisions stay with the code (its id does not change).{result}")
 
 
 def _on_move(cid: str, parent: str | None) -> None:
@@ -103,7 +109,7 @@ def _on_move(cid: str, parent: str | None) -> None:
 
 def _on_merge(cid: str, target: str) -> None:
     project, name = common.page_context()
-    if _run(lambda: edit.apply_merge(project, cid, target, coder=name), "Merged: {result} decision(s) moved to the code kept."):
+    if _run(lambda: edit.apply_merge(project, cid, target, coder=name), "Merged: {result} log entries moved to the code kept."):
         st.session_state[CODE_KEY] = target
 
 
@@ -133,48 +139,124 @@ def _on_split(cid: str, parts: list, assign: dict, ex_assign: dict, n_segs: int)
     project, name = common.page_context()
     result: list[list[str]] = []
     if _run(lambda: result.append(edit.apply_split(project, cid, parts, assign, examples=ex_assign, coder=name)),
-            f"Split into {len(parts)} codes; {n_segs} coded passage(s) reassigned."):
+            f"Split into {len(parts)} codes; {_count(n_segs, 'coded passage')} reassigned."):
         st.session_state.pop(SPLIT_ASSIGN_KEY, None)
         st.session_state[CODE_KEY] = result[0][0]
+
+
+def _on_pick(cid: str) -> None:
+    st.session_state[CODE_KEY] = cid
+
+
+def _on_review_fix(item_id: int, cid: str) -> None:
+    project, name = common.page_context()
+    if _run(lambda: edit.apply_review_fix(project, item_id, coder=name), "Fixed."):
+        st.session_state[CODE_KEY] = cid
+        # The edit form keeps what it last showed; drawn again from the template, a later Save
+        # cannot put the text the fix replaced back.
+        for key in (f"tpl_name_{cid}", f"tpl_desc_{cid}", f"tpl_inc_{cid}", f"tpl_exc_{cid}"):
+            st.session_state.pop(key, None)
+
+
+def _on_review_keep(item_id: int) -> None:
+    project, name = common.page_context()
+    _run(lambda: edit.keep_review_item(project, item_id, coder=name), "Kept as it is.")
 
 
 def _on_replace(new: Template, mapping: dict) -> None:
     project, name = common.page_context()
     if _run(lambda: sum(edit.replace_template(project, new, mapping, coder=name).values()),
-            "Template replaced: {result} decision(s) moved. Compute suggestions again (Import page) to score the new codes."):
+            "Template replaced: {result} decisions moved. Compute suggestions again (Import page) to score the new codes."):
         st.session_state.pop(CODE_KEY, None)
 
 
 # --------------------------------------------------------------------------- the tree
 
 
+def _label(n: int, singular: str, plural: str | None = None) -> str:
+    from coder_assist.app.figures import label
+
+    return label(n, singular, plural)
+
+
 def decision_counts(project: Project) -> dict[str, dict[str, int]]:
-    """Per code: current accepted codings (all coders) and decisions of any kind in the log."""
+    """Per code, from :mod:`coder_assist.app.figures`: ``accepted`` (passages coded: distinct
+    passages with a current accept by any coder), ``in_force`` (decisions in force, all
+    coders) and ``decisions`` (log entries of any action, undos included)."""
+    from coder_assist.app import figures
+
     out: dict[str, dict[str, int]] = {}
-    cur = project.current_decisions()
-    for code, n in cur[cur["action"] == "accept"].groupby("code_id").size().items():
-        out.setdefault(code, {})["accepted"] = int(n)
-    for code, n in project.conn.execute("SELECT code_id, COUNT(*) FROM decisions GROUP BY code_id"):
+    for key, series in (("accepted", figures.passages_coded(project)), ("in_force", figures.decisions_in_force_per_code(project))):
+        for code, n in series.items():
+            out.setdefault(code, {})[key] = int(n)
+    for code, n in project.decisions()["code_id"].value_counts().items():
         out.setdefault(code, {})["decisions"] = int(n)
     return out
 
 
-def tree_html(template: Template, counts: dict[str, dict[str, int]], selected: str | None) -> str:
-    def node(cid: str) -> str:
-        c = template.codes[cid]
-        name = html.escape(c.name)
-        cls = "ca-theme" if not c.is_leaf else ""
-        if cid == selected:
-            cls += " ca-sel"
-        dot = f'<span class="ca-dot" style="background:{c.color}"></span>' if c.color else ""
-        badge = ""
-        if c.is_leaf:
-            acc = counts.get(cid, {}).get("accepted", 0)
-            badge = f'<span class="ca-badge">{len(c.examples)} ex · {acc} coded</span>'
-        kids = "".join(node(k) for k in c.children)
-        return f'<li><span class="{cls.strip()}">{dot}{name}</span>{badge}' + (f"<ul>{kids}</ul>" if kids else "") + "</li>"
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
 
-    return '<div class="ca-tree"><ul>' + "".join(node(c.id) for c in template.roots()) + "</ul></div>"
+
+def tree_buttons(template: Template, counts: dict[str, dict[str, int]], selected: str | None) -> None:
+    """The code tree as one button per code (a click, or Tab and Enter, selects it); the
+    selected code's button is highlighted. Keys ``tpl_tree_<depth>_<id slug>`` carry the
+    depth, which the page's CSS indents."""
+    seen: set[str] = set()
+    dots: list[str] = []
+    for c in template.codes.values():
+        slug = slugify(c.id)
+        key = f"tpl_tree_{min(c.depth, 4)}_{slug}"
+        if key in seen:
+            key = f"{key}-{len(seen)}"
+        seen.add(key)
+        if c.is_leaf:
+            label = f"{c.name} · {len(c.examples)} ex · {counts.get(c.id, {}).get('accepted', 0)} coded"
+        else:
+            label = f"**{c.name}**"
+        st.button(label.replace("[", "\\[").replace("]", "\\]"), key=key, on_click=_on_pick, args=(c.id,),
+                  type="primary" if c.id == selected else "tertiary", help=c.path_str)
+        if c.color:
+            dots.append(f'.st-key-{key} button p::before {{ content: ""; display: inline-block; width: .6rem; height: .6rem; '
+                        f'border-radius: 50%; margin-right: .4rem; background: {c.color}; }}')
+    if dots:
+        st.html("<style>" + "\n".join(dots) + "</style>")
+
+
+def tree_key(template: Template, cid: str) -> str:
+    """The tree button's key for a code (tests click it)."""
+    return f"tpl_tree_{min(template.codes[cid].depth, 4)}_{slugify(cid)}"
+
+
+def _review_section(name: str | None, template: Template, items: list) -> None:
+    """What the template edits left that may contradict, each with its fix or "keep as is"."""
+    with st.container(border=True, key="tpl_review"):
+        st.markdown(f"**Check after the last edits: {_count(len(items), 'item')}** · each may contradict the template as it "
+                    "is now. *Fix* applies the proposed text; *Keep as is* takes it off the list.")
+        for k, item in enumerate(items):
+            if k:
+                st.divider()
+            code = template.codes[item.code_id]
+            label = FIELD_LABELS.get(item.field, item.field)
+            body = f'<div><b>{html.escape(code.name)}</b> · {label}: {html.escape(item.why)}</div>'
+            if item.field == "examples":
+                body += f'<div class="ca-rv-text"><b>Excerpt:</b> {html.escape(item.text)}</div>'
+            elif item.field == "counter_examples":
+                body += f'<div class="ca-rv-text"><b>Counter-example:</b> {html.escape(item.text)}</div>'
+            else:
+                body += f'<div class="ca-rv-text"><b>Now:</b> {html.escape(item.text or "(empty)")}</div>'
+                if item.fix is not None:
+                    body += f'<div class="ca-rv-text ca-rv-new"><b>Proposed:</b> {html.escape(item.fix or "(empty)")}</div>'
+            text_col, buttons = st.columns([5, 1], vertical_alignment="center")
+            text_col.html(_CSS + body)
+            with buttons:
+                if item.fix is not None:
+                    st.button("Fix", key=f"tpl_rv_fix_{item.id}", type="primary", disabled=not name, help=item.fix_label,
+                              on_click=_on_review_fix, args=(item.id, item.code_id), width="stretch")
+                st.button("Keep as is", key=f"tpl_rv_keep_{item.id}", disabled=not name, on_click=_on_review_keep,
+                          args=(item.id,), width="stretch", help="Take it off the list; the template stays as it is")
+                st.button("Open the code", key=f"tpl_rv_open_{item.id}", on_click=_on_pick, args=(item.code_id,),
+                          width="stretch", type="tertiary")
 
 
 def code_html(template: Template, cid: str) -> str:
@@ -209,11 +291,17 @@ def render() -> None:
     codes = template.codes
     if st.session_state.get(CODE_KEY) not in codes:
         st.session_state[CODE_KEY] = next(iter(codes))
+    items = edit.open_review(project)
+    if items:
+        st.info(f"The last template edits left {_count(len(items), 'thing')} that may contradict the template: "
+                "see **Check after the last edits**, under the edit tabs.", icon=":material/rule:")
+    st.html(_CSS)
     left, right = st.columns([2, 3], gap="large")
     with left:
-        st.caption(f"**{html.escape(template.name)}** · {len(template.leaves())} codes in {len(template.roots())} themes")
-        with st.container(height=640, border=True):
-            st.html(_CSS + tree_html(template, counts, st.session_state.get(CODE_KEY)))
+        st.caption(f"**{html.escape(template.name)}** · {_count(len(template.leaves()), 'code')} in "
+                   f"{_count(len(template.roots()), 'theme')} · click a code to open it")
+        with st.container(height=640, border=True, key="tpl_tree"):
+            tree_buttons(template, counts, st.session_state.get(CODE_KEY))
     with right:
         st.selectbox("Code", list(codes), format_func=lambda c: codes[c].path_str, key=CODE_KEY,
                      help="Type to search. The code's details and the edits below apply to it.")
@@ -223,21 +311,27 @@ def render() -> None:
         st.subheader(code.name, anchor=False)
         st.caption(
             ("Theme / sub-theme (has sub-codes)" if not code.is_leaf else "Code")
-            + f" · id `{cid}` · {c_counts.get('accepted', 0)} passages coded · {c_counts.get('decisions', 0)} decisions in the log"
+            + f" · id `{cid}` · {_label(c_counts.get('accepted', 0), 'passage coded', 'passages coded')}"
+            + f" · {_label(c_counts.get('in_force', 0), 'decision in force', 'decisions in force')} · {_label(c_counts.get('decisions', 0), 'log entry', 'log entries')}"
         )
         st.html(_CSS + code_html(template, cid))
         if not name:
             st.info("Enter your name in the sidebar to edit the template: every edit is recorded with it.", icon=":material/badge:")
         _edits(project, name, template, cid, counts)
+    if items:
+        _review_section(name, template, items)
     st.divider()
     _replace_section(project, name, template)
     hist = edit.history(project)
     if hist:
-        with st.expander(f"Template history ({len(hist)} edits)"):
+        with st.expander(f"Template history ({_count(len(hist), 'edit')})"):
             st.dataframe(
-                pd.DataFrame([{"when": h.get("at"), "who": h.get("coder"), "what": h.get("op"),
-                               "code": h.get("from") or h.get("path") or h.get("code") or h.get("template"),
-                               "decisions moved": sum(len(v) for v in h.get("moved_decisions", {}).values())} for h in reversed(hist)]),
+                pd.DataFrame([{"when": h.get("at") or "", "who": h.get("coder") or "", "what": h.get("op") or "",
+                               "code": h.get("from") or h.get("path") or h.get("code") or h.get("template") or "",
+                               "decisions moved": sum(len(v) for v in h.get("moved_decisions", {}).values()),
+                               "notes updated": len(h.get("references_updated", [])),
+                               "to review": len(h.get("review", [])) if h.get("op") not in ("review_fix", "review_keep") else 0}
+                              for h in reversed(hist)]),
                 hide_index=True, width="stretch",
             )
 
@@ -272,10 +366,21 @@ def _edits(project: Project, name: str | None, template: Template, cid: str, cou
             leaves = [c.id for c in template.leaves() if c.id != cid]
             target = st.selectbox("Merge into", leaves, format_func=lambda c: template.codes[c].path_str, index=None,
                                   placeholder="Choose the code to keep…", key="tpl_merge_into")
-            n = edit.decision_count(project, cid)
             if target:
-                st.warning(f"**{code.name}** leaves the template. Its {n} decision(s) move to **{template.codes[target].name}**, "
-                           f"and its {len(code.examples)} example excerpt(s) join that code's.", icon=":material/merge:")
+                from coder_assist.app import figures
+
+                fx, L = figures.merge_effect(project, cid, target), figures.label
+                kept = template.codes[target].name
+                text = (f"**{code.name}** leaves the template. Moving to **{kept}**: its {L(fx.source_in_force, 'decision in force', 'decisions in force')} "
+                        f"({L(fx.log_entries, 'log entry', 'log entries')}, skips and undos included) and its "
+                        f"{L(len(code.examples), 'example excerpt', 'example excerpts')}. ")
+                if fx.lost:
+                    text += (f"On {L(fx.collapsed, 'passage')} a coder has decisions on both codes: there the later one counts, so "
+                             f"decisions in force on the two codes go from {fx.source_in_force + fx.target_in_force} to "
+                             f"{fx.in_force_after} ({L(fx.lost, 'decision')} fewer).")
+                else:
+                    text += f"Decisions in force on the two codes stay {fx.in_force_after}, all on {kept}."
+                st.warning(text, icon=":material/merge:")
             st.button("Merge", key="tpl_merge", type="primary", disabled=off or not target, on_click=_on_merge, args=(cid, target))
     with tabs[5]:
         _split(project, name, template, cid)
@@ -353,7 +458,7 @@ def _split(project: Project, name: str | None, template: Template, cid: str) -> 
     assign: dict[int, int] = st.session_state.setdefault(SPLIT_ASSIGN_KEY, {})
     assign = {s: k for s, k in assign.items() if s in segs and k < len(parts)}
     if segs:
-        st.markdown(f"**Where do the {len(segs)} coded passage(s) go?** Every decision on a passage (every coder's) moves to the code you choose.")
+        st.markdown(f"**Where {'does the coded passage' if len(segs) == 1 else f'do the {len(segs)} coded passages'} go?** Every decision on a passage (every coder's) moves to the code you choose.")
         info = pd.read_sql_query(
             "SELECT s.id AS segment_id, t.name AS transcript, s.text, "
             "GROUP_CONCAT(d.coder || ' ' || CASE d.action WHEN 'accept' THEN '✓' WHEN 'reject' THEN '✗' ELSE d.action END, ', ') AS decisions "
@@ -363,7 +468,7 @@ def _split(project: Project, name: str | None, template: Template, cid: str) -> 
             params=(cid,),
         )
         info["text"] = info["text"].map(lambda t: " ".join(t.split()))
-        info["new code"] = [labels[assign[s]] if s in assign else None for s in info["segment_id"]]
+        info["new code"] = [labels[assign[s]] if s in assign else "" for s in info["segment_id"]]
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         bulk = c1.selectbox("Assign every unassigned passage to", range(len(labels)), format_func=lambda k: labels[k], index=None,
                             key="tpl_split_bulk")
@@ -397,7 +502,7 @@ def _split(project: Project, name: str | None, template: Template, cid: str) -> 
     missing = [s for s in segs if s not in assign]
     ready = all(p.name for p in parts) and not missing
     if missing:
-        st.caption(f"{len(missing)} of {len(segs)} passage(s) still to assign.")
+        st.caption(f"{len(missing)} of {_count(len(segs), 'passage')} still to assign.")
     st.button("Split", key="tpl_split", type="primary", disabled=not name or not ready, on_click=_on_split,
               args=(cid, parts, dict(assign), ex_assign, len(segs)))
 
@@ -428,7 +533,7 @@ def _replace_section(project: Project, name: str | None, template: Template) -> 
     )
     mapping: dict[str, str | None] = {}
     if plan.needs_mapping:
-        st.warning(f"{len(plan.needs_mapping)} code(s) that would leave the template have decisions. Choose where their decisions go: "
+        st.warning(f"{_count(len(plan.needs_mapping), 'code')} that would leave the template {'has' if len(plan.needs_mapping) == 1 else 'have'} decisions. Choose where their decisions go: "
                    "a code of the new template, or keep the old code retired with its decisions.", icon=":material/call_split:")
         leaves = [c.id for c in new.leaves()]
         options = [KEEP_RETIRED] + leaves
@@ -436,7 +541,7 @@ def _replace_section(project: Project, name: str | None, template: Template) -> 
         paths = dict(project.conn.execute("SELECT id, path FROM codes").fetchall())
         for cid, n in plan.needs_mapping.items():
             sug = plan.suggested_mapping.get(cid)
-            choice = st.selectbox(f"{paths.get(cid, cid)} · {n} decision(s)", options, format_func=label,
+            choice = st.selectbox(f"{paths.get(cid, cid)} · {_count(n, 'decision')}", options, format_func=label,
                                   index=options.index(sug) if sug in options else None, placeholder="Choose…", key=f"tpl_map_{cid}")
             if choice is not None:
                 mapping[cid] = None if choice == KEEP_RETIRED else choice

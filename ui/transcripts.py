@@ -38,12 +38,14 @@ _CSS = """
 .ca-t.ca-ctx { opacity: .7; }
 .ca-spk { font-weight: 600; margin-right: .35rem; }
 .ca-ts { font-size: .8em; opacity: .7; margin-right: .35rem; }
-.ca-seg { display: grid; grid-template-columns: 2.6rem 1fr 13rem; gap: .5rem; padding: .25rem .3rem; border-radius: .3rem; margin: .1rem 0; }
+.ca-seg { display: grid; grid-template-columns: 2.6rem 1fr; gap: .5rem; padding: .25rem .3rem; border-radius: .3rem; margin: .1rem 0;
+           scroll-margin-top: 3rem; }
 .ca-seg.ca-sel { background: rgba(240, 180, 0, .13); outline: 2px solid rgba(240, 180, 0, .55); }
 .ca-bars { display: flex; gap: 3px; justify-content: flex-end; align-items: stretch; }
 .ca-bar { width: 5px; border-radius: 2px; }
 .ca-num { font-size: .75em; opacity: .55; margin-right: .35rem; font-variant-numeric: tabular-nums; }
-.ca-labels { display: flex; flex-wrap: wrap; gap: .25rem; align-content: flex-start; }
+.ca-labels { display: flex; flex-wrap: wrap; gap: .25rem; align-content: flex-start; margin-top: .2rem; }
+.ca-labels:empty { display: none; }
 .ca-chip { font-size: .74em; line-height: 1.3; padding: .05rem .4rem; border-radius: .6rem; border: 1px solid; max-width: 13rem;
            overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .ca-chip.ca-pend { border-style: dashed; opacity: .8; background: transparent !important; }
@@ -174,8 +176,10 @@ def document_html(
             sel = " ca-sel" if selected == int(s.id) else ""
             out.append(
                 f'<div class="ca-seg{sel}" id="seg-{int(s.id)}"><div class="ca-bars">{bars}</div>'
-                f'<div><span class="ca-num">{int(s.idx) + 1}</span>{esc(text[s.start:s.end])}</div>'
-                f'<div class="ca-labels">{"".join(chips)}</div></div>'
+                # Labels under the passage, not in a column beside it: the text keeps the pane's
+                # width (a third column left it about 200 px wide at 1400 px).
+                f'<div><span class="ca-num">{int(s.idx) + 1}</span>{esc(text[s.start:s.end])}'
+                f'<div class="ca-labels">{"".join(chips)}</div></div></div>'
             )
         out.append("</div>")
     out.append("</div>")
@@ -262,7 +266,12 @@ def _on_undo() -> None:
     if not name:
         return
     undone = review.undo_last(project, name)
-    _flash("ok", f"Undone: {undone[-1].action} of {_leaf(_path(project, undone[-1].code_id))}" if undone else "Nothing to undo.")
+    if not undone:
+        _flash("ok", "Nothing to undo.")
+        return
+    # undone[0] is the latest decision: for a "Different code..." the accept of the chosen code.
+    what = "different code" if len(undone) > 1 else {"accept": "accepted", "reject": "rejected", "skip": "skipped"}.get(undone[0].action, undone[0].action)
+    _flash("ok", f"Undone: {what} ({_leaf(_path(project, undone[0].code_id))})")
 
 
 def _step(ids: list[int], delta: int) -> None:
@@ -350,11 +359,12 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
         return f"{int(r.idx) + 1} · {r.speaker}: {snippet[:70]}{'…' if len(snippet) > 70 else ''}"
 
     st.selectbox("Passage", ids, format_func=label, key=SEGMENT_KEY, help="The number is the one in the margin of the transcript")
-    b1, b2, b3 = st.columns([1, 1, 1.3])
+    # Two buttons a row at most: three in the panel's width were cut to "Previ...".
+    b1, b2 = st.columns(2)
     b1.button("Previous", key="tr_prev", icon=":material/arrow_upward:", on_click=_step, args=(ids, -1), width="stretch")
     b2.button("Next", key="tr_next", icon=":material/arrow_downward:", on_click=_step, args=(ids, 1), width="stretch")
     pending_segs = {int(s) for s in pending["segment_id"]}
-    b3.button("Next pending", key="tr_next_pending", icon=":material/skip_next:", on_click=_next_pending, args=(ids, pending_segs),
+    st.button("Next pending suggestion", key="tr_next_pending", icon=":material/skip_next:", on_click=_next_pending, args=(ids, pending_segs),
               width="stretch", disabled=not pending_segs, help="The next passage with a suggestion you have not decided")
 
     seg = seg_rows[selected]
@@ -368,7 +378,7 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
     if mine.empty:
         st.caption("None yet.")
     for r in mine.itertuples(index=False):
-        c1, c2 = st.columns([3, 1], vertical_alignment="center")
+        c1, c2 = st.columns([2, 1], vertical_alignment="center")
         c1.markdown(f"{common._md_escape(_leaf(r.code_path))}  \n:gray[{common._md_escape(r.code_path)}]")
         c2.button("Remove", key=f"tr_rm_{r.code_id}", help=f"Take {r.code_path} off this passage (recorded as a reject)",
                   on_click=_on_remove, args=(selected, r.code_id), disabled=not name, width="stretch")
@@ -377,8 +387,8 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
     if len(here):
         st.markdown("**Suggested, waiting for your decision**")
         for r in here.itertuples(index=False):
-            c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
-            c1.markdown(f"{common._md_escape(_leaf(r.code_path))} · {float(r.confidence):.0%}  \n:gray[{common._md_escape(r.code_path)}]")
+            st.markdown(f"{common._md_escape(_leaf(r.code_path))} · {float(r.confidence):.0%}  \n:gray[{common._md_escape(r.code_path)}]")
+            c2, c3 = st.columns(2)
             c2.button("Accept", key=f"tr_acc_{r.suggestion_id}", type="primary", width="stretch",
                       on_click=_on_decide, args=(int(r.suggestion_id), "accept"), disabled=not name)
             c3.button("Reject", key=f"tr_rej_{r.suggestion_id}", width="stretch",

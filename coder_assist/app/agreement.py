@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
@@ -59,23 +60,30 @@ def _now() -> str:
 
 
 def percent_agreement(a: Sequence, b: Sequence) -> float | None:
+    """Share of items on which both raters gave the same answer (None: no items). The one
+    percent agreement every page shows."""
     a, b = np.asarray(a), np.asarray(b)
+    if len(a) != len(b):
+        raise ValueError("both raters need an answer on every item")
     return float((a == b).mean()) if len(a) else None
 
 
 def cohen_kappa(a: Sequence, b: Sequence) -> float | None:
-    """Cohen's kappa of two raters' categorical answers on the same items (None: undefined)."""
+    """Cohen's kappa of two raters' categorical answers on the same items: scikit-learn's
+    ``cohen_kappa_score``, the one kappa every page shows. None where it is undefined: fewer
+    than two items, or one and the same answer from both throughout (chance agreement is then
+    already perfect)."""
+    from sklearn.metrics import cohen_kappa_score
+
     a, b = np.asarray(a), np.asarray(b)
     if len(a) != len(b):
         raise ValueError("both raters need an answer on every item")
-    if len(a) == 0:
+    if len(a) < 2 or len(np.union1d(a, b)) < 2:
         return None
-    cats = np.union1d(a, b)
-    po = float((a == b).mean())
-    pe = float(sum((a == c).mean() * (b == c).mean() for c in cats))
-    if pe >= 1.0 - 1e-12:
-        return None
-    return (po - pe) / (1.0 - pe)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        k = float(cohen_kappa_score(a, b))
+    return None if math.isnan(k) else k
 
 
 def krippendorff_alpha(data: Sequence[Sequence] | np.ndarray) -> float | None:

@@ -37,14 +37,30 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..core.template import PATH_SEP, Template, parse_template, slugify
+from ..ml import references as refs
+from ..core.template import PATH_SEP, Code, Template, parse_template, slugify
 from ..core.errors import ProjectError, TemplateError
+from ..ml.references import ReviewItem
 from ..store.project import Project
 
 #: meta keys: the template history (JSON list) and a counter bumped whenever decisions are
 #: re-pointed, which tells readers caching the decision log (coder_assist.app.review) to re-read it.
 HISTORY_KEY = "template_history"
 EPOCH_KEY = "decisions_epoch"
+#: meta key: the review list (JSON) of what template edits left that may contradict.
+REVIEW_KEY = "template_review"
+
+
+@dataclass
+class EditResult:
+    """A pure edit's outcome: the new template; ``review``: what the edit left that may
+    contradict it (for a person to fix or keep); ``updated``: references the edit changed
+    itself because the change was certain (a quoted name after a rename), as
+    ``{"code", "field", "from", "to"}``."""
+
+    template: Template
+    review: list[ReviewItem] = field(default_factory=list)
+    updated: list[dict] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- the nested form
@@ -159,10 +175,61 @@ def add_code(
 
 
 def rename_code(template: Template, code_id: str, new_name: str) -> Template:
-    """Rename a code. Its id stays, so its decisions, suggestions and examples stay with it."""
+    """Rename a code. Its id stays, so its decisions, suggestions and examples stay with it.
+    Quoted references to it in other codes' notes follow (see :func:`rename`)."""
+    return rename(template, code_id, new_name).template
+
+
+def _others(template: Template, *exclude: str) -> list[str]:
+    return [c.name for c in template.codes.values() if c.id not in exclude]
+
+
+def _q(name: str) -> str:
+    return f"'{name}'"
+
+
+def rename(template: Template, code_id: str, new_name: str) -> EditResult:
+    """Rename a code, and the references to it in other codes' descriptions and notes:
+    quoted ones (``'Old name'``, or its full path) are replaced; unquoted ones, and every one
+    when another code has the same name (a reference cannot say which it means), are left
+    and flagged with the replacement proposed."""
+    if code_id not in template.codes:
+        raise ProjectError(f"no code {code_id!r} in the template")
     tree = _tree(template)
     _node(tree, code_id)["name"] = _clean_name(new_name)
-    return _parse(tree, template)
+    new = _parse(tree, template)
+    old_code, new_code = template.codes[code_id], new.codes[code_id]
+    if old_code.name == new_code.name:
+        return EditResult(new)
+    ambiguous = sum(c.name == old_code.name for c in template.codes.values()) > 1
+    result = EditResult(new)
+    fields: dict[tuple[str, str], str] = {}
+    for cid, f, found in refs.code_refs(template, code_id):
+        text = getattr(template.codes[cid], f)
+
+        def swap(r: refs.Ref) -> str:
+            return new_code.path_str if text[r.start:r.end] == old_code.path_str else new_code.name
+
+        certain = [r for r in found if r.quoted and not (ambiguous and text[r.start:r.end] == old_code.name)]
+        auto, full = text, text
+        for r in sorted(found, key=lambda r: r.start, reverse=True):
+            full = full[: r.start] + swap(r) + full[r.end :]
+            if r in certain:
+                auto = auto[: r.start] + swap(r) + auto[r.end :]
+        if auto != text:
+            fields[(cid, f)] = auto
+            result.updated.append({"code": cid, "field": f, "from": text, "to": auto})
+        if full != auto:
+            why = (f"names {_q(old_code.name)}, which is now {_q(new_code.name)}"
+                   + (" (another code has the old name too, so it may mean that one)" if ambiguous
+                      else " (not in quotes, so it was not changed automatically)"))
+            result.review.append(ReviewItem(cid, f, auto, why, full, f"Say {_q(new_code.name)}"))
+    if fields:
+        tree = _tree(new)
+        for (cid, f), text in fields.items():
+            _node(tree, cid)[f] = text
+        result.template = _parse(tree, template)
+    return result
 
 
 def update_code(template: Template, code_id: str, **fields: str) -> Template:
@@ -184,6 +251,40 @@ def update_code(template: Template, code_id: str, **fields: str) -> Template:
 def move_code(template: Template, code_id: str, new_parent_id: str | None, position: int | None = None) -> Template:
     """Move a code (with its sub-codes) under another parent (``None``: to the top level), at
     ``position`` among its new siblings (default: last)."""
+    return move(template, code_id, new_parent_id, position).template
+
+
+def move(template: Template, code_id: str, new_parent_id: str | None, position: int | None = None) -> EditResult:
+    """:func:`move_code`, and the references to the moved code in other codes' notes: quoted
+    full paths are updated to the new path; notes that name it are flagged (a note written
+    about a barrier may not hold for an enabler), with nothing proposed: the person checks."""
+    new = _move_tree(template, code_id, new_parent_id, position)
+    old_code, new_code = template.codes[code_id], new.codes[code_id]
+    result = EditResult(new)
+    if old_code.path_str == new_code.path_str:
+        return result
+    fields: dict[tuple[str, str], str] = {}
+    for cid, f, found in refs.code_refs(template, code_id):
+        text = getattr(template.codes[cid], f)
+        paths = [r for r in found if r.quoted and text[r.start:r.end] == old_code.path_str]
+        auto = refs.replace_refs(text, paths, new_code.path_str)
+        if auto != text:
+            fields[(cid, f)] = auto
+            result.updated.append({"code": cid, "field": f, "from": text, "to": auto})
+        result.review.append(ReviewItem(
+            cid, f, auto,
+            f"names {_q(old_code.name)}, which moved from {_q(PATH_SEP.join(old_code.path[:-1]) or '(top level)')} "
+            f"to {_q(PATH_SEP.join(new_code.path[:-1]) or '(top level)')}: check the note still holds there",
+            None, ""))
+    if fields:
+        tree = _tree(new)
+        for (cid, f), text in fields.items():
+            _node(tree, cid)[f] = text
+        result.template = _parse(tree, template)
+    return result
+
+
+def _move_tree(template: Template, code_id: str, new_parent_id: str | None, position: int | None) -> Template:
     if new_parent_id is not None:
         if new_parent_id not in template.codes:
             raise ProjectError(f"no code {new_parent_id!r} in the template")
@@ -203,9 +304,25 @@ def move_code(template: Template, code_id: str, new_parent_id: str | None, posit
 
 
 def merge_codes(template: Template, source_id: str, target_id: str) -> Template:
+    """Merge code ``source_id`` into ``target_id`` (see :func:`merge`); the new template."""
+    return merge(template, source_id, target_id).template
+
+
+def merge(template: Template, source_id: str, target_id: str) -> EditResult:
     """Merge code ``source_id`` into ``target_id``: the source leaves the template and its
-    example excerpts and counter-examples join the target's (duplicates dropped). Both must be
-    codes that get suggested (no sub-codes)."""
+    example excerpts join the target's (duplicates dropped). Both must be codes that get
+    suggested (no sub-codes).
+
+    Counter-examples: one written to tell the two apart (:func:`references.told_apart_from`)
+    is now the merged code's own material, so it is not kept as a counter-example of the
+    target, where it would push the target's own passages down; the review list offers to add
+    it to the target's examples. The source's other counter-examples join the target's.
+
+    Flagged for review, with a proposed text: the target's description (its clauses that
+    contrast it with the source cut, the source's description added), its include and exclude
+    notes (clauses sending the coder to the other code dropped, the source's other clauses
+    added), and every other code's note that tells the coder to use the source (proposed: the
+    target)."""
     if source_id == target_id:
         raise ProjectError("choose two different codes to merge")
     for cid in (source_id, target_id):
@@ -213,17 +330,81 @@ def merge_codes(template: Template, source_id: str, target_id: str) -> Template:
             raise ProjectError(f"no code {cid!r} in the template")
         if not template.codes[cid].is_leaf:
             raise ProjectError(f"{template.codes[cid].path_str!r} has sub-codes; merge codes without sub-codes (move or merge its sub-codes first)")
-    src = template.codes[source_id]
+    src, tgt = template.codes[source_id], template.codes[target_id]
+    review: list[ReviewItem] = []
     tree = _tree(template)
     target = _node(tree, target_id)
-    for key, items in (("examples", src.examples), ("counter_examples", src.counter_examples)):
-        have = {e["text"] for e in target.get(key, [])}
-        extra = [e for e in _examples(items) if e["text"] not in have]
-        if extra:
-            target[key] = target.get(key, []) + extra
+    have = {e["text"] for e in target.get("examples", [])}
+    extra = [e for e in _examples(src.examples) if e["text"] not in have]
+    if extra:
+        target["examples"] = target.get("examples", []) + extra
+    have |= {e["text"] for e in extra}
+
+    def offer(e, owner: Code, other: Code) -> None:
+        review.append(ReviewItem(
+            target_id, "examples", e.text,
+            f"was a counter-example of {_q(owner.name)} telling it apart from {_q(other.name)}; the two are one code now, "
+            f"so it is no longer a counter-example (it would push this code's own passages down)",
+            e.text, "Add it to the example excerpts"))
+
+    keep_ce = []
+    for e in tgt.counter_examples:
+        if refs.told_apart_from(template, target_id, e.text) == source_id:
+            if e.text not in have:
+                offer(e, tgt, src)
+        else:
+            keep_ce.append(e)
+    ce_texts = {e.text for e in keep_ce}
+    for e in src.counter_examples:
+        if refs.told_apart_from(template, source_id, e.text) == target_id:
+            if e.text not in have:
+                offer(e, src, tgt)
+        elif e.text not in ce_texts and e.text not in have:
+            keep_ce.append(e)
+            ce_texts.add(e.text)
+    if keep_ce:
+        target["counter_examples"] = _examples(keep_ce)
+    else:
+        target.pop("counter_examples", None)
     siblings, i = _find(tree["codes"], source_id)  # type: ignore[misc]
     siblings.pop(i)
-    return _parse(tree, template)
+    new = _parse(tree, template)
+    others = _others(template, source_id, target_id)
+
+    # The kept code's own texts.
+    d_tgt, cut_tgt = refs.contrast_cuts(tgt.description, src, tgt)
+    d_src, cut_src = refs.contrast_cuts(src.description, tgt, src)
+    proposed = " ".join(x for x in (d_tgt, d_src) if x)
+    if src.description and proposed != tgt.description:
+        why = f"{_q(src.name)} was merged into this code"
+        if cut_tgt:
+            why += ", but the description sets the two apart (" + "; ".join(f"'{c}'" for c in cut_tgt) + ")"
+        why += ". Proposed: both descriptions, without the clauses that set one against the other"
+        review.append(ReviewItem(target_id, "description", tgt.description, why, proposed, "Use the merged description"))
+    for f in ("include", "exclude"):
+        mine, gone_t = refs.drop_clauses_naming(getattr(tgt, f), refs.names_of(src), others)
+        theirs, gone_s = refs.drop_clauses_naming(getattr(src, f), refs.names_of(tgt), others)
+        merged = refs.join_clauses(refs._clauses(mine) + [c for c in refs._clauses(theirs) if c not in refs._clauses(mine)])
+        if merged != getattr(tgt, f):
+            why = f"{_q(src.name)} was merged into this code"
+            if gone_t:
+                why += f"; this note still sends the coder to it"
+            if getattr(src, f):
+                why += f"; it had its own {refs.FIELD_LABELS[f]}"
+            why += ". Proposed: both notes, without the clauses that send the coder from one to the other"
+            review.append(ReviewItem(target_id, f, getattr(tgt, f), why, merged, f"Use the merged {refs.FIELD_LABELS[f]}"))
+
+    # Every other code that sends the coder to the removed code.
+    for cid, f, found in refs.code_refs(template, source_id):
+        if cid == target_id:
+            continue
+        text = getattr(template.codes[cid], f)
+        fix = text
+        for r in sorted(found, key=lambda r: r.start, reverse=True):
+            fix = fix[: r.start] + (tgt.path_str if fix[r.start:r.end] == src.path_str else tgt.name) + fix[r.end :]
+        review.append(ReviewItem(cid, f, text, f"names {_q(src.name)}, which was merged into {_q(tgt.name)}", fix,
+                                 f"Say {_q(tgt.name)}"))
+    return EditResult(new, review)
 
 
 @dataclass(frozen=True)
@@ -246,6 +427,22 @@ def split_code(
     ``examples`` maps each example excerpt of the code (by index) to a part (by index); an
     example not mapped goes to the first part. Counter-examples go to every part. Returns the
     new template and the parts' ids, in order."""
+    result, ids = split(template, code_id, parts, examples=examples, taken=taken)
+    return result.template, ids
+
+
+def split(
+    template: Template,
+    code_id: str,
+    parts: Sequence[Part | Mapping[str, str]],
+    *,
+    examples: Mapping[int, int] | None = None,
+    taken: Iterable[str] = (),
+) -> tuple[EditResult, list[str]]:
+    """:func:`split_code`, flagging what names the split code: other codes' notes (proposed:
+    name the new codes, "'A' or 'B'", for the person to narrow down) and the split code's own
+    include and exclude notes, which no new code has yet (proposed: give each part the old
+    note)."""
     if code_id not in template.codes:
         raise ProjectError(f"no code {code_id!r} in the template")
     code = template.codes[code_id]
@@ -280,7 +477,20 @@ def split_code(
     tree = _tree(template)
     siblings, i = _find(tree["codes"], code_id)  # type: ignore[misc]
     siblings[i : i + 1] = nodes
-    return _parse(tree, template), ids
+    result = EditResult(_parse(tree, template))
+    quoted = ", ".join(_q(n) for n in names)
+    for cid, f, found in refs.code_refs(template, code_id):
+        text = getattr(template.codes[cid], f)
+        result.review.append(ReviewItem(
+            cid, f, text, f"names {_q(code.name)}, which was split into {quoted}: say which of them (or keep both)",
+            refs.replace_quoted(text, found, names), "Name the new codes"))
+    for f in ("include", "exclude"):
+        if getattr(code, f):
+            for cid in ids:
+                result.review.append(ReviewItem(
+                    cid, f, "", f"{_q(code.name)} had this {refs.FIELD_LABELS[f]}; the new codes start without one",
+                    getattr(code, f), f"Give it the old {refs.FIELD_LABELS[f]}"))
+    return result, ids
 
 
 def add_example(template: Template, code_id: str, text: str, source: str = "") -> Template:
@@ -375,12 +585,27 @@ def apply_add_code(project: Project, name: str, *, parent_id: str | None = None,
     return cid
 
 
-def apply_rename(project: Project, code_id: str, new_name: str, *, coder: str | None = None) -> None:
+def _entry_refs(project: Project, result: EditResult) -> dict:
+    """History fields for what an edit changed in other codes' texts and left for review."""
+    stored = _store_review(project, result.review)
+    out: dict[str, Any] = {}
+    if result.updated:
+        out["references_updated"] = result.updated
+    if stored:
+        out["review"] = [r.id for r in stored]
+    return out
+
+
+def apply_rename(project: Project, code_id: str, new_name: str, *, coder: str | None = None) -> list[ReviewItem]:
+    """Rename a code (:func:`rename`). Returns the review items the rename left."""
     with project.transaction():
         template = project.template()
-        new = rename_code(template, code_id, new_name)
-        project.set_template(new)
-        _record(project, {"op": "rename", "code": code_id, "from": template.codes[code_id].path_str, "to": new.codes[code_id].path_str, "coder": coder})
+        result = rename(template, code_id, new_name)
+        project.set_template(result.template)
+        extra = _entry_refs(project, result)
+        _record(project, {"op": "rename", "code": code_id, "from": template.codes[code_id].path_str,
+                          "to": result.template.codes[code_id].path_str, "coder": coder, **extra})
+    return open_review(project, extra.get("review", []))
 
 
 def apply_update(project: Project, code_id: str, *, coder: str | None = None, **fields: str) -> None:
@@ -397,22 +622,26 @@ def apply_move(project: Project, code_id: str, new_parent_id: str | None, *, pos
         template = project.template()
         if new_parent_id is not None and new_parent_id in template.codes:
             _check_parent(project, template, new_parent_id)
-        new = move_code(template, code_id, new_parent_id, position)
-        project.set_template(new)
-        _record(project, {"op": "move", "code": code_id, "from": template.codes[code_id].path_str, "to": new.codes[code_id].path_str, "coder": coder})
+        result = move(template, code_id, new_parent_id, position)
+        project.set_template(result.template)
+        extra = _entry_refs(project, result)
+        _record(project, {"op": "move", "code": code_id, "from": template.codes[code_id].path_str,
+                          "to": result.template.codes[code_id].path_str, "coder": coder, **extra})
 
 
 def apply_merge(project: Project, source_id: str, target_id: str, *, coder: str | None = None) -> int:
     """Merge ``source_id`` into ``target_id`` and move every decision on the source to the
     target. Returns the number of decisions moved. Where a coder had decided both codes on
-    the same passage, that coder's latest decision on the passage is the one in force."""
+    the same passage, that coder's latest decision on the passage is the one in force. What
+    the merge left that may contradict is on the review list (:func:`open_review`)."""
     with project.transaction():
         template = project.template()
-        new = merge_codes(template, source_id, target_id)
-        project.set_template(new)
+        result = merge(template, source_id, target_id)
+        project.set_template(result.template)
         moved = _move_decisions(project, source_id, target_id)
+        extra = _entry_refs(project, result)
         _record(project, {"op": "merge", "code": source_id, "into": target_id, "from": template.codes[source_id].path_str,
-                          "to": template.codes[target_id].path_str, "coder": coder}, {target_id: moved})
+                          "to": template.codes[target_id].path_str, "coder": coder, **extra}, {target_id: moved})
     return len(moved)
 
 
@@ -447,8 +676,9 @@ def apply_split(
         bad = {s: k for s, k in assignment.items() if not (0 <= int(k) < len(parts))}
         if bad:
             raise ProjectError(f"assignment to a part that does not exist: {bad}")
-        new, ids = split_code(template, code_id, parts, examples=examples, taken=_retired_ids(project))
-        project.set_template(new)
+        result, ids = split(template, code_id, parts, examples=examples, taken=_retired_ids(project))
+        project.set_template(result.template)
+        extra = _entry_refs(project, result)
         moved: dict[str, list[int]] = {}
         for k, cid in enumerate(ids):
             segs = [int(s) for s in needed if int(assignment[s]) == k]
@@ -457,7 +687,7 @@ def apply_split(
         if left:  # cannot happen (every segment was assigned), but never leave decisions behind
             raise ProjectError(f"{left} decision(s) would stay on the split code; nothing was changed")
         _record(project, {"op": "split", "code": code_id, "from": template.codes[code_id].path_str,
-                          "into": ids, "coder": coder}, moved)
+                          "into": ids, "coder": coder, **extra}, moved)
     return ids
 
 
@@ -465,6 +695,96 @@ def apply_add_example(project: Project, code_id: str, text: str, source: str = "
     with project.transaction():
         project.set_template(add_example(project.template(), code_id, text, source))
         _record(project, {"op": "add_example", "code": code_id, "source": source, "coder": coder})
+
+
+# --------------------------------------------------------------------------- the review list
+#
+# Stored in the project (meta), not in the page: what an edit left to check survives a reload,
+# another tab and another coder, until someone fixes it or keeps it as is.
+
+
+def _review_state(project: Project) -> dict:
+    return json.loads(project.meta(REVIEW_KEY) or '{"next_id": 1, "items": []}')
+
+
+def _store_review(project: Project, items: Sequence[ReviewItem]) -> list[ReviewItem]:
+    state = _review_state(project)
+    stored = []
+    for item in items:
+        item = ReviewItem(**{**item.to_dict(), "id": state["next_id"]})
+        state["next_id"] += 1
+        state["items"].append(item.to_dict())
+        stored.append(item)
+    if stored:
+        _set_meta(project, REVIEW_KEY, json.dumps(state, ensure_ascii=False))
+    return stored
+
+
+def is_current(template: Template, item: ReviewItem) -> bool:
+    """Whether the item still describes the template: its code is there and the text it is
+    about is unchanged (an edit by hand since settles it)."""
+    code = template.codes.get(item.code_id)
+    if code is None:
+        return False
+    if item.field in refs.TEXT_FIELDS:
+        return getattr(code, item.field) == item.text
+    if item.field == "examples":
+        return item.text not in {e.text for e in code.examples}
+    return item.text in {e.text for e in code.counter_examples}
+
+
+def open_review(project: Project, ids: Iterable[int] | None = None) -> list[ReviewItem]:
+    """The review items not yet fixed or kept that still describe the template, oldest first
+    (only those with ``ids``, when given)."""
+    template = project.template()
+    want = None if ids is None else set(ids)
+    items = [ReviewItem.from_dict(d) for d in _review_state(project)["items"]]
+    return [i for i in items if (want is None or i.id in want) and is_current(template, i)]
+
+
+def fix_item(template: Template, item: ReviewItem) -> Template:
+    """The template with ``item``'s proposed fix applied (pure)."""
+    if item.fix is None:
+        raise ProjectError("this item has no proposed fix: edit the code, or keep it as is")
+    if not is_current(template, item):
+        raise ProjectError(f"the {refs.FIELD_LABELS.get(item.field, item.field)} of {item.code_id!r} changed since; nothing was changed")
+    if item.field in refs.TEXT_FIELDS:
+        return update_code(template, item.code_id, **{item.field: item.fix})
+    tree = _tree(template)
+    node = _node(tree, item.code_id)
+    if item.field == "examples":
+        node["examples"] = node.get("examples", []) + [{"text": item.fix}]
+    node["counter_examples"] = [e for e in node.get("counter_examples", []) if e["text"] != item.text]
+    if not node["counter_examples"]:
+        del node["counter_examples"]
+    return _parse(tree, template)
+
+
+def _take_item(project: Project, item_id: int) -> ReviewItem:
+    state = _review_state(project)
+    for d in state["items"]:
+        if int(d["id"]) == int(item_id):
+            state["items"].remove(d)
+            _set_meta(project, REVIEW_KEY, json.dumps(state, ensure_ascii=False))
+            return ReviewItem.from_dict(d)
+    raise ProjectError(f"review item {item_id} is not open (already fixed or kept?)")
+
+
+def apply_review_fix(project: Project, item_id: int, *, coder: str | None = None) -> ReviewItem:
+    """Apply a review item's proposed fix and take it off the list, in one transaction."""
+    with project.transaction():
+        item = _take_item(project, item_id)
+        project.set_template(fix_item(project.template(), item))
+        _record(project, {"op": "review_fix", "code": item.code_id, "field": item.field, "review": [item.id], "coder": coder})
+    return item
+
+
+def keep_review_item(project: Project, item_id: int, *, coder: str | None = None) -> ReviewItem:
+    """Take a review item off the list, the template left as it is."""
+    with project.transaction():
+        item = _take_item(project, item_id)
+        _record(project, {"op": "review_keep", "code": item.code_id, "field": item.field, "review": [item.id], "coder": coder})
+    return item
 
 
 # --------------------------------------------------------------------------- replace from YAML

@@ -405,8 +405,27 @@ def transcript_docx(project: Project, transcript: str, codings: pd.DataFrame):
         if not inside:  # a passage outside every turn (should not happen): nothing to anchor to
             continue
         author = MACHINE_AUTHOR.format(mv=c.model_version) if c.status == "suggested" else str(c.coder)
-        doc.add_comment(inside, text=_xml_text(comment_text(c)), author=_xml_text(author), initials=_xml_text(_initials(author)))
+        comment = doc.add_comment(inside, text=_xml_text(comment_text(c)), author=_xml_text(author), initials=_xml_text(_initials(author)))
+        # python-docx stamps a comment with the moment it is written; Word shows that as when the
+        # coding was made, so it must be the decision's time (the model version's, for a
+        # suggestion). python-docx has no public setter for it.
+        when = _comment_time(c.time)
+        if when is not None:
+            comment._comment_elm.date = when
     return doc
+
+
+def _comment_time(value) -> datetime | None:
+    """A stored time (ISO 8601 text) as an aware UTC datetime to the second (Word's
+    w:date has no fractions); None when there is none."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)) or not str(value).strip():
+        return None
+    try:
+        ts = pd.Timestamp(str(value))
+    except ValueError:
+        return None
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.floor("s").to_pydatetime()
 
 
 def _initials(name: str) -> str:
@@ -681,6 +700,11 @@ def write_report(project: Project, frame: pd.DataFrame, out_dir: str | Path, att
     return out
 
 
+def _n(n: int, singular: str, plural: str | None = None) -> str:
+    """"1 coded passage", "2 coded passages"."""
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+
+
 def report_markdown(rep: Report, *, project_name: str = "") -> str:
     s = rep.scope
     by = " × ".join(md_escape(a) for a in rep.attributes) or "all transcripts"
@@ -688,11 +712,11 @@ def report_markdown(rep: Report, *, project_name: str = "") -> str:
     scope = {"accepted": "accepted codings only", "suggested": "accepted codings and machine suggestions",
              "all": "accepted codings and machine suggestions (rejections listed, not counted)"}.get(s.get("include"), "")
     lines.append(f"Exported {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by coder-assist; scope: {scope}.  ")
-    lines.append(f"{s['transcripts']} transcripts; {s['accepted_passages']} coded passages accepted by "
-                 f"{len(s['coders'])} coder(s){' (' + ', '.join(md_escape(c) for c in s['coders']) + ')' if s['coders'] else ''}.")
+    lines.append(f"{_n(s['transcripts'], 'transcript')}; {_n(s['accepted_passages'], 'coded passage')} accepted by "
+                 f"{_n(len(s['coders']), 'coder')}{' (' + ', '.join(md_escape(c) for c in s['coders']) + ')' if s['coders'] else ''}.")
     if s["suggested_passages"]:
         thr = f" with confidence ≥ {s['threshold']}" if s.get("threshold") is not None else ""
-        lines += ["", f"**Includes {s['suggested_passages']} machine suggestions{thr} (model v{s['model_version']}) that no coder "
+        lines += ["", f"**Includes {_n(s['suggested_passages'], 'machine suggestion')}{thr} (model v{s['model_version']}) that no coder "
                   "has reviewed.** They are counted in the matrix and marked *machine suggestion* in the quotes; they are not "
                   "a coder's judgement."]
     lines += ["", "A passage counts once per code, however many coders accepted it. Share of transcripts: the transcripts "

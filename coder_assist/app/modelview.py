@@ -11,22 +11,23 @@ verdict). The template-only similarity model has neither.
 from __future__ import annotations
 
 import json
-import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import figures as figures_
 from ..store.project import Project
 
 LEARNED = "learned"  # LearnedScorer.version (not imported: keeps this module free of sklearn models)
 AUTO_RETRAIN_KEY = "auto_retrain_every"
 #: The model "says yes" to a pair when its calibrated confidence is at least this.
 YES_AT = 0.5
+#: learn.QUEUE_HEAD (not imported: see LEARNED).
+QUEUE_HEAD = 200
 
-VERSION_COLUMNS = ["id", "created", "kind", "encoder", "decisions", "reliable", "codes_scored", "active"]
-CODE_COLUMNS = ["code_id", "code_path", "n_pos", "n_neg", "weight", "precision", "recall", "f1", "verdict"]
+VERSION_COLUMNS = ["id", "created", "kind", "kind_label", "encoder", "decisions", "codes_learned", "reliable", "codes_scored", "active"]
+CODE_COLUMNS = ["code_id", "code_path", "n_pos", "n_neg", "weight", "precision", "recall", "f1", "verdict", "accepts_needed", "rejects_needed", "needs"]
 CURVE_COLUMNS = ["version", "decisions", "macro_f1", "codes_with_f1", "reliable"]
 
 
@@ -43,8 +44,7 @@ def _card(raw: str | None) -> dict:
 
 def model_cards(project: Project) -> list[tuple[int, str, dict]]:
     """(id, kind, card) of every model version, oldest first."""
-    mv = project.model_versions()
-    return [(int(r.id), str(r.kind), _card(r.card)) for r in mv.itertuples(index=False)]
+    return project.model_cards()
 
 
 def active_card(project: Project) -> dict:
@@ -53,48 +53,88 @@ def active_card(project: Project) -> dict:
     return next((card for mid, _, card in model_cards(project) if mid == active), {})
 
 
-def is_learned(kind: str, card: dict) -> bool:
+def is_retrained(kind: str, card: dict) -> bool:
+    """A version made by a retrain (kind ``learned`` with the decisions it read), whether or
+    not it could learn anything."""
     return kind == LEARNED and "n_decisions" in card
 
 
+def codes_learned(card: dict) -> int:
+    """Codes that got a classifier in this version: the ones with held-out figures (a code's
+    F1 is estimated exactly when it had enough positives and negatives to be trained)."""
+    return sum(isinstance(c, dict) and c.get("f1") is not None for c in card.get("codes", []))
+
+
+def is_learned(kind: str, card: dict) -> bool:
+    """The rule for presenting a version as "learned": a retrain in which at least one code got
+    a classifier. A retrain in which none did scores every passage as the template does; the
+    page calls it "template only (not enough decisions yet)"."""
+    return is_retrained(kind, card) and codes_learned(card) > 0
+
+
+#: How the page names a retrain that learned no code.
+NOT_ENOUGH = "template only (not enough decisions yet)"
+
+
+def kind_label(kind: str, card: dict) -> str:
+    """What a version is, in words: "learned", "template only (not enough decisions yet)", or
+    the template scorer's name with "(template only)"."""
+    if is_learned(kind, card):
+        return LEARNED
+    if is_retrained(kind, card):
+        return NOT_ENOUGH
+    return f"{kind} (template only)"
+
+
 def model_versions_table(project: Project) -> pd.DataFrame:
-    """One row per model version: id, created, kind, encoder, decisions (the number it was
-    trained on; None for the template-only model), reliable (codes with a "reliable" verdict;
-    None for the template-only model), codes_scored (codes with held-out figures), active."""
+    """One row per model version: id, created, kind (as stored), kind_label (:func:`kind_label`:
+    a retrain that learned no code is not called "learned"), encoder, decisions (decisions in
+    force the retrain read; None for the template-only model), codes_learned (codes that got a
+    classifier), reliable (codes with a "reliable" verdict; None unless learned), codes_scored
+    (codes with held-out figures; None unless learned), active."""
     active = project.latest_model_version()
     versions = project.model_versions()
     rows = []
     for r in versions.itertuples(index=False):
         card = _card(r.card)
         learned = is_learned(str(r.kind), card)
+        retrained = is_retrained(str(r.kind), card)
         codes = card.get("codes", []) if learned else []
         rows.append({
             "id": int(r.id),
             "created": str(r.created_at),
             "kind": str(r.kind),
+            "kind_label": kind_label(str(r.kind), card),
             "encoder": str(r.encoder),
-            "decisions": int(card["n_decisions"]) if learned else None,
+            "decisions": int(card["n_decisions"]) if retrained else None,
+            "codes_learned": codes_learned(card) if retrained else None,
             "reliable": sum(c.get("verdict") == "reliable" for c in codes) if learned else None,
             "codes_scored": sum(c.get("f1") is not None for c in codes) if learned else None,
             "active": int(r.id) == active,
         })
     df = pd.DataFrame(rows, columns=VERSION_COLUMNS)
-    for col in ("decisions", "reliable", "codes_scored"):
+    for col in ("decisions", "codes_learned", "reliable", "codes_scored"):
         df[col] = df[col].astype("Int64")
     return df
 
 
 def code_report(project: Project) -> pd.DataFrame:
     """Per active leaf code, in template order: the active model card's figures (None where the
-    code has none) and the verdict from :meth:`Project.verdicts` (which says "stale" after a
-    template edit and "cold start" for a model that learned nothing)."""
+    code has none), the verdict from :meth:`Project.verdicts` (which says "stale" after a
+    template edit and "cold start" for a model that learned nothing), and what a retrain now
+    would still lack for the code (:func:`coder_assist.app.figures.learnability`, over the current
+    decisions): ``accepts_needed``, ``rejects_needed`` and ``needs`` in words ("needs 2 more
+    accepts and 1 more reject"; empty once a retrain can learn it)."""
     codes = pd.read_sql_query("SELECT id AS code_id, path AS code_path FROM codes WHERE is_leaf = 1 AND active = 1 ORDER BY position", project.conn)
     card = active_card(project)
-    figures = {c["code_id"]: c for c in card.get("codes", []) if isinstance(c, dict) and "code_id" in c}
+    on_card = {c["code_id"]: c for c in card.get("codes", []) if isinstance(c, dict) and "code_id" in c}
     verdicts = project.verdicts()
+    needs = figures_.learnability(project).table.set_index("code_id")
     rows = []
     for r in codes.itertuples(index=False):
-        c = figures.get(r.code_id, {})
+        c = on_card.get(r.code_id, {})
+        a_need = int(needs["accepts_needed"].get(r.code_id, figures_.MIN_CLASS))
+        r_need = int(needs["rejects_needed"].get(r.code_id, figures_.MIN_CLASS))
         rows.append({
             "code_id": r.code_id,
             "code_path": r.code_path,
@@ -105,9 +145,12 @@ def code_report(project: Project) -> pd.DataFrame:
             "recall": c.get("recall"),
             "f1": c.get("f1"),
             "verdict": verdicts.get(r.code_id, "cold start"),
+            "accepts_needed": a_need,
+            "rejects_needed": r_need,
+            "needs": figures_.needs_text(a_need, r_need),
         })
     df = pd.DataFrame(rows, columns=CODE_COLUMNS)
-    for col in ("n_pos", "n_neg"):
+    for col in ("n_pos", "n_neg", "accepts_needed", "rejects_needed"):
         df[col] = df[col].astype("Int64")
     for col in ("weight", "precision", "recall", "f1"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
@@ -137,21 +180,6 @@ def card_text(project: Project, version: int | None = None) -> str | None:
 
 
 # --------------------------------------------------------------------------- agreement
-
-
-def _kappa(y_model: np.ndarray, y_coder: np.ndarray) -> float | None:
-    """Cohen's kappa, None where it is undefined (fewer than two items, or both sides gave one
-    and the same answer throughout, so chance agreement is already perfect)."""
-    from sklearn.metrics import cohen_kappa_score
-
-    if len(y_coder) < 2:
-        return None
-    if len(set(y_model.tolist()) | set(y_coder.tolist())) < 2:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        k = float(cohen_kappa_score(y_coder, y_model))
-    return None if math.isnan(k) else k
 
 
 def decided_suggestions(project: Project, coder: str) -> pd.DataFrame:
@@ -192,7 +220,7 @@ def _agreement(df: pd.DataFrame) -> dict:
         "accept_rate": float(coder.mean()) if n else None,
         "model_yes_rate": float(model.mean()) if n else None,
         "observed_agreement": float((coder == model).mean()) if n else None,
-        "kappa": _kappa(model.astype(int), coder.astype(int)),
+        "kappa": figures_.cohen_kappa(coder.astype(int), model.astype(int)),
     }
 
 
@@ -216,10 +244,11 @@ def coder_model_agreement(project: Project, coder: str) -> dict:
 
 
 def learning_curve(project: Project) -> pd.DataFrame:
-    """One point per learned model version: decisions it was trained on (card n_decisions) and
-    macro-F1, the mean of the cross-validated per-code F1 over the codes that have one (codes
-    with too few decisions have none and are left out; ``codes_with_f1`` says how many count).
-    Sorted by decisions, then version."""
+    """One point per learned model version (:func:`is_learned`: a retrain that learned no code
+    is no point): decisions it was trained on (card n_decisions) and macro-F1, the mean of the
+    cross-validated per-code F1 over the codes that have one (codes with too few decisions
+    have none and are left out; ``codes_with_f1`` says how many count). Sorted by decisions,
+    then version."""
     rows = []
     for mid, kind, card in model_cards(project):
         if not is_learned(kind, card) or "rescored_from" in card:
@@ -257,28 +286,42 @@ def set_auto_retrain_every(project: Project, n: int) -> None:
 
 
 def n_decisions(project: Project) -> int:
-    """Accept/reject decisions in force, all coders: what :func:`train_project` learns from and
-    records as the card's ``n_decisions``."""
-    row = project.conn.execute(
-        "SELECT COUNT(*) FROM (SELECT d.action, ROW_NUMBER() OVER (PARTITION BY d.segment_id, d.code_id, d.coder ORDER BY d.id DESC) AS rn "
-        "FROM decisions d WHERE d.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)) "
-        "WHERE rn = 1 AND action IN ('accept', 'reject')"
-    ).fetchone()
-    return int(row[0])
+    """Decisions in force, all coders (:func:`coder_assist.app.figures.decisions_in_force`): what
+    :func:`train_project` learns from and records as the card's ``n_decisions``."""
+    return figures_.decisions_in_force(project)
 
 
 def trained_on(project: Project) -> int:
-    """Decisions the last retrain used: ``n_decisions`` of the newest learned model version
-    (0 when the project was never retrained). The newest, not the active one: after a rollback
-    the count goes on from the last retrain instead of starting a retrain at once, which would
-    undo the rollback."""
-    learned = [card for _, kind, card in model_cards(project) if is_learned(kind, card)]
-    return int(learned[-1]["n_decisions"]) if learned else 0
+    """:func:`coder_assist.app.figures.trained_on`: decisions in force the last retrain read (the
+    newest retrained version, not the active one, so a rollback does not start a retrain at
+    once, which would undo it)."""
+    return figures_.trained_on(project)
 
 
 def decisions_since_training(project: Project) -> int:
-    """Accept/reject decisions in force now minus those the last retrain used (never below 0)."""
-    return max(0, n_decisions(project) - trained_on(project))
+    """:func:`coder_assist.app.figures.decisions_beyond_retrain`: decisions in force now minus
+    those the last retrain read (never below 0)."""
+    return figures_.decisions_beyond_retrain(project)
+
+
+def queue_change(project: Project) -> dict | None:
+    """How the review queue's size changed with the active version, when it was made by a
+    retrain: ``before`` (suggestions of the version active before it, on active codes),
+    ``after`` (the active version's), and ``probes`` (the most it may have added for the
+    passages its review order asks about first, which get a suggestion even where no code
+    reaches its threshold). None for the template-only model or the first version."""
+    active = project.latest_model_version()
+    cards = model_cards(project)
+    me = next(((mid, kind, card) for mid, kind, card in cards if mid == active), None)
+    if me is None or not is_retrained(me[1], me[2]):
+        return None
+    earlier = [mid for mid, _, _ in cards if mid < active]
+    if not earlier:
+        return None
+    count = lambda mv: int(project.conn.execute(  # noqa: E731
+        "SELECT COUNT(*) FROM suggestions g JOIN codes c ON c.id = g.code_id WHERE g.model_version_id = ? AND c.active = 1", (mv,)
+    ).fetchone()[0])
+    return {"previous": earlier[-1], "before": count(earlier[-1]), "after": count(active), "probes": QUEUE_HEAD}
 
 
 def needs_auto_retrain(project: Project) -> bool:

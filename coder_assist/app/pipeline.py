@@ -9,20 +9,20 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from ..core.template import Template, load_template
 from ..ml.embed import Encoder, load_encoder
 from ..formats.transcripts import Transcript, load_transcripts
+from .progress import Progress, as_progress
 from ..core.segment import Segmenter
 from ..store.project import Project
 from ..ml.suggest import ExampleSimilarityScorer, Inputs, Scorer, auto_threshold, suggest
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
-DEFAULT_THRESHOLD: float | None = None  # None: twice the 1/K chance rate (suggest.auto_threshold)
-DEFAULT_TOP_K = 3
+from ..core.defaults import DEFAULT_THRESHOLD, DEFAULT_TOP_K  # noqa: E402  (re-exported: the pipeline's API)
 
 OUTPUT_COLUMNS = [
     "transcript",
@@ -41,11 +41,23 @@ OUTPUT_COLUMNS = [
 ]
 
 
-def _progress_bar(total: int, desc: str, enabled: bool | None):
-    from tqdm.auto import tqdm
+def _progress_bar(total: int, desc: str, enabled):
+    """A bar over ``total`` segments; ``enabled`` may be a :class:`~coder_assist.app.progress.Stage`
+    (or any ``progress(n)`` callable) the caller already shows, which is then used as is."""
+    from contextlib import nullcontext
 
-    # enabled=None: show on a terminal only (tqdm's own tty check), so logs and pipes stay clean.
-    return tqdm(total=total, desc=desc, unit="seg", disable=None if enabled is None else not enabled, file=sys.stderr)
+    from .progress import Progress
+
+    if callable(enabled) and not isinstance(enabled, bool):
+        return nullcontext(_Callback(enabled))
+    if isinstance(enabled, Progress):
+        return enabled.stage(desc, total=total, unit="seg")
+    return Progress(enabled).stage(desc, total=total, unit="seg")
+
+
+class _Callback:
+    def __init__(self, fn):
+        self.update = fn
 
 
 def _as_template(template: Template | str | Path | None) -> Template:
@@ -104,34 +116,66 @@ def precode(
     researcher's decisions, if any) make the suggestions, and ``verdict`` says per code whether
     the model is reliable for it; without, the template's examples do ("cold start").
     """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    template, scorer, verdicts, encoder = _precode_model(template, project, model, encoder)
-    transcripts = load_transcripts(paths, attributes=attributes, extra_attributes=extra_attributes)
+    prog = as_progress(progress)
+    # Every input is read and checked before the model loads: a bad file fails in a second.
+    transcripts = read_inputs(paths, attributes=attributes, extra_attributes=extra_attributes, progress=prog)
+    template, scorer, verdicts, encoder = _precode_model(template, project, model, encoder, prog)
     segmenter = segmenter or Segmenter()
     attr_names = sorted({k for t in transcripts for k in t.attributes})
-    return _precode_transcripts(transcripts, attr_names, template, scorer, verdicts, segmenter, encoder, threshold, top_k, progress)
+    return _precode_transcripts(transcripts, attr_names, template, scorer, verdicts, segmenter, encoder, threshold, top_k, prog)
 
 
-def _precode_model(template, project, model, encoder) -> tuple[Template, Scorer | None, dict[str, str], Encoder]:
+def read_inputs(
+    paths: Iterable[str | Path] | str | Path | Sequence[Transcript],
+    *,
+    attributes: str | Path | pd.DataFrame | None = None,
+    extra_attributes: Mapping[str, str] | None = None,
+    exclude: Iterable[str | Path] = (),
+    progress: bool | None | Progress = None,
+) -> list[Transcript]:
+    """Read and check every transcript (folders expanded) with a progress line; transcripts
+    already read are returned as they are. ``exclude``: the run's own output files."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    paths = list(paths)
+    if paths and all(isinstance(p, Transcript) for p in paths):
+        return paths
+    prog = as_progress(progress)
+    with prog.stage("Reading transcripts", total=0, unit="file") as st:
+        return load_transcripts(paths, attributes=attributes, extra_attributes=extra_attributes, exclude=exclude,
+                                on_files=st.add_total, on_file=lambda _f: st.update(1))
+
+
+def _n_examples(template: Template) -> int:
+    return sum(len(c.examples) for c in template.leaves())
+
+
+def _load_model(model, prog: Progress) -> Encoder:
+    with prog.stage("Loading the embedding model"):
+        return load_encoder(model)
+
+
+def _precode_model(template, project, model, encoder, prog: Progress | None = None) -> tuple[Template, Scorer | None, dict[str, str], Encoder]:
     """Template, scorer (None: the template's examples), per-code verdicts and encoder."""
+    prog = prog or Progress(False)
     scorer: Scorer | None = None
     verdicts: dict[str, str] = {}
     if project is not None:
         proj = project if isinstance(project, Project) else Project.open(project)
         template = proj.template()
-        encoder = encoder or load_encoder(model or proj.meta("model"))
+        encoder = encoder or _load_model(model or proj.meta("model"), prog)
         mv = proj.latest_model_version()
         kind = proj.conn.execute("SELECT kind FROM model_versions WHERE id = ?", (mv,)).fetchone() if mv else None
         if kind and kind[0] == "learned":
             from ..ml.learn import load_model_version
 
-            scorer = load_model_version(proj, mv, encoder)
+            with prog.stage(f"Loading trained model v{mv}"):
+                scorer = load_model_version(proj, mv, encoder)
         verdicts = proj.verdicts()
         if proj is not project:
             proj.close()
     template = _as_template(template)
-    return template, scorer, verdicts, encoder or load_encoder(model)
+    return template, scorer, verdicts, encoder or _load_model(model, prog)
 
 
 def _precode_transcripts(transcripts, attr_names, template, scorer, verdicts, segmenter, encoder, threshold, top_k, progress) -> pd.DataFrame:
@@ -233,21 +277,25 @@ def precode_to_csv(
     checkpoint is then removed. Other inputs or settings start afresh.
     """
     out = Path(out)
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    template, scorer, verdicts, encoder = _precode_model(template, project, model, encoder)
-    transcripts = load_transcripts(paths, attributes=attributes, extra_attributes=extra_attributes)
+    partial = out.with_name(out.name + ".partial")
+    ckpt_path = checkpoint_path(out)
+    prog = as_progress(progress)
+    # Inputs first (a bad file fails before the model loads); this run's own files are never
+    # read as transcripts, and neither is an earlier run's output left in the folder.
+    transcripts = read_inputs(paths, attributes=attributes, extra_attributes=extra_attributes,
+                              exclude=[out, partial, ckpt_path], progress=prog)
+    template, scorer, verdicts, encoder = _precode_model(template, project, model, encoder, prog)
     segmenter = segmenter or Segmenter()
     attr_names = sorted({k for t in transcripts for k in t.attributes})
     columns = OUTPUT_COLUMNS[:2] + attr_names + OUTPUT_COLUMNS[2:]
-    scorer = scorer or ExampleSimilarityScorer().fit(template, encoder)  # fitted once, not per chunk
+    if scorer is None:
+        with prog.stage(f"Encoding the template's {_n_examples(template)} examples"):
+            scorer = ExampleSimilarityScorer().fit(template, encoder)  # fitted once, not per chunk
     fp = _fingerprint(
         [(t.name, t.attributes, hashlib.sha1(t.text.encode("utf-8")).hexdigest()) for t in transcripts],
         template.to_yaml(), encoder.model_id, scorer.version, getattr(scorer, "intercept", None), getattr(scorer, "platt", None),
         threshold, top_k, segmenter.unit, segmenter.window, sorted(segmenter.coded_speakers or []), verdicts, columns,
     )
-    partial = out.with_name(out.name + ".partial")
-    ckpt_path = checkpoint_path(out)
     state = None
     if resume and ckpt_path.exists() and partial.exists():
         try:
@@ -273,21 +321,28 @@ def precode_to_csv(
     todo = [t for t in transcripts if t.name not in done]
     segs_of = {t.name: segmenter.segments(t) for t in todo}
     n_scored = 0
-    for chunk in _chunks([(t, len(segs_of[t.name])) for t in todo], chunk_segments):
-        if any(segs_of[t.name] for t in chunk):
-            df = _precode_transcripts(chunk, attr_names, template, scorer, verdicts, segmenter, encoder, threshold, top_k, progress)
-        else:
-            df = pd.DataFrame(columns=columns)
-            df.attrs["n_segments"] = 0
-        with open(partial, "a", encoding="utf-8", newline="") as f:
-            df[columns].to_csv(f, index=False, header=False)
-            f.flush()
-            os.fsync(f.fileno())
-            state["bytes"] = f.tell()
-        state["done"] += [t.name for t in chunk]
-        state["rows"] += len(df)
-        _write_json_atomic(ckpt_path, state)  # the commit point of this chunk
-        n_scored += df.attrs["n_segments"]
+    total = sum(len(v) for v in segs_of.values()) * (2 if scorer.needs_context else 1)
+    if resumed:
+        prog.echo(f"resuming: {len(transcripts) - len(todo)} of {len(transcripts)} transcripts were already done")
+    with prog.stage("Coding segments", total=total, unit="seg") as bar:
+        for chunk in _chunks([(t, len(segs_of[t.name])) for t in todo], chunk_segments):
+            if any(segs_of[t.name] for t in chunk):
+                df = _precode_transcripts(chunk, attr_names, template, scorer, verdicts, segmenter, encoder, threshold, top_k, bar)
+            else:
+                df = pd.DataFrame(columns=columns)
+                df.attrs["n_segments"] = 0
+            with open(partial, "a", encoding="utf-8", newline="") as f:
+                df[columns].to_csv(f, index=False, header=False)
+                f.flush()
+                os.fsync(f.fileno())
+                state["bytes"] = f.tell()
+            state["done"] += [t.name for t in chunk]
+            state["rows"] += len(df)
+            _write_json_atomic(ckpt_path, state)  # the commit point of this chunk
+            n_scored += df.attrs["n_segments"]
+            stats = getattr(encoder, "stats", None)
+            if stats is not None and stats.unique:
+                bar.note(f"{stats.cache_hits} cached")
     os.replace(partial, out)
     ckpt_path.unlink(missing_ok=True)
     return BatchRun(len(transcripts), len(transcripts) - len(todo), len(todo), n_scored, int(state["rows"]), resumed)
@@ -303,7 +358,8 @@ def init_project(folder: str | Path, template: Template | str | Path | None = No
     with project.transaction():
         project._set_meta(
             "segmenter",
-            json.dumps({"unit": seg.unit, "window": seg.window, "coded_speakers": sorted(seg.coded_speakers) if seg.coded_speakers else None}),
+            json.dumps({"unit": seg.unit, "window": seg.window, "coded_speakers": sorted(seg.coded_speakers) if seg.coded_speakers else None,
+                        "short_sentences": seg.short_sentences, "short_words": seg.short_words}),
         )
     return project
 
@@ -311,7 +367,11 @@ def init_project(folder: str | Path, template: Template | str | Path | None = No
 def project_segmenter(project: Project) -> Segmenter:
     raw = json.loads(project.meta("segmenter") or "{}")
     coded = raw.get("coded_speakers")
-    return Segmenter(unit=raw.get("unit", "window"), window=int(raw.get("window", 3)), coded_speakers=frozenset(coded) if coded else None)
+    # A project made before short answers became one passage keeps segmenting as it did
+    # (no word rule), so its transcripts are all cut the same way.
+    short_words = int(raw.get("short_words", 0 if "unit" in raw else Segmenter.short_words))
+    return Segmenter(unit=raw.get("unit", "window"), window=int(raw.get("window", 3)), coded_speakers=frozenset(coded) if coded else None,
+                     short_sentences=int(raw.get("short_sentences", Segmenter.short_sentences)), short_words=short_words)
 
 
 def import_files(
@@ -321,9 +381,9 @@ def import_files(
     attributes: str | Path | pd.DataFrame | None = None,
     extra_attributes: Mapping[str, str] | None = None,
 ) -> list[Transcript]:
-    """Read and segment every file first, then store all of them in one transaction: a bad
-    file raises before anything is written."""
-    transcripts = load_transcripts(paths, attributes=attributes, extra_attributes=extra_attributes)
+    """Read and segment every file first (or take transcripts already read), then store all of
+    them in one transaction: a bad file raises before anything is written."""
+    transcripts = read_inputs(paths, attributes=attributes, extra_attributes=extra_attributes, progress=False)
     seg = project_segmenter(project)
     project.add_transcripts(transcripts, {t.name: seg.segments(t) for t in transcripts})
     return transcripts
@@ -343,14 +403,18 @@ def suggest_project(
     Returns the model version id. When the active model version is a trained one, it scores
     (new transcripts get learned suggestions; ``threshold`` None = its per-code thresholds);
     otherwise the template's example-similarity scorer does."""
+    prog = as_progress(progress)
     template = project.template()
-    encoder = encoder or load_encoder(model or project.meta("model"))
+    encoder = encoder or _load_model(model or project.meta("model"), prog)
     active = project.latest_model_version()
     if active is not None and (project.folder / "models" / f"v{active}" / "model.json").exists():
         from ..ml.learn import rescore_project
+        from .progress import counting
 
-        return rescore_project(project, encoder, threshold=threshold, top_k=top_k)
-    scorer = ExampleSimilarityScorer().fit(template, encoder)
+        with counting(encoder, prog, f"Rescoring with trained model v{active}") as counted:
+            return rescore_project(project, counted, threshold=threshold, top_k=top_k)
+    with prog.stage(f"Encoding the template's {_n_examples(template)} examples"):
+        scorer = ExampleSimilarityScorer().fit(template, encoder)
     segs = project.segments()
     card = {
         "scorer": scorer.version,
@@ -378,13 +442,14 @@ def suggest_project(
     mv = int(state["model_version"])
     todo = segs[~segs["transcript_id"].isin(state["done"])]
     sizes = todo.groupby("transcript_id", sort=False).size()
-    for chunk in _chunks(list(sizes.items()), chunk_segments):
-        part = todo[todo["transcript_id"].isin(chunk)]
-        out = score_frame(part, template, encoder=encoder, scorer=scorer, threshold=threshold, top_k=top_k, progress=progress)
-        with project.transaction():
-            project.add_suggestions(mv, out.rename(columns={"id": "segment_id"}))
-            state["done"] += [int(t) for t in chunk]
-            project._set_meta(SUGGEST_RUN_KEY, json.dumps(state))
+    with prog.stage("Scoring segments", total=len(todo) * (2 if scorer.needs_context else 1), unit="seg") as bar:
+        for chunk in _chunks(list(sizes.items()), chunk_segments):
+            part = todo[todo["transcript_id"].isin(chunk)]
+            out = score_frame(part, template, encoder=encoder, scorer=scorer, threshold=threshold, top_k=top_k, progress=bar)
+            with project.transaction():
+                project.add_suggestions(mv, out.rename(columns={"id": "segment_id"}))
+                state["done"] += [int(t) for t in chunk]
+                project._set_meta(SUGGEST_RUN_KEY, json.dumps(state))
     with project.transaction():
         n = project.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (mv,)).fetchone()[0]
         project.conn.execute("UPDATE model_versions SET card = ? WHERE id = ?", (json.dumps(card | {"suggestions": n}, ensure_ascii=False), mv))

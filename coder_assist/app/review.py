@@ -43,10 +43,11 @@ from .edit import EPOCH_KEY
 from ..core.errors import ProjectError
 from ..store.project import Decision, Project
 
-Order = Literal["likely", "uncertain"]
+Order = Literal["likely", "uncertain", "transcript"]
 ORDERS: dict[str, str] = {
     "likely": "Most likely first",
     "uncertain": "Most uncertain first",
+    "transcript": "In transcript order",
 }
 
 #: Marks the accept that "Different code..." records; it names the reject recorded with it, so
@@ -222,6 +223,23 @@ def _queue_positions(project: Project, mv: int | None, seg: np.ndarray) -> tuple
     return place, found
 
 
+def _reading_positions(project: Project, seg: np.ndarray) -> np.ndarray:
+    """Each row's segment's place when the transcripts are read one after another (by name, as
+    the Transcripts page lists them) from the top: the "transcript" order's key."""
+    if not len(seg):
+        return np.zeros(0, dtype=np.int64)
+    chunks = []
+    cur = project.conn.execute(
+        "SELECT s.id FROM segments s JOIN transcripts t ON t.id = s.transcript_id ORDER BY t.name, t.id, s.idx"
+    )
+    while batch := cur.fetchmany(200_000):
+        chunks.append(np.array([r[0] for r in batch], dtype=np.int64))
+    order = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+    place = np.full(int(max(seg.max(), order.max(initial=0))) + 1, len(order), dtype=np.int64)
+    place[order] = np.arange(len(order), dtype=np.int64)
+    return place[seg]
+
+
 def _pool_key(project: Project, mv: int | None) -> tuple:
     """Changes whenever the pool can: another model version, new suggestions, codes switched
     on or off, another database."""
@@ -283,6 +301,14 @@ class _Pool:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def order_rows(self, project: Project, order: str) -> np.ndarray:
+        """Rows in queue order. Reading order needs every segment's place in its transcript,
+        a sort over the whole segments table, so it is built the first time it is asked for."""
+        rows = self.orders.get(order)
+        if rows is None and order == "transcript":
+            rows = self.orders[order] = np.lexsort((self.ids, -self.conf, _reading_positions(project, self.seg)))
+        return rows
 
     def rows_of_pairs(self, seg: np.ndarray, code: np.ndarray) -> np.ndarray:
         """Row of each (segment, code index) pair, -1 where the pair is not in the pool."""
@@ -514,6 +540,9 @@ def review_queue(
       median is the model's own borderline. Both are fixed per pool, so the order does not
       reshuffle after every decision.
 
+    * ``"transcript"``: reading order: transcripts by name, passages from the top, each
+      passage's suggestions most confident first.
+
     Ties go to the lower suggestion id. Skipped suggestions follow every unskipped one, the
     earliest skip first. Filters (a value or a list of values) keep suggestions of those
     code ids, transcript names, speakers and attribute values (``{"sector": "NHS"}``).
@@ -527,6 +556,10 @@ def review_queue(
     queue["skipped"] = queue["action"] == "skip"
     if order == "likely":
         queue["_key"] = -queue["confidence"]
+    elif order == "transcript":
+        queue = queue.sort_values(["transcript", "transcript_id", "segment_idx", "confidence", "suggestion_id"],
+                                  ascending=[True, True, True, False, True], kind="mergesort")
+        queue["_key"] = np.arange(len(queue))
     else:
         # The pool's own order (saved active-learning order, then distance to the median).
         with _LOCK:
@@ -584,7 +617,7 @@ def next_suggestion(
             ok = state == 0
             if mask is not None:
                 ok &= mask
-            order_rows = pool.orders[order]
+            order_rows = pool.order_rows(project, order)
             hits = np.flatnonzero(ok[order_rows])
             if len(hits):
                 row = int(order_rows[hits[0]])
@@ -727,9 +760,12 @@ def segment_codes(project: Project, segment_id: int, coder: str) -> pd.DataFrame
 
 
 def progress(project: Project, coder: str | None, *, per_code: bool = True) -> dict:
-    """Where this coder stands on the pool.
+    """Where this coder stands on the pool: the fast path behind
+    :func:`coder_assist.app.figures.queue_progress`, whose terms these are.
 
-    Returns ``decided`` (accepted + rejected), ``queued`` (still to decide, skipped
+    Returns ``decided`` (suggestions decided: pool suggestions whose pair has a decision in
+    force, accepted + rejected; decisions on pairs the model did not suggest are counted by
+    :func:`coder_assist.app.figures.decisions_in_force`, not here), ``queued`` (still to decide, skipped
     included), ``skipped``, ``accepted``, ``rejected``, ``total``, ``accept_rate``
     (accepted / decided, ``None`` before the first decision) and, with ``per_code``,
     ``per_code``: a DataFrame with one row per code that has pool suggestions or accepted
@@ -918,6 +954,41 @@ def suggestion_for_pair(project: Project, segment_id: int, code_id: str) -> int 
 def leaf_codes(project: Project) -> list[tuple[str, str]]:
     """Active leaf codes as (id, path), in template order."""
     return [tuple(r) for r in project.conn.execute("SELECT id, path FROM codes WHERE is_leaf = 1 AND active = 1 ORDER BY position")]
+
+
+def search_codes(codes: Iterable[tuple[str, str]], query: str) -> list[tuple[str, str]]:
+    """The (id, path) codes that match a typed ``query``, best first: the code's name (the last
+    part of its path) equal to the query, then the name starting with it, then a word of the
+    name equal to it, then a word of the name starting with it, then the query anywhere in
+    the name, then anywhere in the parents' path. Within a tier the shorter name leads (it
+    is closer to what was typed), then the given (template) order. Case-insensitive. An empty
+    query matches every code, in the given order."""
+    q = " ".join(str(query).lower().split())
+    codes = list(codes)
+    if not q:
+        return codes
+    word_start = re.compile(r"(?:^|[^\w])" + re.escape(q))
+    whole_word = re.compile(r"(?:^|[^\w])" + re.escape(q) + r"(?:$|[^\w])")
+
+    def tier(path: str) -> int | None:
+        parts = path.split(" > ")
+        name, parents = parts[-1].lower(), " > ".join(parts[:-1]).lower()
+        if name == q:
+            return 0
+        if name.startswith(q):
+            return 1
+        if whole_word.search(name):
+            return 2
+        if word_start.search(name):
+            return 3
+        if q in name:
+            return 4
+        if q in parents:
+            return 5
+        return None
+
+    ranked = [((t, len(c[1].split(" > ")[-1]), i), c) for i, c in enumerate(codes) if (t := tier(c[1])) is not None]
+    return [c for _, c in sorted(ranked, key=lambda x: x[0])]
 
 
 def last_decision(project: Project, coder: str) -> dict | None:

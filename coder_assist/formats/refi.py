@@ -16,7 +16,10 @@ or nothing: everything is read and checked first, then written in one transactio
 
 from __future__ import annotations
 
+import bisect
+import copy
 import io
+import json
 import re
 import stat
 import uuid
@@ -31,6 +34,8 @@ from lxml import etree
 from ..core.template import Code, Example, Template, parse_template
 from ..core.errors import CoderAssistError, InputError, TemplateError
 from .transcripts import Transcript, parse_speaker_text
+from ..core.segment import Segmenter, document_turns
+from ..core.coding import ORIGIN_IMPORTED
 
 PROJECT_NS = "urn:QDA-XML:project:1.0"
 CODEBOOK_NS = "urn:QDA-XML:codebook:1.0"
@@ -168,12 +173,21 @@ def _E(ns: str, tag: str, parent=None, **attrs) -> etree._Element:
     return el
 
 
-def _code_elements(ns: str, parent, template: Template) -> None:
+def _code_elements(ns: str, parent, template: Template, kept: "_Kept | None" = None) -> None:
     def add(el_parent, code: Code) -> None:
-        # Themes organise codes; only leaves are coded here.
-        el = _E(ns, "Code", el_parent, guid=code_guid(template, code.id), name=code.name,
-                isCodable="true" if code.is_leaf else "false", color=code.color)
+        k = kept.codes.get(code.id) if kept is not None else None
         desc = _describe(code)
+        if k is None:
+            # Themes organise codes; only leaves are coded here.
+            el = _E(ns, "Code", el_parent, guid=code_guid(template, code.id), name=code.name,
+                    isCodable="true" if code.is_leaf else "false", color=code.color)
+        else:
+            # A code that came from another tool goes back as it came, unless edited here since.
+            name = k["name"] if code.name == k.get("name_here", k["name"]) else code.name
+            color = k["color"] if k.get("color") and _color(k["color"]) == code.color else code.color
+            el = _E(ns, "Code", el_parent, guid=k["guid"], name=name, isCodable=k["codable"], color=color)
+            if desc == k.get("described"):
+                desc = k.get("description")
         if desc:
             _E(ns, "Description", el).text = _xml_text(desc)
         for child in code.children:
@@ -214,11 +228,87 @@ def _xsd_time(iso: str | None) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+# Top-level parts of a Project after Sources, in the schema's order: kept from imports as they
+# came (their GUID references stay valid because the GUIDs of codes, sources, selections and
+# users are kept too).
+_AFTER_SOURCES = ("Notes", "Links", "Sets", "Graphs", "Description", "NoteRef")
+_CONTAINERS = ("Variables", "Cases") + _AFTER_SOURCES
+
+
+@dataclass
+class _Kept:
+    """What imports kept of other tools' projects (:meth:`Project.exchange_items`), indexed."""
+
+    project: dict = field(default_factory=dict)
+    users: dict[str, dict] = field(default_factory=dict)  # coder name -> {guid, attrs}
+    codes: dict[str, dict] = field(default_factory=dict)  # code id -> {guid, codable, name, description, ...}
+    sources: dict[int, dict] = field(default_factory=dict)  # transcript id -> {guid, attrs, extras}
+    codings: dict[int, dict] = field(default_factory=dict)  # decision id -> {guid, selection, ...}
+    selections: dict[int, list[str]] = field(default_factory=dict)  # transcript id -> XML of selections without codings
+    containers: dict[str, list[str]] = field(default_factory=dict)  # Notes, Sets, ... -> XML of their children
+    other_sources: list[str] = field(default_factory=list)  # XML of sources kept as they are
+    files: dict[str, bytes] = field(default_factory=dict)  # archive entry -> bytes
+
+    @classmethod
+    def load(cls, project) -> "_Kept":
+        k = cls()
+        for r in project.exchange_items().itertuples(index=False):
+            d = r.data
+            if r.kind == "project":
+                k.project = d
+            elif r.kind == "user":
+                k.users.setdefault(r.ref, d | {"guid": r.guid})
+            elif r.kind == "code":
+                k.codes[r.ref] = d | {"guid": r.guid}
+            elif r.kind == "source":
+                k.sources[int(r.ref)] = d | {"guid": r.guid}
+            elif r.kind == "coding":
+                k.codings[int(r.ref)] = d | {"guid": r.guid}
+            elif r.kind == "selection":
+                k.selections.setdefault(int(r.ref), []).append(d["xml"])
+            elif r.kind == "xml":
+                k.containers.setdefault(r.ref, []).extend(d["xml"])
+            elif r.kind == "other_source":
+                k.other_sources.append(d["xml"])
+            elif r.kind == "file":
+                k.files[r.ref] = bytes(r.content)
+        return k
+
+    def code_guids(self) -> dict[str, str]:
+        return {d["guid"]: cid for cid, d in self.codes.items()}
+
+
+def _fragments(xmls: list[str]) -> list:
+    """Parse kept XML, once per GUID (two imports of one file keep one note)."""
+    out, seen = [], set()
+    for x in xmls:
+        el = etree.fromstring(x.encode("utf-8"))
+        g = _norm_guid(el.get("guid") or el.get("targetGUID"))
+        key = (el.tag, g) if g else (el.tag, x)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(el)
+    return out
+
+
+def _file_entry(name: str) -> str:
+    parts = name.split("/")
+    if len(parts) > 1 and parts[0].lower() == "sources":
+        parts[0] = "sources"
+    return "/".join(parts)
+
+
 def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> Path:
     """Write the project as a REFI-QDA project (.qdpx): users (one per coder), the template as
     codebook, participant attributes as variables and cases, every transcript as a text source
-    (``sources/<guid>.txt``, UTF-8, the exact stored text) and every accepted coding as a
-    selection over its segment's offsets, attributed to its coder and time.
+    (``sources/<guid>.txt``, UTF-8, the exact stored text) and every coding in force as a
+    selection at its exact span (:meth:`Project.codings`), attributed to its coder and time.
+
+    What an import kept of another tool's project goes back as it came: the GUIDs of users,
+    codes, sources, selections and codings, each code's description, colour and codable flag,
+    users without codings, notes, sets, links, graphs, cases and variables, the .docx of a
+    source, and sources that cannot be coded here (PDF, audio, pictures) with their files.
 
     With ``suggestions_threshold``, pending suggestions (no accept or reject by anyone) at or
     above it are added under the separate user :data:`MACHINE_USER`, in selections whose
@@ -227,54 +317,64 @@ def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> 
     template = project.template()
     pns = project_guid(project)
     conn = project.conn
+    kept = _Kept.load(project)
     created = _xsd_time(project.meta("created_at"))
 
     transcripts = conn.execute("SELECT id, name, text FROM transcripts ORDER BY name").fetchall()
-    segs = {r[0]: (r[1], r[2], r[3], r[4]) for r in conn.execute('SELECT id, transcript_id, start, "end", text FROM segments')}
-    cur = project.current_decisions()
-    accepted = cur[cur["action"] == "accept"] if not cur.empty else cur
-    codings: list[tuple[int, str, str, str | None, str | None]] = []  # segment, code, user, time, note
-    for r in accepted.itertuples(index=False):
+    # (transcript, start, end, code, coder, time, note, decision id)
+    codings: list[tuple[int, int, int, str, str, str | None, str | None, int | None]] = []
+    for r in project.codings().itertuples(index=False):
         if r.code_id not in template.codes:
             continue  # a code retired from the template (kept with its decisions): not in the codebook, so not exported
-        codings.append((int(r.segment_id), r.code_id, r.coder, r.created_at, None))
+        codings.append((int(r.transcript_id), int(r.start), int(r.end), r.code_id, r.coder, r.time, None, int(r.decision_id)))
     if suggestions_threshold is not None:
         mv = project.latest_model_version()
+        cur = project.current_decisions()
         decided = set() if cur.empty else {
             (int(r.segment_id), r.code_id) for r in cur.itertuples(index=False) if r.action in ("accept", "reject")
         }
         if mv is not None:
-            for sid, cid, conf, at in conn.execute(
-                "SELECT segment_id, code_id, confidence, created_at FROM suggestions WHERE model_version_id = ? AND confidence >= ? "
-                "ORDER BY segment_id, rank", (mv, float(suggestions_threshold))):
+            for sid, tid, ss, se, cid, conf, at in conn.execute(
+                'SELECT g.segment_id, s.transcript_id, s.start, s."end", g.code_id, g.confidence, g.created_at FROM suggestions g '
+                "JOIN segments s ON s.id = g.segment_id WHERE g.model_version_id = ? AND g.confidence >= ? ORDER BY g.segment_id, g.rank",
+                (mv, float(suggestions_threshold))):
                 if (sid, cid) not in decided and cid in template.codes:
-                    codings.append((int(sid), cid, MACHINE_USER, at, f"{template.codes[cid].name}: {conf:.2f}"))
+                    codings.append((int(tid), int(ss), int(se), cid, MACHINE_USER, at, f"{template.codes[cid].name}: {conf:.2f}", None))
 
-    users = sorted({c[2] for c in codings})
-    user_guid = {u: _guid(pns, "user", u) for u in users}
+    users = list(kept.users) + sorted({c[4] for c in codings} - set(kept.users))
+    user_guid = {u: kept.users[u]["guid"] if u in kept.users else _guid(pns, "user", u) for u in users}
 
-    root = _E(PROJECT_NS, "Project", name=project.folder.name or template.name, origin=ORIGIN, creationDateTime=created)
+    root = _E(PROJECT_NS, "Project", name=kept.project.get("name") or project.folder.name or template.name, origin=ORIGIN,
+              creationDateTime=created)
     if users:
         el_users = _E(PROJECT_NS, "Users", root)
         for u in users:
-            _E(PROJECT_NS, "User", el_users, guid=user_guid[u], name=u)
-    _code_elements(PROJECT_NS, _E(PROJECT_NS, "CodeBook", root), template)
+            _E(PROJECT_NS, "User", el_users, guid=user_guid[u], name=u, id=kept.users.get(u, {}).get("id"))
+    _code_elements(PROJECT_NS, _E(PROJECT_NS, "CodeBook", root), template, kept)
 
     attrs: dict[int, dict[str, str]] = {}
     for tid, key, value in conn.execute("SELECT transcript_id, key, value FROM attributes ORDER BY key"):
         attrs.setdefault(tid, {})[key] = value
-    keys = sorted({k for a in attrs.values() for k in a})
-    var_guid = {k: _guid(pns, "variable", k) for k in keys}
-    src_guid = {tid: _guid(pns, "source", name) for tid, name, _ in transcripts}
-    if keys:
+    src_guid = {tid: kept.sources[tid]["guid"] if tid in kept.sources else _guid(pns, "source", name) for tid, name, _ in transcripts}
+    kept_vars = _fragments(kept.containers.get("Variables", []))
+    kept_cases = _fragments(kept.containers.get("Cases", []))
+    var_guid = {(v.get("name") or "").strip(): _norm_guid(v.get("guid")) for v in kept_vars}
+    in_kept_case = {_norm_guid(ref.get("targetGUID")) for c in kept_cases for ref in _kids(c, "SourceRef")}
+    keys = sorted({k for a in attrs.values() for k in a} - set(var_guid))
+    var_guid.update({k: _guid(pns, "variable", k) for k in keys})
+    if kept_vars or keys:
         el_vars = _E(PROJECT_NS, "Variables", root)
+        for v in kept_vars:
+            el_vars.append(v)
         for k in keys:
             _E(PROJECT_NS, "Variable", el_vars, guid=var_guid[k], name=k, typeOfVariable="Text")
+    new_cases = [(tid, name) for tid, name, _ in transcripts if tid in attrs and src_guid[tid] not in in_kept_case]
+    if kept_cases or new_cases:
         el_cases = _E(PROJECT_NS, "Cases", root)
+        for c in kept_cases:
+            el_cases.append(c)
         # One case per transcript: an interview is one participant in this product's studies.
-        for tid, name, _ in transcripts:
-            if tid not in attrs:
-                continue
+        for tid, name in new_cases:
             case = _E(PROJECT_NS, "Case", el_cases, guid=_guid(pns, "case", name), name=name)
             for k, v in sorted(attrs[tid].items()):
                 vv = _E(PROJECT_NS, "VariableValue", case)
@@ -282,34 +382,82 @@ def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> 
                 _E(PROJECT_NS, "TextValue", vv).text = _xml_text(v)
             _E(PROJECT_NS, "SourceRef", case, targetGUID=src_guid[tid])
 
-    by_source: dict[int, dict[tuple[int, int, str], list]] = {}
-    for sid, cid, user, at, note in codings:
-        tid, start, end, _ = segs[sid]
-        by_source.setdefault(tid, {}).setdefault((start, end, user), []).append((cid, at, note))
+    # Selections: an imported one keeps its GUID and holds its codings again; ours are one per
+    # (span, coder), with a GUID derived from them.
+    by_source: dict[int, dict[tuple, dict]] = {}
+    names = {tid: name for tid, name, _ in transcripts}
+    for tid, start, end, cid, user, at, note, did in codings:
+        k = kept.codings.get(did) if did is not None else None
+        key = ("kept", k["selection"]) if k else ("ours", start, end, user)
+        sel = by_source.setdefault(tid, {}).setdefault(key, {"start": start, "end": end, "user": user, "kept": k, "items": []})
+        sel["items"].append((cid, user, at, note, k))
     order = {cid: i for i, cid in enumerate(template.codes)}
-    cguid = {cid: code_guid(template, cid) for cid in template.codes}
-    files: list[tuple[str, bytes]] = []
-    if transcripts:
+    cguid = {cid: (kept.codes[cid]["guid"] if cid in kept.codes else code_guid(template, cid)) for cid in template.codes}
+    files: dict[str, bytes] = {_file_entry(n): b for n, b in kept.files.items()}
+    other_sources = _fragments(kept.other_sources)
+    if transcripts or other_sources:
         el_sources = _E(PROJECT_NS, "Sources", root)
         for tid, name, text in transcripts:
             g = src_guid[tid]
-            files.append((f"sources/{g}.txt", text.encode("utf-8")))
-            src = _E(PROJECT_NS, "TextSource", el_sources, guid=g, name=name, plainTextPath=f"internal://{g}.txt", creationDateTime=created)
-            for (start, end, user), items in sorted(by_source.get(tid, {}).items()):
-                items.sort(key=lambda x: order.get(x[0], len(order)))
-                times = sorted(t for _, t, _ in items if t)
-                sel = _E(PROJECT_NS, "PlainTextSelection", src, guid=_guid(pns, "selection", name, start, end, user),
-                         name=text[start:end], startPosition=start, endPosition=end,
-                         creatingUser=user_guid[user], creationDateTime=_xsd_time(times[0]) if times else None)
-                if user == MACHINE_USER:
-                    _E(PROJECT_NS, "Description", sel).text = _xml_text(
-                        "Machine suggestion by coder-assist, NOT reviewed by a person. Confidence: "
-                        + "; ".join(n for _, _, n in items if n)
-                    )
-                for cid, at, _ in items:
-                    coding = _E(PROJECT_NS, "Coding", sel, guid=_guid(pns, "coding", name, start, end, cid, user),
-                                creatingUser=user_guid[user], creationDateTime=_xsd_time(at))
+            ks = kept.sources.get(tid, {})
+            files[f"sources/{g}.txt"] = text.encode("utf-8")
+            sattrs = dict(ks.get("attrs", {}))
+            sattrs.pop("plainTextPath", None)
+            sattrs.update(guid=g, name=ks.get("name", name), plainTextPath=f"internal://{g}.txt")
+            sattrs.setdefault("creationDateTime", created)
+            src = _E(PROJECT_NS, "TextSource", el_sources, **sattrs)
+            extras = _fragments(ks.get("extras", []))
+            for el in extras:
+                if _local(el) == "Description":
+                    src.append(el)
+            sels = sorted(by_source.get(tid, {}).values(), key=lambda s: (s["start"], s["end"], s["user"]))
+            for s in sels:
+                start, end, user, k = s["start"], s["end"], s["user"], s["kept"]
+                s["items"].sort(key=lambda x: order.get(x[0], len(order)))
+                if k:
+                    a = dict(k["selection_attrs"])
+                    a.update(guid=k["selection"], startPosition=start, endPosition=end)
+                    sel = _E(PROJECT_NS, "PlainTextSelection", src, **a)
+                    for el in _fragments(k.get("selection_extras", [])):
+                        if _local(el) == "Description":
+                            sel.append(el)
+                else:
+                    times = sorted(t for _, _, t, _, _ in s["items"] if t)
+                    sel = _E(PROJECT_NS, "PlainTextSelection", src, guid=_guid(pns, "selection", names[tid], start, end, user),
+                             name=text[start:end], startPosition=start, endPosition=end,
+                             creatingUser=user_guid[user], creationDateTime=_xsd_time(times[0]) if times else None)
+                    if user == MACHINE_USER:
+                        _E(PROJECT_NS, "Description", sel).text = _xml_text(
+                            "Machine suggestion by coder-assist, NOT reviewed by a person. Confidence: "
+                            + "; ".join(n for _, _, _, n, _ in s["items"] if n)
+                        )
+                for cid, cuser, at, _, kc in s["items"]:
+                    cg = kc["guid"] if kc else _guid(pns, "coding", names[tid], start, end, cid, cuser)
+                    coding = _E(PROJECT_NS, "Coding", sel, guid=cg, creatingUser=user_guid[cuser], creationDateTime=_xsd_time(at))
                     _E(PROJECT_NS, "CodeRef", coding, targetGUID=cguid[cid])
+                if k:
+                    for el in _fragments(k.get("selection_extras", [])):
+                        if _local(el) == "NoteRef":
+                            sel.append(el)
+            for x in _fragments(kept.selections.get(tid, [])):
+                src.append(x)
+            for part in ("Coding", "NoteRef", "VariableValue"):
+                for el in extras:
+                    if _local(el) == part:
+                        src.append(el)
+        for el in other_sources:
+            el_sources.append(el)
+    for part in _AFTER_SOURCES:
+        items = _fragments(kept.containers.get(part, []))
+        if not items:
+            continue
+        if part in ("Description", "NoteRef"):
+            for el in items:
+                root.append(el)
+        else:
+            box = _E(PROJECT_NS, part, root)
+            for el in items:
+                box.append(el)
 
     qde = etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True)
     # Fixed entry dates: the same project state gives the same archive bytes.
@@ -317,8 +465,8 @@ def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr(zipfile.ZipInfo("project.qde", stamp), qde, compress_type=zipfile.ZIP_DEFLATED)
-        for arc, data in files:
-            z.writestr(zipfile.ZipInfo(arc, stamp), data, compress_type=zipfile.ZIP_DEFLATED)
+        for arc in sorted(files):
+            z.writestr(zipfile.ZipInfo(arc, stamp), files[arc], compress_type=zipfile.ZIP_DEFLATED)
     return _write_bytes(Path(path), buf.getvalue())
 
 
@@ -434,6 +582,11 @@ class _RefiCode:
     description: str
     parent: str | None
     children: list[str] = field(default_factory=list)
+    # As written in the file, for writing it back unchanged.
+    raw_name: str = ""
+    raw_codable: str = "true"
+    raw_color: str | None = None
+    raw_description: str | None = None
 
 
 def _read_codes(codes_el, path) -> dict[str, _RefiCode]:
@@ -449,7 +602,9 @@ def _read_codes(codes_el, path) -> dict[str, _RefiCode]:
                 raise InputError(path, f"two codes share the GUID {g} (line {c.sourceline})")
             d = _kid(c, "Description")
             out[g] = _RefiCode(g, name, (c.get("isCodable") or "true").strip().lower() in ("true", "1"), _color(c.get("color")),
-                               (d.text or "") if d is not None else "", parent)
+                               (d.text or "") if d is not None else "", parent, raw_name=c.get("name") or name,
+                               raw_codable=c.get("isCodable") or "true", raw_color=c.get("color"),
+                               raw_description=(d.text or "") if d is not None else None)
             if parent:
                 out[parent].children.append(g)
             walk(c, g)
@@ -513,50 +668,62 @@ def read_qdc(path) -> Template:
 
 @dataclass
 class ImportReport:
-    """What :func:`import_qdpx` did. Counts, so callers and tests can check every step."""
+    """What :func:`import_qdpx` did, per kind, so callers and tests can check every step."""
 
     file: str
     transcripts_added: int = 0
     transcripts_matched: int = 0  # already in the project with the same text: codings added to it
-    sources_skipped: list[str] = field(default_factory=list)  # non-text or unreadable sources, with the reason
+    sources_kept: list[str] = field(default_factory=list)  # sources not codable here (PDF, audio, ...), kept as they are
+    sources_from_docx: list[str] = field(default_factory=list)  # text read from the source's .docx (richTextPath)
+    sources_empty: list[str] = field(default_factory=list)  # text sources without any text: kept, nothing to code
+    sources_in_full: list[str] = field(default_factory=list)  # no speaker labels: every paragraph is codable
     codes_added: list[str] = field(default_factory=list)  # paths of codes added to the template
-    users: list[str] = field(default_factory=list)
+    codes_matched: int = 0  # codes already in the project (by GUID, then by path)
+    users: list[str] = field(default_factory=list)  # every user of the file (coders here)
     codings_read: int = 0  # Coding elements on text selections
-    decisions_added: int = 0  # accepts written (one per segment x code x coder)
-    already_present: int = 0  # the coder had already accepted that code on that segment
-    spans_exact: int = 0  # selections whose bounds are exactly segment bounds
-    spans_inexact: int = 0  # mapped to segments, but the bounds differ
-    spans_unmapped: int = 0  # covered no codable segment (e.g. interviewer turns): dropped
-    codings_on_themes: int = 0  # on a code that is a theme here (not codable): dropped
+    decisions_added: int = 0  # codings added, each an accept at its exact span
+    already_present: int = 0  # the same coding (GUID, or span, code and coder) was already in the project
+    spans_exact: int = 0  # codings whose span is exactly one segment's
+    spans_inexact: int = 0  # attached to the segment they overlap most
+    spans_unmapped: int = 0  # overlap no codable segment (e.g. an interviewer's turn): kept, attached to the nearest
+    codings_on_themes: int = 0  # on a code that has sub-codes here: kept as codings, not used for learning
+    codings_in_kept_sources: int = 0  # on sources kept as they are (PDF, audio, ...): written back unchanged
     machine_codings_skipped: int = 0  # unreviewed coder-assist suggestions: not human coding
     offset_adjusted_sources: list[str] = field(default_factory=list)  # offsets counted over LF-normalised text or UTF-16 units
+    kept: dict[str, int] = field(default_factory=dict)  # notes, sets, cases, variables, links, graphs, files kept: how many
 
     def summary(self) -> str:
         if self.file.lower().endswith(".qdc"):
             return f"{self.file}: {len(self.codes_added)} code(s) added to the template" + (
                 ": " + "; ".join(self.codes_added) if self.codes_added else " (it had them all)")
         lines = [
-            (f"{self.file}: {self.transcripts_added} transcript(s) added, {self.transcripts_matched} already present; "
-             f"{len(self.codes_added)} code(s) added to the template; {self.decisions_added} coding decision(s) by "
-             f"{len(self.users)} coder(s) ({', '.join(self.users) or '-'}) from {self.codings_read} coding(s)"),
-            (f"spans: {self.spans_exact} on segment bounds, {self.spans_inexact} not aligned exactly (mapped by the overlap rule), "
-             f"{self.spans_unmapped} on no codable segment (dropped)"),
+            (f"{self.file}: {self.transcripts_added} text source(s) added, {self.transcripts_matched} already present; "
+             f"{self.codes_matched} code(s) matched, {len(self.codes_added)} added; {len(self.users)} user(s) "
+             f"({', '.join(self.users) or '-'}); {self.decisions_added} of {self.codings_read} coding(s) imported at their exact spans"),
         ]
-        if not self.codings_read:
-            lines.pop()
+        if self.codings_read:
+            lines.append(f"spans: {self.spans_exact} on a passage's bounds, {self.spans_inexact} inside or across passages, "
+                         f"{self.spans_unmapped} outside every codable passage (kept, attached to the nearest)")
         extra = []
         if self.already_present:
-            extra.append(f"{self.already_present} already accepted")
+            extra.append(f"{self.already_present} already in the project")
         if self.codings_on_themes:
-            extra.append(f"{self.codings_on_themes} on themes (dropped)")
+            extra.append(f"{self.codings_on_themes} on codes with sub-codes (kept; not used for learning)")
         if self.machine_codings_skipped:
             extra.append(f"{self.machine_codings_skipped} unreviewed machine suggestions skipped")
         if self.offset_adjusted_sources:
             extra.append("offsets re-counted for " + ", ".join(self.offset_adjusted_sources))
         if extra:
             lines.append("; ".join(extra))
-        for s in self.sources_skipped:
-            lines.append(f"skipped source: {s}")
+        kept = [f"{n} {k}" for k, n in self.kept.items() if n]
+        if kept:
+            lines.append("kept as they are, written back on export: " + ", ".join(kept))
+        for label, items in (("read from its .docx", self.sources_from_docx), ("no text, kept", self.sources_empty),
+                             ("no speaker labels, every paragraph codable", self.sources_in_full)):
+            for s in items:
+                lines.append(f"source {s}: {label}")
+        for s in self.sources_kept:
+            lines.append(f"kept as is (not codable here): {s}")
         return "\n".join(lines)
 
 
@@ -597,13 +764,23 @@ def _apply(m: list[int] | None, pos: int, end: bool = False) -> int | None:
     return m[pos] if 0 <= pos < len(m) else None
 
 
+def _names_match(got: str, name: str) -> bool:
+    got, want = _collapse(got), _collapse(name)
+    return bool(want) and (got == want or (len(want) >= 20 and got.startswith(want.rstrip(".… ")[:60])))
+
+
 def _choose_map(text: str, sels: list[tuple[int, int, str]]) -> tuple[str, list[int] | None]:
     """Pick the offset map under which the most selections' names (the selected text, as most
     tools write it) match the text; then the one that keeps the most selections inside the text;
     ties go to the offsets as written."""
-    maps = _offset_maps(text)
-    if len(maps) == 1:
+    if not ("\r\n" in text or _NON_BMP.search(text)):
         return "exact", None
+    # The offsets as written, when every named selection matches and all lie inside the text:
+    # the other readings (built character by character) are only needed when that fails.
+    named = [(s, e, n) for s, e, n in sels if n]
+    if all(0 <= s < e <= len(text) for s, e, _ in sels) and all(_names_match(text[s:e], n) for s, e, n in named):
+        return "exact", None
+    maps = _offset_maps(text)
     best, best_score = "exact", (-1, -1)
     for label, m in maps.items():
         matches = in_range = 0
@@ -612,8 +789,7 @@ def _choose_map(text: str, sels: list[tuple[int, int, str]]) -> tuple[str, list[
             if a is None or b is None or b > len(text):
                 continue
             in_range += 1  # without names, a reading that keeps every selection inside the text wins
-            got, want = _collapse(text[a:b]), _collapse(name)
-            if want and (got == want or (len(want) >= 20 and got.startswith(want.rstrip(".… ")[:60]))):
+            if name and _names_match(text[a:b], name):
                 matches += 1
         if (matches, in_range) > best_score:
             best, best_score = label, (matches, in_range)
@@ -652,10 +828,122 @@ def _value(vv) -> tuple[str | None, str | None]:
     return target, None
 
 
-def _merge_codes(template: Template, rcodes: dict[str, _RefiCode], path) -> tuple[Template, dict[str, str], list[str]]:
-    """Match REFI codes to the template's (ours by GUID, anyone's by path of names) and add
-    the rest under their parent. Returns the template, REFI GUID -> code id, and the added paths."""
+def _store_xml(el) -> str:
+    """An element of the file as XML text to keep, in the REFI project namespace whatever the
+    file used, so that it validates when written back inside our Project."""
+    el = copy.deepcopy(el)
+    for e in el.iter():
+        if isinstance(e.tag, str):
+            e.tag = f"{{{PROJECT_NS}}}{etree.QName(e).localname}"
+            for k in list(e.attrib):
+                if k.startswith("{"):
+                    del e.attrib[k]  # xsi:... attributes name another schema; not ours to keep
+    etree.cleanup_namespaces(el)
+    el.tail = None
+    return etree.tostring(el, encoding="unicode")
+
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_W_BLOCKS = {_W + t for t in ("tbl", "tr", "tc", "sdt", "sdtContent", "customXml", "smartTag", "ins")}
+
+
+def _docx_paragraphs(body) -> list[tuple[Any, bool]]:
+    out = []
+    for el in body:
+        if el.tag == _W + "p":
+            out.append((el, False))
+        elif el.tag in _W_BLOCKS:
+            inner = _docx_paragraphs(el)
+            out.extend((p, True) for p, _ in inner)
+    return out
+
+
+def _docx_text(data: bytes, path, entry: str, newline: str) -> str:
+    """The plain text NVivo counts its selections in, for a source whose text is only in a
+    .docx: every paragraph (body and table cells, in document order) followed by a line break,
+    except the empty paragraph Word requires after a closing table. Checked on NVivo's own
+    exports: the Windows file's .txt (15,272 table cells, CRLF) and the Mac file's (LF) equal
+    this reading of their .docx exactly."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            info = z.getinfo("word/document.xml")
+            if info.file_size > MAX_ENTRY_BYTES:
+                raise InputError(path, f"{entry}: the document is larger than {MAX_ENTRY_BYTES} bytes")
+            xml = z.read(info)
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise InputError(path, f"{entry}: not a readable .docx: {exc}") from exc
+    root = _parse_xml(xml, path, entry)
+    body = root.find(_W + "body")
+    if body is None:
+        return ""
+    paras = _docx_paragraphs(body)
+    out = []
+    for i, (p, _) in enumerate(paras):
+        parts = []
+        for el in p.iter(_W + "t", _W + "tab", _W + "br", _W + "cr", _W + "noBreakHyphen"):
+            if el.tag == _W + "t":
+                parts.append(el.text or "")
+            elif el.tag == _W + "tab":
+                if el.getparent() is None or el.getparent().tag != _W + "tabs":  # tab stops are layout, not text
+                    parts.append("\t")
+            elif el.tag in (_W + "br", _W + "cr"):
+                parts.append("\n")
+            else:
+                parts.append("-")
+        text = "".join(parts)
+        last = i == len(paras) - 1
+        if last and not text and i > 0 and paras[i - 1][1]:
+            continue
+        out.append(text + newline)
+    return "".join(out)
+
+
+def _source_turns(text: str, where: str) -> tuple[list, bool]:
+    """Turns of an imported source, and whether it has speaker labels. Labels count only when
+    they look like a transcript's: they open at least one paragraph in ten and the text before
+    the first is a short header. A comment export whose video titles read "PSZ: ..." is not an
+    interview: it is segmented in full, one paragraph per turn."""
+    turns = parse_speaker_text(text, where)
+    labelled = [t for t in turns if t.speaker]
+    paragraphs = document_turns(text)
+    # Paragraphs as document_turns finds them (blank-line ones in hard-wrapped text), so a
+    # transcript wrapped at 80 columns still counts one paragraph per turn.
+    if labelled and len(labelled) >= 0.1 * len(paragraphs) and labelled[0].start <= max(2000, 0.1 * len(text)):
+        return turns, True
+    return paragraphs, False
+
+
+class _SpanIndex:
+    """Segments of one transcript (sorted, not overlapping) for attaching spans quickly."""
+
+    def __init__(self, spans: list[tuple[Any, int, int]]):
+        self.spans = sorted(spans, key=lambda s: s[1])
+        self.starts = [s[1] for s in self.spans]
+        self.ends = [s[2] for s in self.spans]
+
+    def attach(self, a: int, b: int) -> tuple[int, str]:
+        """(index into spans, how): the most overlapped segment, else the nearest."""
+        lo, hi = bisect.bisect_right(self.ends, a), bisect.bisect_left(self.starts, b)
+        best, best_ov = None, 0
+        for i in range(lo, hi):
+            ov = min(b, self.ends[i]) - max(a, self.starts[i])
+            if ov > best_ov:
+                best, best_ov = i, ov
+        if best is not None:
+            s = self.spans[best]
+            return best, "exact" if (s[1], s[2]) == (a, b) else "inexact"
+        k = bisect.bisect_left(self.starts, a)
+        cands = [i for i in (k - 1, k) if 0 <= i < len(self.spans)]
+        return min(cands, key=lambda i: max(self.starts[i] - b, a - self.ends[i], 0)), "unmapped"
+
+
+def _merge_codes(template: Template, rcodes: dict[str, _RefiCode], path,
+                 known: dict[str, str] | None = None) -> tuple[Template, dict[str, str], list[str]]:
+    """Match REFI codes to the template's (by GUID: kept from an earlier import, or ours; then
+    anyone's by path of names) and add the rest under their parent. Returns the template,
+    REFI GUID -> code id, and the added paths."""
     by_guid = {code_guid(template, cid): cid for cid in template.codes}
+    by_guid.update({g: cid for g, cid in (known or {}).items() if cid in template.codes})
     by_path = {c.path: cid for cid, c in template.codes.items()}
     tdict = template.to_dict()
     node_of: dict[str, dict] = {}
@@ -713,31 +1001,59 @@ def _merge_codes(template: Template, rcodes: dict[str, _RefiCode], path) -> tupl
     return template, code_map, added
 
 
-def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
-    """Import a REFI-QDA project (.qdpx) from NVivo, ATLAS.ti, MAXQDA, QualCoder or coder-assist.
+_TEXT_SOURCE_PARTS = ("Description", "PlainTextContent", "PlainTextSelection", "Coding", "NoteRef", "VariableValue")
 
-    Text sources become transcripts (with attributes from Cases/Variables), codings become
-    accepted decisions by their users, mapped to the segments they cover: a segment is coded
-    when the selection covers at least half of it, or when the whole selection lies inside it.
-    Codes not in the template are added to it (under their parent, matched by path). A source
-    already in the project under the same name and with the same text gets the codings; one
-    with the same name and different text stops the import. All or nothing. With ``dry_run``
-    everything is done and reported, then rolled back (the app's check before importing).
+
+def _internal_refs(el) -> set[str]:
+    """Archive entries an element points at (``internal://...`` in any attribute, at any depth)."""
+    out = set()
+    for e in el.iter():
+        if isinstance(e.tag, str):
+            for v in e.attrib.values():
+                if v.strip().lower().startswith("internal://"):
+                    out.add(v.strip()[len("internal://"):])
+    return out
+
+
+def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
+    """Import a REFI-QDA project (.qdpx) from NVivo, ATLAS.ti, MAXQDA, QualCoder or coder-assist,
+    keeping everything in it.
+
+    Text sources become transcripts (with attributes from Cases/Variables; text only in a
+    .docx is read from it; a text without speaker labels is codable in full). Every coding is
+    kept at its exact span (an accept attached to the segment it overlaps most), by its user;
+    users without codings are kept too. Codes match the project's by GUID, then by path; the
+    rest are added under their parent. Notes, sets, links, graphs, cases, variables, the
+    GUIDs, and sources that cannot be coded here (PDF, audio, pictures) with their files are
+    kept as they are and written back by :func:`write_qdpx`. A source already in the project
+    under the same name and with the same text gets the codings; one with the same name and
+    different text stops the import. All or nothing. With ``dry_run`` everything is done and
+    reported, then rolled back (the app's check before importing).
     """
     from ..app.pipeline import project_segmenter
 
     path = Path(path)
     report = ImportReport(file=str(path))
     arch = _Archive(path)
+    imported_from = path.name
+    origin = f"{ORIGIN_IMPORTED}{path.name}"
     try:
         qde = [i for n, i in arch.entries.items() if n.endswith(".qde") and "/" not in n]
         if not qde:
             raise InputError(path, "no project.qde at the top of the archive: not a REFI-QDA project")
+        # ATLAS.ti 26 names it <project>.qde; prefer the standard name where both exist.
+        qde.sort(key=lambda i: i.filename.lower() != "project.qde")
         root = _parse_xml(arch.read(qde[0]), path, qde[0].filename)
         if _local(root) != "Project":
             raise InputError(path, f"{qde[0].filename}: the root element is <{_local(root)}>, not <Project>")
+        items: list[tuple[str, str | None, Any, dict, bytes | None]] = []  # kept for export, see _Kept
+        items.append(("project", None, None, {k: v for k, v in root.attrib.items() if not k.startswith("{")}, None))
 
-        users = {_norm_guid(u.get("guid")): (u.get("name") or u.get("id") or "").strip() for u in _grandkids(root, "Users", "User")}
+        users: dict[str, str] = {}
+        for u in _grandkids(root, "Users", "User"):
+            name = (u.get("name") or u.get("id") or "").strip() or f"user {_norm_guid(u.get('guid'))[:8]}"
+            users[_norm_guid(u.get("guid"))] = name
+            items.append(("user", _norm_guid(u.get("guid")), name, {"id": u.get("id")}, None))
         default_user = users.get(_norm_guid(root.get("creatingUserGUID"))) or "imported (unknown user)"
         cb = _kid(root, "CodeBook")
         rcodes = _read_codes(_kid(cb, "Codes") if cb is not None else None, path)
@@ -751,21 +1067,38 @@ def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
                     vals[variables[target]] = value
             for ref in _kids(case, "SourceRef"):
                 source_attrs.setdefault(_norm_guid(ref.get("targetGUID")), {}).update(vals)
+        for part in _CONTAINERS:
+            box = _kids(root, part)
+            if part in ("Description", "NoteRef"):
+                children = box
+            else:
+                children = [c for b in box for c in b if isinstance(c.tag, str)]
+            if children:
+                items.append(("xml", None, part, {"xml": [_store_xml(c) for c in children]}, None))
+                report.kept[part.lower() if part not in ("Description", "NoteRef") else f"project {part}"] = len(children)
 
         # Sources: text, name, attributes, and the codings on them (offsets still as written).
         sources = []
+        text_entries: set[str] = set()
         sources_el = _kid(root, "Sources")
         for src in (list(sources_el) if sources_el is not None else []):
-            kind = _local(src)
-            label = src.get("name") or src.get("guid") or "?"
-            if kind != "TextSource":
-                n = sum(1 for _ in src.iter(f"{{{PROJECT_NS}}}Coding"))
-                report.sources_skipped.append(f"{label} ({kind}: only text sources are imported; {n} coding(s) not imported)")
+            if not isinstance(src.tag, str):
                 continue
+            kind = _local(src)
+            label = (src.get("name") or src.get("guid") or "?").strip()
             g = _norm_guid(src.get("guid"))
             ptc = _kid(src, "PlainTextContent")
             ptp = (src.get("plainTextPath") or "").strip()
-            text = None
+            rtp = (src.get("richTextPath") or "").strip()
+            outside = [v for v in (ptp, rtp) if v and not v.lower().startswith("internal://")]
+            if kind != "TextSource" or (ptc is None and outside and not ptp.lower().startswith("internal://")):
+                n = sum(1 for e in src.iter() if _local(e) == "Coding")
+                report.codings_in_kept_sources += n
+                why = f"{kind}" if kind != "TextSource" else f"TextSource with its text at {ptp or rtp}, outside the archive (not read)"
+                report.sources_kept.append(f"{label} ({why}; {n} coding(s) kept with it)")
+                items.append(("other_source", g, None, {"xml": _store_xml(src), "name": label}, None))
+                continue
+            text, docx_entry = None, None
             if ptc is not None and ptc.text:
                 text = ptc.text
             elif ptp.lower().startswith("internal://"):
@@ -773,25 +1106,39 @@ def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
                 info = arch.find("sources/" + entry) or arch.find(entry)
                 if info is None:
                     raise InputError(path, f"source {label!r}: {ptp} is not in the archive")
+                text_entries.add(info.filename)
                 text = _decode_source(arch.read(info), path, info.filename)
             elif not ptp and arch.find(f"sources/{g}.txt") is not None:
                 # Neither content nor path: the layout's conventional file name, where present.
                 info = arch.find(f"sources/{g}.txt")
+                text_entries.add(info.filename)
                 text = _decode_source(arch.read(info), path, info.filename)
-            elif ptp:
-                # relative:// and absolute:// point outside the archive: never read files that an
-                # untrusted project names on this machine.
-                report.sources_skipped.append(f"{label} (text at {ptp}, outside the archive: not read)")
-                continue
-            if not text or not text.strip():
-                report.sources_skipped.append(f"{label} (no plain text)")
-                continue
+            if (text is None or not text.strip()) and rtp.lower().startswith("internal://"):
+                entry = rtp[len("internal://"):]
+                info = arch.find("sources/" + entry) or arch.find(entry)
+                if info is None:
+                    raise InputError(path, f"source {label!r}: {rtp} is not in the archive")
+                newline = "\r\n" if (text or "").startswith("\r\n") or "Windows" in (root.get("origin") or "") else "\n"
+                from_docx = _docx_text(arch.read(info), path, info.filename, newline)
+                if from_docx.strip():
+                    text = from_docx
+                    report.sources_from_docx.append(label)
+                elif text is None:
+                    text = from_docx
+            if text is None:
+                text = ""
+            if not text.strip():
+                report.sources_empty.append(label)
             attrs = dict(source_attrs.get(g, {}))
             for vv in _kids(src, "VariableValue"):
                 target, value = _value(vv)
                 if variables.get(target) and value is not None:
                     attrs[variables[target]] = value
-            sels = []
+            extras = [_store_xml(c) for c in src if _local(c) in ("Description", "Coding", "NoteRef", "VariableValue")]
+            unknown = [_local(c) for c in src if isinstance(c.tag, str) and _local(c) not in _TEXT_SOURCE_PARTS]
+            if unknown:
+                raise InputError(path, f"source {label!r}: unexpected element(s) {', '.join(sorted(set(unknown)))} in a TextSource")
+            sels, orphans = [], []
             for sel in _kids(src, "PlainTextSelection"):
                 try:
                     s, e = int(sel.get("startPosition")), int(sel.get("endPosition"))
@@ -803,16 +1150,30 @@ def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
                     ref = _kid(c, "CodeRef")
                     cods.append((_norm_guid(ref.get("targetGUID")) if ref is not None else "",
                                  users.get(_norm_guid(c.get("creatingUser"))) or sel_user or default_user,
-                                 c.get("creationDateTime") or sel.get("creationDateTime")))
-                sels.append((min(s, e), max(s, e), sel.get("name") or "", cods))
-            sources.append((label.strip(), text, attrs, sels))
+                                 c.get("creationDateTime") or sel.get("creationDateTime"), _norm_guid(c.get("guid"))))
+                if not cods:
+                    orphans.append(_store_xml(sel))  # a selection with notes only: kept as it is
+                    continue
+                sel_keep = {
+                    "selection": _norm_guid(sel.get("guid")),
+                    "selection_attrs": {k: v for k, v in sel.attrib.items() if not k.startswith("{") and k not in ("guid", "startPosition", "endPosition")},
+                    "selection_extras": [_store_xml(c) for c in sel if _local(c) in ("Description", "NoteRef")],
+                }
+                sels.append((min(s, e), max(s, e), sel.get("name") or "", cods, sel_keep))
+            src_keep = {"name": label, "attrs": {k: v for k, v in src.attrib.items() if not k.startswith("{") and k != "guid"}, "extras": extras}
+            sources.append((label, text, attrs, sels, g, src_keep, orphans))
+        for info in arch.entries.values():
+            if info is qde[0] or info.filename in text_entries:
+                continue
+            items.append(("file", None, info.filename, {}, arch.read(info)))
+            report.kept["files"] = report.kept.get("files", 0) + 1
 
         # Transcripts: new ones are segmented with the project's settings; known ones must match.
         seg = project_segmenter(project)
         existing = {r[0]: (r[1], r[2]) for r in project.conn.execute("SELECT name, id, text FROM transcripts")}
         new_transcripts, new_segments, plan = [], {}, []
         seen_names: set[str] = set()
-        for name, text, attrs, sels in sources:
+        for name, text, attrs, sels, g, src_keep, orphans in sources:
             base, k = name, 2
             while name in seen_names:
                 name, k = f"{base} ({k})", k + 1
@@ -825,26 +1186,41 @@ def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
                 spans = [(r[0], r[1], r[2]) for r in project.conn.execute(
                     'SELECT id, start, "end" FROM segments WHERE transcript_id = ? ORDER BY start', (existing[name][0],))]
             else:
-                turns = parse_speaker_text(text, f"{path}: {name}")
+                turns, labelled = _source_turns(text, f"{path}: {name}")
+                if not labelled and text.strip():
+                    report.sources_in_full.append(name)
                 t = Transcript(name=name, text=text, turns=turns, source_path=f"{path}#{name}", format="qdpx", encoding="utf-8",
                                attributes=attrs)
+                segs = seg.segments(t)
+                if not segs and sels:
+                    # Coded in the other tool, but no turn here is one we code (say, all the
+                    # interviewer's): codable in full, so the codings have passages to sit on.
+                    segs = Segmenter(unit=seg.unit, window=seg.window, coded_speakers=frozenset(tr.speaker for tr in turns) or None).segments(t)
                 new_transcripts.append(t)
-                new_segments[name] = seg.segments(t)
-                spans = [(None, s.start, s.end) for s in new_segments[name]]
+                new_segments[name] = segs
+                spans = [(None, s.start, s.end) for s in segs]
                 report.transcripts_added += 1
-            label, m = _choose_map(text, [(s, e, n) for s, e, n, _ in sels])
+            label, m = _choose_map(text, [(s, e, n) for s, e, n, _, _ in sels])
             if label != "exact":
                 report.offset_adjusted_sources.append(f"{name} ({label})")
-            plan.append((name, text, spans, sels, m))
+            plan.append((name, text, spans, sels, m, g, src_keep, orphans))
 
-        # Codes: ours by GUID, anyone's by path; the rest are added to the template.
-        template, code_map, report.codes_added = _merge_codes(project.template(), rcodes, path)
-        added_paths = bool(report.codes_added)
+        # Codes: by GUID (kept from an earlier import, or ours), then by path; the rest are added.
+        known = _Kept.load(project).code_guids()
+        template, code_map, report.codes_added = _merge_codes(project.template(), rcodes, path, known)
+        report.codes_matched = len(rcodes) - len(report.codes_added)
+        added = set(report.codes_added)
+        for g, rc in rcodes.items():
+            cid = code_map[g]
+            if known.get(g) == cid or cid in known.values():
+                continue  # its GUID is kept already (an earlier import, or init --from)
+            items.append(_code_item(g, rc, template.codes[cid], template.codes[cid].path_str in added))
 
-        # Codings -> (transcript, segment span, code, coder, time).
-        todo: list[tuple[str, int, int, str, str, str]] = []
-        for name, text, spans, sels, m in plan:
-            for s, e, _, cods in sels:
+        # Codings -> (transcript, exact span, segment to attach to, code, coder, time, what to keep).
+        todo = []
+        for name, text, spans, sels, m, g, src_keep, orphans in plan:
+            index = _SpanIndex(spans) if spans else None
+            for s, e, _, cods, sel_keep in sels:
                 a, b = _apply(m, s), _apply(m, e, end=True)
                 human = [c for c in cods if c[1] != MACHINE_USER]
                 report.codings_read += len(cods)
@@ -853,28 +1229,21 @@ def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
                     continue
                 if a is None or b is None or b > len(text) or a >= b:
                     raise InputError(path, f"source {name!r}: a selection ({s}-{e}) lies outside its text ({len(text)} characters)")
-                covered = [(sid, ss, se) for sid, ss, se in spans
-                           if min(b, se) - max(a, ss) > 0 and (min(b, se) - max(a, ss) >= 0.5 * (se - ss) or (ss <= a and b <= se))]
-                if not covered:
-                    report.spans_unmapped += 1
-                    continue
-                if covered[0][1] == a and covered[-1][2] == b:
-                    report.spans_exact += 1
-                else:
-                    report.spans_inexact += 1
-                for code_g, coder, at in human:
+                if index is None:
+                    raise InputError(path, f"source {name!r} has codings but no text to attach them to")
+                i, how = index.attach(a, b)
+                for code_g, coder, at, cg in human:
                     cid = code_map.get(code_g)
                     if cid is None:
                         raise InputError(path, f"source {name!r}: a coding refers to code {code_g}, which is not in the codebook")
                     if not template.codes[cid].is_leaf:
                         report.codings_on_themes += 1
-                        continue
-                    for _, ss, se in covered:
-                        todo.append((name, ss, se, cid, coder, _time(at)))
+                    setattr(report, f"spans_{how}", getattr(report, f"spans_{how}") + 1)
+                    todo.append((name, a, b, index.spans[i], cid, coder, _time(at), cg, sel_keep))
 
-        # Write: all in one transaction.
         try:
-            _write_import(project, path, report, template if added_paths else None, new_transcripts, new_segments, todo, dry_run)
+            _write_import(project, path, report, template if report.codes_added else None, new_transcripts, new_segments, todo,
+                          plan, items, users, origin, dry_run)
         except _DryRun:
             pass
         return report
@@ -890,33 +1259,164 @@ class _DryRun(Exception):
     """Raised inside the import transaction to roll a dry run back."""
 
 
-def _write_import(project, path: Path, report: ImportReport, template: Template | None, new_transcripts, new_segments, todo, dry_run: bool) -> None:
+def _write_import(project, path: Path, report: ImportReport, template: Template | None, new_transcripts, new_segments, todo,
+                  plan, items, users, origin: str, dry_run: bool) -> None:
+    import pandas as pd
+
     with project.transaction():
         if template is not None:
             project.set_template(template)
         if new_transcripts:
             project.add_transcripts(new_transcripts, new_segments)
+        tid_of = {r[0]: r[1] for r in project.conn.execute("SELECT name, id FROM transcripts")}
         seg_id = {(r[0], r[1], r[2]): r[3] for r in project.conn.execute(
-            'SELECT t.name, s.start, s."end", s.id FROM segments s JOIN transcripts t ON t.id = s.transcript_id')}
-        cur = project.current_decisions()
+            'SELECT s.transcript_id, s.start, s."end", s.id FROM segments s')}
+        kept = _Kept.load(project)
+        have_guid = {d["guid"] for d in kept.codings.values()}
+        cur = project.codings()
         have = set() if cur.empty else {
-            (int(r.segment_id), r.code_id, r.coder) for r in cur.itertuples(index=False) if r.action == "accept"}
-        note = f"imported from REFI-QDA {path.name}"
-        rows, users_used = [], set()
-        for name, ss, se, cid, coder, at in sorted(todo, key=lambda x: x[5]):
-            key = (seg_id[(name, ss, se)], cid, coder)
-            if key in have:
+            (int(r.transcript_id), int(r.start), int(r.end), r.code_id, r.coder) for r in cur.itertuples(index=False)}
+        rows, keep = [], []
+        for name, a, b, span, cid, coder, at, cg, sel_keep in sorted(todo, key=lambda x: x[6]):
+            tid = tid_of[name]
+            # Already here: the same coding (GUID) or, from a file without our GUIDs, the same
+            # span, code and coder. Two alike in one file both stay: the file had both.
+            if (cg and cg in have_guid) or (tid, a, b, cid, coder) in have:
                 report.already_present += 1
                 continue
-            have.add(key)
-            users_used.add(coder)
-            rows.append((key[0], cid, coder, at, note))
-        project.conn.executemany(
-            "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, note) VALUES (?, ?, 'accept', ?, ?, ?)", rows)
-        report.decisions_added = len(rows)
-        report.users = sorted(users_used)
+            sid = span[0] if span[0] is not None else seg_id[(tid, span[1], span[2])]
+            rows.append({"segment_id": sid, "start": a, "end": b, "code_id": cid, "coder": coder, "time": at, "origin": origin,
+                         "note": f"imported from REFI-QDA {path.name}"})
+            keep.append((cg, sel_keep))
+        ids = project.add_codings(pd.DataFrame(rows, columns=["segment_id", "start", "end", "code_id", "coder", "time", "origin", "note"]))
+        report.decisions_added = len(ids)
+        for did, (cg, sel_keep) in zip(ids, keep):
+            if cg:
+                items.append(("coding", cg, did, sel_keep, None))
+        for name, text, spans, sels, m, g, src_keep, orphans in plan:
+            tid = tid_of[name]
+            if tid not in kept.sources and g:
+                items.append(("source", g, tid, src_keep, None))
+            for x in orphans:
+                items.append(("selection", None, tid, {"xml": x}, None))
+        # Once each: importing the same file twice keeps one copy of each thing (by GUID, or
+        # for what has none, such as a file or the project's description, by its content).
+        seen = {(k, g) for k, g in project.conn.execute("SELECT kind, guid FROM exchange_items WHERE guid IS NOT NULL")}
+        seen |= {(k, r, d, bytes(c) if c is not None else None) for k, r, d, c in project.conn.execute(
+            "SELECT kind, ref, data, content FROM exchange_items WHERE guid IS NULL")}
+        items = [it for it in items if (it[0], it[1]) not in seen if it[1] is not None
+                 or (it[0], None if it[2] is None else str(it[2]), json.dumps(it[3], ensure_ascii=False), it[4]) not in seen]
+        if kept.project:
+            items = [it for it in items if it[0] != "project"]
+        project.add_exchange_items(items, path.name)
+        report.users = sorted(set(users.values()) | {r["coder"] for r in rows})
         if dry_run:
             raise _DryRun
+
+
+_META_FROM = "refi_template_from"
+
+
+def _code_item(g: str, rc: _RefiCode, code: Code, own: bool) -> tuple:
+    # own: the code came from this file (its description, colour, name and flag are the
+    # file's); otherwise only its GUID is kept, and the export describes it as our template does.
+    return ("code", g, code.id, {"name": rc.raw_name, "name_here": code.name, "codable": rc.raw_codable, "color": rc.raw_color,
+                                 "description": rc.raw_description, "described": _describe(code), "from_file": own}, None)
+
+
+def read_qdpx_codebook(path) -> tuple[Template, dict[str, str]]:
+    """The codebook of a REFI-QDA project (.qdpx) as a template, and REFI GUID -> code id.
+    The tree, descriptions and colours are kept; two sibling codes of one name (which other
+    tools allow) get " (2)" here, and the export writes the original name back."""
+    from ..core.template import slugify
+
+    path = Path(path)
+    arch = _Archive(path)
+    try:
+        qde = sorted((i for n, i in arch.entries.items() if n.endswith(".qde") and "/" not in n),
+                     key=lambda i: i.filename.lower() != "project.qde")
+        if not qde:
+            raise InputError(path, "no project.qde at the top of the archive: not a REFI-QDA project")
+        root = _parse_xml(arch.read(qde[0]), path, qde[0].filename)
+    finally:
+        arch.close()
+    if _local(root) != "Project":
+        raise InputError(path, f"{qde[0].filename}: the root element is <{_local(root)}>, not <Project>")
+    cb = _kid(root, "CodeBook")
+    rcodes = _read_codes(_kid(cb, "Codes") if cb is not None else None, path)
+    if not rcodes:
+        raise InputError(path, "the project has no codes to start a template from (use --template, then import it)")
+    ids: set[str] = set()
+    id_of: dict[str, str] = {}
+
+    def node(g: str) -> dict[str, Any]:
+        rc = rcodes[g]
+        d = _node(rc, rcodes)
+        d.pop("children", None)
+        base = "/".join(slugify(p) for p in path_of[g])
+        cid, k = base, 2
+        while cid in ids:
+            cid, k = f"{base}-{k}", k + 1
+        ids.add(cid)
+        id_of[g] = cid
+        d["id"] = cid
+        d["name"] = names[g]
+        if rc.children:
+            d["children"] = [node(c) for c in rc.children]
+        return d
+
+    names, path_of = {}, {}
+    for g, rc in rcodes.items():  # document order: parents first
+        siblings = rcodes[rc.parent].children if rc.parent else [x for x, r in rcodes.items() if r.parent is None]
+        same = [x for x in siblings if rcodes[x].name == rc.name]
+        names[g] = rc.name if same.index(g) == 0 else f"{rc.name} ({same.index(g) + 1})"
+        path_of[g] = (path_of[rc.parent] if rc.parent else ()) + (names[g],)
+    data = {"name": (root.get("name") or "").strip() or path.stem,
+            "source": f"REFI-QDA project {path.name}" + (f" ({root.get('origin')})" if root.get("origin") else ""),
+            "codes": [node(g) for g, rc in rcodes.items() if rc.parent is None]}
+    try:
+        template = parse_template(data, path)
+    except TemplateError as exc:
+        raise InputError(path, f"the codebook cannot be used as a template: {exc.problem}" + (f" (code {exc.code!r})" if exc.code else "")) from exc
+    return template, id_of
+
+
+def init_from_qdpx(folder, path, segmenter=None):
+    """``coder-assist init PROJECT --from study.qdpx``: a new project whose template is the
+    file's codebook (no default template merged), then everything else in the file imported.
+    All or nothing: when the import fails, the new project folder is removed again.
+    Returns (project, ImportReport)."""
+    import shutil
+
+    from ..app.pipeline import init_project
+
+    folder, path = Path(folder), Path(path)
+    template, id_of = read_qdpx_codebook(path)  # checked before the folder is made
+    arch = _Archive(path)
+    try:
+        qde = sorted((i for n, i in arch.entries.items() if n.endswith(".qde") and "/" not in n),
+                     key=lambda i: i.filename.lower() != "project.qde")
+        root = _parse_xml(arch.read(qde[0]), path, qde[0].filename)
+    finally:
+        arch.close()
+    cb = _kid(root, "CodeBook")
+    rcodes = _read_codes(_kid(cb, "Codes"), path)
+    made = not folder.exists()
+    project = init_project(folder, template, segmenter)
+    try:
+        with project.transaction():
+            project._set_meta(_META_FROM, path.name)
+            project.add_exchange_items([_code_item(g, rcodes[g], template.codes[cid], True) for g, cid in id_of.items()], path.name)
+            report = import_qdpx(project, path)
+    except BaseException:
+        project.close()
+        if made:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                (folder / f"project.db{suffix}").unlink(missing_ok=True)
+        raise
+    return project, report
 
 
 def import_qdc(project, path, *, dry_run: bool = False) -> ImportReport:
@@ -933,5 +1433,6 @@ def import_qdc(project, path, *, dry_run: bool = False) -> ImportReport:
     return report
 
 
-__all__ = ["MACHINE_USER", "ImportReport", "code_guid", "import_qdc", "import_qdpx", "read_qdc", "write_qdc", "write_qdpx"]
+__all__ = ["MACHINE_USER", "ImportReport", "code_guid", "import_qdc", "import_qdpx", "init_from_qdpx", "read_qdc", "read_qdpx_codebook",
+           "write_qdc", "write_qdpx"]
 

@@ -15,7 +15,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -279,6 +279,10 @@ def _read_csv(path: Path, data: bytes) -> tuple[str, list[Turn], str]:
 
 
 def _read_docx(path: Path, data: bytes) -> tuple[str, list[Turn], str]:
+    if not data.startswith(b"PK"):
+        # A .docx is a zip archive; a renamed text or .doc file is the usual mistake.
+        hint = "it holds plain text: rename it to .txt" if _is_text(data) else "it may be an old .doc: save it as .docx in Word"
+        raise InputError(path, f"not a Word .docx document (a .docx is a zip archive; {hint})")
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
@@ -299,6 +303,14 @@ def _read_docx(path: Path, data: bytes) -> tuple[str, list[Turn], str]:
     if not text.strip():
         raise InputError(path, "the document has no text")
     return text, parse_speaker_text(text, path), "docx"
+
+
+def _is_text(data: bytes) -> bool:
+    try:
+        decode_bytes(data[:4096], "")
+        return True
+    except (InputError, UnicodeDecodeError):
+        return False
 
 
 def read_transcript(path: str | Path, *, name: str | None = None, attributes: Mapping[str, str] | None = None) -> Transcript:
@@ -392,12 +404,40 @@ def parse_attribute_options(options: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], Path | None]:
+#: Columns only coder-assist's own CSVs carry (precode's suggestions, export's codings): a
+#: transcript CSV has speaker and text, never a code.
+_OUTPUT_MARKS = ("code_path", "code_id")
+
+
+def is_tool_output(path: str | Path) -> bool:
+    """Whether ``path`` is a CSV of suggestions or codings written by coder-assist (precode,
+    export), never a transcript."""
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.readline(4096).decode("utf-8-sig", errors="replace").strip().lower()
+    except OSError:
+        return False
+    cols = {c.strip().strip('"').lstrip("'") for c in head.split(",")}
+    return any(m in cols for m in _OUTPUT_MARKS)
+
+
+def _same_file(a: Path, others: Sequence[Path]) -> bool:
+    a = a.resolve()
+    return any(a == o for o in others)
+
+
+def expand_inputs(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = ()) -> tuple[list[Path], Path | None]:
     """Expand folders into their transcript files (sorted) and find a sidecar ``attributes.csv``.
 
     A CSV named ``attributes.csv`` (or ``*attributes*.csv``) inside a given folder is taken as
-    the attribute sheet rather than as a transcript.
+    the attribute sheet rather than as a transcript. Files in ``exclude`` (the run's own output)
+    and suggestion CSVs an earlier run wrote into the folder are never read as transcripts; a
+    file named explicitly that is one of them is an error.
     """
+    skip = [Path(e).resolve() for e in exclude]
     files: list[Path] = []
     sidecar: Path | None = None
     for p in map(Path, paths):
@@ -405,11 +445,17 @@ def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], Path | None]
             for f in sorted(p.iterdir()):
                 if not f.is_file() or f.name.startswith("."):
                     continue
+                if _same_file(f, skip) or is_tool_output(f):
+                    continue
                 if f.suffix.lower() == ".csv" and "attribute" in f.stem.lower():
                     sidecar = f
                 elif f.suffix.lower() in SUPPORTED_SUFFIXES and f.name.lower() != "readme.md":
                     files.append(f)
         elif p.exists():
+            if _same_file(p, skip):
+                raise InputError(p, "this is the output file of this run; it cannot be an input too")
+            if is_tool_output(p):
+                raise InputError(p, "this CSV holds codes (a file written by coder-assist precode or export), not a transcript")
             files.append(p)
         else:
             raise InputError(p, "no such file or folder")
@@ -422,9 +468,18 @@ def load_transcripts(
     paths: Iterable[str | Path],
     attributes: str | Path | pd.DataFrame | None = None,
     extra_attributes: Mapping[str, str] | None = None,
+    *,
+    exclude: Iterable[str | Path] = (),
+    on_files: Callable[[int], None] | None = None,
+    on_file: Callable[[Path], None] | None = None,
 ) -> list[Transcript]:
-    """Read every file (folders expanded) and attach attributes. All-or-nothing: any bad file raises."""
-    files, sidecar = expand_inputs(paths)
+    """Read every file (folders expanded) and attach attributes. All-or-nothing: any bad file raises.
+
+    ``exclude``: files never to read (the run's own output); ``on_files(n)`` is told how many
+    files there are, ``on_file(path)`` each one as it is read (progress)."""
+    files, sidecar = expand_inputs(paths, exclude=exclude)
+    if on_files is not None:
+        on_files(len(files))
     if attributes is None and sidecar is not None:
         attributes = sidecar
     table = read_attributes(attributes) if isinstance(attributes, (str, Path)) else attributes
@@ -432,6 +487,8 @@ def load_transcripts(
     seen: dict[str, Path] = {}
     for f in files:
         t = read_transcript(f)
+        if on_file is not None:
+            on_file(f)
         if t.name in seen:
             raise InputError(f, f"two files would both be named {t.name!r} (also {seen[t.name]})")
         seen[t.name] = f

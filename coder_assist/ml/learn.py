@@ -552,6 +552,10 @@ def model_card_text(card: dict, template: Template) -> str:
         f"{card['n_decisions']} decisions ({card['n_labels']} labels including those implied by mutually exclusive codes). "
         f"A code counts as reliable when its held-out precision and recall are at least {card['target']}."
     )
+    n_learned = sum(c.get("f1") is not None for c in card["codes"])
+    if not n_learned:
+        prose += (f" No code had at least {MIN_CLASS} positive and {MIN_CLASS} negative labels, so no classifier was trained: "
+                  "every suggestion is the template's example similarity, as before the retrain.")
     lines = [f"coder-assist model card ({card.get('created_at', '')})", "", textwrap.fill(prose, 100), ""]
     lines.append(f"{'code':58s} {'+':>4s} {'-':>4s} {'w':>5s} {'P':>5s} {'R':>5s} {'F1':>5s}  verdict")
     fmt = lambda v: f"{v:5.2f}" if v is not None else "    -"  # noqa: E731
@@ -559,9 +563,12 @@ def model_card_text(card: dict, template: Template) -> str:
         code = template.codes.get(c["code_id"])
         name = f"{code.path[0]}: {code.name}" if code is not None else c["code_id"]
         name = name if len(name) <= 58 else name[:57] + "\u2026"
-        lines.append(f"{name:58s} {c['n_pos']:4d} {c['n_neg']:4d} {c['weight']:5.2f} {fmt(c['precision'])} {fmt(c['recall'])} {fmt(c['f1'])}  {c['verdict']}")
+        short = [f"{k} more {w}{'s' if k != 1 else ''}" for k, w in ((MIN_CLASS - c["n_pos"], "accept"), (MIN_CLASS - c["n_neg"], "reject")) if k > 0]
+        verdict = f"not learned yet: needs {' and '.join(short)}" if short else c["verdict"]
+        lines.append(f"{name:58s} {c['n_pos']:4d} {c['n_neg']:4d} {c['weight']:5.2f} {fmt(c['precision'])} {fmt(c['recall'])} {fmt(c['f1'])}  {verdict}")
     lines += ["", "+/-: decided positives/negatives; w: weight of the classifier in the blend (0 = template similarity only);",
-              "P/R/F1: held-out precision, recall and F1 at the code's threshold (chosen for held-out F1)."]
+              "P/R/F1: held-out precision, recall and F1 at the code's threshold (chosen for held-out F1);",
+              f"a code's classifier is trained once it has {MIN_CLASS} positives (accepts) and {MIN_CLASS} negatives (rejects)."]
     return "\n".join(lines) + "\n"
 
 

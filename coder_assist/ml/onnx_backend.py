@@ -1,12 +1,13 @@
 """ONNX Runtime encoder: the same sentence embeddings without torch or sentence-transformers
 at run time.
 
-The model is exported once per machine from the local sentence-transformers folder (the
-bundled all-MiniLM-L6-v2 by default) into the embedding cache directory, keyed by the model
-id (which holds the weights' SHA-256 for the default model), and reused after that. Export
-needs torch and transformers (already dependencies); running the exported model needs only
-onnxruntime, tokenizers and numpy, so a warm start skips the ~6 s / 500 MiB import of
-sentence-transformers.
+The model is exported at set-up (``coder-assist setup-models``, run by ``make setup``) from the
+local sentence-transformers folder (the bundled all-MiniLM-L6-v2 by default) into the models
+directory (:func:`models_dir`), keyed by the model id (which holds the weights' SHA-256 for the
+default model), and only loaded after that. Export needs torch and transformers; running the
+exported model needs only onnxruntime, tokenizers and numpy, so a start skips the 8-20 s /
+500 MiB import of torch and sentence-transformers. If the export is missing at run time it is
+made then, once, with a notice naming the set-up command.
 
 Precisions:
 - ``fp32``: the graph with ONNX Runtime's BERT fusions (attention, LayerNorm, GELU). Vectors
@@ -26,6 +27,7 @@ import json
 import os
 import queue
 import shutil
+import sys
 import tempfile
 import threading
 import warnings
@@ -49,12 +51,33 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
+def models_dir() -> Path:
+    """Where exports live: $CODER_ASSIST_MODELS_DIR; else inside the virtual environment
+    (``<venv>/share/coder-assist``), beside the onnxruntime it was made for, so a new
+    environment gets a new export and ``make clean`` removes it; else the user cache. Kept apart
+    from the embedding cache, which a user (or a test session) may empty or move."""
+    env = os.environ.get("CODER_ASSIST_MODELS_DIR")
+    if env:
+        return Path(env)
+    if sys.prefix != sys.base_prefix:
+        venv_share = Path(sys.prefix) / "share" / "coder-assist"
+        if venv_share.is_dir() or os.access(sys.prefix, os.W_OK):
+            return venv_share
+    return default_cache_dir()
+
+
 def export_dir(model_id: str, cache_dir: str | Path | None = None) -> Path:
     """Where the export of ``model_id`` lives. Fused operators are specific to an ONNX Runtime
     release, so its version is part of the key."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id.split("@")[0].rsplit("/", 1)[-1])[:40]
     digest = hashlib.sha256(f"{model_id}|recipe{EXPORT_RECIPE}|ort{_ort_version()}".encode()).hexdigest()[:16]
-    return Path(cache_dir or default_cache_dir()) / "onnx" / f"{safe}-{digest}"
+    return Path(cache_dir or models_dir()) / "onnx" / f"{safe}-{digest}"
+
+
+def is_exported(model: str | os.PathLike | None = None, precision: str = "fp32", cache_dir: str | Path | None = None) -> bool:
+    """Whether a checked export of ``model`` is ready to load (nothing is exported)."""
+    _, model_id = resolve_model(model, verify=False)
+    return _manifest_ok(export_dir(model_id, cache_dir), _FILES[precision])
 
 
 def _read_st_config(folder: Path) -> tuple[str, int]:
@@ -177,12 +200,15 @@ _verified: set[str] = set()
 _export_lock = threading.Lock()
 
 
-def ensure_exported(model: str | os.PathLike | None = None, precision: str = "fp32", cache_dir: str | Path | None = None) -> Path:
+def ensure_exported(model: str | os.PathLike | None = None, precision: str = "fp32", cache_dir: str | Path | None = None,
+                    *, notice: Callable[[str], None] | None = None) -> Path:
     """Path of the exported ONNX file for ``model``, exporting it first if needed. A file
-    whose SHA-256 does not match its manifest is rebuilt; if rebuilding fails, ModelError."""
+    whose SHA-256 does not match its manifest is rebuilt; if rebuilding fails, ModelError.
+    ``notice(message)`` is told before an export starts (it takes 10-20 s and imports torch)."""
     if precision not in PRECISIONS:
         raise ModelError(f"unknown ONNX precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    target, model_id = resolve_model(model)
+    # The weights are hashed only when an export has to be made from them.
+    target, model_id = resolve_model(model, verify=False)
     folder = Path(target)
     if not folder.is_dir():
         raise ModelError(f"{target}: the onnx backend needs a local sentence-transformers folder")
@@ -195,9 +221,14 @@ def ensure_exported(model: str | os.PathLike | None = None, precision: str = "fp
         if _manifest_ok(dest, name):
             _verified.add(str(path))
             return path
+        resolve_model(model)  # refuses modified default weights before exporting them
         damaged = path.exists()
         if damaged:
             warnings.warn(f"{path}: SHA-256 does not match its manifest (damaged file); exporting it again from {target}", stacklevel=2)
+        if notice is not None:
+            notice(f"{'re-exporting the damaged' if damaged else 'no'} ONNX export of {model or 'the default model'} "
+                   f"{'at' if damaged else 'in'} {dest.parent}: exporting it now, once (10-20 s; "
+                   f"`coder-assist setup-models` does this at set-up)")
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Export into a fresh folder and swap it in whole: a crash or a concurrent process
         # never leaves a half-written model under the final name.
@@ -245,6 +276,10 @@ def _pad(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
+def _stderr_notice(message: str) -> None:
+    print(f"coder-assist: {message}", file=sys.stderr, flush=True)
+
+
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -262,14 +297,15 @@ class OnnxEncoder(Encoder):
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, precision: str = "fp32", batch_size: int = 32,
-                 threads: int | None = None, cache_dir: str | Path | None = None, dedup: bool = True, sort_by_length: bool = True):
-        target, base_id = resolve_model(model)
+                 threads: int | None = None, cache_dir: str | Path | None = None, dedup: bool = True, sort_by_length: bool = True,
+                 notice: Callable[[str], None] | None = None):
+        target, base_id = resolve_model(model, verify=False)
         self.name = str(model or "default")
         self.precision = precision
         self.batch_size = batch_size
         self.dedup = dedup
         self.sort_by_length = sort_by_length
-        path = ensure_exported(model, precision, cache_dir)
+        path = ensure_exported(model, precision, cache_dir, notice=notice or _stderr_notice)
         _, max_len = _read_st_config(Path(target))
         try:
             import onnxruntime as ort
@@ -280,6 +316,9 @@ class OnnxEncoder(Encoder):
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle worker threads sleep instead of spinning: on a shared or busy machine spinning
+        # only burns the cores the other thread needs (measured slightly faster at load 8).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a file that passed its hash but not the runtime (other ORT build)

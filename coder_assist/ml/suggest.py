@@ -167,7 +167,8 @@ class ExampleSimilarityScorer(Scorer):
         """Leave-one-out scores of the template's own examples: positives for their code,
         negatives for every other code; one logistic curve for all codes."""
         pos_scores: list[float] = []
-        neg_scores: list[float] = []
+        queries: list[np.ndarray] = []
+        owner: list[int] = []
         for i, m in enumerate(self._models):
             n_ex = len(m.code.examples)
             for j in range(n_ex):
@@ -178,10 +179,16 @@ class ExampleSimilarityScorer(Scorer):
                 rest = m.ex_vecs[keep]
                 s, _ = self._raw(x, rest, _unit(rest.mean(axis=0)), m.counter_vecs)
                 pos_scores.append(float(s[0]))
-                for k, other in enumerate(self._models):
-                    if k != i:
-                        s, _ = self._raw(x, other.ex_vecs, other.prototype, other.counter_vecs)
-                        neg_scores.append(float(s[0]))
+                queries.append(m.ex_vecs[j])
+                owner.append(i)
+        neg_scores: list[float] = []
+        if queries:
+            # Every example against every other code in one product per code (not one per
+            # pair: 12,000 tiny products took 2-4 s of each run); row-major order keeps the
+            # negatives in the order of the pairwise loop.
+            Q = np.stack(queries)
+            S = np.column_stack([self._raw(Q, o.ex_vecs, o.prototype, o.counter_vecs)[0] for o in self._models])
+            neg_scores = [float(v) for v in S[np.asarray(owner)[:, None] != np.arange(len(self._models))[None, :]]]
         self.calibration_n = (len(pos_scores), len(neg_scores))
         if len(pos_scores) < 5 or len(neg_scores) < 5:
             self.calibration = FALLBACK_CALIBRATION

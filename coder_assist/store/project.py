@@ -4,12 +4,18 @@ Foreign keys on, WAL journal, schema version in ``PRAGMA user_version`` with for
 migrations. Decisions are an append-only event log (accept / reject / skip / undo, with coder,
 time and the model version that made the suggestion): undo is a recorded event, never a
 deletion, and the current coding of a (segment, code) pair is derived from the log.
+
+A coding is a span of a transcript (exact character offsets), a code, a coder, a time and an
+origin: an accept carries its own span (an imported or hand-coded one) or none (the segment's
+span: an accepted suggestion, and every decision made before schema v5). :meth:`Project.codings`
+gives the codings in force as spans; segments stay what suggestions and learning work on.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +25,8 @@ from typing import Iterable, Iterator
 
 import pandas as pd
 
+# What Project.codings says of a decision made before v5 (or without an origin) comes from core.
+from ..core.coding import ORIGIN_HAND, ORIGIN_IMPORTED, ORIGIN_SUGGESTION  # noqa: F401  (re-exported)
 from ..core.template import Template, parse_template
 from ..core.errors import ProjectError
 from ..formats.transcripts import Transcript
@@ -165,8 +173,34 @@ CREATE TABLE IF NOT EXISTS reliability_answers (
 CREATE INDEX IF NOT EXISTS reliability_answers_coder ON reliability_answers(sample_id, coder, segment_id, id);
 """
 
+# v5: codings are spans. A decision may carry its own span (exact character offsets into the
+# transcript's text; NULL = the segment's own span, which is every decision before v5) and its
+# origin ("imported from FILE", "hand-coded"; NULL = derived: an accepted suggestion or a
+# hand decision). The log stays append-only: nothing is rewritten, old rows mean what they
+# meant. exchange_items keeps what another QDA tool's project holds beyond our model (its
+# GUIDs, users, notes, sets, cases, variables, sources we cannot code and their files), so an
+# export gives it back.
+_SCHEMA_V5 = """
+ALTER TABLE decisions ADD COLUMN span_start INTEGER;
+ALTER TABLE decisions ADD COLUMN span_end INTEGER;
+ALTER TABLE decisions ADD COLUMN origin TEXT;
+CREATE TABLE IF NOT EXISTS exchange_items (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    guid TEXT,
+    ref TEXT,
+    data TEXT NOT NULL DEFAULT '{}',
+    content BLOB,
+    imported_from TEXT NOT NULL,
+    imported_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exchange_items_kind ON exchange_items(kind, ref);
+CREATE INDEX IF NOT EXISTS exchange_items_guid ON exchange_items(guid)
+"""
+
 #: MIGRATIONS[i] upgrades schema version i to i + 1. Append, never edit a released step.
-MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
+MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5]
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -285,8 +319,18 @@ class Project:
         for i in range(version, SCHEMA_VERSION):
             with self.transaction():
                 for stmt in _split_sql(MIGRATIONS[i]):
+                    if self._column_exists(stmt):
+                        continue
                     self.conn.execute(stmt)
                 self.conn.execute(f"PRAGMA user_version = {i + 1}")
+
+    def _column_exists(self, stmt: str) -> bool:
+        # SQLite has no ADD COLUMN IF NOT EXISTS; every other step is idempotent, so this one
+        # is made so too (a step re-run on a database that has it must not fail).
+        m = re.match(r"ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)", stmt, re.I)
+        if m is None:
+            return False
+        return any(r[1] == m.group(2) for r in self.conn.execute(f"PRAGMA table_info({m.group(1)})"))
 
     @property
     def schema_version(self) -> int:
@@ -471,6 +515,26 @@ class Project:
     def model_versions(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT id, created_at, kind, encoder, card FROM model_versions ORDER BY id", self.conn)
 
+    def change_mark(self) -> tuple:
+        """A value that changes whenever decisions, segments, the template, the active model
+        version or the decisions epoch change: a cache key for what is derived from them."""
+        one = lambda q: self.conn.execute(q).fetchone()[0]  # noqa: E731
+        return (one("SELECT COALESCE(MAX(id), 0) FROM decisions"), one("SELECT COUNT(*) FROM decisions"),
+                self.meta("template") or "", self.latest_model_version(), one("SELECT COUNT(*) FROM segments"),
+                self.meta("decisions_epoch") or "")
+
+    def model_cards(self) -> list[tuple[int, str, dict]]:
+        """(id, kind, card) of every model version, oldest first; a card that is not a JSON
+        object reads as ``{}`` (a damaged card must not break the pages that count with it)."""
+        out = []
+        for mid, kind, raw in self.conn.execute("SELECT id, kind, card FROM model_versions ORDER BY id"):
+            try:
+                card = json.loads(raw or "{}")
+            except json.JSONDecodeError:
+                card = {}
+            out.append((int(mid), str(kind), card if isinstance(card, dict) else {}))
+        return out
+
     def add_suggestions(self, model_version_id: int, rows: pd.DataFrame) -> int:
         """Store suggestions (columns: segment_id, code_id, rank, confidence, similarity,
         evidence, evidence_source, evidence_similarity) for one model version."""
@@ -517,9 +581,14 @@ class Project:
         *,
         suggestion_id: int | None = None,
         note: str | None = None,
+        span: tuple[int, int] | None = None,
+        origin: str | None = None,
     ) -> int:
         """Append an accept / reject / skip decision. Committed before this returns, unless
-        called inside an outer :meth:`transaction`, which then commits it with the rest."""
+        called inside an outer :meth:`transaction`, which then commits it with the rest.
+
+        ``span`` (start, end into the transcript's text) codes exactly that span, attached to
+        this segment; without it the decision is on the segment's own span."""
         if action not in ("accept", "reject", "skip"):
             raise ProjectError(f"unknown decision {action!r}; use accept, reject or skip (undo has its own method)")
         if not coder or not coder.strip():
@@ -531,11 +600,14 @@ class Project:
                 if row is None:
                     raise ProjectError(f"no suggestion with id {suggestion_id}")
                 mv = row[0]
+            if span is not None:
+                span = self._check_span(segment_id, span)
             try:
                 cur = self.conn.execute(
-                    "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, suggestion_id, model_version_id, note) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (segment_id, code_id, action, coder.strip(), _now(), suggestion_id, mv, note),
+                    "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, suggestion_id, model_version_id, note, "
+                    "span_start, span_end, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (segment_id, code_id, action, coder.strip(), _now(), suggestion_id, mv, note,
+                     span[0] if span else None, span[1] if span else None, origin),
                 )
             except sqlite3.IntegrityError as exc:
                 raise ProjectError(f"cannot record decision on segment {segment_id}, code {code_id!r}: {exc}") from exc
@@ -574,6 +646,103 @@ class Project:
         )
         return pd.read_sql_query(q, self.conn, params=args).drop(columns="rn")
 
+    # -- codings as spans ------------------------------------------------------------------
+    def _check_span(self, segment_id: int, span: tuple[int, int]) -> tuple[int, int]:
+        row = self.conn.execute(
+            "SELECT length(t.text) FROM segments s JOIN transcripts t ON t.id = s.transcript_id WHERE s.id = ?", (segment_id,)
+        ).fetchone()
+        if row is None:
+            raise ProjectError(f"no segment with id {segment_id}")
+        start, end = int(span[0]), int(span[1])
+        if not 0 <= start < end <= row[0]:
+            raise ProjectError(f"span {start}-{end} is not inside its transcript (0-{row[0]} characters) or is empty")
+        return start, end
+
+    def segment_for_span(self, transcript_id: int, start: int, end: int) -> int:
+        """The segment a coding of ``start``-``end`` is attached to: the one it overlaps most
+        (ties: the first); without overlap, the nearest. Raises when the transcript has no
+        segment at all."""
+        rows = self.conn.execute('SELECT id, start, "end" FROM segments WHERE transcript_id = ? ORDER BY start', (transcript_id,)).fetchall()
+        if not rows:
+            raise ProjectError(f"transcript {transcript_id} has no segments: a coding needs one to attach to")
+        return attach_span(rows, start, end)
+
+    def add_coding(
+        self, transcript_id: int, start: int, end: int, code_id: str, coder: str, *, origin: str = ORIGIN_HAND, note: str | None = None
+    ) -> int:
+        """Code exactly ``start``-``end`` of a transcript (a hand-coded span, which may cross
+        passages): an accept with that span, attached to the segment it overlaps most."""
+        with self.transaction():
+            sid = self.segment_for_span(transcript_id, start, end)
+            return self.record_decision(sid, code_id, "accept", coder, note=note, span=(start, end), origin=origin)
+
+    def add_codings(self, rows: pd.DataFrame) -> list[int]:
+        """Append many span codings in one transaction (an import). Columns: segment_id,
+        start, end, code_id, coder, time, origin, note. Returns the decision ids, in order."""
+        ids = []
+        with self.transaction():
+            for r in rows.itertuples(index=False):
+                cur = self.conn.execute(
+                    "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, note, span_start, span_end, origin) "
+                    "VALUES (?, ?, 'accept', ?, ?, ?, ?, ?, ?)",
+                    (int(r.segment_id), r.code_id, str(r.coder).strip(), r.time, r.note, int(r.start), int(r.end), r.origin),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def codings(self, transcript_id: int | None = None) -> pd.DataFrame:
+        """Codings in force, as spans: one row per accepted coding that no later reject, skip
+        or undo of the same (segment, code, coder) has withdrawn. A decision without its own
+        span codes its segment's span (only the latest such accept counts, as in
+        :meth:`current_decisions`); span codings each count, so two imported spans of one
+        code on one passage stay two codings. Columns: decision_id, transcript_id, start, end,
+        code_id, coder, time, origin, segment_id."""
+        live = "NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = {0}.id)"
+        q = (
+            "SELECT d.id AS decision_id, s.transcript_id, COALESCE(d.span_start, s.start) AS start, "
+            'COALESCE(d.span_end, s."end") AS "end", d.code_id, d.coder, d.created_at AS time, '
+            f"COALESCE(d.origin, CASE WHEN d.suggestion_id IS NOT NULL THEN '{ORIGIN_SUGGESTION}' "
+            f"WHEN d.note LIKE 'imported from %' THEN d.note ELSE '{ORIGIN_HAND}' END) AS origin, d.segment_id "
+            "FROM decisions d JOIN segments s ON s.id = d.segment_id "
+            f"WHERE d.action = 'accept' AND {live.format('d')} "
+            "AND NOT EXISTS (SELECT 1 FROM decisions r WHERE r.segment_id = d.segment_id AND r.code_id = d.code_id "
+            "AND r.coder = d.coder AND r.id > d.id AND r.action != 'undo' "
+            f"AND (r.action != 'accept' OR (d.span_start IS NULL AND r.span_start IS NULL)) AND {live.format('r')})"
+        )
+        args: tuple = ()
+        if transcript_id is not None:
+            q += " AND s.transcript_id = ?"
+            args = (transcript_id,)
+        return pd.read_sql_query(q + " ORDER BY s.transcript_id, start, \"end\", d.id", self.conn, params=args)
+
+    # -- what other QDA tools' projects hold beyond our model ---------------------------------
+    def add_exchange_items(self, rows: Iterable[tuple[str, str | None, str | None, dict, bytes | None]], imported_from: str) -> None:
+        """Keep (kind, guid, ref, data, content) items read from another tool's project."""
+        now = _now()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO exchange_items(kind, guid, ref, data, content, imported_from, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(k, g, None if r is None else str(r), json.dumps(d, ensure_ascii=False), c, imported_from, now) for k, g, r, d, c in rows],
+            )
+
+    def exchange_items(self, kind: str | None = None) -> pd.DataFrame:
+        """Kept items (id, kind, guid, ref, data as a dict, content bytes or None), oldest first."""
+        q = "SELECT id, kind, guid, ref, data, content, imported_from, imported_at FROM exchange_items"
+        args: tuple = ()
+        if kind is not None:
+            q += " WHERE kind = ?"
+            args = (kind,)
+        df = pd.read_sql_query(q + " ORDER BY id", self.conn, params=args)
+        df["data"] = df["data"].map(json.loads)
+        return df
+
+    def coders(self) -> list[str]:
+        """Everyone who coded here, and every user an import brought from another tool (users
+        become coders, with or without codings), by name."""
+        q = ("SELECT coder FROM decisions UNION SELECT coder FROM reliability_answers "
+             "UNION SELECT ref FROM exchange_items WHERE kind = 'user' AND ref IS NOT NULL")
+        return sorted(r[0] for r in self.conn.execute(q))
+
     def counts(self) -> dict[str, int]:
         one = lambda q: self.conn.execute(q).fetchone()[0]  # noqa: E731
         return {
@@ -583,6 +752,21 @@ class Project:
             "suggestions": self.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (self.latest_model_version(),)).fetchone()[0],
             "decisions": one("SELECT COUNT(*) FROM decisions WHERE action != 'undo'"),
         }
+
+
+def attach_span(segments, start: int, end: int) -> int:
+    """Of ``(id, start, end)`` rows sorted by start, the id a span is attached to: the most
+    overlapped segment (the first on ties), else the nearest by distance."""
+    best, best_overlap = None, 0
+    nearest, nearest_gap = None, None
+    for sid, ss, se in segments:
+        overlap = min(end, se) - max(start, ss)
+        if overlap > best_overlap:
+            best, best_overlap = sid, overlap
+        gap = max(ss - end, start - se, 0)
+        if nearest_gap is None or gap < nearest_gap:
+            nearest, nearest_gap = sid, gap
+    return int(best if best is not None else nearest)
 
 
 def _write_problem(db: Path, exc: sqlite3.OperationalError) -> str:

@@ -147,7 +147,11 @@ def test_reject_skip_and_different_code(project_dir):
     third = head(project_dir, "Alex")
     assert shown_code(at) == leaf(third["code_path"])
 
-    at.selectbox(key="review_other_code").select("enablers/listening" if third["code_id"] != "enablers/listening" else "barriers/money").run()
+    other = "enablers/listening" if third["code_id"] != "enablers/listening" else "barriers/money"
+    at.button(key="btn_other").click().run()  # "Different code...": search, then a click on the match
+    sid = int(third["suggestion_id"])
+    at.text_input(key=f"review_other_search_{sid}").input("Listening" if other == "enablers/listening" else "Money").run()
+    at.button(key=f"review_other_pick_{sid}_0").click().run()
     assert not at.exception, at.exception
     decisions = log(project_dir)
     assert list(decisions["action"]) == ["reject", "skip", "reject", "accept"]
@@ -223,4 +227,4 @@ def test_keyboard_shortcuts_are_wired(project_dir):
     # R is Streamlit's rerun key, so Reject gets it from the page script, which must find the button.
     script = next(h.value for h in at.get("html") if "keydown" in h.value)
     assert ".st-key-btn_reject button" in script and "isContentEditable" in script
-    assert ".st-key-review_other_popover button" in script  # D: "Different code..."
+    assert ".st-key-btn_other button" in script  # D: "Different code..."

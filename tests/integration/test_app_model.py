@@ -74,7 +74,7 @@ def test_retrain_shows_the_new_model_then_roll_back(project_dir):
     assert set(codes_table(at)["verdict"]) == {"cold start"}
     kappa = next(m for m in at.metric if m.label == "Cohen's kappa")
     assert kappa.value not in ("", "–")
-    assert any("model said yes when" in c.value for c in at.caption)
+    assert any("the model says yes where it suggested the code" in c.value for c in at.caption)  # the Agreement page's items
 
     at.button(key="model_retrain").click().run(timeout=TRAIN_TIMEOUT)
     assert not at.exception, at.exception

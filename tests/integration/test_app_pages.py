@@ -111,10 +111,10 @@ def test_template_merge_moves_decisions(project_dir):
     at = page(start("Alex"), "template")
     at.selectbox(key="tpl_code").set_value(TIME).run()
     at.selectbox(key="tpl_merge_into").set_value(MONEY).run()
-    assert any(f"{n_time} decision(s) move" in w.value for w in at.warning)
+    assert any(f"({n_time} log entries, skips and undos included)" in w.value for w in at.warning)
     at.button(key="tpl_merge").click().run()
     assert not at.exception, at.exception
-    assert any(f"{n_time} decision(s) moved" in s.value for s in at.success)
+    assert any(f"{n_time} log entries moved" in s.value for s in at.success)
     decisions = log(project_dir)
     assert (decisions["code_id"] != TIME).all() and len(decisions) == 4
     with Project.open(project_dir) as p:

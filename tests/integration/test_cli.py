@@ -137,3 +137,102 @@ def test_precode_console_script_on_demo_set(tmp_path):
     df = pd.read_csv(out)
     assert {"transcript", "speaker", "sector", "level", "start", "end", "text", "code_path", "confidence", "evidence", "evidence_similarity"} <= set(df.columns)
     assert df.transcript.nunique() == 9
+
+
+# ------------------------------------------------------------------ inputs first, output never read
+
+
+def _two_transcripts(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("P1_LA_strategic.txt", "P2_LA_operational.txt"):
+        (folder / name).write_bytes((DEMO_DIR / name).read_bytes())
+    return folder
+
+
+def test_precode_into_the_input_folder_never_reads_its_own_output(tmp_path):
+    d = _two_transcripts(tmp_path / "in")
+    out = d / "x.csv"
+    first = run("precode", d, "--out", out)
+    assert first.exit_code == 0, first.output
+    rows = pd.read_csv(out)
+    # The second run finds x.csv in the folder; it is this run's output, not an interview.
+    again = run("precode", d, "--out", out)
+    assert again.exit_code == 0, again.output
+    assert "for 2 transcripts" in first.output and "for 2 transcripts" in again.output
+    assert pd.read_csv(out).equals(rows)
+    # An earlier run's output under another name is not an interview either.
+    other = run("precode", d, "--out", d / "y.csv")
+    assert other.exit_code == 0 and "for 2 transcripts" in other.output, other.output
+    assert set(pd.read_csv(d / "y.csv")["transcript"]) == {"P1_LA_strategic", "P2_LA_operational"}
+    # Named explicitly, it is refused with the reason.
+    named = run("precode", out, "--out", tmp_path / "z.csv")
+    assert named.exit_code != 0 and "x.csv" in named.output and "not a transcript" in named.output
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fails the test if any encoder is constructed (the process-wide cache emptied first)."""
+    from coder_assist.ml import embed, onnx_backend
+
+    built = []
+
+    def refuse(self, *a, **k):
+        built.append(type(self).__name__)
+        raise AssertionError("an embedding model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(embed, "_loaded", {})
+    monkeypatch.setattr(embed.SentenceTransformerEncoder, "__init__", refuse)
+    monkeypatch.setattr(onnx_backend.OnnxEncoder, "__init__", refuse)
+    return built
+
+
+@pytest.mark.parametrize("name, content, problem", [
+    ("empty.txt", b"", "the file is empty"),
+    ("notes.docx", b"Interviewer: this was saved as text\n\nP1: and renamed\n", "not a Word .docx document"),
+    ("photo.txt", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20, "binary"),
+])
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_bad_input_is_reported_before_any_model_loads(tmp_path, no_model, name, content, problem, as_folder):
+    d = _two_transcripts(tmp_path / "in")
+    bad = d / name
+    bad.write_bytes(content)
+    inputs = [d] if as_folder else [d / "P1_LA_strategic.txt", bad]
+    r = run("precode", *inputs, "--out", tmp_path / "o.csv")
+    assert r.exit_code != 0
+    assert str(bad) in r.output and problem in r.output, r.output
+    assert no_model == []  # refused on the file alone, the encoder never constructed
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_bad_attribute_sheet_is_reported_before_any_model_loads(tmp_path, no_model):
+    d = _two_transcripts(tmp_path / "in")
+    sheet = tmp_path / "attrs.csv"
+    sheet.write_text("who,sector\nP1_LA_strategic,LA\n", encoding="utf-8")
+    r = run("precode", d, "--out", tmp_path / "o.csv", "--attributes", sheet)
+    assert r.exit_code != 0 and "attrs.csv" in r.output and "'transcript' column" in r.output
+    assert no_model == []
+
+
+def test_default_precode_never_imports_torch(tmp_path):
+    """A default pre-coding run in a fresh process: onnxruntime only, no torch, no
+    sentence-transformers; and nothing but the summary on a non-terminal stderr."""
+    from coder_assist.ml.onnx_backend import ensure_exported
+
+    ensure_exported(None)  # `make setup` does this; here in case the test runs on a bare install
+    d = _two_transcripts(tmp_path / "in")
+    code = (
+        "import sys\n"
+        "from coder_assist.cli import main\n"
+        f"try:\n    main(['precode', {str(d)!r}, '--out', {str(tmp_path / 'o.csv')!r}])\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    env = {**os.environ, "CODER_ASSIST_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("CODER_ASSIST_BACKEND", None)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "HEAVY []" in p.stdout
+    assert len(pd.read_csv(tmp_path / "o.csv")) > 0
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "suggestions for 2 transcripts" in lines[0], p.stderr  # no progress bars in a pipe

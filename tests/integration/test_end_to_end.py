@@ -11,7 +11,7 @@ from tests.conftest import DEMO_DIR
 def test_precode_demo_set(encoder, template):
     df = coder_assist.precode(DEMO_DIR, template, encoder=encoder)
     assert isinstance(df, pd.DataFrame) and len(df) > 100
-    assert df.attrs["n_segments"] >= 250
+    assert df.attrs["n_segments"] >= 200  # 218: a short answer is one passage (283 in 3-sentence windows before)
     assert list(df.columns[:2]) == ["transcript", "speaker"]
     assert {"level", "participant", "sector"} <= set(df.columns)
     # Offsets index the stored transcript text exactly.
@@ -43,7 +43,7 @@ def test_precode_demo_set(encoder, template):
 def test_demo_project_through_the_store(tmp_path, encoder):
     with build_demo_project(tmp_path / "demo", encoder=encoder) as p:
         c = p.counts()
-        assert c["transcripts"] == 9 and c["segments"] >= 250 and c["suggestions"] > 100
+        assert c["transcripts"] == 9 and c["segments"] >= 200 and c["suggestions"] > 100
         sug = p.suggestions()
         mv = int(sug.model_version_id.iloc[0])
         card = p.conn.execute("SELECT card FROM model_versions WHERE id = ?", (mv,)).fetchone()[0]

@@ -252,3 +252,159 @@ def test_concurrent_edits_both_land(project):
     names = {c.name for c in project.template().codes.values()}
     assert {f"{n} {i}" for n in ("Ann", "Bob") for i in range(5)} <= names
     assert len(edit.history(project)) == 10
+
+
+# --------------------------------------------------------------------------- coherent edits
+
+from coder_assist.core.template import load_template  # noqa: E402
+from coder_assist.ml.references import ReviewItem  # noqa: E402
+
+NOTES = Path(__file__).resolve().parents[1] / "fixtures" / "notes_template.yaml"
+KEPT = "Lack of funding for co-production work"
+GONE = "Lack of funding to develop relationships needed for co-production"
+TIME_R = "Time restrictions (deadlines and capacity of current role)"
+
+
+def notes() -> "edit.Template":
+    return load_template(NOTES)
+
+
+def by(items, code_id, field_name):
+    return [i for i in items if i.code_id == code_id and i.field == field_name]
+
+
+def test_rename_updates_quoted_references_and_flags_the_rest():
+    t = notes()
+    r = edit.rename(t, TIME, "Deadlines")
+    new = r.template.codes
+    assert new[MONEY].exclude == "If the problem is deadlines, use 'Deadlines'; for being heard, use 'Listening'."
+    # 'Time to reflect' is another code whose name starts with "Time": untouched, quoted or not.
+    assert "the 'Time to reflect' is missing" in new[LISTEN].exclude
+    assert "use 'Deadlines'" in new[LISTEN].exclude and "no Time," in new[LISTEN].exclude  # unquoted: flagged, not changed
+    assert {(u["code"], u["field"]) for u in r.updated} == {(MONEY, "exclude"), (LISTEN, "exclude")}
+    flagged = {(i.code_id, i.field): i for i in r.review}
+    assert set(flagged) == {(LISTEN, "exclude"), ("barriers/time-to-reflect", "description")}
+    assert flagged[("barriers/time-to-reflect", "description")].fix == "No space to stop and think. Not the same as Deadlines (deadlines)."
+    assert t.codes[MONEY].exclude.count("'Time'") == 1  # pure: the input is untouched
+    # A name shared by two codes: no reference can be trusted to mean this one.
+    t2 = edit.add_code(t, "Time", parent_id="enablers", description="Time given back.")[0]
+    r2 = edit.rename(t2, TIME, "Deadlines")
+    assert r2.template.codes[MONEY].exclude == t.codes[MONEY].exclude and not r2.updated
+    assert by(r2.review, MONEY, "exclude")[0].fix == "If the problem is deadlines, use 'Deadlines'; for being heard, use 'Listening'."
+
+
+def test_merge_drops_the_counter_examples_that_told_the_two_apart_and_flags_the_notes():
+    t = notes()
+    r = edit.merge(t, TIME, MONEY)
+    kept = r.template.codes[MONEY]
+    assert TIME not in r.template.codes
+    assert [e.text for e in kept.examples] == ["The budget was cut again.", "We never have enough time."]
+    # Both counter-examples were written to tell Money and Time apart: neither may push the
+    # merged code down; each is offered as an example instead.
+    assert kept.counter_examples == []
+    offered = {i.text for i in by(r.review, MONEY, "examples")}
+    assert offered == {e.text for e in t.codes[MONEY].counter_examples} | {e.text for e in t.codes[TIME].counter_examples}
+    desc = by(r.review, MONEY, "description")[0]
+    assert "as distinct from time to plan them" in desc.why
+    assert desc.fix == "Funding is short for running sessions. Deadlines and capacity."
+    assert by(r.review, MONEY, "exclude")[0].fix == "For being heard, use 'Listening'."
+    assert by(r.review, MONEY, "include")[0].fix == "Apply when deadlines or capacity are the obstacle."
+    assert by(r.review, LISTEN, "exclude")[0].fix.startswith("If people go unheard because there is no Money, use 'Money'; if the 'Time to reflect'")
+    assert by(r.review, "barriers/time-to-reflect", "description")
+    # Applying every proposed fix leaves no note naming the removed code.
+    out = r.template
+    for item in r.review:
+        if edit.is_current(out, item):
+            out = edit.fix_item(out, item)
+    from coder_assist.ml import references as refs
+    assert not any(refs.find_refs(getattr(c, f), ["Time"], ["Time to reflect"]) for c in out.codes.values() for f in refs.TEXT_FIELDS)
+    assert {e.text for e in out.codes[MONEY].examples} >= offered
+
+
+def test_merge_keeps_counter_examples_about_a_third_code():
+    t = notes()
+    tree = t.to_dict()
+    tree["codes"][0]["children"][2]["counter_examples"] = [{"text": "They listened to us at last."}]
+    t = parse_template(tree)
+    r = edit.merge(t, "barriers/time-to-reflect", MONEY)  # its counter-example is about Listening, not about Money
+    assert [e.text for e in r.template.codes[MONEY].counter_examples] == ["We never have enough hours in the week to plan anything.",
+                                                                          "They listened to us at last."]
+    assert not by(r.review, MONEY, "examples")
+
+
+def test_split_and_move_flag_the_notes_that_name_the_code():
+    t = notes()
+    s, ids = edit.split(t, TIME, [edit.Part("Deadlines", "d"), edit.Part("Capacity", "c")])
+    fix = by(s.review, MONEY, "exclude")[0].fix
+    assert fix == "If the problem is deadlines, use 'Deadlines' or 'Capacity'; for being heard, use 'Listening'."
+    assert {(i.code_id, i.field) for i in s.review if i.text == ""} == {(c, f) for c in ids for f in ("include", "exclude")}
+    assert s.template.codes[MONEY].exclude == t.codes[MONEY].exclude  # flagged, not changed
+    m = edit.move(t, TIME, "enablers")
+    assert {(i.code_id, i.field) for i in m.review} == {(MONEY, "exclude"), (LISTEN, "exclude"), ("barriers/time-to-reflect", "description")}
+    assert all(i.fix is None and "moved from 'Barriers' to 'Enablers'" in i.why for i in m.review)
+    assert edit.move(t, TIME, "barriers", 0).review == []  # same parent: nothing to check
+
+
+def test_default_template_merge_scenario():
+    t = load_template()
+    src, tgt = t.get(GONE).id, t.get(KEPT).id
+    r = edit.merge(t, src, tgt)
+    kept = r.template.codes[tgt]
+    # Before: both funding codes' counter-examples described the other one.
+    assert kept.counter_examples == []
+    assert {i.text for i in by(r.review, tgt, "examples")} == {e.text for e in t.codes[src].counter_examples + t.codes[tgt].counter_examples}
+    desc = by(r.review, tgt, "description")[0]
+    assert "as distinct from funding the relationship-building" in desc.text and "as distinct from" not in desc.fix
+    assert "relationship- and trust-building" in desc.fix
+    exc = by(r.review, tgt, "exclude")[0]
+    assert GONE in exc.text and GONE not in exc.fix and "Lack of access to communities or trusting relationships" in exc.fix
+    access = t.get("Lack of access to communities or trusting relationships").id
+    assert by(r.review, access, "exclude")[0].fix.startswith(f"If trust cannot be built because relationship work is unfunded, use '{KEPT}';")
+    assert not any(GONE in (i.fix or "") for i in r.review if i.field in ("description", "include", "exclude"))
+
+
+def test_default_template_rename_scenario():
+    t = load_template()
+    cid = t.get(TIME_R).id
+    naming = [c.id for c in t.codes.values() if f"'{TIME_R}'" in c.exclude]
+    assert len(naming) == 3
+    r = edit.rename(t, cid, "Not enough time")
+    for c in naming:
+        assert TIME_R not in r.template.codes[c].exclude and "'Not enough time'" in r.template.codes[c].exclude
+    assert sorted(u["code"] for u in r.updated) == sorted(naming) and r.review == []
+
+
+def test_review_items_are_stored_fixed_and_kept(project):
+    project.set_template(notes())
+    n = edit.apply_merge(project, TIME, MONEY, coder="ann")
+    assert n >= 0
+    items = edit.open_review(project)
+    assert len(items) == 7 and len({i.id for i in items}) == 7
+    assert edit.history(project)[-1]["review"] == [i.id for i in items]
+    desc = by(items, MONEY, "description")[0]
+    edit.apply_review_fix(project, desc.id, coder="ann")
+    assert project.template().codes[MONEY].description == desc.fix
+    assert edit.history(project)[-1] == {**edit.history(project)[-1], "op": "review_fix", "code": MONEY, "review": [desc.id]}
+    ex = by(items, MONEY, "examples")[0]
+    edit.apply_review_fix(project, ex.id, coder="ann")
+    assert ex.text in [e.text for e in project.template().codes[MONEY].examples]
+    keep = by(items, LISTEN, "exclude")[0]
+    before = project.template().codes[LISTEN].exclude
+    edit.keep_review_item(project, keep.id, coder="ann")
+    assert project.template().codes[LISTEN].exclude == before and edit.history(project)[-1]["op"] == "review_keep"
+    left = {i.id for i in edit.open_review(project)}
+    assert left == {i.id for i in items} - {desc.id, ex.id, keep.id}
+    with pytest.raises(ProjectError, match="not open"):
+        edit.apply_review_fix(project, keep.id)
+    # An item whose text was edited by hand since is settled: it leaves the list, and its fix is refused.
+    exc = by(items, MONEY, "exclude")[0]
+    edit.apply_update(project, MONEY, exclude="Something else.", coder="ann")
+    assert exc.id not in {i.id for i in edit.open_review(project)}
+    with pytest.raises(ProjectError, match="changed since"):
+        edit.apply_review_fix(project, exc.id)
+    assert project.template().codes[MONEY].exclude == "Something else."
+
+
+def test_review_item_round_trips():
+    item = ReviewItem("a/b", "exclude", "x", "why", None, "", 3)
+    assert ReviewItem.from_dict(item.to_dict()) == item

@@ -371,3 +371,25 @@ def test_report_without_attributes_has_one_cell(project, tmp_path):
     assert list(rep.counts.columns) == [export.ALL_CELL] and rep.cell_sizes.tolist() == [3]
     export.heatmap(rep, tmp_path / "h.png")
     assert (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_docx_comments_carry_the_decision_time(project, tmp_path):
+    _decide(project)
+    # Back-date the decisions: an export made now must still say when each was decided.
+    project.conn.execute("UPDATE decisions SET created_at = '2024-03-05T10:20:30.000+00:00' WHERE coder = 'Alex'")
+    project.conn.execute("UPDATE decisions SET created_at = '2024-06-07T08:09:10.500+00:00' WHERE coder = 'Bea'")
+    project.conn.commit()
+    f = export.codings_frame(project, include="suggested")
+    paths = export.write_docx(project, f, tmp_path / "word")
+    stamps = {(c.author, c.timestamp) for p in paths for c in Document(str(p)).comments}
+    import datetime as dt
+
+    utc = dt.timezone.utc
+    assert ("Alex", dt.datetime(2024, 3, 5, 10, 20, 30, tzinfo=utc)) in stamps
+    assert ("Bea", dt.datetime(2024, 6, 7, 8, 9, 10, tzinfo=utc)) in stamps
+    by_author = {a for a, t in stamps if t is not None and t.year == 2024}
+    assert {"Alex", "Bea"} <= by_author
+    # Machine suggestions carry the time their model version was made, not the export's.
+    made = {int(v): t for v, t in project.conn.execute("SELECT id, created_at FROM model_versions")}
+    machine = [t for a, t in stamps if "machine suggestion" in a]
+    assert machine and all(t == export._comment_time(made[1]) for t in machine)

@@ -255,3 +255,27 @@ def test_turn_offsets_always_index_the_text(turns, header):
     for t in parse_speaker_text(text):
         assert text[t.start : t.end] == t.text
         assert t.text == t.text.strip() and t.text
+
+
+def test_text_file_named_docx_says_what_it_is(tmp_path):
+    p = write(tmp_path, "notes.docx", "Interviewer: saved as text\n\nP1: then renamed\n")
+    with pytest.raises(InputError, match=r"notes\.docx.*not a Word \.docx.*rename it to \.txt"):
+        read_transcript(p)
+
+
+def test_outputs_are_never_read_as_transcripts(tmp_path):
+    from coder_assist.formats.transcripts import is_tool_output
+
+    write(tmp_path, "P1.txt", "Interviewer: Hi\n\nP1: Hello there\n")
+    write(tmp_path, "P2.csv", "speaker,text\nP2,Hello\n")  # a transcript CSV: read
+    write(tmp_path, "old-suggestions.csv", "transcript,speaker,start,end,text,code_path,code_id,rank,confidence\nP1,P1,0,5,Hello,A,a,1,0.5\n")
+    write(tmp_path, "codings.csv", "\ufefftranscript,segment_id,code_id,status\nP1,1,a,accepted\n")
+    write(tmp_path, "this-run.csv", "")
+    assert is_tool_output(tmp_path / "old-suggestions.csv") and is_tool_output(tmp_path / "codings.csv")
+    assert not is_tool_output(tmp_path / "P2.csv")
+    files, _ = expand_inputs([tmp_path], exclude=[tmp_path / "this-run.csv"])
+    assert [f.name for f in files] == ["P1.txt", "P2.csv"]
+    with pytest.raises(InputError, match="output file of this run"):
+        expand_inputs([tmp_path / "this-run.csv"], exclude=[tmp_path / "this-run.csv"])
+    with pytest.raises(InputError, match="old-suggestions.csv.*not a transcript"):
+        expand_inputs([tmp_path / "old-suggestions.csv"])

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from coder_assist.ml import onnx_backend
+from coder_assist.ml import embed, onnx_backend
 from coder_assist.ml.embed import ModelError, load_encoder
 from coder_assist.ml.onnx_backend import OnnxEncoder, ensure_exported, export_dir
 
@@ -32,6 +32,12 @@ def onnx_encoder(onnx_cache):
 
 
 @pytest.fixture(scope="module")
+def torch_encoder():
+    """The sentence-transformers reference (no longer the default for the bundled model)."""
+    return load_encoder(backend="torch", cache=False)
+
+
+@pytest.fixture(scope="module")
 def demo_segments():
     from coder_assist.formats.transcripts import load_transcripts
     from coder_assist.app.pipeline import DEMO_DIR
@@ -40,7 +46,8 @@ def demo_segments():
     return Segmenter().frame(load_transcripts([DEMO_DIR]))
 
 
-def test_same_vectors_and_suggestions_as_torch(base_encoder, onnx_encoder, template, demo_segments):
+def test_same_vectors_and_suggestions_as_torch(torch_encoder, onnx_encoder, template, demo_segments):
+    base_encoder = torch_encoder
     from coder_assist.app.pipeline import score_frame
 
     texts = demo_segments["text"].tolist()
@@ -58,7 +65,8 @@ def test_same_vectors_and_suggestions_as_torch(base_encoder, onnx_encoder, templ
     assert (a == b).mean() >= 0.99
 
 
-def test_int8_is_close_and_has_its_own_model_id(base_encoder, onnx_cache):
+def test_int8_is_close_and_has_its_own_model_id(torch_encoder, onnx_cache):
+    base_encoder = torch_encoder
     enc = OnnxEncoder(None, precision="int8", cache_dir=onnx_cache)
     texts = ["We never have the time to involve people.", "Deadlines leave no room for co-production.", "I like cats.", "Yeah."]
     cos = (enc.encode(texts) * base_encoder.encode(texts)).sum(1)
@@ -160,6 +168,59 @@ def test_runtime_needs_neither_torch_nor_sentence_transformers(onnx_cache):
         "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    # The default cache dir of that process is the module's export.
-    env = dict(os.environ, CODER_ASSIST_CACHE_DIR=str(onnx_cache))
+    # The models dir of that process is the module's export.
+    env = dict(os.environ, CODER_ASSIST_MODELS_DIR=str(onnx_cache))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+
+
+def test_default_backend_is_onnx_for_the_bundled_model_and_torch_for_a_named_one(monkeypatch, tmp_path):
+    monkeypatch.delenv("CODER_ASSIST_BACKEND", raising=False)
+    assert embed.default_backend(None) == "onnx"
+    assert embed.default_backend("all-MiniLM-L6-v2") == "onnx"
+    assert embed.default_backend(tmp_path / "my-finetuned-model") == "torch"
+    monkeypatch.setenv("CODER_ASSIST_BACKEND", "torch")
+    assert embed.default_backend(None) == "torch"
+
+
+def test_missing_export_is_made_once_with_a_notice(onnx_cache, tmp_path, monkeypatch):
+    """Set-up normally exports; if it did not, the first use exports, saying so and how to avoid it."""
+    import shutil
+
+    src = export_dir(embed.resolve_model(None)[1], onnx_cache)
+    calls = []
+
+    def fake_export(folder, dest, precision):  # the real export is tested above; copy its result
+        calls.append(precision)
+        shutil.copy(src / "model-fp32.onnx", dest / "model-fp32.onnx")
+
+    monkeypatch.setattr(onnx_backend, "_export", fake_export)
+    monkeypatch.setattr(onnx_backend, "_verified", set())
+    empty = tmp_path / "models"
+    assert not onnx_backend.is_exported(None, "fp32", empty)
+    notices = []
+    enc = OnnxEncoder(None, cache_dir=empty, notice=notices.append)
+    assert calls == ["fp32"] and len(notices) == 1 and "setup-models" in notices[0]
+    assert onnx_backend.is_exported(None, "fp32", empty)
+    OnnxEncoder(None, cache_dir=empty, notice=notices.append).encode(["again"])
+    assert calls == ["fp32"] and len(notices) == 1  # the second load only loads
+    assert enc.encode(["hello"]).shape == (1, 384)
+
+
+def test_setup_models_command_reports_a_checked_export(onnx_cache, monkeypatch):
+    from click.testing import CliRunner
+
+    from coder_assist.cli import main
+
+    monkeypatch.setenv("CODER_ASSIST_MODELS_DIR", str(onnx_cache))
+    monkeypatch.setattr(onnx_backend, "_export", lambda *a: pytest.fail("setup-models re-exported a good export"))
+    r = CliRunner().invoke(main, ["setup-models"], catch_exceptions=False)
+    assert r.exit_code == 0 and "already exported and checked" in r.output and str(onnx_cache) in r.output
+
+
+def test_models_dir_is_kept_apart_from_the_embedding_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv("CODER_ASSIST_MODELS_DIR", raising=False)
+    monkeypatch.setenv("CODER_ASSIST_CACHE_DIR", str(tmp_path / "cache"))
+    # Emptying or moving the embedding cache (as each test session does) must not lose the export.
+    assert tmp_path not in onnx_backend.models_dir().parents
+    monkeypatch.setenv("CODER_ASSIST_MODELS_DIR", str(tmp_path / "m"))
+    assert onnx_backend.models_dir() == tmp_path / "m"

@@ -482,5 +482,10 @@ def test_source_outside_the_archive_is_skipped_and_a_pathless_one_found_by_guid(
     p = make_project(tmp_path / "p", texts=())
     rep = refi.import_qdpx(p, qdpx)
     assert list(p.transcripts().name) == ["win"] and rep.transcripts_added == 1
-    assert rep.sources_skipped == ["ext (text at absolute:///etc/passwd, outside the archive: not read)"]
-    assert rep.spans_unmapped == 1 and rep.decisions_added == 0  # 0-5 is "Inter" of the interviewer's turn: not segmented
+    # Never read, but kept as it is and written back: the export gives the other tool its source.
+    assert rep.sources_kept == ["ext (TextSource with its text at absolute:///etc/passwd, outside the archive (not read); 0 coding(s) kept with it)"]
+    assert "/etc/passwd" in p.exchange_items("other_source").data[0]["xml"] and "root:" not in str(p.exchange_items().data.tolist())
+    # 0-5 is "Inter" of the interviewer's turn, on no passage: kept at its span, attached to the nearest passage.
+    assert rep.spans_unmapped == 1 and rep.decisions_added == 1
+    c = p.codings()
+    assert (c.start.iloc[0], c.end.iloc[0]) == (0, 5) and p.transcript_text(int(c.transcript_id.iloc[0]))[0:5] == "Inter"

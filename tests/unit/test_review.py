@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from coder_assist.app import review
 from coder_assist.core.errors import ProjectError
 from coder_assist.app.pipeline import import_files, init_project
+from coder_assist.core.segment import Segmenter
 from coder_assist.store.project import Project
 
 TEMPLATE = (Path(__file__).resolve().parents[1] / "fixtures" / "tiny_template.yaml").read_text(encoding="utf-8")
@@ -52,7 +53,9 @@ def make_project(folder: Path) -> Project:
     src.mkdir()
     (src / "t1_alpha.txt").write_text(T1, encoding="utf-8")
     (src / "t2_beta.txt").write_text(T2, encoding="utf-8")
-    project = init_project(folder / "proj", folder / "template.yaml")
+    # Word-count rule off: these tests need T1's 6-sentence answer cut into two 3-sentence
+    # passages (by default a turn of <= 80 words is one passage).
+    project = init_project(folder / "proj", folder / "template.yaml", Segmenter(short_words=0))
     import_files(project, [src / "t1_alpha.txt", src / "t2_beta.txt"], extra_attributes={"site": "North"})
     return project
 

@@ -1,4 +1,5 @@
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -185,7 +186,7 @@ def test_migration_v3_to_v4_adds_reliability_tables(tmp_path):
     p.conn.execute("PRAGMA user_version = 3")
     p.close()
     with Project.open(tmp_path / "proj") as q:
-        assert q.schema_version == 4 <= SCHEMA_VERSION
+        assert q.schema_version == SCHEMA_VERSION >= 4
         tables = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"reliability_samples", "reliability_sample_segments", "reliability_answers"} <= tables
         assert q.current_decisions("ann").action.tolist() == ["accept"]
@@ -194,3 +195,88 @@ def test_migration_v3_to_v4_adds_reliability_tables(tmp_path):
         q.conn.execute("INSERT INTO reliability_answers(sample_id, segment_id, coder, codes, created_at) VALUES (1, ?, 'bo', '[]', 'now')", (s1,))
         with pytest.raises(sqlite3.IntegrityError):
             q.conn.execute("INSERT INTO reliability_samples(name, created_at, share, seed) VALUES ('t', 'now', 0, 1)")
+
+
+# -- v5: codings are spans ---------------------------------------------------------------------
+
+V4_DB = Path(__file__).resolve().parent.parent / "fixtures" / "store" / "v4_project.db"
+
+
+def test_migration_v4_to_v5_keeps_every_decision_suggestion_and_count(tmp_path):
+    """A project written by coder-assist at schema v4 (tests/fixtures/store/v4_project.db, made
+    by build_v4_project.py with the code before v5) opens with every decision, suggestion and
+    count unchanged, and its accepts read as codings of their segments' spans."""
+    import shutil
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    shutil.copy(V4_DB, folder / DB_NAME)
+    raw = sqlite3.connect(folder / DB_NAME)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+    log_before = raw.execute("SELECT * FROM decisions ORDER BY id").fetchall()
+    sugg_before = raw.execute("SELECT * FROM suggestions ORDER BY id").fetchall()
+    seg_before = raw.execute('SELECT id, start, "end" FROM segments').fetchall()
+    raw.close()
+    with Project.open(folder) as p:
+        assert p.schema_version == SCHEMA_VERSION == 5
+        n_old = len(log_before[0])
+        assert [tuple(r)[:n_old] for r in p.conn.execute("SELECT * FROM decisions ORDER BY id")] == log_before
+        assert [tuple(r) for r in p.conn.execute("SELECT * FROM suggestions ORDER BY id")] == sugg_before
+        assert p.counts() == {"transcripts": 2, "segments": 4, "codes": 3, "suggestions": 8, "decisions": 7}
+        cur = p.current_decisions()
+        got = sorted((int(r.segment_id), r.code_id, r.coder, r.action) for r in cur.itertuples())
+        s0, s1, s2 = sorted(s for s, _, _ in seg_before)[:3]
+        leaves = sorted({r.code_id for r in cur.itertuples()})
+        assert len(cur) == 5 and {a for *_, a in got} == {"accept", "reject"}  # ana's skip was undone
+        assert (s1, "ben", "reject") in {(s, c, a) for s, _, c, a in got}
+        c = p.codings()
+        span = {sid: (a, b) for sid, a, b in seg_before}
+        assert sorted((int(r.segment_id), r.coder, r.origin) for r in c.itertuples()) == sorted(
+            [(s0, "ana", "suggestion accepted"), (s2, "ana", "imported from REFI-QDA old.qdpx"), (s2, "ben", "hand-coded")])
+        assert all((r.start, r.end) == span[r.segment_id] for r in c.itertuples())
+        assert leaves  # and the project takes v5 decisions straight away
+        p.record_decision(s0, cur.code_id.iloc[0], "accept", "cy", span=(span[s0][0], span[s0][0] + 3))
+        assert len(p.codings()) == 4
+
+
+def test_codings_are_spans_that_the_log_can_withdraw(tmp_path):
+    p = make_project(tmp_path)
+    segs = p.segments()
+    tid = int(segs.transcript_id[0])
+    text = p.transcript_text(tid)
+    s_one, s_another = int(segs.id[0]), int(segs.id[1])
+    # A hand-coded phrase across two passages: attached to the one it overlaps most, kept exact.
+    a, b = text.index("thing. Another"), text.index(" thing.\nInterviewer")
+    d = p.add_coding(tid, a, b, "theme/a", "ann")
+    row = p.codings().set_index("decision_id").loc[d]
+    assert (row.start, row.end, row.segment_id, row.origin) == (a, b, s_another, "hand-coded")
+    assert text[row.start:row.end] == "thing. Another"
+    # Segment-level decisions read as their segment's span; only the latest such accept counts.
+    p.record_decision(s_one, "theme/a", "accept", "ann")
+    p.record_decision(s_one, "theme/a", "accept", "ann")
+    # Two spans of one code on one passage by one coder are two codings.
+    p.record_decision(s_one, "theme/b", "accept", "bo", span=(segs.start[0], segs.start[0] + 3), origin="imported from x.qdpx")
+    p.record_decision(s_one, "theme/b", "accept", "bo", span=(segs.start[0] + 4, segs.end[0]), origin="imported from x.qdpx")
+    c = p.codings()
+    assert len(c) == 4 and (c.code_id == "theme/b").sum() == 2
+    assert sorted(c.columns) == sorted(["decision_id", "transcript_id", "start", "end", "code_id", "coder", "time", "origin", "segment_id"])
+    # A later reject withdraws the coder's codings of that code on that passage; undo brings them back.
+    p.record_decision(s_one, "theme/b", "reject", "bo")
+    assert (p.codings().code_id == "theme/b").sum() == 0
+    p.undo_last("bo")
+    assert (p.codings().code_id == "theme/b").sum() == 2
+    # current_decisions is unchanged: one row per (segment, code, coder).
+    assert len(p.current_decisions()) == 3
+    with pytest.raises(ProjectError, match="not inside its transcript"):
+        p.record_decision(s_one, "theme/a", "accept", "ann", span=(5, len(text) + 1))
+    with pytest.raises(ProjectError, match="or is empty"):
+        p.add_coding(tid, 7, 7, "theme/a", "ann")
+    assert p.codings(transcript_id=tid).equals(p.codings())
+
+
+def test_exchange_items_round_trip(tmp_path):
+    p = make_project(tmp_path)
+    p.add_exchange_items([("user", "g1", "Ann", {"id": "A"}, None), ("file", None, "sources/x.pdf", {}, b"%PDF")], "f.qdpx")
+    items = p.exchange_items()
+    assert items.kind.tolist() == ["user", "file"] and items.data[0] == {"id": "A"} and bytes(items.content[1]) == b"%PDF"
+    assert p.exchange_items("file").ref.tolist() == ["sources/x.pdf"]
