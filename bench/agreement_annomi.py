@@ -27,7 +27,7 @@ import pandas as pd
 
 from coder_assist.app import agreement as ag
 from coder_assist.core.template import parse_template
-from coder_assist.formats.transcripts import Transcript, Turn
+from coder_assist.core.transcript import Transcript, Turn
 from coder_assist.core.segment import Segment
 from coder_assist.store.project import Project
 

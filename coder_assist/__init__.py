@@ -10,7 +10,7 @@ The library is usable on its own (no Streamlit): ``precode`` for files, ``Projec
 _EXPORTS = {
     "Code": "core.template", "Example": "core.template", "Template": "core.template", "load_template": "core.template", "parse_template": "core.template",
     "CoderAssistError": "core.errors", "InputError": "core.errors", "ModelError": "core.errors", "ProjectError": "core.errors", "TemplateError": "core.errors",
-    "Transcript": "formats.transcripts", "Turn": "formats.transcripts", "load_transcripts": "formats.transcripts", "read_attributes": "formats.transcripts", "read_transcript": "formats.transcripts",
+    "Transcript": "core.transcript", "Turn": "core.transcript", "load_transcripts": "formats.transcripts", "read_attributes": "formats.transcripts", "read_transcript": "formats.transcripts",
     "build_demo_project": "app.pipeline", "import_files": "app.pipeline", "init_project": "app.pipeline", "precode": "app.pipeline",
     "suggest_project": "app.pipeline",
     "Segment": "core.segment", "Segmenter": "core.segment",

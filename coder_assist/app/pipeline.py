@@ -15,7 +15,8 @@ import pandas as pd
 
 from ..core.template import Template, load_template
 from ..ml.embed import Encoder, load_encoder
-from ..formats.transcripts import Transcript, load_transcripts
+from ..core.transcript import Transcript
+from ..formats.transcripts import load_transcripts
 from .progress import Progress, as_progress
 from ..core.segment import Segmenter
 from ..store.project import Project

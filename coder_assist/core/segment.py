@@ -20,7 +20,7 @@ from typing import Iterable, Literal
 
 import pandas as pd
 
-from ..formats.transcripts import DEFAULT_INTERVIEWER_NAMES, NOTE_NAMES, Transcript, Turn, is_interviewer
+from .transcript import DEFAULT_INTERVIEWER_NAMES, NOTE_NAMES, Transcript, Turn, is_interviewer
 
 Unit = Literal["turn", "sentence", "window"]
 

@@ -33,7 +33,8 @@ from lxml import etree
 
 from ..core.template import Code, Example, Template, parse_template
 from ..core.errors import CoderAssistError, InputError, TemplateError
-from .transcripts import Transcript, parse_speaker_text
+from ..core.transcript import Transcript
+from .transcripts import parse_speaker_text
 from ..core.segment import Segmenter, document_turns
 from ..core.coding import ORIGIN_IMPORTED
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from ..core.errors import InputError
+from ..core.transcript import Transcript, Turn, is_interviewer
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".vtt", ".srt", ".csv")
 
@@ -28,11 +28,6 @@ SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".vtt", ".srt", ".csv")
 MAX_FILE_BYTES = 20 * 1024 * 1024  # any one uploaded or imported file (a .docx may hold images)
 MAX_TEXT_CHARS = 5_000_000  # the text of one transcript once read
 MAX_DOCX_XML_BYTES = 100 * 1024 * 1024  # uncompressed XML inside one .docx (zip bombs)
-
-#: Speaker labels that mean "the interviewer": their turns are context, not coded, by default.
-DEFAULT_INTERVIEWER_NAMES = frozenset(
-    {"interviewer", "i", "int", "q", "moderator", "facilitator", "researcher", "interviewer 1", "interviewer 2"}
-)
 
 # A speaker label at the start of a line, in the forms transcripts really use:
 #   "Interviewer: ...", "I: ...", "P3: ...", "Participant 3: ...", "R: ...",
@@ -50,41 +45,6 @@ _LABEL_RE = re.compile(
     """,
     re.VERBOSE | re.MULTILINE,
 )
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One speaker turn. ``start``/``end`` index the utterance (label excluded) in the text."""
-
-    index: int
-    speaker: str
-    start: int
-    end: int
-    text: str
-    timestamp: str | None = None
-
-
-@dataclass
-class Transcript:
-    name: str
-    text: str
-    turns: list[Turn]
-    source_path: str | None = None
-    format: str = "txt"
-    encoding: str = "utf-8"
-    attributes: dict[str, str] = field(default_factory=dict)
-
-    def speakers(self) -> list[str]:
-        return sorted({t.speaker for t in self.turns})
-
-
-#: Labels of non-speech rows (transcriber notes): context, never coded.
-NOTE_NAMES = frozenset({"note", "notes", "comment", "transcriber", "transcriber note"})
-
-
-def is_interviewer(speaker: str, interviewer_names: Iterable[str] = DEFAULT_INTERVIEWER_NAMES) -> bool:
-    names = {n.strip().lower() for n in interviewer_names}
-    return speaker.strip().lower() in names
 
 
 # --------------------------------------------------------------------------- decoding

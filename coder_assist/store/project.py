@@ -29,7 +29,7 @@ import pandas as pd
 from ..core.coding import ORIGIN_HAND, ORIGIN_IMPORTED, ORIGIN_SUGGESTION  # noqa: F401  (re-exported)
 from ..core.template import Template, parse_template
 from ..core.errors import ProjectError
-from ..formats.transcripts import Transcript
+from ..core.transcript import Transcript
 from ..core.segment import Segment
 
 DB_NAME = "project.db"

@@ -17,7 +17,8 @@ from openpyxl import load_workbook
 from coder_assist.app import export, review
 from coder_assist.core.template import parse_template
 from coder_assist.core.errors import InputError, ProjectError
-from coder_assist.formats.transcripts import Transcript, parse_speaker_text
+from coder_assist.core.transcript import Transcript
+from coder_assist.formats.transcripts import parse_speaker_text
 from coder_assist.core.segment import Segmenter
 from coder_assist.store.project import Project
 

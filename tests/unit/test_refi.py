@@ -14,7 +14,8 @@ from lxml import etree
 from coder_assist.formats import refi
 from coder_assist.core.template import load_template, parse_template
 from coder_assist.core.errors import InputError
-from coder_assist.formats.transcripts import Transcript, parse_speaker_text
+from coder_assist.core.transcript import Transcript
+from coder_assist.formats.transcripts import parse_speaker_text
 from coder_assist.app.pipeline import init_project, project_segmenter
 from coder_assist.core.segment import Segmenter
 

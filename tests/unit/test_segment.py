@@ -2,7 +2,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coder_assist.formats.transcripts import load_transcripts, parse_speaker_text, Transcript
+from coder_assist.core.transcript import Transcript
+from coder_assist.formats.transcripts import load_transcripts, parse_speaker_text
 from coder_assist.core.segment import Segmenter, document_turns, sentence_spans
 from tests.conftest import DEMO_DIR
 

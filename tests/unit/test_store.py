@@ -6,7 +6,8 @@ import pytest
 
 from coder_assist.core.template import parse_template
 from coder_assist.core.errors import ProjectError
-from coder_assist.formats.transcripts import Transcript, parse_speaker_text
+from coder_assist.core.transcript import Transcript
+from coder_assist.formats.transcripts import parse_speaker_text
 from coder_assist.core.segment import Segmenter
 from coder_assist.store.project import DB_NAME, SCHEMA_VERSION, Project
 
