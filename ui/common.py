@@ -217,13 +217,26 @@ def _backup() -> None:
         st.session_state[_BACKUP_FLASH] = ("ok", f"Backup written to `{out}`. Copy that folder to another disk to keep it safe.")
 
 
-def after_decision(project: Project, name: str | None) -> None:
-    """Run after a decision is committed: lets the Model page start its automatic retrain
-    ("every N decisions") when that is switched on. The decision is already on disk, so
-    nothing here can lose it; a failure is shown, not raised."""
-    try:
-        from ui import model
+def after_decision(project: Project, name: str | None) -> bool:
+    """Run after a decision is committed: starts the automatic retrain ("every N decisions")
+    in the background when it is switched on and due, and says so. The decision is already on
+    disk, so nothing here can lose it; a failure is shown, not raised. True if a retrain
+    started."""
+    from coder_assist.app import jobs, modelview
 
-        model.maybe_auto_retrain(project, name)
+    try:
+        started = jobs.maybe_auto_retrain(project, get_encoder)
+    except (CoderAssistError, OSError) as exc:
+        st.toast(f"Automatic retraining skipped: the embedding model did not load ({exc}).", icon=":material/error:")
+        return False
     except Exception as exc:  # pragma: no cover - shown to the coder, the decision stands
         st.toast(f"Automatic retraining did not start: {exc}", icon=":material/error:")
+        return False
+    if started is not None:
+        who = f" ({name})" if name else ""
+        st.toast(
+            f"{modelview.auto_retrain_every(project)}+ new decisions{who}: retraining the model in the background. "
+            "The queue switches to the new model when it is ready.",
+            icon=":material/model_training:",
+        )
+    return started is not None

@@ -5,27 +5,24 @@ learning curve, and the consistency check.
 What the page shows is computed by :mod:`coder_assist.app.modelview` (no Streamlit there); this
 file draws it.
 
-Retraining runs in a background thread with its own connection to the project, one at a time
-per project across all browser sessions. The page that started it shows the elapsed time and
+Retraining runs in the background (:mod:`coder_assist.app.jobs`), one job at a time per
+project across all browser sessions. The page that started it shows the elapsed time and
 redraws when it is done; leaving the page does not stop it. The new version becomes the active
-one as it is saved, so the review queue uses it from its next redraw.
-:func:`maybe_auto_retrain` starts the same job from the review page after a decision, when
-"retrain automatically every N decisions" is on and N decisions have been made since the last
-retrain.
+one as it is saved, so the review queue uses it from its next redraw. ``ui.common.after_decision``
+starts the same job after a decision, when "retrain automatically every N decisions" is on and
+N decisions have been made since the last retrain.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from coder_assist.app import figures, modelview
+from coder_assist.app import figures, jobs, modelview
 from coder_assist.core.template import PATH_SEP
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.store.project import Project
@@ -44,106 +41,6 @@ VERDICT_HELP = (
     "stale: the code's description or examples were edited after this model was trained; "
     "cold start: the active model is the template-only similarity model."
 )
-
-
-# --------------------------------------------------------------------------- background retraining
-
-
-@dataclass
-class TrainJob:
-    folder: str
-    trigger: str  # "button" or "auto"
-    started: float = field(default_factory=time.time)
-    n_decisions: int = 0
-    version: int | None = None
-    error: str | None = None
-    seconds: float | None = None
-    thread: threading.Thread | None = field(default=None, repr=False)
-
-    @property
-    def running(self) -> bool:
-        return self.seconds is None
-
-    def elapsed(self) -> float:
-        return self.seconds if self.seconds is not None else time.time() - self.started
-
-
-@st.cache_resource(show_spinner=False)
-def _registry() -> tuple[threading.Lock, dict[str, TrainJob]]:
-    """The last retrain of each project folder, shared by every session of this server."""
-    return threading.Lock(), {}
-
-
-def current_job(folder: Path | str) -> TrainJob | None:
-    lock, jobs = _registry()
-    with lock:
-        return jobs.get(str(folder))
-
-
-def _run(job: TrainJob, encoder) -> None:
-    from coder_assist.ml.learn import train_project
-
-    t0 = time.perf_counter()
-    try:
-        # Its own connection: the session's one stays with the session's thread.
-        with Project.open(job.folder) as project:
-            if job.trigger == "finetune":
-                from coder_assist.ml.embed import load_encoder
-                from coder_assist.ml.finetune import finetune_project
-
-                # The project switches to the new encoder; the retrain re-embeds with it.
-                finetune_project(project, use=True)
-                encoder = load_encoder(project.meta("model"))
-            job.version = train_project(project, encoder)
-    except CoderAssistError as exc:
-        job.error = str(exc)
-    except Exception as exc:  # noqa: BLE001 - shown on the page instead of vanishing with the thread
-        job.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        job.seconds = time.perf_counter() - t0
-
-
-def start_retrain(project: Project, encoder, trigger: str = "button") -> TrainJob | None:
-    """Start retraining ``project`` in the background; None if a retrain of it is running."""
-    lock, jobs = _registry()
-    folder = str(project.folder)
-    with lock:
-        old = jobs.get(folder)
-        if old is not None and old.running:
-            return None
-        job = TrainJob(folder, trigger, n_decisions=modelview.n_decisions(project))
-        job.thread = threading.Thread(target=_run, args=(job, encoder), name=f"coder-assist-retrain-{project.folder.name}", daemon=True)
-        jobs[folder] = job
-        job.thread.start()
-    return job
-
-
-def maybe_auto_retrain(project: Project, coder: str | None = None) -> bool:
-    """Call after recording a decision: starts a background retrain when automatic retraining
-    is on and enough decisions were made since the last one. Returns True if it started one.
-    Cheap when automatic retraining is off (one settings read)."""
-    try:
-        if not modelview.needs_auto_retrain(project):
-            return False
-    except CoderAssistError:
-        return False
-    job = current_job(project.folder)
-    if job is not None and job.running:
-        return False
-    every = modelview.auto_retrain_every(project)
-    try:
-        encoder = common.get_encoder(project.meta("model"))
-    except (CoderAssistError, OSError) as exc:
-        st.toast(f"Automatic retraining skipped: the embedding model did not load ({exc}).", icon=":material/error:")
-        return False
-    started = start_retrain(project, encoder, trigger="auto")
-    if started is not None:
-        who = f" ({coder})" if coder else ""
-        st.toast(
-            f"{every}+ new decisions{who}: retraining the model in the background. The queue switches to the new model when it is ready.",
-            icon=":material/model_training:",
-        )
-    return started is not None
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -212,7 +109,7 @@ def _version_label(row: pd.Series) -> str:
     return " · ".join(parts) + ("  (active)" if row["active"] else "")
 
 
-def _retrain_section(project: Project, job: TrainJob | None):
+def _retrain_section(project: Project, job: jobs.TrainJob | None):
     """Button, automatic setting, and the status of the last retrain. Returns the status
     container of a retrain in progress (the page end keeps its elapsed time current)."""
     running = job is not None and job.running
@@ -258,9 +155,9 @@ def _retrain_section(project: Project, job: TrainJob | None):
         status = st.status("Retraining…", expanded=True, state="running")
         status.write("Loading the embedding model…")
         encoder = common.get_encoder(project.meta("model"))
-        job = start_retrain(project, encoder, trigger="button")
+        job = jobs.start_retrain(project, encoder, trigger="button")
         if job is None:  # another session got there first
-            job = current_job(project.folder)
+            job = jobs.current_job(project.folder)
         status.write(
             f"Learning from {job.n_decisions} decisions: passage features, one classifier per code blended with "
             "the template's examples, cross-validated figures, then new suggestions for every passage."
@@ -337,18 +234,11 @@ def _finetune_button(project: Project) -> None:
             disabled=n < MIN_DECISIONS,
             help=None if n >= MIN_DECISIONS else f"Needs at least {MIN_DECISIONS} accept/reject decisions ({n} so far).",
         ):
-            lock, jobs = _registry()
-            with lock:
-                old = jobs.get(str(project.folder))
-                if old is None or not old.running:
-                    job = TrainJob(str(project.folder), "finetune", n_decisions=n)
-                    job.thread = threading.Thread(target=_run, args=(job, None), name=f"coder-assist-finetune-{project.folder.name}", daemon=True)
-                    jobs[str(project.folder)] = job
-                    job.thread.start()
+            jobs.start_finetune(project)
             st.rerun()
 
 
-def _running_label(job: TrainJob) -> str:
+def _running_label(job: jobs.TrainJob) -> str:
     what = "Fine-tuning the embedding model, then retraining" if job.trigger == "finetune" else "Retraining"
     return f"{what}… {job.elapsed():.0f} s"
 
@@ -625,7 +515,7 @@ def render() -> None:
                "and go back to an earlier version if a new one is worse.")
     _show_flash()
 
-    job = current_job(project.folder)
+    job = jobs.current_job(project.folder)
     status, job = _retrain_section(project, job)
     running = job is not None and job.running
 

@@ -115,13 +115,13 @@ def _auto_retrain_script():
     import streamlit as st
 
     from coder_assist.store.project import Project
-    from ui import model as model_page
+    from ui import common
 
     folder = Path(os.environ["CODER_ASSIST_PROJECT"])
 
     def decide():
         with Project.open(folder) as p:
-            st.session_state["started"] = model_page.maybe_auto_retrain(p, "Ann")
+            st.session_state["started"] = common.after_decision(p, "Ann")
 
     st.button("Accept", key="decide", on_click=decide)
     st.write(f"started: {st.session_state.get('started')}")
@@ -144,9 +144,9 @@ def test_auto_retrain_setting_and_hook(project_dir):
     while active_version(project_dir) == 1 and time.time() < deadline:
         time.sleep(0.2)
     assert active_version(project_dir) == 2
-    from ui import model as model_page
+    from coder_assist.app import jobs
 
-    job = model_page.current_job(project_dir)
+    job = jobs.current_job(project_dir)
     if job is not None and job.thread is not None:
         job.thread.join(TRAIN_TIMEOUT)
         assert job.error is None and job.version == 2
