@@ -15,6 +15,7 @@ from docx import Document
 from openpyxl import load_workbook
 
 from coder_assist.app import export, review
+from coder_assist.formats import report, tables, word
 from coder_assist.core.template import parse_template
 from coder_assist.core.errors import InputError, ProjectError
 from coder_assist.core.transcript import Transcript
@@ -175,19 +176,19 @@ def test_empty_project_exports_an_empty_frame_with_all_columns(project):
     ("plain", "plain"), ("a=b", "a=b"), ("", ""), (-0.5, -0.5), (3, 3), (None, None),
 ])
 def test_neutralise(value, expected):
-    assert export.neutralise(value) == expected
+    assert tables.neutralise(value) == expected
 
 
 def test_spreadsheet_safe_keeps_numeric_columns_numeric():
     df = pd.DataFrame({"score": [-0.5, 1.0], "note": ["-0.5", "ok"], "n": pd.array([-1, None], dtype="Int64")})
-    safe = export.spreadsheet_safe(df)
+    safe = tables.spreadsheet_safe(df)
     assert safe["score"].tolist() == [-0.5, 1.0] and safe["score"].dtype == "float64"
     assert safe["note"].tolist() == ["'-0.5", "ok"]
     assert safe["n"].iloc[0] == -1
 
 
 def _hostile_rows(f: pd.DataFrame) -> pd.DataFrame:
-    return f[f["text"].str.startswith(export.FORMULA_PREFIXES)]
+    return f[f["text"].str.startswith(tables.FORMULA_PREFIXES)]
 
 
 def test_csv_neutralises_hostile_cells(project, tmp_path):
@@ -202,7 +203,7 @@ def test_csv_neutralises_hostile_cells(project, tmp_path):
     text_cols = [i for i, c in enumerate(header) if c not in ("segment_id", "start", "end", "confidence", "model_version", "decision_id")]
     for row in body:
         for i in text_cols:
-            assert not row[i].startswith(export.FORMULA_PREFIXES), (header[i], row[i])
+            assert not row[i].startswith(tables.FORMULA_PREFIXES), (header[i], row[i])
     conf = header.index("confidence")
     assert all(float(r[conf]) > 0 for r in body if r[conf])
     assert any(r[header.index("sector")] == "'=1+1" for r in body) and any(r[header.index("coder")] == "'=cmd" for r in body)
@@ -223,7 +224,7 @@ def test_xlsx_has_no_formula_and_keeps_numbers(project, tmp_path):
                 n_cells += 1
                 assert cell.data_type != "f", (ws.title, cell.coordinate, cell.value)
                 if isinstance(cell.value, str):
-                    assert not cell.value.startswith(export.FORMULA_PREFIXES), (ws.title, cell.coordinate, cell.value)
+                    assert not cell.value.startswith(tables.FORMULA_PREFIXES), (ws.title, cell.coordinate, cell.value)
                     assert "\x01" not in cell.value
     assert n_cells > 100
     ws = wb["Codings"]
@@ -245,7 +246,7 @@ def test_xlsx_has_no_formula_and_keeps_numbers(project, tmp_path):
     ("Interview 1 (final)", "Interview 1 _final.docx"), ("   ", "transcript.docx"), ("x" * 300, "x" * 100 + ".docx"),
 ])
 def test_safe_filename(name, expected):
-    assert export.safe_filename(name, ".docx") == expected
+    assert tables.safe_filename(name, ".docx") == expected
 
 
 def _comment_anchors(doc) -> dict[str, str]:
@@ -279,7 +280,7 @@ def test_docx_comments_anchor_codings_with_coder_as_author(project, tmp_path):
     comments = {str(c.comment_id): c for c in doc.comments}
     assert len(comments) == len(rows)
     anchors = _comment_anchors(doc)
-    expected = sorted((r.coder if r.status == "accepted" else export.MACHINE_AUTHOR.format(mv=1), r.text.replace("\x01", ""))
+    expected = sorted((r.coder if r.status == "accepted" else word.MACHINE_AUTHOR.format(mv=1), r.text.replace("\x01", ""))
                       for r in rows.itertuples())
     assert sorted((c.author, anchors[cid]) for cid, c in comments.items()) == expected
     machine = [c for c in comments.values() if "machine suggestion" in c.author]
@@ -310,7 +311,7 @@ def test_docx_zip_and_single_file(project, tmp_path):
 
 
 def test_name_clashes_after_sanitising_get_distinct_files():
-    assert export._unique_names(["a/b", "a_b", "A_B"], ".docx") == ["a_b.docx", "a_b-2.docx", "A_B-3.docx"]
+    assert tables.unique_names(["a/b", "a_b", "A_B"], ".docx") == ["a_b.docx", "a_b-2.docx", "A_B-3.docx"]
 
 
 # --------------------------------------------------------------------------- report
@@ -354,9 +355,9 @@ def test_report_labels_machine_suggestions_and_escapes_markdown(project, tmp_pat
     rep = export.build_report(project, f, ["sector"])
     assert rep.scope["suggested_passages"] == len(f[f["status"] == "suggested"])
     assert set(rep.quotes["status"]) == {"accepted", "suggested"}
-    md = export.report_markdown(rep, project_name="p")
+    md = report.report_markdown(rep, project_name="p")
     assert "Includes" in md and "*machine suggestion*" in md
-    evil = export.md_escape('see [x](http://evil.example/t.png) <img src=x> **b** | c')
+    evil = report.md_escape('see [x](http://evil.example/t.png) <img src=x> **b** | c')
     assert not re.search(r"(?<!\\)[\[\]<>|*]", evil)  # every bracket, tag, pipe and star is escaped
     assert evil.replace("\\", "") == 'see [x](http://evil.example/t.png) <img src=x> **b** | c'
 
@@ -369,8 +370,8 @@ def test_report_with_unknown_attribute_names_what_there_is(project):
 def test_report_without_attributes_has_one_cell(project, tmp_path):
     _decide(project)
     rep = export.build_report(project, export.codings_frame(project), [])
-    assert list(rep.counts.columns) == [export.ALL_CELL] and rep.cell_sizes.tolist() == [3]
-    export.heatmap(rep, tmp_path / "h.png")
+    assert list(rep.counts.columns) == [report.ALL_CELL] and rep.cell_sizes.tolist() == [3]
+    report.heatmap(rep, tmp_path / "h.png")
     assert (tmp_path / "h.png").stat().st_size > 1000
 
 
@@ -393,4 +394,63 @@ def test_docx_comments_carry_the_decision_time(project, tmp_path):
     # Machine suggestions carry the time their model version was made, not the export's.
     made = {int(v): t for v, t in project.conn.execute("SELECT id, created_at FROM model_versions")}
     machine = [t for a, t in stamps if "machine suggestion" in a]
-    assert machine and all(t == export._comment_time(made[1]) for t in machine)
+    assert machine and all(t == word._comment_time(made[1]) for t in machine)
+
+
+# --------------------------------------------------------------------------- codings are spans
+
+
+def test_span_codings_export_at_their_offsets_in_csv_xlsx_and_word(project, tmp_path):
+    """A hand-coded phrase, a span across two passages and an accepted suggestion: CSV and XLSX
+    carry each coding's own start/end and exactly that text; the Word comment is anchored on
+    exactly the span, not on the passage it is attached to."""
+    tid = int(project.transcripts().set_index("name").loc["t1", "id"])
+    text = project.transcript_text(tid)
+    segs = project.segments(tid).sort_values("start")
+    a, b = segs.iloc[-2], segs.iloc[-1]
+    phrase = text.index("budget was cut again")
+    project.add_coding(tid, phrase, phrase + len("budget was cut again"), MONEY, "Alex")
+    across = (int(a.start) + 3, int(b.start) + 6)  # from inside one passage to inside the next
+    project.add_coding(tid, *across, TIME, "Bea")
+    f = export.codings_frame(project)
+    rows = f[f["transcript"] == "t1"]
+    got = sorted((r.coder, r.code_id, r.start, r.end, r.text, r.origin) for r in rows.itertuples())
+    assert got == sorted([
+        ("Alex", MONEY, phrase, phrase + 20, "budget was cut again", "by hand"),
+        ("Bea", TIME, across[0], across[1], text[across[0]:across[1]], "by hand"),
+    ])
+    assert all(len(r.text) < len(text[int(a.start):int(b.end)]) for r in rows.itertuples())
+
+    with open(export.write_csv(f, tmp_path / "c.csv"), encoding="utf-8-sig", newline="") as fh:
+        csv_rows = [r for r in csv.DictReader(fh) if r["transcript"] == "t1"]
+    assert sorted((r["coder"], int(r["start"]), int(r["end"]), r["text"]) for r in csv_rows) == sorted(
+        [("Alex", phrase, phrase + 20, "budget was cut again"), ("Bea", across[0], across[1], text[across[0]:across[1]])])
+
+    ws = load_workbook(export.write_xlsx(f, tmp_path / "c.xlsx"))["Codings"]
+    head = [c.value for c in ws[1]]
+    cells = [dict(zip(head, [c.value for c in r])) for r in ws.iter_rows(min_row=2)]
+    assert sorted((r["coder"], r["start"], r["end"], r["text"]) for r in cells if r["transcript"] == "t1") == sorted(
+        [("Alex", phrase, phrase + 20, "budget was cut again"), ("Bea", across[0], across[1], text[across[0]:across[1]])])
+
+    doc = Document(str(export.write_docx(project, f, tmp_path / "t1.docx", transcripts=["t1"])[0]))
+    anchors = _comment_anchors(doc)
+    by_author = {c.author: anchors[str(c.comment_id)] for c in doc.comments}
+    assert by_author["Alex"] == "budget was cut again"
+    # Across passages of one turn the anchor is the span's text exactly (one paragraph a turn).
+    assert by_author["Bea"] == text[across[0]:across[1]]
+
+
+def test_accepted_suggestion_keeps_the_passage_span_and_a_reject_withdraws_a_span(project):
+    s = _sugg(project).iloc[0]
+    review.decide(project, int(s.suggestion_id), "accept", "Alex")
+    f = export.codings_frame(project)
+    row = f[f["decision_id"] == f["decision_id"].max()].iloc[0]
+    seg = project.segments().set_index("id").loc[int(s.segment_id)]
+    assert (row.start, row.end, row.text, row.origin) == (int(seg.start), int(seg.end), seg.text, "suggestion")
+    tid = int(project.transcripts().set_index("name").loc[seg.transcript, "id"])
+    project.add_coding(tid, int(seg.start), int(seg.start) + 5, TIME, "Alex")
+    assert len(export.codings_frame(project)) == 2
+    review.remove_code(project, int(s.segment_id), TIME, "Alex")
+    f = export.codings_frame(project, include="all")
+    assert sorted(f.loc[f["status"] != "suggested", "status"]) == ["accepted", "rejected"]
+    assert (f.loc[f["status"] == "rejected", "code_id"] == TIME).all()
