@@ -8,7 +8,7 @@ The library is usable on its own (no Streamlit): ``precode`` for files, ``Projec
 # click alone, so a command can show its first progress line before pandas and the rest load
 # (2-3 s on a busy 2-core machine).
 _EXPORTS = {
-    "Code": "core.template", "Example": "core.template", "Template": "core.template", "load_template": "core.template", "parse_template": "core.template",
+    "Code": "core.template", "Example": "core.template", "Template": "core.template", "load_template": "formats.template", "parse_template": "core.template",
     "CoderAssistError": "core.errors", "InputError": "core.errors", "ModelError": "core.errors", "ProjectError": "core.errors", "TemplateError": "core.errors",
     "Transcript": "core.transcript", "Turn": "core.transcript", "load_transcripts": "formats.transcripts", "read_attributes": "formats.transcripts", "read_transcript": "formats.transcripts",
     "build_demo_project": "app.pipeline", "import_files": "app.pipeline", "init_project": "app.pipeline", "precode": "app.pipeline",

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def load_template(path):
     # Imported on use: pandas and the rest load after the first progress line is shown.
-    from .core.template import load_template as load
+    from .formats.template import load_template as load
 
     return load(path)
 

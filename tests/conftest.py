@@ -74,6 +74,6 @@ def encoder(base_encoder, tmp_path):
 
 @pytest.fixture(scope="session")
 def template():
-    from coder_assist.core.template import load_template
+    from coder_assist.formats.template import load_template
 
     return load_template()

@@ -2,10 +2,12 @@
 
 Two layers:
 
-* Pure edits of a :class:`~coder_assist.core.template.Template` (``add_code``, ``rename_code``,
-  ``move_code``, ``merge_codes``, ``split_code``, ``add_example``, ``update_code``): each
-  returns a new, validated template and never touches its argument. Code ids are kept through
-  renames and moves, so every decision, suggestion and example stays attached to its code.
+* Pure edits of a :class:`~coder_assist.core.template.Template`: the tree edits live in
+  core/template_edits.py (``add_code``, ``add_example``, ``update_code`` are used from there);
+  here, ``rename``, ``move``, ``merge`` and ``split`` (and their ``*_code`` forms returning the
+  template alone) also carry the edit into other codes' notes (ml/references.py). Each returns
+  a new, validated template and never touches its argument. Code ids are kept through renames
+  and moves, so every decision, suggestion and example stays attached to its code.
 * Project edits (``apply_*`` and :func:`replace_template`): one transaction each, reading the
   template as it is in the database at that moment (two people editing at once queue, and
   neither edit is lost), writing it with :meth:`Project.set_template`, and re-pointing the
@@ -31,15 +33,27 @@ reused, which would bring its old decisions back).
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..ml import references as refs
-from ..core.template import PATH_SEP, Code, Template, parse_template, slugify
-from ..core.errors import ProjectError, TemplateError
+from ..core.template import PATH_SEP, Code, Template
+from ..core.template_edits import (  # noqa: F401  (Part, add_code, add_example, update_code: the edit API)
+    Part,
+    add_code,
+    add_example,
+    check_merge,
+    drop_counter_example,
+    merge_tree,
+    move_tree,
+    rename_tree,
+    set_texts,
+    split_tree,
+    update_code,
+)
+from ..core.errors import ProjectError
 from ..ml.references import ReviewItem
 from ..store.project import Project
 
@@ -63,115 +77,7 @@ class EditResult:
     updated: list[dict] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------- the nested form
-
-
-def _tree(template: Template) -> dict[str, Any]:
-    return copy.deepcopy(template.to_dict())
-
-
-def _find(nodes: list[dict], code_id: str) -> tuple[list[dict], int] | None:
-    """(the list holding the node, its index) for a code id, searching depth-first."""
-    for i, node in enumerate(nodes):
-        if node.get("id") == code_id:
-            return nodes, i
-        found = _find(node.get("children") or [], code_id)
-        if found:
-            return found
-    return None
-
-
-def _node(tree: dict, code_id: str) -> dict:
-    found = _find(tree["codes"], code_id)
-    if found is None:
-        raise ProjectError(f"no code {code_id!r} in the template")
-    siblings, i = found
-    return siblings[i]
-
-
-def _children_list(tree: dict, parent_id: str | None) -> list[dict]:
-    if parent_id is None:
-        return tree["codes"]
-    parent = _node(tree, parent_id)
-    return parent.setdefault("children", [])
-
-
-def _parse(tree: dict, template: Template) -> Template:
-    for node in _walk(tree["codes"]):
-        if "children" in node and not node["children"]:
-            del node["children"]
-    try:
-        out = parse_template(tree, source=template.path or "<template>")
-    except TemplateError as exc:
-        hint = ""
-        if "needs a description" in exc.problem and exc.code in {c.name for c in template.codes.values() if not c.is_leaf}:
-            hint = " (it would have no sub-codes left, which makes it a code of its own: give it a description first)"
-        raise ProjectError(f"the edit would make an invalid template: code {exc.code!r}: {exc.problem}{hint}") from exc
-    out.path = template.path
-    return out
-
-
-def _walk(nodes: list[dict]) -> Iterable[dict]:
-    for node in nodes:
-        yield node
-        yield from _walk(node.get("children") or [])
-
-
-def _examples(items: Iterable) -> list[dict]:
-    out = []
-    for e in items:
-        text, source = (e.text, e.source) if hasattr(e, "text") else (e.get("text"), e.get("source", ""))
-        out.append({"text": text, "source": source} if source else {"text": text})
-    return out
-
-
-def new_code_id(template: Template, path: Sequence[str], taken: Iterable[str] = ()) -> str:
-    """A fresh id for a code at ``path``: the slugged path, with ``-2``, ``-3``... if that id
-    is in the template or in ``taken`` (the project's retired codes)."""
-    used = set(template.codes) | set(taken)
-    base = "/".join(slugify(p) for p in path)
-    cid, n = base, 1
-    while cid in used:
-        n += 1
-        cid = f"{base}-{n}"
-    return cid
-
-
-def _clean_name(name: str) -> str:
-    name = " ".join(str(name or "").split())
-    if not name:
-        raise ProjectError("a code needs a name")
-    if PATH_SEP.strip() in name:
-        raise ProjectError(f"a code name cannot contain {PATH_SEP.strip()!r} (it separates levels of the path)")
-    return name
-
-
-# --------------------------------------------------------------------------- pure edits
-
-
-def add_code(
-    template: Template,
-    name: str,
-    *,
-    parent_id: str | None = None,
-    description: str = "",
-    examples: Sequence[str] = (),
-    taken: Iterable[str] = (),
-) -> tuple[Template, str]:
-    """Add a code under ``parent_id`` (``None``: a new theme at the top). Returns the new
-    template and the new code's id."""
-    name = _clean_name(name)
-    if parent_id is not None and parent_id not in template.codes:
-        raise ProjectError(f"no code {parent_id!r} in the template")
-    parent_path = template.codes[parent_id].path if parent_id else ()
-    cid = new_code_id(template, (*parent_path, name), taken)
-    tree = _tree(template)
-    node: dict[str, Any] = {"name": name, "id": cid, "description": " ".join(description.split())}
-    ex = [" ".join(str(e).split()) for e in examples if str(e).strip()]
-    if ex:
-        node["examples"] = [{"text": e} for e in ex]
-    _children_list(tree, parent_id).append(node)
-    return _parse(tree, template), cid
+# --------------------------------------------------------------------------- edits that reach the notes
 
 
 def rename_code(template: Template, code_id: str, new_name: str) -> Template:
@@ -193,11 +99,7 @@ def rename(template: Template, code_id: str, new_name: str) -> EditResult:
     quoted ones (``'Old name'``, or its full path) are replaced; unquoted ones, and every one
     when another code has the same name (a reference cannot say which it means), are left
     and flagged with the replacement proposed."""
-    if code_id not in template.codes:
-        raise ProjectError(f"no code {code_id!r} in the template")
-    tree = _tree(template)
-    _node(tree, code_id)["name"] = _clean_name(new_name)
-    new = _parse(tree, template)
+    new = rename_tree(template, code_id, new_name)
     old_code, new_code = template.codes[code_id], new.codes[code_id]
     if old_code.name == new_code.name:
         return EditResult(new)
@@ -225,27 +127,8 @@ def rename(template: Template, code_id: str, new_name: str) -> EditResult:
                       else " (not in quotes, so it was not changed automatically)"))
             result.review.append(ReviewItem(cid, f, auto, why, full, f"Say {_q(new_code.name)}"))
     if fields:
-        tree = _tree(new)
-        for (cid, f), text in fields.items():
-            _node(tree, cid)[f] = text
-        result.template = _parse(tree, template)
+        result.template = set_texts(new, fields)
     return result
-
-
-def update_code(template: Template, code_id: str, **fields: str) -> Template:
-    """Change a code's ``description``, ``include`` or ``exclude`` note."""
-    allowed = {"description", "include", "exclude"}
-    if set(fields) - allowed:
-        raise ProjectError(f"only {sorted(allowed)} can be changed here")
-    tree = _tree(template)
-    node = _node(tree, code_id)
-    for key, value in fields.items():
-        value = " ".join(str(value or "").split())
-        if value:
-            node[key] = value
-        else:
-            node.pop(key, None)
-    return _parse(tree, template)
 
 
 def move_code(template: Template, code_id: str, new_parent_id: str | None, position: int | None = None) -> Template:
@@ -258,7 +141,7 @@ def move(template: Template, code_id: str, new_parent_id: str | None, position: 
     """:func:`move_code`, and the references to the moved code in other codes' notes: quoted
     full paths are updated to the new path; notes that name it are flagged (a note written
     about a barrier may not hold for an enabler), with nothing proposed: the person checks."""
-    new = _move_tree(template, code_id, new_parent_id, position)
+    new = move_tree(template, code_id, new_parent_id, position)
     old_code, new_code = template.codes[code_id], new.codes[code_id]
     result = EditResult(new)
     if old_code.path_str == new_code.path_str:
@@ -277,30 +160,8 @@ def move(template: Template, code_id: str, new_parent_id: str | None, position: 
             f"to {_q(PATH_SEP.join(new_code.path[:-1]) or '(top level)')}: check the note still holds there",
             None, ""))
     if fields:
-        tree = _tree(new)
-        for (cid, f), text in fields.items():
-            _node(tree, cid)[f] = text
-        result.template = _parse(tree, template)
+        result.template = set_texts(new, fields)
     return result
-
-
-def _move_tree(template: Template, code_id: str, new_parent_id: str | None, position: int | None) -> Template:
-    if new_parent_id is not None:
-        if new_parent_id not in template.codes:
-            raise ProjectError(f"no code {new_parent_id!r} in the template")
-        p: str | None = new_parent_id
-        while p is not None:
-            if p == code_id:
-                raise ProjectError("a code cannot be moved under itself or one of its own sub-codes")
-            p = template.codes[p].parent_id
-    tree = _tree(template)
-    siblings, i = _find(tree["codes"], code_id) or (None, None)
-    if siblings is None:
-        raise ProjectError(f"no code {code_id!r} in the template")
-    node = siblings.pop(i)
-    target = _children_list(tree, new_parent_id)
-    target.insert(len(target) if position is None else max(0, min(position, len(target))), node)
-    return _parse(tree, template)
 
 
 def merge_codes(template: Template, source_id: str, target_id: str) -> Template:
@@ -323,22 +184,10 @@ def merge(template: Template, source_id: str, target_id: str) -> EditResult:
     notes (clauses sending the coder to the other code dropped, the source's other clauses
     added), and every other code's note that tells the coder to use the source (proposed: the
     target)."""
-    if source_id == target_id:
-        raise ProjectError("choose two different codes to merge")
-    for cid in (source_id, target_id):
-        if cid not in template.codes:
-            raise ProjectError(f"no code {cid!r} in the template")
-        if not template.codes[cid].is_leaf:
-            raise ProjectError(f"{template.codes[cid].path_str!r} has sub-codes; merge codes without sub-codes (move or merge its sub-codes first)")
+    check_merge(template, source_id, target_id)
     src, tgt = template.codes[source_id], template.codes[target_id]
     review: list[ReviewItem] = []
-    tree = _tree(template)
-    target = _node(tree, target_id)
-    have = {e["text"] for e in target.get("examples", [])}
-    extra = [e for e in _examples(src.examples) if e["text"] not in have]
-    if extra:
-        target["examples"] = target.get("examples", []) + extra
-    have |= {e["text"] for e in extra}
+    have = {e.text for e in tgt.examples} | {e.text for e in src.examples}
 
     def offer(e, owner: Code, other: Code) -> None:
         review.append(ReviewItem(
@@ -362,13 +211,7 @@ def merge(template: Template, source_id: str, target_id: str) -> EditResult:
         elif e.text not in ce_texts and e.text not in have:
             keep_ce.append(e)
             ce_texts.add(e.text)
-    if keep_ce:
-        target["counter_examples"] = _examples(keep_ce)
-    else:
-        target.pop("counter_examples", None)
-    siblings, i = _find(tree["codes"], source_id)  # type: ignore[misc]
-    siblings.pop(i)
-    new = _parse(tree, template)
+    new = merge_tree(template, source_id, target_id, keep_ce)
     others = _others(template, source_id, target_id)
 
     # The kept code's own texts.
@@ -407,14 +250,6 @@ def merge(template: Template, source_id: str, target_id: str) -> EditResult:
     return EditResult(new, review)
 
 
-@dataclass(frozen=True)
-class Part:
-    """One of the codes a split makes."""
-
-    name: str
-    description: str = ""
-
-
 def split_code(
     template: Template,
     code_id: str,
@@ -443,41 +278,10 @@ def split(
     name the new codes, "'A' or 'B'", for the person to narrow down) and the split code's own
     include and exclude notes, which no new code has yet (proposed: give each part the old
     note)."""
-    if code_id not in template.codes:
-        raise ProjectError(f"no code {code_id!r} in the template")
+    new, ids = split_tree(template, code_id, parts, examples=examples, taken=taken)
     code = template.codes[code_id]
-    if not code.is_leaf:
-        raise ProjectError(f"{code.path_str!r} has sub-codes; split a code without sub-codes")
-    parts = [p if isinstance(p, Part) else Part(p.get("name", ""), p.get("description", "")) for p in parts]
-    if len(parts) < 2:
-        raise ProjectError("a split needs at least two new codes")
-    names = [_clean_name(p.name) for p in parts]
-    if len({n.casefold() for n in names}) < len(names):
-        raise ProjectError("the new codes need different names")
-    examples = dict(examples or {})
-    bad = {i: j for i, j in examples.items() if not (0 <= i < len(code.examples)) or not (0 <= j < len(parts))}
-    if bad:
-        raise ProjectError(f"example assignment out of range: {bad}")
-    parent_path = code.path[:-1]
-    ids: list[str] = []
-    taken = set(taken) | {code_id}
-    nodes = []
-    for k, (name, part) in enumerate(zip(names, parts)):
-        cid = new_code_id(template, (*parent_path, name), taken | set(ids))
-        ids.append(cid)
-        node: dict[str, Any] = {"name": name, "id": cid, "description": " ".join(part.description.split())}
-        mine = [e for i, e in enumerate(code.examples) if examples.get(i, 0) == k]
-        if mine:
-            node["examples"] = _examples(mine)
-        if code.counter_examples:
-            node["counter_examples"] = _examples(code.counter_examples)
-        if code.color and k == 0:
-            node["color"] = code.color
-        nodes.append(node)
-    tree = _tree(template)
-    siblings, i = _find(tree["codes"], code_id)  # type: ignore[misc]
-    siblings[i : i + 1] = nodes
-    result = EditResult(_parse(tree, template))
+    names = [new.codes[cid].name for cid in ids]
+    result = EditResult(new)
     quoted = ", ".join(_q(n) for n in names)
     for cid, f, found in refs.code_refs(template, code_id):
         text = getattr(template.codes[cid], f)
@@ -491,23 +295,6 @@ def split(
                     cid, f, "", f"{_q(code.name)} had this {refs.FIELD_LABELS[f]}; the new codes start without one",
                     getattr(code, f), f"Give it the old {refs.FIELD_LABELS[f]}"))
     return result, ids
-
-
-def add_example(template: Template, code_id: str, text: str, source: str = "") -> Template:
-    """Add an example excerpt to a code (a code without sub-codes)."""
-    if code_id not in template.codes:
-        raise ProjectError(f"no code {code_id!r} in the template")
-    if not template.codes[code_id].is_leaf:
-        raise ProjectError(f"{template.codes[code_id].path_str!r} has sub-codes; examples belong to the codes that get suggested")
-    text = " ".join(str(text or "").split())
-    if not text:
-        raise ProjectError("the example is empty")
-    if any(e.text == text for e in template.codes[code_id].examples):
-        raise ProjectError("that excerpt is already an example of this code")
-    tree = _tree(template)
-    node = _node(tree, code_id)
-    node["examples"] = node.get("examples", []) + [{"text": text, "source": source} if source else {"text": text}]
-    return _parse(tree, template)
 
 
 # --------------------------------------------------------------------------- the project
@@ -750,14 +537,7 @@ def fix_item(template: Template, item: ReviewItem) -> Template:
         raise ProjectError(f"the {refs.FIELD_LABELS.get(item.field, item.field)} of {item.code_id!r} changed since; nothing was changed")
     if item.field in refs.TEXT_FIELDS:
         return update_code(template, item.code_id, **{item.field: item.fix})
-    tree = _tree(template)
-    node = _node(tree, item.code_id)
-    if item.field == "examples":
-        node["examples"] = node.get("examples", []) + [{"text": item.fix}]
-    node["counter_examples"] = [e for e in node.get("counter_examples", []) if e["text"] != item.text]
-    if not node["counter_examples"]:
-        del node["counter_examples"]
-    return _parse(tree, template)
+    return drop_counter_example(template, item.code_id, item.text, add_example=item.fix if item.field == "examples" else None)
 
 
 def _take_item(project: Project, item_id: int) -> ReviewItem:

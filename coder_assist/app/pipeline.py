@@ -13,7 +13,8 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from ..core.template import Template, load_template
+from ..core.template import Template
+from ..formats.template import load_template
 from ..ml.embed import Encoder, load_encoder
 from ..core.transcript import Transcript
 from ..formats.transcripts import load_transcripts

@@ -23,7 +23,6 @@ import yaml
 from .errors import TemplateError
 
 PATH_SEP = " > "
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "data" / "templates" / "coproduction.yaml"
 
 
 @dataclass(frozen=True)
@@ -182,8 +181,61 @@ def parse_template(data: Any, source: str | Path | None = None) -> Template:
     if not isinstance(codes_raw, list) or not codes_raw:
         raise TemplateError(src, "the template needs a non-empty 'codes' list")
 
-    # Flatten the nested form into (node, parent reference) pairs; flat nodes carry 'parent'.
-    flat: list[tuple[dict, str | None, bool]] = []  # (node, parent_key, parent_is_object_id)
+    # Work on a copy: the markers _parse_nodes adds must not leak into the caller's data.
+    flat = _parse_nodes(copy.deepcopy(codes_raw), src)
+    by_marker = _check_nodes(flat, src)
+    parent_of = _resolve_parents(flat, by_marker, src)
+    _check_tree(by_marker, parent_of, src)
+
+    # Order: depth-first in document order, so flat and nested files give the same tree.
+    children_of: dict[str | None, list[str]] = {}
+    for node, _, _ in flat:
+        children_of.setdefault(parent_of[node["__marker__"]], []).append(node["__marker__"])
+    ordered: list[str] = []
+
+    def dfs(parent: str | None) -> None:
+        for m in children_of.get(parent, []):
+            ordered.append(m)
+            dfs(m)
+
+    dfs(None)
+
+    codes: dict[str, Code] = {}
+    marker_to_id: dict[str, str] = {}
+    paths_seen: set[tuple[str, ...]] = set()
+    for m in ordered:
+        node = by_marker[m]
+        path = _path_of(m, by_marker, parent_of)
+        if path in paths_seen:
+            raise TemplateError(src, f"duplicate code: {PATH_SEP.join(path)!r} appears twice under the same parent", node["name"].strip())
+        paths_seen.add(path)
+        cid = str(node.get("id") or "/".join(slugify(p) for p in path))
+        if cid in codes:
+            raise TemplateError(src, f"duplicate code id {cid!r}", node["name"].strip())
+        marker_to_id[m] = cid
+        parent_id = marker_to_id[parent_of[m]] if parent_of[m] else None
+        codes[cid] = _code_from_node(node, cid, path, parent_id, is_leaf=not children_of.get(m), src=src)
+    for cid, code in codes.items():
+        if code.parent_id:
+            codes[code.parent_id].children.append(cid)
+
+    return Template(
+        name=str(data.get("name") or Path(src).stem),
+        codes=codes,
+        description=" ".join(str(data.get("description") or "").split()),
+        source=str(data.get("source") or ""),
+        version=str(data.get("version") or "1"),
+        path=str(source) if source else None,
+    )
+
+
+def _parse_nodes(codes_raw: Any, src: str) -> list[tuple[dict, str | None, bool]]:
+    """Flatten the nested form into (node, parent reference, nested) triples, marking each node.
+
+    A nested node's reference is its parent's marker; a flat node's is its own ``parent`` field
+    (an id or a name, resolved later). Marks ``node["__marker__"]`` in place.
+    """
+    flat: list[tuple[dict, str | None, bool]] = []
 
     def walk(nodes: Any, parent_marker: str | None) -> None:
         if not isinstance(nodes, list):
@@ -199,9 +251,12 @@ def parse_template(data: Any, source: str | Path | None = None) -> Template:
             if "children" in node and node["children"] is not None:
                 walk(node["children"], marker)
 
-    # Work on a copy: the markers must not leak into the caller's data.
-    walk(copy.deepcopy(codes_raw), None)
+    walk(codes_raw, None)
+    return flat
 
+
+def _check_nodes(flat: list[tuple[dict, str | None, bool]], src: str) -> dict[str, dict]:
+    """Every node has a name and only known fields; returns marker -> node."""
     by_marker: dict[str, dict] = {}
     for node, _, _ in flat:
         name = node.get("name")
@@ -211,8 +266,12 @@ def parse_template(data: Any, source: str | Path | None = None) -> Template:
         if unknown:
             raise TemplateError(src, f"unknown field(s) {sorted(unknown)}; allowed: {sorted(_NODE_KEYS)}", name)
         by_marker[node["__marker__"]] = node
+    return by_marker
 
-    # Resolve flat 'parent' references by id or name.
+
+def _resolve_parents(flat: list[tuple[dict, str | None, bool]], by_marker: dict[str, dict], src: str) -> dict[str, str | None]:
+    """marker -> parent marker, with flat ``parent`` references resolved by id or name."""
+
     def resolve(ref: Any, child: str) -> str:
         matches = [m for m, n in by_marker.items() if n.get("id") == ref or n.get("name", "").strip() == str(ref).strip()]
         if not matches:
@@ -230,8 +289,11 @@ def parse_template(data: Any, source: str | Path | None = None) -> Template:
             parent_of[m] = pref
         else:
             parent_of[m] = resolve(pref, node["name"].strip())
+    return parent_of
 
-    # Cycle check before computing paths.
+
+def _check_tree(by_marker: dict[str, dict], parent_of: dict[str, str | None], src: str) -> None:
+    """The parent links form a tree: no cycle (checked before any path is computed)."""
     for m in by_marker:
         seen = [m]
         p = parent_of[m]
@@ -242,101 +304,49 @@ def parse_template(data: Any, source: str | Path | None = None) -> Template:
             seen.append(p)
             p = parent_of[p]
 
-    def path_of(m: str) -> tuple[str, ...]:
-        names = []
-        while m is not None:
-            names.append(by_marker[m]["name"].strip())
-            m = parent_of[m]  # type: ignore[assignment]
-        return tuple(reversed(names))
 
-    # Order: depth-first in document order, so flat and nested files give the same tree.
-    children_of: dict[str | None, list[str]] = {}
-    for node, _, _ in flat:
-        children_of.setdefault(parent_of[node["__marker__"]], []).append(node["__marker__"])
-    ordered: list[str] = []
+def _path_of(m: str | None, by_marker: dict[str, dict], parent_of: dict[str, str | None]) -> tuple[str, ...]:
+    names = []
+    while m is not None:
+        names.append(by_marker[m]["name"].strip())
+        m = parent_of[m]
+    return tuple(reversed(names))
 
-    def dfs(parent: str | None) -> None:
-        for m in children_of.get(parent, []):
-            ordered.append(m)
-            dfs(m)
 
-    dfs(None)
-
-    codes: dict[str, Code] = {}
-    marker_to_id: dict[str, str] = {}
-    paths_seen: dict[tuple[str, ...], str] = {}
-    for m in ordered:
-        node = by_marker[m]
-        name = node["name"].strip()
-        path = path_of(m)
-        if path in paths_seen:
-            raise TemplateError(src, f"duplicate code: {PATH_SEP.join(path)!r} appears twice under the same parent", name)
-        paths_seen[path] = m
-        cid = str(node.get("id") or "/".join(slugify(p) for p in path))
-        if cid in codes:
-            raise TemplateError(src, f"duplicate code id {cid!r}", name)
-        marker_to_id[m] = cid
-        desc = node.get("description") or ""
-        if not isinstance(desc, str):
-            raise TemplateError(src, "'description' must be text", name)
-        examples = _examples(node.get("examples"), "examples", src, name)
-        counter = _examples(node.get("counter_examples"), "counter_examples", src, name)
-        is_leaf = not children_of.get(m)
-        if is_leaf and not desc.strip() and not examples:
-            raise TemplateError(src, "a code needs a description or at least one example excerpt", name)
-        color = node.get("color")
-        if color is not None and not (isinstance(color, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", color)):
-            raise TemplateError(src, f"color must look like '#1f77b4', got {color!r}", name)
-        codes[cid] = Code(
-            id=cid,
-            name=name,
-            path=path,
-            parent_id=marker_to_id[parent_of[m]] if parent_of[m] else None,
-            description=" ".join(desc.split()),
-            include=" ".join(str(node.get("include") or "").split()),
-            exclude=" ".join(str(node.get("exclude") or "").split()),
-            examples=examples,
-            counter_examples=counter,
-            color=color,
-            exclusive=bool(node.get("exclusive", False)),
-        )
-    for cid, code in codes.items():
-        if code.parent_id:
-            codes[code.parent_id].children.append(cid)
-
-    return Template(
-        name=str(data.get("name") or Path(src).stem),
-        codes=codes,
-        description=" ".join(str(data.get("description") or "").split()),
-        source=str(data.get("source") or ""),
-        version=str(data.get("version") or "1"),
-        path=str(source) if source else None,
+def _code_from_node(node: dict, cid: str, path: tuple[str, ...], parent_id: str | None, *, is_leaf: bool, src: str) -> Code:
+    """One validated :class:`Code` (children are linked by the caller)."""
+    name = node["name"].strip()
+    desc = node.get("description") or ""
+    if not isinstance(desc, str):
+        raise TemplateError(src, "'description' must be text", name)
+    examples = _examples(node.get("examples"), "examples", src, name)
+    counter = _examples(node.get("counter_examples"), "counter_examples", src, name)
+    if is_leaf and not desc.strip() and not examples:
+        raise TemplateError(src, "a code needs a description or at least one example excerpt", name)
+    color = node.get("color")
+    if color is not None and not (isinstance(color, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", color)):
+        raise TemplateError(src, f"color must look like '#1f77b4', got {color!r}", name)
+    return Code(
+        id=cid,
+        name=name,
+        path=path,
+        parent_id=parent_id,
+        description=" ".join(desc.split()),
+        include=" ".join(str(node.get("include") or "").split()),
+        exclude=" ".join(str(node.get("exclude") or "").split()),
+        examples=examples,
+        counter_examples=counter,
+        color=color,
+        exclusive=bool(node.get("exclusive", False)),
     )
 
 
-def load_template(path: str | Path | None = None) -> Template:
-    """Load a YAML template, or a REFI-QDA ``.qdc`` codebook (the default study template when ``path`` is None)."""
-    path = Path(path) if path else DEFAULT_TEMPLATE
-    if path.suffix.lower() == ".qdc":  # a REFI-QDA codebook from NVivo, ATLAS.ti, MAXQDA, QualCoder
-        from ..formats.refi import read_qdc
-
-        return read_qdc(path)
-    try:
-        raw = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise TemplateError(path, f"cannot read the template: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise TemplateError(path, "the template is not UTF-8 text") from exc
-    try:
-        # safe_load: a template is data, never objects to construct.
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise TemplateError(path, f"not valid YAML: {exc}") from exc
-    return parse_template(data, path)
-
-
 def iter_code_texts(codes: Iterable[Code]) -> Iterable[tuple[str, str, str]]:
-    """(code id, kind, text) for every description, example and counter-example."""
+    """(code id, kind, text) for every description, example and counter-example.
+
+    The texts a code is known by, in the order the template gives them: app/revise_project.py
+    and bench/revise_holdout.py build their per-code reference frames from it.
+    """
     for c in codes:
         if c.description:
             yield c.id, "description", c.description

@@ -16,7 +16,7 @@ from lxml import etree
 
 from coder_assist.formats import refi
 from coder_assist.cli import main
-from coder_assist.core.template import load_template
+from coder_assist.formats.template import load_template
 from coder_assist.app.pipeline import DEMO_DIR, import_files, init_project
 from coder_assist.store.project import Project
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from coder_assist.app import edit, review
-from coder_assist.core.template import load_template
+from coder_assist.formats.template import load_template
 from coder_assist.store.project import Project
 from tests.integration.test_app import base_project, project_dir, start  # noqa: F401
 from tests.integration.test_app_pages import page

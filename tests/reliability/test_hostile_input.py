@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coder_assist.formats import transcripts as ingest
-from coder_assist.core.template import load_template, parse_template
+from coder_assist.core.template import parse_template
+from coder_assist.formats.template import load_template
 from coder_assist.core.errors import CoderAssistError, InputError, TemplateError
 from coder_assist.core.segment import Segmenter
 from coder_assist.store.project import Project

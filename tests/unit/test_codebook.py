@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from coder_assist.core.template import PATH_SEP, load_template, parse_template
+from coder_assist.core.template import PATH_SEP, parse_template
+from coder_assist.formats.template import load_template
 from coder_assist.core.errors import TemplateError
 
 

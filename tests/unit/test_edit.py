@@ -256,7 +256,7 @@ def test_concurrent_edits_both_land(project):
 
 # --------------------------------------------------------------------------- coherent edits
 
-from coder_assist.core.template import load_template  # noqa: E402
+from coder_assist.formats.template import load_template  # noqa: E402
 from coder_assist.ml.references import ReviewItem  # noqa: E402
 
 NOTES = Path(__file__).resolve().parents[1] / "fixtures" / "notes_template.yaml"

@@ -12,7 +12,8 @@ import pytest
 from lxml import etree
 
 from coder_assist.formats import refi
-from coder_assist.core.template import load_template, parse_template
+from coder_assist.core.template import parse_template
+from coder_assist.formats.template import load_template
 from coder_assist.core.errors import InputError
 from coder_assist.core.transcript import Transcript
 from coder_assist.formats.transcripts import parse_speaker_text
