@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from coder_assist.formats import refi  # noqa: E402
+from coder_assist.app import importing  # noqa: E402
 from coder_assist.app.pipeline import DEMO_DIR, import_files, init_project  # noqa: E402
 
 
@@ -70,11 +70,11 @@ def main() -> None:
         export_s, import_s, files_s = [], [], []
         for i in range(args.repeats):
             t0 = time.perf_counter()
-            out = refi.write_qdpx(p, tmp / f"x{i}.qdpx")
+            out = importing.export_qdpx(p, tmp / f"x{i}.qdpx")
             export_s.append(time.perf_counter() - t0)
             q = init_project(tmp / f"fresh{i}")
             t0 = time.perf_counter()
-            rep = refi.import_qdpx(q, out)
+            rep = importing.import_qdpx(q, out)
             import_s.append(time.perf_counter() - t0)
             assert rep.decisions_added == n_codings and rep.spans_inexact == 0, rep.summary()
             b = init_project(tmp / f"files{i}")
@@ -132,10 +132,10 @@ def real_files(folder: Path, repeats: int) -> dict:
             import_s, export_s = [], []
             for i in range(repeats):
                 t0 = time.perf_counter()
-                p, rep = refi.init_from_qdpx(tmp / f"p{i}", f)
+                p, rep = importing.init_from_qdpx(tmp / f"p{i}", f)
                 import_s.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                back = refi.write_qdpx(p, tmp / f"back{i}.qdpx")
+                back = importing.export_qdpx(p, tmp / f"back{i}.qdpx")
                 export_s.append(time.perf_counter() - t0)
                 n_segments = len(p.segments())
                 n_codes = len(p.template().codes)

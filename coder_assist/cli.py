@@ -192,7 +192,7 @@ def init(project, template, from_file, unit, window, speakers):
     if from_file is not None:
         if template is not None:
             raise click.UsageError("--template and --from exclude each other: --from takes the file's own codebook as the template")
-        from .formats.refi import init_from_qdpx
+        from .app.importing import init_from_qdpx
 
         p, report = init_from_qdpx(project, from_file, _segmenter(unit, window, speakers))
         with p:
@@ -225,7 +225,7 @@ def import_(project, inputs, attributes, attrs):
     if refi_files:
         if len(refi_files) != len(inputs) or attributes or attrs:
             raise click.UsageError("import .qdpx/.qdc files on their own: their attributes come from the file's cases and variables")
-        from .formats.refi import import_qdc, import_qdpx
+        from .app.importing import import_qdc, import_qdpx
 
         with Project.open(project) as p:
             for f in refi_files:

@@ -28,7 +28,6 @@ CONN_OUTSIDE_STORE = {
     "coder_assist/app/modelview.py": 3,
     "coder_assist/app/pipeline.py": 5,
     "coder_assist/app/review.py": 39,
-    "coder_assist/formats/refi.py": 7,
     "ui/export.py": 1,
     "ui/import_page.py": 4,
     "ui/review.py": 4,
@@ -39,7 +38,6 @@ CONN_OUTSIDE_STORE = {
 SET_META_OUTSIDE_STORE = {
     "coder_assist/app/modelview.py": 1,
     "coder_assist/app/pipeline.py": 5,
-    "coder_assist/formats/refi.py": 2,
     "coder_assist/ml/finetune.py": 1,
     "coder_assist/ml/learn.py": 1,
 }

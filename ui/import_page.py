@@ -149,7 +149,7 @@ REFI_SUFFIXES = (".qdpx", ".qdc")
 
 
 def _refi_run(project: Project, files: list[tuple[str, bytes]], dry_run: bool) -> list[dict]:
-    from coder_assist.formats.refi import import_qdc, import_qdpx
+    from coder_assist.app.importing import import_qdc, import_qdpx
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="coder-assist-refi-") as tmp:

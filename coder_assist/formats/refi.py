@@ -10,16 +10,18 @@ in the project's meta table, so a re-export merges cleanly in the receiving tool
 
 Everything read is untrusted: XML is parsed without DTDs, entities or network (a document
 with a DOCTYPE is refused outright: REFI files never need one), zip entry names must stay
-inside the archive, and sizes are checked against caps before and while reading. Import is all
-or nothing: everything is read and checked first, then written in one transaction.
+inside the archive, and sizes are checked against caps before and while reading.
+
+This module turns files into plain objects and back (:func:`read_qdpx`, :func:`write_qdpx`,
+:func:`read_qdc`, :func:`write_qdc`); no database. The project side (segmenting the sources,
+matching codes, writing everything in one transaction, gathering an export) is
+:mod:`coder_assist.app.importing`.
 """
 
 from __future__ import annotations
 
-import bisect
 import copy
 import io
-import json
 import re
 import stat
 import uuid
@@ -31,12 +33,10 @@ from typing import Any
 
 from lxml import etree
 
-from ..core.template import Code, Example, Template, parse_template
+from ..core.template import Code, Example, Template, parse_template, slugify
 from ..core.errors import CoderAssistError, InputError, TemplateError
-from ..core.transcript import Transcript
 from .transcripts import parse_speaker_text
-from ..core.segment import Segmenter, document_turns
-from ..core.coding import ORIGIN_IMPORTED
+from ..core.segment import document_turns
 
 PROJECT_NS = "urn:QDA-XML:project:1.0"
 CODEBOOK_NS = "urn:QDA-XML:codebook:1.0"
@@ -48,7 +48,6 @@ MACHINE_USER = "coder-assist (machine suggestion, not reviewed)"
 
 # Root namespace of every GUID we derive. Fixed forever: changing it changes every GUID.
 _ROOT_NS = uuid.UUID("5d0c4a52-6f0e-5b8a-9c53-2f4d7a1e0c11")
-_META_GUID = "refi_project_guid"
 
 # Limits for untrusted archives. Real projects are text: tens of MB at most.
 MAX_ENTRIES = 20_000
@@ -65,18 +64,6 @@ def code_guid(template: Template, code_id: str) -> str:
     """The code's GUID: the same in every export of this template, .qdc and .qdpx alike."""
     ns = uuid.uuid5(_ROOT_NS, "template\x1f" + template.name)
     return str(uuid.uuid5(ns, "code\x1f" + code_id))
-
-
-def project_guid(project) -> uuid.UUID:
-    """The project's own GUID, created on first use and kept in its meta table."""
-    raw = project.meta(_META_GUID)
-    if raw is None:
-        with project.transaction():
-            raw = project.meta(_META_GUID)
-            if raw is None:
-                raw = str(uuid.uuid4())
-                project._set_meta(_META_GUID, raw)
-    return uuid.UUID(raw)
 
 
 def _guid(ns: uuid.UUID, *key: Any) -> str:
@@ -174,7 +161,7 @@ def _E(ns: str, tag: str, parent=None, **attrs) -> etree._Element:
     return el
 
 
-def _code_elements(ns: str, parent, template: Template, kept: "_Kept | None" = None) -> None:
+def _code_elements(ns: str, parent, template: Template, kept: "Kept | None" = None) -> None:
     def add(el_parent, code: Code) -> None:
         k = kept.codes.get(code.id) if kept is not None else None
         desc = _describe(code)
@@ -237,8 +224,8 @@ _CONTAINERS = ("Variables", "Cases") + _AFTER_SOURCES
 
 
 @dataclass
-class _Kept:
-    """What imports kept of other tools' projects (:meth:`Project.exchange_items`), indexed."""
+class Kept:
+    """What imports kept of other tools' projects (the frame of :meth:`Project.exchange_items`), indexed."""
 
     project: dict = field(default_factory=dict)
     users: dict[str, dict] = field(default_factory=dict)  # coder name -> {guid, attrs}
@@ -251,9 +238,9 @@ class _Kept:
     files: dict[str, bytes] = field(default_factory=dict)  # archive entry -> bytes
 
     @classmethod
-    def load(cls, project) -> "_Kept":
+    def from_items(cls, items) -> "Kept":
         k = cls()
-        for r in project.exchange_items().itertuples(index=False):
+        for r in (items.itertuples(index=False) if items is not None else ()):
             d = r.data
             if r.kind == "project":
                 k.project = d
@@ -300,63 +287,76 @@ def _file_entry(name: str) -> str:
     return "/".join(parts)
 
 
-def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> Path:
-    """Write the project as a REFI-QDA project (.qdpx): users (one per coder), the template as
-    codebook, participant attributes as variables and cases, every transcript as a text source
-    (``sources/<guid>.txt``, UTF-8, the exact stored text) and every coding in force as a
-    selection at its exact span (:meth:`Project.codings`), attributed to its coder and time.
+@dataclass
+class QdpxProject:
+    """What a .qdpx export holds, as plain objects: gathered from a project by
+    :func:`coder_assist.app.importing.qdpx_project`, written by :func:`write_qdpx`."""
+
+    template: Template
+    guid: uuid.UUID  # the project's GUID: every GUID except the codes' derives from it
+    name: str  # the Project element's name, unless an import kept the other tool's
+    created: str | None  # ISO time the project was created
+    transcripts: list[tuple[int, str, str]]  # (id, name, text), by name
+    attributes: dict[int, dict[str, str]]  # transcript id -> attribute -> value
+    # (transcript id, start, end, code id, coder, ISO time, note, decision id or None)
+    codings: list[tuple[int, int, int, str, str, str | None, str | None, int | None]]
+    items: Any = None  # what imports kept of other tools' projects (Project.exchange_items frame)
+
+
+def write_qdpx(qdpx: QdpxProject, path) -> Path:
+    """Write a REFI-QDA project (.qdpx): users (one per coder), the template as codebook,
+    participant attributes as variables and cases, every transcript as a text source
+    (``sources/<guid>.txt``, UTF-8, the exact stored text) and every coding as a selection at
+    its exact span, attributed to its coder and time.
 
     What an import kept of another tool's project goes back as it came: the GUIDs of users,
     codes, sources, selections and codings, each code's description, colour and codable flag,
     users without codings, notes, sets, links, graphs, cases and variables, the .docx of a
     source, and sources that cannot be coded here (PDF, audio, pictures) with their files.
-
-    With ``suggestions_threshold``, pending suggestions (no accept or reject by anyone) at or
-    above it are added under the separate user :data:`MACHINE_USER`, in selections whose
-    description says they are unreviewed machine suggestions.
+    Codings by :data:`MACHINE_USER` go in selections whose description says they are
+    unreviewed machine suggestions.
     """
-    template = project.template()
-    pns = project_guid(project)
-    conn = project.conn
-    kept = _Kept.load(project)
-    created = _xsd_time(project.meta("created_at"))
-
-    transcripts = conn.execute("SELECT id, name, text FROM transcripts ORDER BY name").fetchall()
-    # (transcript, start, end, code, coder, time, note, decision id)
-    codings: list[tuple[int, int, int, str, str, str | None, str | None, int | None]] = []
-    for r in project.codings().itertuples(index=False):
-        if r.code_id not in template.codes:
-            continue  # a code retired from the template (kept with its decisions): not in the codebook, so not exported
-        codings.append((int(r.transcript_id), int(r.start), int(r.end), r.code_id, r.coder, r.time, None, int(r.decision_id)))
-    if suggestions_threshold is not None:
-        mv = project.latest_model_version()
-        cur = project.current_decisions()
-        decided = set() if cur.empty else {
-            (int(r.segment_id), r.code_id) for r in cur.itertuples(index=False) if r.action in ("accept", "reject")
-        }
-        if mv is not None:
-            for sid, tid, ss, se, cid, conf, at in conn.execute(
-                'SELECT g.segment_id, s.transcript_id, s.start, s."end", g.code_id, g.confidence, g.created_at FROM suggestions g '
-                "JOIN segments s ON s.id = g.segment_id WHERE g.model_version_id = ? AND g.confidence >= ? ORDER BY g.segment_id, g.rank",
-                (mv, float(suggestions_threshold))):
-                if (sid, cid) not in decided and cid in template.codes:
-                    codings.append((int(tid), int(ss), int(se), cid, MACHINE_USER, at, f"{template.codes[cid].name}: {conf:.2f}", None))
-
-    users = list(kept.users) + sorted({c[4] for c in codings} - set(kept.users))
+    template, pns = qdpx.template, qdpx.guid
+    kept = Kept.from_items(qdpx.items)
+    created = _xsd_time(qdpx.created)
+    users = list(kept.users) + sorted({c[4] for c in qdpx.codings} - set(kept.users))
     user_guid = {u: kept.users[u]["guid"] if u in kept.users else _guid(pns, "user", u) for u in users}
 
-    root = _E(PROJECT_NS, "Project", name=kept.project.get("name") or project.folder.name or template.name, origin=ORIGIN,
+    root = _E(PROJECT_NS, "Project", name=kept.project.get("name") or qdpx.name or template.name, origin=ORIGIN,
               creationDateTime=created)
     if users:
         el_users = _E(PROJECT_NS, "Users", root)
         for u in users:
             _E(PROJECT_NS, "User", el_users, guid=user_guid[u], name=u, id=kept.users.get(u, {}).get("id"))
     _code_elements(PROJECT_NS, _E(PROJECT_NS, "CodeBook", root), template, kept)
+    src_guid = {tid: kept.sources[tid]["guid"] if tid in kept.sources else _guid(pns, "source", name)
+                for tid, name, _ in qdpx.transcripts}
+    _cases_xml(root, qdpx, kept, src_guid)
+    files: dict[str, bytes] = {_file_entry(n): b for n, b in kept.files.items()}
+    _sources_xml(root, qdpx, kept, src_guid, user_guid, created, files)
+    for part in _AFTER_SOURCES:
+        items = _fragments(kept.containers.get(part, []))
+        if not items:
+            continue
+        box = root if part in ("Description", "NoteRef") else _E(PROJECT_NS, part, root)
+        for el in items:
+            box.append(el)
 
-    attrs: dict[int, dict[str, str]] = {}
-    for tid, key, value in conn.execute("SELECT transcript_id, key, value FROM attributes ORDER BY key"):
-        attrs.setdefault(tid, {})[key] = value
-    src_guid = {tid: kept.sources[tid]["guid"] if tid in kept.sources else _guid(pns, "source", name) for tid, name, _ in transcripts}
+    qde = etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True)
+    # Fixed entry dates: the same project state gives the same archive bytes.
+    stamp = (1980, 1, 1, 0, 0, 0)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("project.qde", stamp), qde, compress_type=zipfile.ZIP_DEFLATED)
+        for arc in sorted(files):
+            z.writestr(zipfile.ZipInfo(arc, stamp), files[arc], compress_type=zipfile.ZIP_DEFLATED)
+    return _write_bytes(Path(path), buf.getvalue())
+
+
+def _cases_xml(root, qdpx: QdpxProject, kept: "Kept", src_guid: dict[int, str]) -> None:
+    """Variables and Cases: the kept ones as they came, then one case per transcript with
+    attributes that no kept case covers."""
+    pns, attrs = qdpx.guid, qdpx.attributes
     kept_vars = _fragments(kept.containers.get("Variables", []))
     kept_cases = _fragments(kept.containers.get("Cases", []))
     var_guid = {(v.get("name") or "").strip(): _norm_guid(v.get("guid")) for v in kept_vars}
@@ -369,7 +369,7 @@ def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> 
             el_vars.append(v)
         for k in keys:
             _E(PROJECT_NS, "Variable", el_vars, guid=var_guid[k], name=k, typeOfVariable="Text")
-    new_cases = [(tid, name) for tid, name, _ in transcripts if tid in attrs and src_guid[tid] not in in_kept_case]
+    new_cases = [(tid, name) for tid, name, _ in qdpx.transcripts if tid in attrs and src_guid[tid] not in in_kept_case]
     if kept_cases or new_cases:
         el_cases = _E(PROJECT_NS, "Cases", root)
         for c in kept_cases:
@@ -383,92 +383,84 @@ def write_qdpx(project, path, *, suggestions_threshold: float | None = None) -> 
                 _E(PROJECT_NS, "TextValue", vv).text = _xml_text(v)
             _E(PROJECT_NS, "SourceRef", case, targetGUID=src_guid[tid])
 
+
+def _sources_xml(root, qdpx: QdpxProject, kept: "Kept", src_guid: dict[int, str], user_guid: dict[str, str],
+                 created: str | None, files: dict[str, bytes]) -> None:
+    """Sources: every transcript (its text into ``files``) with its selections, then the kept
+    sources that cannot be coded here."""
+    template = qdpx.template
     # Selections: an imported one keeps its GUID and holds its codings again; ours are one per
     # (span, coder), with a GUID derived from them.
     by_source: dict[int, dict[tuple, dict]] = {}
-    names = {tid: name for tid, name, _ in transcripts}
-    for tid, start, end, cid, user, at, note, did in codings:
+    for tid, start, end, cid, user, at, note, did in qdpx.codings:
         k = kept.codings.get(did) if did is not None else None
         key = ("kept", k["selection"]) if k else ("ours", start, end, user)
         sel = by_source.setdefault(tid, {}).setdefault(key, {"start": start, "end": end, "user": user, "kept": k, "items": []})
         sel["items"].append((cid, user, at, note, k))
-    order = {cid: i for i, cid in enumerate(template.codes)}
-    cguid = {cid: (kept.codes[cid]["guid"] if cid in kept.codes else code_guid(template, cid)) for cid in template.codes}
-    files: dict[str, bytes] = {_file_entry(n): b for n, b in kept.files.items()}
+    ctx = {
+        "pns": qdpx.guid, "user_guid": user_guid, "order": {cid: i for i, cid in enumerate(template.codes)},
+        "cguid": {cid: (kept.codes[cid]["guid"] if cid in kept.codes else code_guid(template, cid)) for cid in template.codes},
+    }
     other_sources = _fragments(kept.other_sources)
-    if transcripts or other_sources:
-        el_sources = _E(PROJECT_NS, "Sources", root)
-        for tid, name, text in transcripts:
-            g = src_guid[tid]
-            ks = kept.sources.get(tid, {})
-            files[f"sources/{g}.txt"] = text.encode("utf-8")
-            sattrs = dict(ks.get("attrs", {}))
-            sattrs.pop("plainTextPath", None)
-            sattrs.update(guid=g, name=ks.get("name", name), plainTextPath=f"internal://{g}.txt")
-            sattrs.setdefault("creationDateTime", created)
-            src = _E(PROJECT_NS, "TextSource", el_sources, **sattrs)
-            extras = _fragments(ks.get("extras", []))
+    if not (qdpx.transcripts or other_sources):
+        return
+    el_sources = _E(PROJECT_NS, "Sources", root)
+    for tid, name, text in qdpx.transcripts:
+        g = src_guid[tid]
+        ks = kept.sources.get(tid, {})
+        files[f"sources/{g}.txt"] = text.encode("utf-8")
+        sattrs = dict(ks.get("attrs", {}))
+        sattrs.pop("plainTextPath", None)
+        sattrs.update(guid=g, name=ks.get("name", name), plainTextPath=f"internal://{g}.txt")
+        sattrs.setdefault("creationDateTime", created)
+        src = _E(PROJECT_NS, "TextSource", el_sources, **sattrs)
+        extras = _fragments(ks.get("extras", []))
+        for el in extras:
+            if _local(el) == "Description":
+                src.append(el)
+        for s in sorted(by_source.get(tid, {}).values(), key=lambda s: (s["start"], s["end"], s["user"])):
+            _selection_xml(src, s, name, text, ctx)
+        for x in _fragments(kept.selections.get(tid, [])):
+            src.append(x)
+        for part in ("Coding", "NoteRef", "VariableValue"):
             for el in extras:
-                if _local(el) == "Description":
+                if _local(el) == part:
                     src.append(el)
-            sels = sorted(by_source.get(tid, {}).values(), key=lambda s: (s["start"], s["end"], s["user"]))
-            for s in sels:
-                start, end, user, k = s["start"], s["end"], s["user"], s["kept"]
-                s["items"].sort(key=lambda x: order.get(x[0], len(order)))
-                if k:
-                    a = dict(k["selection_attrs"])
-                    a.update(guid=k["selection"], startPosition=start, endPosition=end)
-                    sel = _E(PROJECT_NS, "PlainTextSelection", src, **a)
-                    for el in _fragments(k.get("selection_extras", [])):
-                        if _local(el) == "Description":
-                            sel.append(el)
-                else:
-                    times = sorted(t for _, _, t, _, _ in s["items"] if t)
-                    sel = _E(PROJECT_NS, "PlainTextSelection", src, guid=_guid(pns, "selection", names[tid], start, end, user),
-                             name=text[start:end], startPosition=start, endPosition=end,
-                             creatingUser=user_guid[user], creationDateTime=_xsd_time(times[0]) if times else None)
-                    if user == MACHINE_USER:
-                        _E(PROJECT_NS, "Description", sel).text = _xml_text(
-                            "Machine suggestion by coder-assist, NOT reviewed by a person. Confidence: "
-                            + "; ".join(n for _, _, _, n, _ in s["items"] if n)
-                        )
-                for cid, cuser, at, _, kc in s["items"]:
-                    cg = kc["guid"] if kc else _guid(pns, "coding", names[tid], start, end, cid, cuser)
-                    coding = _E(PROJECT_NS, "Coding", sel, guid=cg, creatingUser=user_guid[cuser], creationDateTime=_xsd_time(at))
-                    _E(PROJECT_NS, "CodeRef", coding, targetGUID=cguid[cid])
-                if k:
-                    for el in _fragments(k.get("selection_extras", [])):
-                        if _local(el) == "NoteRef":
-                            sel.append(el)
-            for x in _fragments(kept.selections.get(tid, [])):
-                src.append(x)
-            for part in ("Coding", "NoteRef", "VariableValue"):
-                for el in extras:
-                    if _local(el) == part:
-                        src.append(el)
-        for el in other_sources:
-            el_sources.append(el)
-    for part in _AFTER_SOURCES:
-        items = _fragments(kept.containers.get(part, []))
-        if not items:
-            continue
-        if part in ("Description", "NoteRef"):
-            for el in items:
-                root.append(el)
-        else:
-            box = _E(PROJECT_NS, part, root)
-            for el in items:
-                box.append(el)
+    for el in other_sources:
+        el_sources.append(el)
 
-    qde = etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True)
-    # Fixed entry dates: the same project state gives the same archive bytes.
-    stamp = (1980, 1, 1, 0, 0, 0)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr(zipfile.ZipInfo("project.qde", stamp), qde, compress_type=zipfile.ZIP_DEFLATED)
-        for arc in sorted(files):
-            z.writestr(zipfile.ZipInfo(arc, stamp), files[arc], compress_type=zipfile.ZIP_DEFLATED)
-    return _write_bytes(Path(path), buf.getvalue())
+
+def _selection_xml(src, s: dict, name: str, text: str, ctx: dict) -> None:
+    """One PlainTextSelection with its codings: a kept one as it came, ours with derived GUIDs."""
+    pns, user_guid = ctx["pns"], ctx["user_guid"]
+    start, end, user, k = s["start"], s["end"], s["user"], s["kept"]
+    s["items"].sort(key=lambda x: ctx["order"].get(x[0], len(ctx["order"])))
+    if k:
+        a = dict(k["selection_attrs"])
+        a.update(guid=k["selection"], startPosition=start, endPosition=end)
+        sel = _E(PROJECT_NS, "PlainTextSelection", src, **a)
+        for el in _fragments(k.get("selection_extras", [])):
+            if _local(el) == "Description":
+                sel.append(el)
+    else:
+        times = sorted(t for _, _, t, _, _ in s["items"] if t)
+        sel = _E(PROJECT_NS, "PlainTextSelection", src, guid=_guid(pns, "selection", name, start, end, user),
+                 name=text[start:end], startPosition=start, endPosition=end,
+                 creatingUser=user_guid[user], creationDateTime=_xsd_time(times[0]) if times else None)
+        if user == MACHINE_USER:
+            _E(PROJECT_NS, "Description", sel).text = _xml_text(
+                "Machine suggestion by coder-assist, NOT reviewed by a person. Confidence: "
+                + "; ".join(n for _, _, _, n, _ in s["items"] if n)
+            )
+    for cid, cuser, at, _, kc in s["items"]:
+        cg = kc["guid"] if kc else _guid(pns, "coding", name, start, end, cid, cuser)
+        coding = _E(PROJECT_NS, "Coding", sel, guid=cg, creatingUser=user_guid[cuser], creationDateTime=_xsd_time(at))
+        _E(PROJECT_NS, "CodeRef", coding, targetGUID=ctx["cguid"][cid])
+    if k:
+        for el in _fragments(k.get("selection_extras", [])):
+            if _local(el) == "NoteRef":
+                sel.append(el)
+
 
 
 # ----------------------------------------------------------------------------- safe reading
@@ -667,67 +659,6 @@ def read_qdc(path) -> Template:
 # ----------------------------------------------------------------------------- reading projects
 
 
-@dataclass
-class ImportReport:
-    """What :func:`import_qdpx` did, per kind, so callers and tests can check every step."""
-
-    file: str
-    transcripts_added: int = 0
-    transcripts_matched: int = 0  # already in the project with the same text: codings added to it
-    sources_kept: list[str] = field(default_factory=list)  # sources not codable here (PDF, audio, ...), kept as they are
-    sources_from_docx: list[str] = field(default_factory=list)  # text read from the source's .docx (richTextPath)
-    sources_empty: list[str] = field(default_factory=list)  # text sources without any text: kept, nothing to code
-    sources_in_full: list[str] = field(default_factory=list)  # no speaker labels: every paragraph is codable
-    codes_added: list[str] = field(default_factory=list)  # paths of codes added to the template
-    codes_matched: int = 0  # codes already in the project (by GUID, then by path)
-    users: list[str] = field(default_factory=list)  # every user of the file (coders here)
-    codings_read: int = 0  # Coding elements on text selections
-    decisions_added: int = 0  # codings added, each an accept at its exact span
-    already_present: int = 0  # the same coding (GUID, or span, code and coder) was already in the project
-    spans_exact: int = 0  # codings whose span is exactly one segment's
-    spans_inexact: int = 0  # attached to the segment they overlap most
-    spans_unmapped: int = 0  # overlap no codable segment (e.g. an interviewer's turn): kept, attached to the nearest
-    codings_on_themes: int = 0  # on a code that has sub-codes here: kept as codings, not used for learning
-    codings_in_kept_sources: int = 0  # on sources kept as they are (PDF, audio, ...): written back unchanged
-    machine_codings_skipped: int = 0  # unreviewed coder-assist suggestions: not human coding
-    offset_adjusted_sources: list[str] = field(default_factory=list)  # offsets counted over LF-normalised text or UTF-16 units
-    kept: dict[str, int] = field(default_factory=dict)  # notes, sets, cases, variables, links, graphs, files kept: how many
-
-    def summary(self) -> str:
-        if self.file.lower().endswith(".qdc"):
-            return f"{self.file}: {len(self.codes_added)} code(s) added to the template" + (
-                ": " + "; ".join(self.codes_added) if self.codes_added else " (it had them all)")
-        lines = [
-            (f"{self.file}: {self.transcripts_added} text source(s) added, {self.transcripts_matched} already present; "
-             f"{self.codes_matched} code(s) matched, {len(self.codes_added)} added; {len(self.users)} user(s) "
-             f"({', '.join(self.users) or '-'}); {self.decisions_added} of {self.codings_read} coding(s) imported at their exact spans"),
-        ]
-        if self.codings_read:
-            lines.append(f"spans: {self.spans_exact} on a passage's bounds, {self.spans_inexact} inside or across passages, "
-                         f"{self.spans_unmapped} outside every codable passage (kept, attached to the nearest)")
-        extra = []
-        if self.already_present:
-            extra.append(f"{self.already_present} already in the project")
-        if self.codings_on_themes:
-            extra.append(f"{self.codings_on_themes} on codes with sub-codes (kept; not used for learning)")
-        if self.machine_codings_skipped:
-            extra.append(f"{self.machine_codings_skipped} unreviewed machine suggestions skipped")
-        if self.offset_adjusted_sources:
-            extra.append("offsets re-counted for " + ", ".join(self.offset_adjusted_sources))
-        if extra:
-            lines.append("; ".join(extra))
-        kept = [f"{n} {k}" for k, n in self.kept.items() if n]
-        if kept:
-            lines.append("kept as they are, written back on export: " + ", ".join(kept))
-        for label, items in (("read from its .docx", self.sources_from_docx), ("no text, kept", self.sources_empty),
-                             ("no speaker labels, every paragraph codable", self.sources_in_full)):
-            for s in items:
-                lines.append(f"source {s}: {label}")
-        for s in self.sources_kept:
-            lines.append(f"kept as is (not codable here): {s}")
-        return "\n".join(lines)
-
-
 def _collapse(s: str) -> str:
     return " ".join(s.split())
 
@@ -914,340 +845,100 @@ def _source_turns(text: str, where: str) -> tuple[list, bool]:
     return paragraphs, False
 
 
-class _SpanIndex:
-    """Segments of one transcript (sorted, not overlapping) for attaching spans quickly."""
-
-    def __init__(self, spans: list[tuple[Any, int, int]]):
-        self.spans = sorted(spans, key=lambda s: s[1])
-        self.starts = [s[1] for s in self.spans]
-        self.ends = [s[2] for s in self.spans]
-
-    def attach(self, a: int, b: int) -> tuple[int, str]:
-        """(index into spans, how): the most overlapped segment, else the nearest."""
-        lo, hi = bisect.bisect_right(self.ends, a), bisect.bisect_left(self.starts, b)
-        best, best_ov = None, 0
-        for i in range(lo, hi):
-            ov = min(b, self.ends[i]) - max(a, self.starts[i])
-            if ov > best_ov:
-                best, best_ov = i, ov
-        if best is not None:
-            s = self.spans[best]
-            return best, "exact" if (s[1], s[2]) == (a, b) else "inexact"
-        k = bisect.bisect_left(self.starts, a)
-        cands = [i for i in (k - 1, k) if 0 <= i < len(self.spans)]
-        return min(cands, key=lambda i: max(self.starts[i] - b, a - self.ends[i], 0)), "unmapped"
-
-
-def _merge_codes(template: Template, rcodes: dict[str, _RefiCode], path,
-                 known: dict[str, str] | None = None) -> tuple[Template, dict[str, str], list[str]]:
-    """Match REFI codes to the template's (by GUID: kept from an earlier import, or ours; then
-    anyone's by path of names) and add the rest under their parent. Returns the template,
-    REFI GUID -> code id, and the added paths."""
-    by_guid = {code_guid(template, cid): cid for cid in template.codes}
-    by_guid.update({g: cid for g, cid in (known or {}).items() if cid in template.codes})
-    by_path = {c.path: cid for cid, c in template.codes.items()}
-    tdict = template.to_dict()
-    node_of: dict[str, dict] = {}
-
-    def index(nodes):
-        for n in nodes:
-            node_of[n["id"]] = n
-            index(n.get("children", []))
-
-    index(tdict["codes"])
-    code_map: dict[str, Any] = {}  # refi guid -> code id, or path of a code to add
-    added: list[str] = []
-    path_of: dict[str, tuple[str, ...]] = {}
-    added_paths: dict[tuple[str, ...], dict] = {}
-    for g, rc in rcodes.items():  # parents come before children (document order)
-        p = (path_of[rc.parent] if rc.parent else ()) + (rc.name,)
-        path_of[g] = p
-        if g in by_guid:
-            code_map[g] = by_guid[g]
-            path_of[g] = template.codes[by_guid[g]].path
-        elif p in by_path:
-            code_map[g] = by_path[p]
-        elif p in added_paths:
-            code_map[g] = p
-        else:
-            parent_path = p[:-1]
-            if parent_path and parent_path in by_path:
-                parent_node = node_of[by_path[parent_path]]
-                if template.codes[by_path[parent_path]].is_leaf:
-                    raise InputError(path, f"code {' > '.join(p)!r} would make {' > '.join(parent_path)!r}, a code of the project's "
-                                           "template, a theme; add the sub-code in the template first, or rename it in the other tool")
-            elif parent_path:
-                parent_node = added_paths[parent_path]
-            else:
-                parent_node = None
-            parsed = _parse_description(rc.description)
-            node: dict[str, Any] = {"name": rc.name, "description": parsed["description"] or rc.name}
-            for key in ("include", "exclude", "examples", "counter_examples"):
-                if parsed[key]:
-                    node[key] = parsed[key]
-            if rc.color:
-                node["color"] = rc.color
-            (parent_node.setdefault("children", []) if parent_node is not None else tdict["codes"]).append(node)
-            added_paths[p] = node
-            code_map[g] = p
-            added.append(" > ".join(p))
-    if added_paths:
-        try:
-            template = parse_template(tdict, f"{path} (template with the imported codes)")
-        except TemplateError as exc:
-            raise InputError(path, f"the codes cannot be added to the template: {exc}") from exc
-        new_by_path = {c.path: cid for cid, c in template.codes.items()}
-        code_map = {g: (new_by_path[v] if isinstance(v, tuple) else v) for g, v in code_map.items()}
-
-    return template, code_map, added
-
-
 _TEXT_SOURCE_PARTS = ("Description", "PlainTextContent", "PlainTextSelection", "Coding", "NoteRef", "VariableValue")
 
 
-def _internal_refs(el) -> set[str]:
-    """Archive entries an element points at (``internal://...`` in any attribute, at any depth)."""
-    out = set()
-    for e in el.iter():
-        if isinstance(e.tag, str):
-            for v in e.attrib.values():
-                if v.strip().lower().startswith("internal://"):
-                    out.add(v.strip()[len("internal://"):])
-    return out
+@dataclass
+class QdpxSource:
+    """A text source of a .qdpx, read: its text, attributes and coded selections."""
+
+    name: str  # unique within the file: a second source of one name is "name (2)"
+    text: str
+    attributes: dict[str, str]
+    # (start, end) as written, the selection's name, its codings (code GUID, user, time, coding
+    # GUID) and what to keep of the selection for writing it back
+    selections: list[tuple[int, int, str, list[tuple[str, str, str, str]], dict]]
+    guid: str
+    keep: dict  # the source's attributes and extra elements, for writing it back
+    orphans: list[str]  # XML of selections without codings (notes only), kept as they are
+    offsets: str = "exact"  # how the other tool counted offsets (see _offset_maps)
+    offset_map: list[int] | None = None
+
+    def span(self, start: int, end: int) -> tuple[int | None, int | None]:
+        """A selection's offsets as indexes of :attr:`text` (None where outside it)."""
+        return _apply(self.offset_map, start), _apply(self.offset_map, end, end=True)
 
 
-def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
-    """Import a REFI-QDA project (.qdpx) from NVivo, ATLAS.ti, MAXQDA, QualCoder or coder-assist,
-    keeping everything in it.
+@dataclass
+class QdpxContent:
+    """Everything :func:`read_qdpx` read from a REFI-QDA project, checked, nothing written."""
 
-    Text sources become transcripts (with attributes from Cases/Variables; text only in a
-    .docx is read from it; a text without speaker labels is codable in full). Every coding is
-    kept at its exact span (an accept attached to the segment it overlaps most), by its user;
-    users without codings are kept too. Codes match the project's by GUID, then by path; the
-    rest are added under their parent. Notes, sets, links, graphs, cases, variables, the
-    GUIDs, and sources that cannot be coded here (PDF, audio, pictures) with their files are
-    kept as they are and written back by :func:`write_qdpx`. A source already in the project
-    under the same name and with the same text gets the codings; one with the same name and
-    different text stops the import. All or nothing. With ``dry_run`` everything is done and
-    reported, then rolled back (the app's check before importing).
-    """
-    from ..app.pipeline import project_segmenter
+    path: Path
+    users: dict[str, str] = field(default_factory=dict)  # user GUID -> name
+    codes: dict[str, _RefiCode] = field(default_factory=dict)  # code GUID -> code, parents first
+    sources: list[QdpxSource] = field(default_factory=list)
+    items: list[tuple] = field(default_factory=list)  # (kind, guid, ref, data, content) to keep, see Kept
+    kept: dict[str, int] = field(default_factory=dict)  # notes, sets, ..., files kept: how many
+    sources_kept: list[str] = field(default_factory=list)  # not codable here (PDF, audio, ...), kept as they are
+    codings_in_kept_sources: int = 0
+    sources_from_docx: list[str] = field(default_factory=list)
+    sources_empty: list[str] = field(default_factory=list)
 
+
+def _project_root(arch: _Archive, path: Path) -> tuple[zipfile.ZipInfo, Any]:
+    """The archive's .qde entry and its <Project> root element."""
+    qde = [i for n, i in arch.entries.items() if n.endswith(".qde") and "/" not in n]
+    if not qde:
+        raise InputError(path, "no project.qde at the top of the archive: not a REFI-QDA project")
+    # ATLAS.ti 26 names it <project>.qde; prefer the standard name where both exist.
+    qde.sort(key=lambda i: i.filename.lower() != "project.qde")
+    root = _parse_xml(arch.read(qde[0]), path, qde[0].filename)
+    if _local(root) != "Project":
+        raise InputError(path, f"{qde[0].filename}: the root element is <{_local(root)}>, not <Project>")
+    return qde[0], root
+
+
+def read_qdpx(path) -> QdpxContent:
+    """Read and check a REFI-QDA project (.qdpx) from NVivo, ATLAS.ti, MAXQDA, QualCoder or
+    coder-assist: users, codebook, text sources (attributes from Cases/Variables; text only in
+    a .docx read from it) with their coded selections (offsets mapped to the text however the
+    tool counted them), and everything else (notes, sets, links, graphs, cases, variables,
+    sources that cannot be coded here, files) as items to keep. Untrusted input: safe XML,
+    archive caps; any problem is an :class:`InputError` naming the file."""
     path = Path(path)
-    report = ImportReport(file=str(path))
     arch = _Archive(path)
-    imported_from = path.name
-    origin = f"{ORIGIN_IMPORTED}{path.name}"
     try:
-        qde = [i for n, i in arch.entries.items() if n.endswith(".qde") and "/" not in n]
-        if not qde:
-            raise InputError(path, "no project.qde at the top of the archive: not a REFI-QDA project")
-        # ATLAS.ti 26 names it <project>.qde; prefer the standard name where both exist.
-        qde.sort(key=lambda i: i.filename.lower() != "project.qde")
-        root = _parse_xml(arch.read(qde[0]), path, qde[0].filename)
-        if _local(root) != "Project":
-            raise InputError(path, f"{qde[0].filename}: the root element is <{_local(root)}>, not <Project>")
-        items: list[tuple[str, str | None, Any, dict, bytes | None]] = []  # kept for export, see _Kept
-        items.append(("project", None, None, {k: v for k, v in root.attrib.items() if not k.startswith("{")}, None))
-
-        users: dict[str, str] = {}
+        qde, root = _project_root(arch, path)
+        out = QdpxContent(path=path)
+        out.items.append(("project", None, None, {k: v for k, v in root.attrib.items() if not k.startswith("{")}, None))
         for u in _grandkids(root, "Users", "User"):
             name = (u.get("name") or u.get("id") or "").strip() or f"user {_norm_guid(u.get('guid'))[:8]}"
-            users[_norm_guid(u.get("guid"))] = name
-            items.append(("user", _norm_guid(u.get("guid")), name, {"id": u.get("id")}, None))
-        default_user = users.get(_norm_guid(root.get("creatingUserGUID"))) or "imported (unknown user)"
+            out.users[_norm_guid(u.get("guid"))] = name
+            out.items.append(("user", _norm_guid(u.get("guid")), name, {"id": u.get("id")}, None))
         cb = _kid(root, "CodeBook")
-        rcodes = _read_codes(_kid(cb, "Codes") if cb is not None else None, path)
+        out.codes = _read_codes(_kid(cb, "Codes") if cb is not None else None, path)
         variables = {_norm_guid(v.get("guid")): (v.get("name") or "").strip() for v in _grandkids(root, "Variables", "Variable")}
-        source_attrs: dict[str, dict[str, str]] = {}
-        for case in _grandkids(root, "Cases", "Case"):
-            vals = {}
-            for vv in _kids(case, "VariableValue"):
-                target, value = _value(vv)
-                if variables.get(target) and value is not None:
-                    vals[variables[target]] = value
-            for ref in _kids(case, "SourceRef"):
-                source_attrs.setdefault(_norm_guid(ref.get("targetGUID")), {}).update(vals)
-        for part in _CONTAINERS:
-            box = _kids(root, part)
-            if part in ("Description", "NoteRef"):
-                children = box
-            else:
-                children = [c for b in box for c in b if isinstance(c.tag, str)]
-            if children:
-                items.append(("xml", None, part, {"xml": [_store_xml(c) for c in children]}, None))
-                report.kept[part.lower() if part not in ("Description", "NoteRef") else f"project {part}"] = len(children)
-
-        # Sources: text, name, attributes, and the codings on them (offsets still as written).
-        sources = []
-        text_entries: set[str] = set()
+        _read_containers(root, out)
+        ctx = {"arch": arch, "root": root, "variables": variables, "source_attrs": _case_attributes(root, variables),
+               "default_user": out.users.get(_norm_guid(root.get("creatingUserGUID"))) or "imported (unknown user)",
+               "text_entries": set()}
         sources_el = _kid(root, "Sources")
         for src in (list(sources_el) if sources_el is not None else []):
-            if not isinstance(src.tag, str):
-                continue
-            kind = _local(src)
-            label = (src.get("name") or src.get("guid") or "?").strip()
-            g = _norm_guid(src.get("guid"))
-            ptc = _kid(src, "PlainTextContent")
-            ptp = (src.get("plainTextPath") or "").strip()
-            rtp = (src.get("richTextPath") or "").strip()
-            outside = [v for v in (ptp, rtp) if v and not v.lower().startswith("internal://")]
-            if kind != "TextSource" or (ptc is None and outside and not ptp.lower().startswith("internal://")):
-                n = sum(1 for e in src.iter() if _local(e) == "Coding")
-                report.codings_in_kept_sources += n
-                why = f"{kind}" if kind != "TextSource" else f"TextSource with its text at {ptp or rtp}, outside the archive (not read)"
-                report.sources_kept.append(f"{label} ({why}; {n} coding(s) kept with it)")
-                items.append(("other_source", g, None, {"xml": _store_xml(src), "name": label}, None))
-                continue
-            text, docx_entry = None, None
-            if ptc is not None and ptc.text:
-                text = ptc.text
-            elif ptp.lower().startswith("internal://"):
-                entry = ptp[len("internal://"):]
-                info = arch.find("sources/" + entry) or arch.find(entry)
-                if info is None:
-                    raise InputError(path, f"source {label!r}: {ptp} is not in the archive")
-                text_entries.add(info.filename)
-                text = _decode_source(arch.read(info), path, info.filename)
-            elif not ptp and arch.find(f"sources/{g}.txt") is not None:
-                # Neither content nor path: the layout's conventional file name, where present.
-                info = arch.find(f"sources/{g}.txt")
-                text_entries.add(info.filename)
-                text = _decode_source(arch.read(info), path, info.filename)
-            if (text is None or not text.strip()) and rtp.lower().startswith("internal://"):
-                entry = rtp[len("internal://"):]
-                info = arch.find("sources/" + entry) or arch.find(entry)
-                if info is None:
-                    raise InputError(path, f"source {label!r}: {rtp} is not in the archive")
-                newline = "\r\n" if (text or "").startswith("\r\n") or "Windows" in (root.get("origin") or "") else "\n"
-                from_docx = _docx_text(arch.read(info), path, info.filename, newline)
-                if from_docx.strip():
-                    text = from_docx
-                    report.sources_from_docx.append(label)
-                elif text is None:
-                    text = from_docx
-            if text is None:
-                text = ""
-            if not text.strip():
-                report.sources_empty.append(label)
-            attrs = dict(source_attrs.get(g, {}))
-            for vv in _kids(src, "VariableValue"):
-                target, value = _value(vv)
-                if variables.get(target) and value is not None:
-                    attrs[variables[target]] = value
-            extras = [_store_xml(c) for c in src if _local(c) in ("Description", "Coding", "NoteRef", "VariableValue")]
-            unknown = [_local(c) for c in src if isinstance(c.tag, str) and _local(c) not in _TEXT_SOURCE_PARTS]
-            if unknown:
-                raise InputError(path, f"source {label!r}: unexpected element(s) {', '.join(sorted(set(unknown)))} in a TextSource")
-            sels, orphans = [], []
-            for sel in _kids(src, "PlainTextSelection"):
-                try:
-                    s, e = int(sel.get("startPosition")), int(sel.get("endPosition"))
-                except (TypeError, ValueError):
-                    raise InputError(path, f"source {label!r}: selection {sel.get('guid')} has no valid start/end position") from None
-                sel_user = users.get(_norm_guid(sel.get("creatingUser")))
-                cods = []
-                for c in _kids(sel, "Coding"):
-                    ref = _kid(c, "CodeRef")
-                    cods.append((_norm_guid(ref.get("targetGUID")) if ref is not None else "",
-                                 users.get(_norm_guid(c.get("creatingUser"))) or sel_user or default_user,
-                                 c.get("creationDateTime") or sel.get("creationDateTime"), _norm_guid(c.get("guid"))))
-                if not cods:
-                    orphans.append(_store_xml(sel))  # a selection with notes only: kept as it is
-                    continue
-                sel_keep = {
-                    "selection": _norm_guid(sel.get("guid")),
-                    "selection_attrs": {k: v for k, v in sel.attrib.items() if not k.startswith("{") and k not in ("guid", "startPosition", "endPosition")},
-                    "selection_extras": [_store_xml(c) for c in sel if _local(c) in ("Description", "NoteRef")],
-                }
-                sels.append((min(s, e), max(s, e), sel.get("name") or "", cods, sel_keep))
-            src_keep = {"name": label, "attrs": {k: v for k, v in src.attrib.items() if not k.startswith("{") and k != "guid"}, "extras": extras}
-            sources.append((label, text, attrs, sels, g, src_keep, orphans))
+            if isinstance(src.tag, str):
+                _read_source(src, out, ctx)
         for info in arch.entries.values():
-            if info is qde[0] or info.filename in text_entries:
+            if info is qde or info.filename in ctx["text_entries"]:
                 continue
-            items.append(("file", None, info.filename, {}, arch.read(info)))
-            report.kept["files"] = report.kept.get("files", 0) + 1
-
-        # Transcripts: new ones are segmented with the project's settings; known ones must match.
-        seg = project_segmenter(project)
-        existing = {r[0]: (r[1], r[2]) for r in project.conn.execute("SELECT name, id, text FROM transcripts")}
-        new_transcripts, new_segments, plan = [], {}, []
+            out.items.append(("file", None, info.filename, {}, arch.read(info)))
+            out.kept["files"] = out.kept.get("files", 0) + 1
         seen_names: set[str] = set()
-        for name, text, attrs, sels, g, src_keep, orphans in sources:
-            base, k = name, 2
-            while name in seen_names:
-                name, k = f"{base} ({k})", k + 1
-            seen_names.add(name)
-            if name in existing:
-                if existing[name][1] != text:
-                    raise InputError(path, f"source {name!r}: the project already has a transcript of that name with different text "
-                                           "(rename one of them)")
-                report.transcripts_matched += 1
-                spans = [(r[0], r[1], r[2]) for r in project.conn.execute(
-                    'SELECT id, start, "end" FROM segments WHERE transcript_id = ? ORDER BY start', (existing[name][0],))]
-            else:
-                turns, labelled = _source_turns(text, f"{path}: {name}")
-                if not labelled and text.strip():
-                    report.sources_in_full.append(name)
-                t = Transcript(name=name, text=text, turns=turns, source_path=f"{path}#{name}", format="qdpx", encoding="utf-8",
-                               attributes=attrs)
-                segs = seg.segments(t)
-                if not segs and sels:
-                    # Coded in the other tool, but no turn here is one we code (say, all the
-                    # interviewer's): codable in full, so the codings have passages to sit on.
-                    segs = Segmenter(unit=seg.unit, window=seg.window, coded_speakers=frozenset(tr.speaker for tr in turns) or None).segments(t)
-                new_transcripts.append(t)
-                new_segments[name] = segs
-                spans = [(None, s.start, s.end) for s in segs]
-                report.transcripts_added += 1
-            label, m = _choose_map(text, [(s, e, n) for s, e, n, _, _ in sels])
-            if label != "exact":
-                report.offset_adjusted_sources.append(f"{name} ({label})")
-            plan.append((name, text, spans, sels, m, g, src_keep, orphans))
-
-        # Codes: by GUID (kept from an earlier import, or ours), then by path; the rest are added.
-        known = _Kept.load(project).code_guids()
-        template, code_map, report.codes_added = _merge_codes(project.template(), rcodes, path, known)
-        report.codes_matched = len(rcodes) - len(report.codes_added)
-        added = set(report.codes_added)
-        for g, rc in rcodes.items():
-            cid = code_map[g]
-            if known.get(g) == cid or cid in known.values():
-                continue  # its GUID is kept already (an earlier import, or init --from)
-            items.append(_code_item(g, rc, template.codes[cid], template.codes[cid].path_str in added))
-
-        # Codings -> (transcript, exact span, segment to attach to, code, coder, time, what to keep).
-        todo = []
-        for name, text, spans, sels, m, g, src_keep, orphans in plan:
-            index = _SpanIndex(spans) if spans else None
-            for s, e, _, cods, sel_keep in sels:
-                a, b = _apply(m, s), _apply(m, e, end=True)
-                human = [c for c in cods if c[1] != MACHINE_USER]
-                report.codings_read += len(cods)
-                report.machine_codings_skipped += len(cods) - len(human)
-                if not human:
-                    continue
-                if a is None or b is None or b > len(text) or a >= b:
-                    raise InputError(path, f"source {name!r}: a selection ({s}-{e}) lies outside its text ({len(text)} characters)")
-                if index is None:
-                    raise InputError(path, f"source {name!r} has codings but no text to attach them to")
-                i, how = index.attach(a, b)
-                for code_g, coder, at, cg in human:
-                    cid = code_map.get(code_g)
-                    if cid is None:
-                        raise InputError(path, f"source {name!r}: a coding refers to code {code_g}, which is not in the codebook")
-                    if not template.codes[cid].is_leaf:
-                        report.codings_on_themes += 1
-                    setattr(report, f"spans_{how}", getattr(report, f"spans_{how}") + 1)
-                    todo.append((name, a, b, index.spans[i], cid, coder, _time(at), cg, sel_keep))
-
-        try:
-            _write_import(project, path, report, template if report.codes_added else None, new_transcripts, new_segments, todo,
-                          plan, items, users, origin, dry_run)
-        except _DryRun:
-            pass
-        return report
+        for s in out.sources:
+            base, k = s.name, 2
+            while s.name in seen_names:
+                s.name, k = f"{base} ({k})", k + 1
+            seen_names.add(s.name)
+            s.offsets, s.offset_map = _choose_map(s.text, [(a, b, n) for a, b, n, _, _ in s.selections])
+        return out
     except CoderAssistError:
         raise
     except (etree.LxmlError, KeyError, ValueError) as exc:
@@ -1256,93 +947,135 @@ def import_qdpx(project, path, *, dry_run: bool = False) -> ImportReport:
         arch.close()
 
 
-class _DryRun(Exception):
-    """Raised inside the import transaction to roll a dry run back."""
+def _case_attributes(root, variables: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Source GUID -> attributes, from the Cases that refer to it."""
+    out: dict[str, dict[str, str]] = {}
+    for case in _grandkids(root, "Cases", "Case"):
+        vals = {}
+        for vv in _kids(case, "VariableValue"):
+            target, value = _value(vv)
+            if variables.get(target) and value is not None:
+                vals[variables[target]] = value
+        for ref in _kids(case, "SourceRef"):
+            out.setdefault(_norm_guid(ref.get("targetGUID")), {}).update(vals)
+    return out
 
 
-def _write_import(project, path: Path, report: ImportReport, template: Template | None, new_transcripts, new_segments, todo,
-                  plan, items, users, origin: str, dry_run: bool) -> None:
-    import pandas as pd
-
-    with project.transaction():
-        if template is not None:
-            project.set_template(template)
-        if new_transcripts:
-            project.add_transcripts(new_transcripts, new_segments)
-        tid_of = {r[0]: r[1] for r in project.conn.execute("SELECT name, id FROM transcripts")}
-        seg_id = {(r[0], r[1], r[2]): r[3] for r in project.conn.execute(
-            'SELECT s.transcript_id, s.start, s."end", s.id FROM segments s')}
-        kept = _Kept.load(project)
-        have_guid = {d["guid"] for d in kept.codings.values()}
-        cur = project.codings()
-        have = set() if cur.empty else {
-            (int(r.transcript_id), int(r.start), int(r.end), r.code_id, r.coder) for r in cur.itertuples(index=False)}
-        rows, keep = [], []
-        for name, a, b, span, cid, coder, at, cg, sel_keep in sorted(todo, key=lambda x: x[6]):
-            tid = tid_of[name]
-            # Already here: the same coding (GUID) or, from a file without our GUIDs, the same
-            # span, code and coder. Two alike in one file both stay: the file had both.
-            if (cg and cg in have_guid) or (tid, a, b, cid, coder) in have:
-                report.already_present += 1
-                continue
-            sid = span[0] if span[0] is not None else seg_id[(tid, span[1], span[2])]
-            rows.append({"segment_id": sid, "start": a, "end": b, "code_id": cid, "coder": coder, "time": at, "origin": origin,
-                         "note": f"imported from REFI-QDA {path.name}"})
-            keep.append((cg, sel_keep))
-        ids = project.add_codings(pd.DataFrame(rows, columns=["segment_id", "start", "end", "code_id", "coder", "time", "origin", "note"]))
-        report.decisions_added = len(ids)
-        for did, (cg, sel_keep) in zip(ids, keep):
-            if cg:
-                items.append(("coding", cg, did, sel_keep, None))
-        for name, text, spans, sels, m, g, src_keep, orphans in plan:
-            tid = tid_of[name]
-            if tid not in kept.sources and g:
-                items.append(("source", g, tid, src_keep, None))
-            for x in orphans:
-                items.append(("selection", None, tid, {"xml": x}, None))
-        # Once each: importing the same file twice keeps one copy of each thing (by GUID, or
-        # for what has none, such as a file or the project's description, by its content).
-        seen = {(k, g) for k, g in project.conn.execute("SELECT kind, guid FROM exchange_items WHERE guid IS NOT NULL")}
-        seen |= {(k, r, d, bytes(c) if c is not None else None) for k, r, d, c in project.conn.execute(
-            "SELECT kind, ref, data, content FROM exchange_items WHERE guid IS NULL")}
-        items = [it for it in items if (it[0], it[1]) not in seen if it[1] is not None
-                 or (it[0], None if it[2] is None else str(it[2]), json.dumps(it[3], ensure_ascii=False), it[4]) not in seen]
-        if kept.project:
-            items = [it for it in items if it[0] != "project"]
-        project.add_exchange_items(items, path.name)
-        report.users = sorted(set(users.values()) | {r["coder"] for r in rows})
-        if dry_run:
-            raise _DryRun
+def _read_containers(root, out: QdpxContent) -> None:
+    for part in _CONTAINERS:
+        box = _kids(root, part)
+        if part in ("Description", "NoteRef"):
+            children = box
+        else:
+            children = [c for b in box for c in b if isinstance(c.tag, str)]
+        if children:
+            out.items.append(("xml", None, part, {"xml": [_store_xml(c) for c in children]}, None))
+            out.kept[part.lower() if part not in ("Description", "NoteRef") else f"project {part}"] = len(children)
 
 
-_META_FROM = "refi_template_from"
+def _read_source(src, out: QdpxContent, ctx: dict) -> None:
+    """One source: a text source with its selections, or one kept as it is."""
+    path = out.path
+    kind = _local(src)
+    label = (src.get("name") or src.get("guid") or "?").strip()
+    g = _norm_guid(src.get("guid"))
+    ptc = _kid(src, "PlainTextContent")
+    ptp = (src.get("plainTextPath") or "").strip()
+    rtp = (src.get("richTextPath") or "").strip()
+    outside = [v for v in (ptp, rtp) if v and not v.lower().startswith("internal://")]
+    if kind != "TextSource" or (ptc is None and outside and not ptp.lower().startswith("internal://")):
+        n = sum(1 for e in src.iter() if _local(e) == "Coding")
+        out.codings_in_kept_sources += n
+        why = f"{kind}" if kind != "TextSource" else f"TextSource with its text at {ptp or rtp}, outside the archive (not read)"
+        out.sources_kept.append(f"{label} ({why}; {n} coding(s) kept with it)")
+        out.items.append(("other_source", g, None, {"xml": _store_xml(src), "name": label}, None))
+        return
+    text = _source_text(src, label, g, ptc, ptp, rtp, out, ctx)
+    if not text.strip():
+        out.sources_empty.append(label)
+    attrs = dict(ctx["source_attrs"].get(g, {}))
+    for vv in _kids(src, "VariableValue"):
+        target, value = _value(vv)
+        if ctx["variables"].get(target) and value is not None:
+            attrs[ctx["variables"][target]] = value
+    extras = [_store_xml(c) for c in src if _local(c) in ("Description", "Coding", "NoteRef", "VariableValue")]
+    unknown = [_local(c) for c in src if isinstance(c.tag, str) and _local(c) not in _TEXT_SOURCE_PARTS]
+    if unknown:
+        raise InputError(path, f"source {label!r}: unexpected element(s) {', '.join(sorted(set(unknown)))} in a TextSource")
+    sels, orphans = [], []
+    for sel in _kids(src, "PlainTextSelection"):
+        try:
+            s, e = int(sel.get("startPosition")), int(sel.get("endPosition"))
+        except (TypeError, ValueError):
+            raise InputError(path, f"source {label!r}: selection {sel.get('guid')} has no valid start/end position") from None
+        sel_user = out.users.get(_norm_guid(sel.get("creatingUser")))
+        cods = []
+        for c in _kids(sel, "Coding"):
+            ref = _kid(c, "CodeRef")
+            cods.append((_norm_guid(ref.get("targetGUID")) if ref is not None else "",
+                         out.users.get(_norm_guid(c.get("creatingUser"))) or sel_user or ctx["default_user"],
+                         _time(c.get("creationDateTime") or sel.get("creationDateTime")), _norm_guid(c.get("guid"))))
+        if not cods:
+            orphans.append(_store_xml(sel))  # a selection with notes only: kept as it is
+            continue
+        sel_keep = {
+            "selection": _norm_guid(sel.get("guid")),
+            "selection_attrs": {k: v for k, v in sel.attrib.items() if not k.startswith("{") and k not in ("guid", "startPosition", "endPosition")},
+            "selection_extras": [_store_xml(c) for c in sel if _local(c) in ("Description", "NoteRef")],
+        }
+        sels.append((min(s, e), max(s, e), sel.get("name") or "", cods, sel_keep))
+    src_keep = {"name": label, "attrs": {k: v for k, v in src.attrib.items() if not k.startswith("{") and k != "guid"}, "extras": extras}
+    out.sources.append(QdpxSource(label, text, attrs, sels, g, src_keep, orphans))
 
 
-def _code_item(g: str, rc: _RefiCode, code: Code, own: bool) -> tuple:
+def _source_text(src, label: str, g: str, ptc, ptp: str, rtp: str, out: QdpxContent, ctx: dict) -> str:
+    """A text source's text: inline, its .txt in the archive, or read from its .docx."""
+    path, arch = out.path, ctx["arch"]
+    text = None
+    if ptc is not None and ptc.text:
+        text = ptc.text
+    elif ptp.lower().startswith("internal://"):
+        entry = ptp[len("internal://"):]
+        info = arch.find("sources/" + entry) or arch.find(entry)
+        if info is None:
+            raise InputError(path, f"source {label!r}: {ptp} is not in the archive")
+        ctx["text_entries"].add(info.filename)
+        text = _decode_source(arch.read(info), path, info.filename)
+    elif not ptp and arch.find(f"sources/{g}.txt") is not None:
+        # Neither content nor path: the layout's conventional file name, where present.
+        info = arch.find(f"sources/{g}.txt")
+        ctx["text_entries"].add(info.filename)
+        text = _decode_source(arch.read(info), path, info.filename)
+    if (text is None or not text.strip()) and rtp.lower().startswith("internal://"):
+        entry = rtp[len("internal://"):]
+        info = arch.find("sources/" + entry) or arch.find(entry)
+        if info is None:
+            raise InputError(path, f"source {label!r}: {rtp} is not in the archive")
+        newline = "\r\n" if (text or "").startswith("\r\n") or "Windows" in (ctx["root"].get("origin") or "") else "\n"
+        from_docx = _docx_text(arch.read(info), path, info.filename, newline)
+        if from_docx.strip():
+            text = from_docx
+            out.sources_from_docx.append(label)
+        elif text is None:
+            text = from_docx
+    return text if text is not None else ""
+
+
+def code_item(g: str, rc: _RefiCode, code: Code, own: bool) -> tuple:
+    """The exchange item that keeps a REFI code's GUID (and, when ``own``, its name, flag,
+    colour and description as the file had them) for writing it back."""
     # own: the code came from this file (its description, colour, name and flag are the
     # file's); otherwise only its GUID is kept, and the export describes it as our template does.
     return ("code", g, code.id, {"name": rc.raw_name, "name_here": code.name, "codable": rc.raw_codable, "color": rc.raw_color,
                                  "description": rc.raw_description, "described": _describe(code), "from_file": own}, None)
 
 
-def read_qdpx_codebook(path) -> tuple[Template, dict[str, str]]:
-    """The codebook of a REFI-QDA project (.qdpx) as a template, and REFI GUID -> code id.
-    The tree, descriptions and colours are kept; two sibling codes of one name (which other
-    tools allow) get " (2)" here, and the export writes the original name back."""
-    from ..core.template import slugify
-
-    path = Path(path)
+def _read_codebook(path: Path) -> tuple[Template, dict[str, str], dict[str, _RefiCode]]:
     arch = _Archive(path)
     try:
-        qde = sorted((i for n, i in arch.entries.items() if n.endswith(".qde") and "/" not in n),
-                     key=lambda i: i.filename.lower() != "project.qde")
-        if not qde:
-            raise InputError(path, "no project.qde at the top of the archive: not a REFI-QDA project")
-        root = _parse_xml(arch.read(qde[0]), path, qde[0].filename)
+        _, root = _project_root(arch, path)
     finally:
         arch.close()
-    if _local(root) != "Project":
-        raise InputError(path, f"{qde[0].filename}: the root element is <{_local(root)}>, not <Project>")
     cb = _kid(root, "CodeBook")
     rcodes = _read_codes(_kid(cb, "Codes") if cb is not None else None, path)
     if not rcodes:
@@ -1379,61 +1112,30 @@ def read_qdpx_codebook(path) -> tuple[Template, dict[str, str]]:
         template = parse_template(data, path)
     except TemplateError as exc:
         raise InputError(path, f"the codebook cannot be used as a template: {exc.problem}" + (f" (code {exc.code!r})" if exc.code else "")) from exc
+    return template, id_of, rcodes
+
+
+def read_qdpx_codebook(path) -> tuple[Template, dict[str, str]]:
+    """The codebook of a REFI-QDA project (.qdpx) as a template, and REFI GUID -> code id.
+    The tree, descriptions and colours are kept; two sibling codes of one name (which other
+    tools allow) get " (2)" here, and the export writes the original name back."""
+    template, id_of, _ = _read_codebook(Path(path))
     return template, id_of
 
 
-def init_from_qdpx(folder, path, segmenter=None):
-    """``coder-assist init PROJECT --from study.qdpx``: a new project whose template is the
-    file's codebook (no default template merged), then everything else in the file imported.
-    All or nothing: when the import fails, the new project folder is removed again.
-    Returns (project, ImportReport)."""
-    import shutil
-
-    from ..app.pipeline import init_project
-
-    folder, path = Path(folder), Path(path)
-    template, id_of = read_qdpx_codebook(path)  # checked before the folder is made
-    arch = _Archive(path)
-    try:
-        qde = sorted((i for n, i in arch.entries.items() if n.endswith(".qde") and "/" not in n),
-                     key=lambda i: i.filename.lower() != "project.qde")
-        root = _parse_xml(arch.read(qde[0]), path, qde[0].filename)
-    finally:
-        arch.close()
-    cb = _kid(root, "CodeBook")
-    rcodes = _read_codes(_kid(cb, "Codes"), path)
-    made = not folder.exists()
-    project = init_project(folder, template, segmenter)
-    try:
-        with project.transaction():
-            project._set_meta(_META_FROM, path.name)
-            project.add_exchange_items([_code_item(g, rcodes[g], template.codes[cid], True) for g, cid in id_of.items()], path.name)
-            report = import_qdpx(project, path)
-    except BaseException:
-        project.close()
-        if made:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            for suffix in ("", "-wal", "-shm"):
-                (folder / f"project.db{suffix}").unlink(missing_ok=True)
-        raise
-    return project, report
+def qdpx_template(path) -> tuple[Template, list[tuple]]:
+    """For ``init --from study.qdpx``: the file's codebook as a template, and the exchange
+    items that keep each code's GUID, name, flag, colour and description as the file had them."""
+    template, id_of, rcodes = _read_codebook(Path(path))
+    return template, [code_item(g, rcodes[g], template.codes[cid], True) for g, cid in id_of.items()]
 
 
-def import_qdc(project, path, *, dry_run: bool = False) -> ImportReport:
-    """Add the codes of a REFI-QDA codebook (.qdc) that the project's template lacks (matched
-    as in :func:`import_qdpx`). Adds only: nothing is renamed or removed. To start a project
-    from a codebook instead: ``coder-assist init PROJECT --template codebook.qdc``."""
+def read_qdc_codes(path) -> dict[str, _RefiCode]:
+    """The codes of a REFI-QDA codebook (.qdc), checked as :func:`read_qdc` checks them."""
     path = Path(path)
     read_qdc(path)  # the same checks as a template of its own (safe XML, a usable tree)
-    root = _parse_xml(path.read_bytes(), path)
-    template, _, added = _merge_codes(project.template(), _read_codes(_kid(root, "Codes"), path), path)
-    report = ImportReport(file=str(path), codes_added=added)
-    if added and not dry_run:
-        project.set_template(template)
-    return report
+    return _read_codes(_kid(_parse_xml(path.read_bytes(), path), "Codes"), path)
 
 
-__all__ = ["MACHINE_USER", "ImportReport", "code_guid", "import_qdc", "import_qdpx", "init_from_qdpx", "read_qdc", "read_qdpx_codebook",
-           "write_qdc", "write_qdpx"]
-
+__all__ = ["MACHINE_USER", "Kept", "QdpxContent", "QdpxProject", "QdpxSource", "code_guid", "code_item", "qdpx_template",
+           "read_qdc", "read_qdc_codes", "read_qdpx", "read_qdpx_codebook", "write_qdc", "write_qdpx"]

@@ -203,6 +203,11 @@ MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: Meta keys written by the methods below (named here, so that meta keys live in one place).
+REFI_GUID_KEY = "refi_project_guid"  # the project's REFI-QDA GUID (Project.guid)
+TEMPLATE_FROM_KEY = "refi_template_from"  # the .qdpx an ``init --from`` started the template from
+SUGGEST_RUN_KEY = "suggest_run"  # an unfinished suggest_project run (model version, settings, done transcripts)
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -735,6 +740,86 @@ class Project:
         df = pd.read_sql_query(q + " ORDER BY id", self.conn, params=args)
         df["data"] = df["data"].map(json.loads)
         return df
+
+    def exchange_item_keys(self) -> set[tuple]:
+        """What is kept already, for keeping each thing once: ``(kind, guid)`` of the items with
+        a GUID, ``(kind, ref, data as stored, content)`` of those without."""
+        seen: set[tuple] = {(k, g) for k, g in self.conn.execute("SELECT kind, guid FROM exchange_items WHERE guid IS NOT NULL")}
+        seen |= {(k, r, d, bytes(c) if c is not None else None) for k, r, d, c in self.conn.execute(
+            "SELECT kind, ref, data, content FROM exchange_items WHERE guid IS NULL")}
+        return seen
+
+    def guid(self) -> "uuid.UUID":
+        """The project's own GUID (REFI-QDA exchange), created on first use and kept in meta."""
+        import uuid
+
+        raw = self.meta(REFI_GUID_KEY)
+        if raw is None:
+            with self.transaction():
+                raw = self.meta(REFI_GUID_KEY)
+                if raw is None:
+                    raw = str(uuid.uuid4())
+                    self._set_meta(REFI_GUID_KEY, raw)
+        return uuid.UUID(raw)
+
+    def set_template_from(self, file_name: str) -> None:
+        """Record the file the template was started from (``init --from study.qdpx``)."""
+        self._set_meta(TEMPLATE_FROM_KEY, file_name)
+
+    def transcript_texts(self) -> list[tuple[int, str, str]]:
+        """(id, name, text) of every transcript, by name."""
+        return [(int(i), n, t) for i, n, t in self.conn.execute("SELECT id, name, text FROM transcripts ORDER BY name")]
+
+    def segment_spans(self, transcript_id: int | None = None) -> list[tuple[int, int, int, int]]:
+        """(id, transcript id, start, end) of every segment (of one transcript), by start."""
+        q, args = 'SELECT id, transcript_id, start, "end" FROM segments', ()
+        if transcript_id is not None:
+            q, args = q + " WHERE transcript_id = ?", (transcript_id,)
+        return [tuple(int(v) for v in r) for r in self.conn.execute(q + " ORDER BY transcript_id, start", args)]
+
+    def suggestion_spans(self, model_version_id: int, min_confidence: float) -> list[tuple]:
+        """(segment id, transcript id, start, end, code id, confidence, created at) of one model
+        version's suggestions at or above ``min_confidence``, by segment and rank."""
+        return [tuple(r) for r in self.conn.execute(
+            'SELECT g.segment_id, s.transcript_id, s.start, s."end", g.code_id, g.confidence, g.created_at FROM suggestions g '
+            "JOIN segments s ON s.id = g.segment_id WHERE g.model_version_id = ? AND g.confidence >= ? ORDER BY g.segment_id, g.rank",
+            (model_version_id, float(min_confidence)))]
+
+    # -- resumable suggestion runs (app.pipeline.suggest_project) ---------------------------
+    def model_version_kind(self, version: int | None) -> str | None:
+        """The kind of a model version (a scorer's version string, or "learned"); None if absent."""
+        row = self.conn.execute("SELECT kind FROM model_versions WHERE id = ?", (version,)).fetchone() if version else None
+        return row[0] if row else None
+
+    def add_inactive_model_version(self, kind: str, encoder: str, card: dict | None = None) -> int:
+        """Record a model version while the active one stays active (a run still filling it)."""
+        with self.transaction():
+            previous = self.meta("active_model_version")
+            mv = self.add_model_version(kind, encoder, card)
+            if previous is not None:
+                self._set_meta("active_model_version", previous)
+        return mv
+
+    def suggest_run_state(self) -> dict | None:
+        """The state of an unfinished suggestion run (model version, fingerprint, done
+        transcripts), or None; the run is the one whose version exists."""
+        state = json.loads(self.meta(SUGGEST_RUN_KEY) or "null")
+        if state is not None and not self.conn.execute("SELECT 1 FROM model_versions WHERE id = ?", (state.get("model_version"),)).fetchone():
+            return None
+        return state
+
+    def set_suggest_run_state(self, state: dict) -> None:
+        self._set_meta(SUGGEST_RUN_KEY, json.dumps(state))
+
+    def complete_suggest_run(self, version: int, card: dict) -> int:
+        """Finish a suggestion run: the card gets the count of suggestions, the version becomes
+        active and the run state goes, in one transaction. Returns the count."""
+        with self.transaction():
+            n = self.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (version,)).fetchone()[0]
+            self.conn.execute("UPDATE model_versions SET card = ? WHERE id = ?", (json.dumps(card | {"suggestions": n}, ensure_ascii=False), version))
+            self._set_meta("active_model_version", str(version))
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (SUGGEST_RUN_KEY,))
+        return int(n)
 
     def coders(self) -> list[str]:
         """Everyone who coded here, and every user an import brought from another tool (users

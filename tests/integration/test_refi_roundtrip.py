@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from lxml import etree
 
 from coder_assist.formats import refi
+from coder_assist.app import importing
 from coder_assist.cli import main
 from coder_assist.formats.template import load_template
 from coder_assist.app.pipeline import DEMO_DIR, import_files, init_project
@@ -38,7 +39,7 @@ def coded(tmp_path_factory):
         p.record_decision(int(sid), rng.choice(leaves), "accept", "Bob")
         p.record_decision(int(sid), rng.choice(leaves), "reject", "Bob")
     p.undo_last("Ann")
-    out = refi.write_qdpx(p, folder.parent / "demo.qdpx")
+    out = importing.export_qdpx(p, folder.parent / "demo.qdpx")
     yield p, out
     p.close()
 
@@ -66,7 +67,7 @@ def test_export_validates_against_the_refi_schema(coded):
 def test_round_trip_reproduces_transcripts_codes_and_codings(coded, tmp_path):
     p, out = coded
     q = init_project(tmp_path / "fresh")
-    rep = refi.import_qdpx(q, out)
+    rep = importing.import_qdpx(q, out)
     assert texts(q) == texts(p)  # byte-identical text
     assert q.attributes().sort_index().equals(p.attributes().sort_index())
     assert q.template().to_dict() == p.template().to_dict() and rep.codes_added == []
@@ -82,7 +83,7 @@ def test_round_trip_via_the_qdc_codebook(coded, tmp_path):
     p, out = coded
     qdc = refi.write_qdc(p.template(), tmp_path / "codes.qdc")
     q = init_project(tmp_path / "fresh", load_template(qdc))
-    rep = refi.import_qdpx(q, out)
+    rep = importing.import_qdpx(q, out)
     assert rep.codes_added == [] and codings(q) == codings(p)
 
 
@@ -212,7 +213,7 @@ def test_real_nvivo_export_comes_in_whole_and_goes_back_unchanged(name, tmp_path
             # Every coding sits on a real passage it overlaps.
             segs = p.segments().set_index("id")
             assert all(min(r.end, segs.loc[r.segment_id, "end"]) > max(r.start, segs.loc[r.segment_id, "start"]) for r in c.itertuples())
-        out = refi.write_qdpx(p, tmp_path / "back.qdpx")
+        out = importing.export_qdpx(p, tmp_path / "back.qdpx")
     a, texts_a = _qde_and_texts(src)
     b, texts_b = _qde_and_texts(out)
     xsd = etree.XMLSchema(etree.parse(str(REAL.parent / "Project.xsd")))
@@ -238,11 +239,11 @@ def test_real_nvivo_export_into_a_project_with_its_own_template(tmp_path):
     every coding still arrives at its exact span."""
     p = init_project(tmp_path / "p")
     n_codes = len(p.template().codes)
-    rep = refi.import_qdpx(p, REAL / "nvivo-win12-oltas.qdpx")
+    rep = importing.import_qdpx(p, REAL / "nvivo-win12-oltas.qdpx")
     assert rep.decisions_added == 97 and rep.spans_unmapped == 0 and len(rep.codes_added) == 60
     assert len(p.template().codes) == n_codes + 60
     a, _ = _qde_and_texts(REAL / "nvivo-win12-oltas.qdpx")
-    b, _ = _qde_and_texts(refi.write_qdpx(p, tmp_path / "back.qdpx"))
+    b, _ = _qde_and_texts(importing.export_qdpx(p, tmp_path / "back.qdpx"))
     assert _codings(b) == _codings(a)
 
 

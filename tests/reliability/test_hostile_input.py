@@ -425,6 +425,7 @@ def test_extremely_long_line_does_not_explode(tmp_path):
 
 
 refi = pytest.importorskip("coder_assist.formats.refi")
+importing = pytest.importorskip("coder_assist.app.importing")
 
 
 @pytest.fixture(scope="module")
@@ -432,7 +433,7 @@ def refi_seeds(tmp_path_factory, base_project):
     folder = tmp_path_factory.mktemp("refi")
     with Project.open(base_project) as p:
         qdc = refi.write_qdc(p.template(), folder / "codes.qdc").read_bytes()
-        qdpx = refi.write_qdpx(p, folder / "proj.qdpx").read_bytes()
+        qdpx = importing.export_qdpx(p, folder / "proj.qdpx").read_bytes()
     return {"qdc": qdc, "qdpx": qdpx}
 
 
@@ -468,7 +469,7 @@ def test_fuzz_qdpx_import_all_or_nothing(refi_seeds, empty_project, seed, n, inn
     with Project.open(empty_project) as p:
         before = list(p.conn.iterdump())
         try:
-            refi.import_qdpx(p, path)
+            importing.import_qdpx(p, path)
         except CoderAssistError:
             assert list(p.conn.iterdump()) == before
         else:
@@ -494,6 +495,6 @@ def test_qdpx_hostile_archives(tmp_path, empty_project, refi_seeds):
             path.write_bytes(_zip(entries))
             TRIED["inputs"] += 1
             with pytest.raises(InputError):
-                refi.import_qdpx(p, path)
+                importing.import_qdpx(p, path)
             assert list(p.conn.iterdump()) == before
     assert not (tmp_path.parent / "evil.txt").exists()

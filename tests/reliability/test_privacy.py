@@ -72,11 +72,11 @@ def test_whole_flow_offline(base_encoder, tmp_path, dns_audit):
             export.write_docx(p, frame, tmp_path / "word", transcripts=frame["transcript"].unique()[:1].tolist())
             export.write_report(p, frame, tmp_path / "report")
         try:
-            from coder_assist.formats import refi
+            from coder_assist.app import importing
         except ImportError:
-            refi = None
-        if refi is not None:
-            refi.write_qdpx(p, tmp_path / "proj.qdpx")
+            importing = None
+        if importing is not None:
+            importing.export_qdpx(p, tmp_path / "proj.qdpx")
     assert len(root_conftest.NETWORK_ATTEMPTS) == attempts_before, root_conftest.NETWORK_ATTEMPTS[attempts_before:]
     assert dns_audit == []
 

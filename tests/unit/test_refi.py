@@ -12,6 +12,7 @@ import pytest
 from lxml import etree
 
 from coder_assist.formats import refi
+from coder_assist.app import importing
 from coder_assist.core.template import parse_template
 from coder_assist.formats.template import load_template
 from coder_assist.core.errors import InputError
@@ -145,7 +146,7 @@ def test_read_qdc_refuses_wrong_root_and_bad_xml(tmp_path):
 
 def test_qdpx_export_is_valid_and_complete(tmp_path, xsd):
     p = code_decisions(make_project(tmp_path / "p"))
-    out = refi.write_qdpx(p, tmp_path / "p.qdpx")
+    out = importing.export_qdpx(p, tmp_path / "p.qdpx")
     root = qde_of(out)
     assert xsd["project"].validate(root), xsd["project"].error_log
     users = {u.get("name"): u.get("guid") for u in root.findall("q:Users/q:User", NS)}
@@ -185,15 +186,15 @@ def test_qdpx_export_is_valid_and_complete(tmp_path, xsd):
 
 def test_guids_are_stable_across_exports_and_match_the_qdc(tmp_path):
     p = code_decisions(make_project(tmp_path / "p"))
-    a = refi.write_qdpx(p, tmp_path / "a.qdpx")
-    b = refi.write_qdpx(p, tmp_path / "b.qdpx")
+    a = importing.export_qdpx(p, tmp_path / "a.qdpx")
+    b = importing.export_qdpx(p, tmp_path / "b.qdpx")
     assert a.read_bytes() == b.read_bytes()
     guids = lambda root: sorted((el.tag, el.get("guid")) for el in root.iter() if el.get("guid"))  # noqa: E731
     ga = guids(qde_of(a))
     assert ga == guids(qde_of(b)) and len(ga) > 20
     # A new coding changes nothing else's GUID.
     p.record_decision(int(p.segments().id.iloc[5]), p.template().get("Time").id, "accept", "Cy")
-    gc = set(guids(qde_of(refi.write_qdpx(p, tmp_path / "c.qdpx"))))
+    gc = set(guids(qde_of(importing.export_qdpx(p, tmp_path / "c.qdpx"))))
     assert set(ga) < gc
     qdc = refi.write_qdc(p.template(), tmp_path / "c.qdc")
     qdc_codes = {c.get("name"): c.get("guid") for c in etree.parse(str(qdc)).getroot().iter("{urn:QDA-XML:codebook:1.0}Code")}
@@ -202,7 +203,7 @@ def test_guids_are_stable_across_exports_and_match_the_qdc(tmp_path):
     # the project GUID lives in meta; another project gets other source GUIDs
     q = make_project(tmp_path / "q")
     src = lambda path: {s.get("guid") for s in qde_of(path).findall("q:Sources/q:TextSource", NS)}  # noqa: E731
-    assert src(a).isdisjoint(src(refi.write_qdpx(q, tmp_path / "q.qdpx")))
+    assert src(a).isdisjoint(src(importing.export_qdpx(q, tmp_path / "q.qdpx")))
     assert p.meta("refi_project_guid")
 
 
@@ -216,9 +217,9 @@ def test_machine_suggestions_only_on_request_and_clearly_separate(tmp_path, xsd)
         dict(segment_id=int(segs.id[5]), code_id=money_id, rank=1, confidence=0.8, similarity=0.5, evidence="e", evidence_source="s", evidence_similarity=0.5),
         dict(segment_id=int(segs.id[6]), code_id=money_id, rank=1, confidence=0.3, similarity=0.5, evidence="e", evidence_source="s", evidence_similarity=0.5),
     ]))
-    plain = qde_of(refi.write_qdpx(p, tmp_path / "plain.qdpx"))
+    plain = qde_of(importing.export_qdpx(p, tmp_path / "plain.qdpx"))
     assert refi.MACHINE_USER not in {u.get("name") for u in plain.findall("q:Users/q:User", NS)}
-    out = refi.write_qdpx(p, tmp_path / "m.qdpx", suggestions_threshold=0.5)
+    out = importing.export_qdpx(p, tmp_path / "m.qdpx", suggestions_threshold=0.5)
     root = qde_of(out)
     assert xsd["project"].validate(root), xsd["project"].error_log
     machine = [u.get("guid") for u in root.findall("q:Users/q:User", NS) if u.get("name") == refi.MACHINE_USER]
@@ -228,7 +229,7 @@ def test_machine_suggestions_only_on_request_and_clearly_separate(tmp_path, xsd)
     assert "NOT reviewed" in msels[0].find("q:Description", NS).text
     # Importing it back never turns machine suggestions into human coding.
     q = make_project(tmp_path / "q")
-    rep = refi.import_qdpx(q, out)
+    rep = importing.import_qdpx(q, out)
     assert rep.machine_codings_skipped == 1 and refi.MACHINE_USER not in set(q.decisions().coder)
 
 
@@ -240,7 +241,7 @@ def test_import_example_project_from_another_tool(tmp_path, xsd):
     assert xsd["project"].validate(etree.fromstring(qde))
     p = make_project(tmp_path / "p")
     n_before = len(p.decisions())
-    rep = refi.import_qdpx(p, make_qdpx(tmp_path / "ex.qdpx", qde))
+    rep = importing.import_qdpx(p, make_qdpx(tmp_path / "ex.qdpx", qde))
     assert rep.transcripts_added == 1 and rep.users == ["Analyst A"]
     # "Barriers" is a theme of the template already (matched by path): only the rest is added.
     assert set(rep.codes_added) == {"Barriers > Connectivity problems", "Enablers", "Enablers > Flexible hours"}
@@ -286,7 +287,7 @@ def test_crlf_source_offsets_land_on_the_same_text(tmp_path, counting):
     qdpx = make_qdpx(tmp_path / "w.qdpx", _crlf_project(s, s + len(target), target),
                      {"Sources/33333333-3333-3333-3333-333333333333.txt": CRLF_TEXT.encode()})  # folder case differs too
     p = make_project(tmp_path / "p")
-    rep = refi.import_qdpx(p, qdpx)
+    rep = importing.import_qdpx(p, qdpx)
     tid = int(p.transcripts().set_index("name").loc["win", "id"])
     assert p.transcript_text(tid) == CRLF_TEXT  # stored byte-identical, CRLF kept
     d = p.decisions().iloc[-1]
@@ -304,7 +305,7 @@ def test_utf16_counted_offsets_after_an_emoji(tmp_path):
     qdpx = make_qdpx(tmp_path / "e.qdpx", _crlf_project(s16, s16 + len(target), target),
                      {"sources/33333333-3333-3333-3333-333333333333.txt": text.encode()})
     p = make_project(tmp_path / "p")
-    rep = refi.import_qdpx(p, qdpx)
+    rep = importing.import_qdpx(p, qdpx)
     seg = p.segments().set_index("id").loc[p.decisions().iloc[-1].segment_id]
     assert seg.text == target and rep.offset_adjusted_sources == ["win (UTF-16 units)"]
 
@@ -312,8 +313,8 @@ def test_utf16_counted_offsets_after_an_emoji(tmp_path):
 def test_reimport_of_own_export_adds_nothing_twice(tmp_path):
     p = code_decisions(make_project(tmp_path / "p"))
     n = len(p.decisions())
-    out = refi.write_qdpx(p, tmp_path / "p.qdpx")
-    rep = refi.import_qdpx(p, out)
+    out = importing.export_qdpx(p, tmp_path / "p.qdpx")
+    rep = importing.import_qdpx(p, out)
     assert rep.transcripts_matched == 2 and rep.transcripts_added == 0
     assert rep.decisions_added == 0 and rep.already_present == 5 and rep.codes_added == []
     assert len(p.decisions()) == n
@@ -328,7 +329,7 @@ def test_sub_code_under_a_leaf_of_the_template_is_refused(tmp_path):
     p = make_project(tmp_path / "p")
     before = db_dump(p)
     with pytest.raises(InputError, match=r"x\.qdpx.*'Barriers > Time'.*a theme"):
-        refi.import_qdpx(p, make_qdpx(tmp_path / "x.qdpx", qde))
+        importing.import_qdpx(p, make_qdpx(tmp_path / "x.qdpx", qde))
     assert db_dump(p) == before
 
 
@@ -372,7 +373,7 @@ def test_unsafe_input_is_refused_and_changes_nothing(tmp_path, case):
     before = db_dump(p)
     path = make(tmp_path)
     with pytest.raises(InputError, match=problem) as err:
-        refi.import_qdpx(p, path)
+        importing.import_qdpx(p, path)
     assert err.value.path == str(path)
     assert db_dump(p) == before
 
@@ -392,7 +393,7 @@ def test_zip_bomb_with_a_lying_size_header_is_capped(tmp_path, monkeypatch):
     p = make_project(tmp_path / "p")
     before = db_dump(p)
     with pytest.raises(InputError, match="project.qde"):
-        refi.import_qdpx(p, path)
+        importing.import_qdpx(p, path)
     assert db_dump(p) == before
 
 
@@ -407,10 +408,10 @@ def test_clash_in_a_later_source_leaves_the_project_unchanged(tmp_path):
     # First source new, second clashes with an existing transcript of another text: nothing is written.
     p = make_project(tmp_path / "p")
     other = make_project(tmp_path / "o", texts=(("new one", T2, {}), ("t1", T2, {})))
-    out = refi.write_qdpx(other, tmp_path / "o.qdpx")
+    out = importing.export_qdpx(other, tmp_path / "o.qdpx")
     before = db_dump(p)
     with pytest.raises(InputError, match="'t1'.*different text"):
-        refi.import_qdpx(p, out)
+        importing.import_qdpx(p, out)
     assert db_dump(p) == before
 
 
@@ -418,20 +419,20 @@ def test_dry_run_reports_and_rolls_back(tmp_path):
     p = make_project(tmp_path / "p")
     before = db_dump(p)
     path = make_qdpx(tmp_path / "ex.qdpx", (FIX / "project.qde").read_bytes())
-    dry = refi.import_qdpx(p, path, dry_run=True)
+    dry = importing.import_qdpx(p, path, dry_run=True)
     assert db_dump(p) == before
-    real = refi.import_qdpx(p, path)
+    real = importing.import_qdpx(p, path)
     assert dry == real and real.decisions_added == 2
 
 
 def test_import_qdc_adds_missing_codes_only(tmp_path):
     p = make_project(tmp_path / "p")
-    rep = refi.import_qdc(p, FIX / "codebook.qdc")
+    rep = importing.import_qdc(p, FIX / "codebook.qdc")
     assert set(rep.codes_added) == {"Barriers > Connectivity problems", "Enablers", "Enablers > Flexible hours"}
     tpl = p.template()
     assert tpl.get("Barriers > Connectivity problems").description == "Unreliable broadband, dropped calls, VPN trouble."
     assert set(TPL.codes) < set(tpl.codes)
-    assert refi.import_qdc(p, FIX / "codebook.qdc").codes_added == []
+    assert importing.import_qdc(p, FIX / "codebook.qdc").codes_added == []
 
 
 def test_form_feeds_and_emoji_export_valid_and_round_trip(tmp_path, xsd):
@@ -441,10 +442,10 @@ def test_form_feeds_and_emoji_export_valid_and_round_trip(tmp_path, xsd):
     p = make_project(tmp_path / "p", texts=(("ff", text, {}),))
     for sid in p.segments().id:
         p.record_decision(int(sid), p.template().get("Time").id, "accept", "Ann")
-    out = refi.write_qdpx(p, tmp_path / "ff.qdpx")
+    out = importing.export_qdpx(p, tmp_path / "ff.qdpx")
     assert xsd["project"].validate(qde_of(out))
     q = make_project(tmp_path / "q", texts=())
-    rep = refi.import_qdpx(q, out)
+    rep = importing.import_qdpx(q, out)
     assert q.transcript_text(int(q.transcripts().id[0])) == text
     assert rep.spans_exact == len(p.segments()) and rep.offset_adjusted_sources == []
     key = lambda pr: sorted((r.start, r.end, r.text) for r in pr.segments().itertuples())  # noqa: E731
@@ -456,7 +457,7 @@ def test_codings_on_a_retired_code_are_left_out_so_every_reference_resolves(tmp_
     d = TPL.to_dict()
     d["codes"][0]["children"] = [c for c in d["codes"][0]["children"] if c["name"] != "Money"]
     p.set_template(parse_template(d))  # "Money" keeps its decisions but leaves the template
-    root = qde_of(refi.write_qdpx(p, tmp_path / "r.qdpx"))
+    root = qde_of(importing.export_qdpx(p, tmp_path / "r.qdpx"))
     assert xsd["project"].validate(root)
     codes = {c.get("guid") for c in root.iter(f"{{{refi.PROJECT_NS}}}Code")}
     refs = [r.get("targetGUID") for r in root.iter(f"{{{refi.PROJECT_NS}}}CodeRef")]
@@ -471,7 +472,7 @@ def test_utf16_offsets_without_names_are_recognised_when_they_overrun_the_text(t
     qde = _crlf_project(s16, s16 + len(target), "").replace(b' name=""', b"")
     qdpx = make_qdpx(tmp_path / "w.qdpx", qde, {"sources/33333333-3333-3333-3333-333333333333.txt": text.encode()})
     p = make_project(tmp_path / "p")
-    rep = refi.import_qdpx(p, qdpx)
+    rep = importing.import_qdpx(p, qdpx)
     assert rep.offset_adjusted_sources == ["win (UTF-16 units)"]
     assert p.segments().set_index("id").loc[p.decisions().iloc[-1].segment_id].text == target
 
@@ -482,7 +483,7 @@ def test_source_outside_the_archive_is_skipped_and_a_pathless_one_found_by_guid(
         b"</Sources>", b'<TextSource guid="66666666-6666-6666-6666-666666666666" name="ext" plainTextPath="absolute:///etc/passwd"/></Sources>')
     qdpx = make_qdpx(tmp_path / "x.qdpx", qde, {"sources/33333333-3333-3333-3333-333333333333.txt": T2.encode()})
     p = make_project(tmp_path / "p", texts=())
-    rep = refi.import_qdpx(p, qdpx)
+    rep = importing.import_qdpx(p, qdpx)
     assert list(p.transcripts().name) == ["win"] and rep.transcripts_added == 1
     # Never read, but kept as it is and written back: the export gives the other tool its source.
     assert rep.sources_kept == ["ext (TextSource with its text at absolute:///etc/passwd, outside the archive (not read); 0 coding(s) kept with it)"]

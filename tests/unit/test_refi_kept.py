@@ -15,6 +15,7 @@ import pytest
 from lxml import etree
 
 from coder_assist.formats import refi
+from coder_assist.app import importing
 from coder_assist.core.errors import InputError
 from coder_assist.store.project import Project
 
@@ -99,7 +100,7 @@ def part(root, path: str) -> dict[str, bytes]:
 
 
 def test_import_keeps_every_part_and_says_so(study, tmp_path):
-    p, rep = refi.init_from_qdpx(tmp_path / "p", study)
+    p, rep = importing.init_from_qdpx(tmp_path / "p", study)
     assert rep.transcripts_added == 2 and rep.sources_from_docx == ["Field notes"]
     assert [s.split(" (")[0] for s in rep.sources_kept] == ["Policy paper", "Voice memo", "Site photo"]
     assert rep.codings_in_kept_sources == 1  # the PDF's coding travels with the PDF
@@ -132,8 +133,8 @@ def test_import_keeps_every_part_and_says_so(study, tmp_path):
 
 
 def test_export_gives_everything_back_valid(study, tmp_path, xsd):
-    p, _ = refi.init_from_qdpx(tmp_path / "p", study)
-    out = refi.write_qdpx(p, tmp_path / "back.qdpx")
+    p, _ = importing.init_from_qdpx(tmp_path / "p", study)
+    out = importing.export_qdpx(p, tmp_path / "back.qdpx")
     a, b = qde(study), qde(out)
     assert xsd.validate(b), xsd.error_log
     assert codings_of(b) == codings_of(a) and len(codings_of(a)) == 4  # span, code, user and GUIDs
@@ -166,29 +167,29 @@ def test_export_gives_everything_back_valid(study, tmp_path, xsd):
 
 
 def test_reimport_adds_nothing_twice_and_exports_the_same(study, tmp_path):
-    p, _ = refi.init_from_qdpx(tmp_path / "p", study)
-    first = refi.write_qdpx(p, tmp_path / "one.qdpx").read_bytes()
+    p, _ = importing.init_from_qdpx(tmp_path / "p", study)
+    first = importing.export_qdpx(p, tmp_path / "one.qdpx").read_bytes()
     n_items, n_dec = len(p.exchange_items()), len(p.decisions())
     for f in (study, tmp_path / "one.qdpx"):
-        rep = refi.import_qdpx(p, f)
+        rep = importing.import_qdpx(p, f)
         assert rep.already_present == 4 and rep.decisions_added == 0 and rep.codes_added == [] and rep.transcripts_matched == 2
     assert len(p.decisions()) == n_dec
-    assert refi.write_qdpx(p, tmp_path / "two.qdpx").read_bytes() == first
+    assert importing.export_qdpx(p, tmp_path / "two.qdpx").read_bytes() == first
     assert len(p.exchange_items()) >= n_items
 
 
 def test_codes_match_by_guid_before_path(study, tmp_path):
-    p, _ = refi.init_from_qdpx(tmp_path / "p", study)
+    p, _ = importing.init_from_qdpx(tmp_path / "p", study)
     tpl = p.template()
     d = tpl.to_dict()
     d["codes"][0]["children"][0]["name"] = "Hours"  # renamed here since: its GUID still matches
     from coder_assist.core.template import parse_template
 
     p.set_template(parse_template(d))
-    rep = refi.import_qdpx(p, study)
+    rep = importing.import_qdpx(p, study)
     assert rep.codes_added == [] and rep.already_present == 4
     # The renamed code goes out under its new name, with the GUID it came with.
-    b = qde(refi.write_qdpx(p, tmp_path / "back.qdpx"))
+    b = qde(importing.export_qdpx(p, tmp_path / "back.qdpx"))
     names = {g(c.get("guid")): c.get("name") for c in b.iter(NS + "Code")}
     assert names["cccccccc-0000-4000-8000-000000000002"] == "Hours"
 
@@ -204,12 +205,12 @@ def test_a_broken_file_changes_nothing(study, tmp_path):
                 assert b"12345678" in data
             zo.writestr(n, data)
     with pytest.raises(InputError, match="bad.qdpx.*not in the codebook"):
-        refi.init_from_qdpx(tmp_path / "new", bad)
+        importing.init_from_qdpx(tmp_path / "new", bad)
     assert not (tmp_path / "new").exists()  # init --from: no half-made project left behind
-    p, _ = refi.init_from_qdpx(tmp_path / "p", study)
+    p, _ = importing.init_from_qdpx(tmp_path / "p", study)
     before = list(p.conn.iterdump())
     with pytest.raises(InputError, match="not in the codebook"):
-        refi.import_qdpx(p, bad)
+        importing.import_qdpx(p, bad)
     assert list(p.conn.iterdump()) == before
 
 
@@ -236,12 +237,12 @@ def test_maxqda_codes_with_descriptions_and_a_source_without_codings(tmp_path, x
     f = tmp_path / "m.qdpx"
     with zipfile.ZipFile(f, "w") as z:
         z.writestr("project.qde", MAXQDA)
-    p, rep = refi.init_from_qdpx(tmp_path / "p", f)
+    p, rep = importing.init_from_qdpx(tmp_path / "p", f)
     assert rep.transcripts_added == 1 and rep.codings_read == 0 and rep.sources_in_full == ["Answers"]
     # Survey answers without speaker labels: every line is a passage to code.
     assert p.segments().text.tolist() == ["Q1 answers", "I feel stretched most weeks.", "Work is fine."]
     assert p.template().get("Stress").description == "Pressure, strain."
-    b = qde(refi.write_qdpx(p, tmp_path / "back.qdpx"))
+    b = qde(importing.export_qdpx(p, tmp_path / "back.qdpx"))
     assert xsd.validate(b), xsd.error_log
     assert codes_of(b) == codes_of(etree.fromstring(MAXQDA.encode()))
 
@@ -257,13 +258,13 @@ def test_a_hand_coded_span_across_passages_is_exported_at_its_offsets(tmp_path, 
     a, b = INTERVIEW.index("hours. The rota"), INTERVIEW.index(" We lost")  # from one answer into the next
     code = p.template().leaves()[0].id
     p.add_coding(tid, a, b, code, "Ann")
-    root = qde(refi.write_qdpx(p, tmp_path / "x.qdpx"))
+    root = qde(importing.export_qdpx(p, tmp_path / "x.qdpx"))
     assert xsd.validate(root), xsd.error_log
     sels = [(int(s.get("startPosition")), int(s.get("endPosition")), s.get("name")) for s in root.iter(NS + "PlainTextSelection")]
     assert sels == [(a, b, INTERVIEW[a:b])]
     # ... and comes back at the same offsets.
     q = init_project(tmp_path / "q", None)
-    refi.import_qdpx(q, tmp_path / "x.qdpx")
+    importing.import_qdpx(q, tmp_path / "x.qdpx")
     c = q.codings()
     assert [(int(r.start), int(r.end), r.code_id, r.coder) for r in c.itertuples()] == [(a, b, code, "Ann")]
 
