@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from coder_assist import load_template, precode  # noqa: E402
-from coder_assist.ml.embed import CachedEncoder, EmbeddingCache, Encoder, load_encoder  # noqa: E402
+from coder_assist.ml.embed import CachedEncoder, EmbeddingCache, load_encoder  # noqa: E402
+from coder_assist.ml.encoder import Encoder  # noqa: E402
 from coder_assist.formats.transcripts import load_transcripts  # noqa: E402
 from coder_assist.app.pipeline import DEMO_DIR  # noqa: E402
 from coder_assist.core.segment import Segmenter  # noqa: E402

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from coder_assist.app import pipeline  # noqa: E402
-from coder_assist.ml.embed import Encoder  # noqa: E402
+from coder_assist.ml.encoder import Encoder  # noqa: E402
 
 DEMO = ROOT / "data" / "demo"
 

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from review_synth import _sentence  # noqa: E402
 
 from coder_assist.formats.template import load_template  # noqa: E402
-from coder_assist.ml.embed import Encoder  # noqa: E402
+from coder_assist.ml.encoder import Encoder  # noqa: E402
 from coder_assist.ml.learn import Featurizer, LearnedScorer  # noqa: E402
 from coder_assist.ml.suggest import Inputs  # noqa: E402
 

@@ -15,7 +15,8 @@ import pandas as pd
 
 from ..core.template import Template
 from ..formats.template import load_template
-from ..ml.embed import Encoder, load_encoder
+from ..ml.embed import load_encoder
+from ..ml.encoder import Encoder
 from ..core.transcript import Transcript
 from ..formats.transcripts import load_transcripts
 from .progress import Progress, as_progress

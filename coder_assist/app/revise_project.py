@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import edit
 from ..core.template import Template, iter_code_texts
-from ..ml.embed import Encoder
+from ..ml.encoder import Encoder
 from ..ml.revision import MissingCluster, Revision, RevisionInputs, revise
 from ..store.project import Project
 

@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score, f1_score
 
 from ..core.template import parse_template
-from ..ml.embed import Encoder
+from ..ml.encoder import Encoder
 from ..core.errors import InputError
 from ..ml.learn import DEFAULT_FEATURES, Featurizer, LearnedScorer, uncertainty_diversity
 from ..ml.suggest import ExampleSimilarityScorer, Inputs, Scores

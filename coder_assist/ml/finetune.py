@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from .embed import resolve_model
+from .encoder import resolve_model
 from ..core.errors import ModelError
 
 

@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .embed import Encoder, _sha256, default_cache_dir, resolve_model
+from .encoder import Encoder, default_cache_dir, resolve_model, sha256
 from ..core.errors import ModelError
 
 #: Bump when the export steps change, so old exports are not reused.
@@ -193,7 +193,7 @@ def _manifest_ok(folder: Path, name: str) -> bool:
         want = json.loads(man.read_text())["files"][name]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return (folder / name).is_file() and _sha256(folder / name) == want
+    return (folder / name).is_file() and sha256(folder / name) == want
 
 
 _verified: set[str] = set()
@@ -240,7 +240,7 @@ def ensure_exported(model: str | os.PathLike | None = None, precision: str = "fp
                 if damaged:
                     raise ModelError(f"{path}: the exported model is damaged (SHA-256 mismatch) and could not be rebuilt: {exc}") from exc
                 raise
-            files = {p.name: _sha256(p) for p in tmp.glob("*.onnx")}
+            files = {p.name: sha256(p) for p in tmp.glob("*.onnx")}
             (tmp / "manifest.json").write_text(json.dumps({"source": model_id, "recipe": EXPORT_RECIPE, "onnxruntime": _ort_version(), "files": files}, indent=2))
             if dest.exists():
                 shutil.rmtree(dest)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.template import Code, Template
-from .embed import Encoder
+from .encoder import Encoder
 
 #: Weight of the nearest-example cosine against the prototype cosine.
 NEAREST_WEIGHT = 0.5

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from coder_assist.app import pipeline
-from coder_assist.ml.embed import Encoder
+from coder_assist.ml.encoder import Encoder
 from coder_assist.formats.transcripts import load_transcripts
 from coder_assist.core.segment import Segmenter
 from coder_assist.store.project import Project

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coder_assist.ml.embed import Encoder
+from coder_assist.ml.encoder import Encoder
 
 
 class HashEncoder(Encoder):

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from coder_assist.ml import embed
-from coder_assist.ml.embed import CachedEncoder, EmbeddingCache, Encoder, ModelError, resolve_model
+from coder_assist.ml import embed, encoder
+from coder_assist.ml.embed import CachedEncoder, EmbeddingCache
+from coder_assist.ml.encoder import Encoder, ModelError, resolve_model
 
 
 class CountingEncoder(Encoder):
@@ -29,8 +30,8 @@ def test_default_model_is_the_bundled_checked_copy():
 
 
 def test_tampered_weights_are_refused(monkeypatch):
-    monkeypatch.setattr(embed, "_verified", set())
-    monkeypatch.setattr(embed, "DEFAULT_MODEL_SHA256", "0" * 64)
+    monkeypatch.setattr(encoder, "_verified", set())
+    monkeypatch.setattr(encoder, "DEFAULT_MODEL_SHA256", "0" * 64)
     with pytest.raises(ModelError, match="does not match upstream"):
         resolve_model("all-MiniLM-L6-v2")
 

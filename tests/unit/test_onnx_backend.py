@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from coder_assist.ml import embed, onnx_backend
+from coder_assist.ml.encoder import resolve_model, sha256
 from coder_assist.ml.embed import ModelError, load_encoder
 from coder_assist.ml.onnx_backend import OnnxEncoder, ensure_exported, export_dir
 
@@ -90,8 +91,6 @@ def test_damaged_export_is_rebuilt(onnx_encoder, tmp_path, monkeypatch, onnx_cac
     import shutil
 
     # A copy of the good export, so the module's cache stays intact for other tests.
-    from coder_assist.ml.embed import resolve_model
-
     d = tmp_path / "cache"
     src = export_dir(resolve_model(None)[1], onnx_cache)
     dst = export_dir(resolve_model(None)[1], d)
@@ -108,15 +107,13 @@ def test_damaged_export_is_rebuilt(onnx_encoder, tmp_path, monkeypatch, onnx_cac
     with pytest.warns(UserWarning, match="SHA-256 does not match"):
         path = ensure_exported(None, "fp32", d)
     assert calls and path == model
-    assert onnx_backend._sha256(model) == good  # the export is deterministic
+    assert sha256(model) == good  # the export is deterministic
     v = OnnxEncoder(None, cache_dir=d).encode(["We never have the time to involve people."])
     np.testing.assert_allclose(v, onnx_encoder.encode(["We never have the time to involve people."]), atol=1e-5)
 
 
 def test_damaged_export_that_cannot_be_rebuilt_is_refused(tmp_path, monkeypatch, onnx_cache):
     import shutil
-
-    from coder_assist.ml.embed import resolve_model
 
     dst = export_dir(resolve_model(None)[1], tmp_path)
     shutil.copytree(export_dir(resolve_model(None)[1], onnx_cache), dst)
@@ -186,7 +183,7 @@ def test_missing_export_is_made_once_with_a_notice(onnx_cache, tmp_path, monkeyp
     """Set-up normally exports; if it did not, the first use exports, saying so and how to avoid it."""
     import shutil
 
-    src = export_dir(embed.resolve_model(None)[1], onnx_cache)
+    src = export_dir(resolve_model(None)[1], onnx_cache)
     calls = []
 
     def fake_export(folder, dest, precision):  # the real export is tested above; copy its result
