@@ -565,22 +565,18 @@ def export(project, fmt, out, include, threshold, attributes, transcripts):
 
 @main.command()
 @click.argument("project", type=click.Path(path_type=Path), default="demo-project")
-@click.option("--force", is_flag=True, help="Rebuild even if the project exists.")
+@click.option("--force", is_flag=True, help="Rebuild even if the project exists (it is replaced once the new one is complete).")
 @_clean_errors
 def demo(project, force):
     """Build the demo project (default template + invented demo interviews + suggestions)."""
-    import shutil
+    from .app.demo import ensure_demo_project
+    from .app.progress import Progress
+    from .store.project import Project
 
-    from .app.pipeline import build_demo_project
-
-    if (project / "project.db").exists() and not force:
+    if not ensure_demo_project(project, progress=Progress(), force=force):
         click.echo(f"demo project already at {project}")
         return
-    if force and project.exists():
-        shutil.rmtree(project)
-    from .app.progress import Progress
-
-    with build_demo_project(project, progress=Progress()) as p:
+    with Project.open(project) as p:
         c = p.counts()
         click.echo(f"demo project at {project}: {c['transcripts']} transcripts, {c['segments']} segments, {c['suggestions']} suggestions")
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import threading
 from pathlib import Path
 
 import streamlit as st
@@ -58,49 +56,39 @@ def get_encoder(model: str | None = None):
     return load_encoder(model)
 
 
-@st.cache_resource(show_spinner=False)
-def _build_lock() -> threading.Lock:
-    return threading.Lock()
-
-
 def ensure_demo_project(folder: Path) -> None:
-    """Build the demo project into ``folder`` if it holds no project yet, showing progress.
+    """Build the demo project into ``folder`` if it holds no project yet, showing progress
+    (:func:`coder_assist.app.demo.ensure_demo_project`: only into an absent or empty folder,
+    built aside and renamed into place, one build at a time)."""
+    from coder_assist.app import demo
 
-    Only an absent or empty folder gets the demo: a folder with other files is left alone
-    (it is someone's data, not a place for invented interviews). The build goes to a hidden
-    sibling folder that is renamed into place at the end, so a build stopped half way never
-    leaves a half-made project behind.
-    """
     if has_project(folder):
         return
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+    try:
+        demo.check_demo_folder(folder)
+    except CoderAssistError:
         st.error(
             f"`{folder}` has no `{DB_NAME}`, and it is not empty, so the demo project will not be built there. "
             f"Start the app with `--project` pointing at a project folder (create one with `coder-assist init`), "
             f"or at a new folder to get the demo."
         )
         st.stop()
-    with _build_lock():
-        if has_project(folder):  # another session built it while this one waited
-            return
-        from coder_assist.app.pipeline import build_demo_project
+    box = None
 
-        with st.status("First start: building the demo project (about half a minute)…", expanded=True) as status:
-            st.write("Loading the embedding model…")
-            encoder = get_encoder()
-            st.write("Reading, segmenting and scoring the invented demo interviews…")
-            tmp = folder.parent / f".{folder.name}.building-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            try:
-                build_demo_project(tmp, encoder=encoder, progress=False).close()
-                folder.parent.mkdir(parents=True, exist_ok=True)
-                if folder.exists():
-                    folder.rmdir()  # empty, checked above
-                tmp.rename(folder)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            status.update(label=f"Demo project ready in {folder}", state="complete", expanded=False)
+    def step(text: str) -> None:
+        nonlocal box
+        if box is None:  # only once a build is certain: a session that waited for another's build shows nothing
+            box = st.status("First start: building the demo project (about half a minute)…", expanded=True)
+        box.write(text)
+
+    try:
+        demo.ensure_demo_project(folder, load_encoder=get_encoder, on_step=step, progress=False)
+    except BaseException:
+        if box is not None:
+            box.update(state="error")
+        raise
+    if box is not None:
+        box.update(label=f"Demo project ready in {folder}", state="complete", expanded=False)
 
 
 def get_project(folder: Path) -> Project:

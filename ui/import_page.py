@@ -210,14 +210,13 @@ def _refi_section(project: Project, files: list[tuple[str, bytes]], v: int) -> N
 
 def _on_compute() -> None:
     project, _ = common.page_context()
-    from coder_assist.app.pipeline import suggest_project
+    from coder_assist.app.pipeline import compute_suggestions
 
     try:
-        mv = suggest_project(project, encoder=common.get_encoder(project.meta("model")), progress=False)
+        mv, n = compute_suggestions(project, common.get_encoder(project.meta("model")))
     except CoderAssistError as exc:
         st.session_state[FLASH_KEY] = ("error", f"Suggestions not computed: {exc}")
         return
-    n = project.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (mv,)).fetchone()[0]
     st.session_state[FLASH_KEY] = ("ok", f"Suggestions computed: {n} (model version {mv}). They are in the Review queue now.")
 
 

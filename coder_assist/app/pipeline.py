@@ -461,6 +461,13 @@ def suggest_project(
     return mv
 
 
+def compute_suggestions(project: Project, encoder: Encoder) -> tuple[int, int]:
+    """:func:`suggest_project` with a loaded encoder and no progress display (the app's "Compute
+    suggestions"): the new model version, now the active one, and how many suggestions it made."""
+    mv = suggest_project(project, encoder=encoder, progress=False)
+    return mv, project.counts()["suggestions"]
+
+
 def build_demo_project(folder: str | Path, *, encoder: Encoder | None = None, progress: bool | None = None) -> Project:
     """The built-in demo: default template + the invented demo interviews, suggestions computed."""
     project = init_project(folder)

@@ -208,6 +208,26 @@ def test_non_project_folder_is_not_filled_with_the_demo(tmp_path, monkeypatch):
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
 
 
+def test_first_start_builds_the_demo_into_an_empty_folder(tmp_path, monkeypatch, encoder):
+    import ui.common
+
+    folder = tmp_path / "new"
+    monkeypatch.setenv("CODER_ASSIST_PROJECT", str(folder))
+    monkeypatch.setattr(ui.common, "get_encoder", lambda *a, **k: encoder)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, at.exception
+    # The build's status box is gone by now: the first run ends by switching to the Review page.
+    assert [h.value for h in at.header] == ["Review suggestions"]
+    with Project.open(folder) as p:
+        counts, created = p.counts(), p.meta("created_at")
+    assert counts["transcripts"] > 0 and counts["suggestions"] > 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no build folder left beside it
+    at.run()
+    assert not at.exception, at.exception
+    with Project.open(folder) as p:
+        assert p.meta("created_at") == created  # built once
+
+
 def test_project_path_from_arguments(monkeypatch):
     from ui.common import project_path
 
