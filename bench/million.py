@@ -84,9 +84,9 @@ def serve(folder: Path, mode: str) -> dict:
     # The first active-learning batch over the pool's segments: confidences as a (segments,
     # codes) matrix would be 1M x 49 floats; the pool's per-suggestion confidences are what the
     # queue has, so rank the pool's segments by their best two.
-    pool = review._pool_for(project)
-    o = np.lexsort((-pool.conf, pool.seg))
-    seg_sorted, conf_sorted = pool.seg[o], pool.conf[o]
+    pool = review.warm_queue(project)
+    o = np.lexsort((-pool.confidence, pool.segment_id))
+    seg_sorted, conf_sorted = pool.segment_id[o], pool.confidence[o]
     start = np.r_[True, seg_sorted[1:] != seg_sorted[:-1]]
     first = np.flatnonzero(start)
     seg_ids = seg_sorted[first]

@@ -25,18 +25,10 @@ CONN_OUTSIDE_STORE = {
     "coder_assist/app/agreement.py": 22,
     "coder_assist/app/edit.py": 9,
     "coder_assist/app/export.py": 4,
-    "coder_assist/app/modelview.py": 3,
     "coder_assist/app/pipeline.py": 5,
-    "coder_assist/app/review.py": 39,
-    "ui/export.py": 1,
-    "ui/import_page.py": 4,
-    "ui/review.py": 4,
-    "ui/template.py": 4,
-    "ui/transcripts.py": 1,
 }
 # Same for Project._set_meta, the store's private writer (step 2: public, named store methods).
 SET_META_OUTSIDE_STORE = {
-    "coder_assist/app/modelview.py": 1,
     "coder_assist/app/pipeline.py": 5,
     "coder_assist/ml/finetune.py": 1,
     "coder_assist/ml/learn.py": 1,

@@ -92,8 +92,8 @@ def file_name(project: Project, fmt: str) -> str:
 
 def _data_key(project: Project) -> str:
     """Changes whenever a decision, the model or the template changes (for the preview cache)."""
-    row = project.conn.execute("SELECT (SELECT MAX(id) FROM decisions), (SELECT COUNT(*) FROM decisions)").fetchone()
-    raw = f"{project.folder}|{row[0]}|{row[1]}|{project.latest_model_version()}|{project.meta('template')}"
+    mark = project.decisions_mark()
+    raw = f"{project.folder}|{mark}|{project.latest_model_version()}|{project.meta('template')}"
     return hashlib.sha1(raw.encode("utf-8")).hexdigest()
 
 

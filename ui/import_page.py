@@ -276,10 +276,8 @@ def render() -> None:
             except CoderAssistError as exc:
                 st.session_state[FLASH_KEY] = ("error", f"Nothing was imported: {exc}")
             else:
-                n_segs = project.conn.execute(
-                    f"SELECT COUNT(*) FROM segments s JOIN transcripts t ON t.id = s.transcript_id WHERE t.name IN ({','.join('?' * len(done))})",
-                    [t.name for t in done],
-                ).fetchone()[0]
+                tr = project.transcripts()
+                n_segs = int(tr.loc[tr["name"].isin([t.name for t in done]), "n_segments"].sum())
                 st.session_state[FLASH_KEY] = ("ok", f"Imported {len(done)} transcript(s): {n_segs} passages to code. "
                                                      "Compute suggestions below to review them.")
                 st.session_state[UPLOAD_VERSION] = v + 1
@@ -299,11 +297,7 @@ def render() -> None:
 
 def _suggestions_section(project: Project) -> None:
     mv = project.latest_model_version()
-    unscored = project.conn.execute(
-        "SELECT COUNT(*) FROM segments s JOIN transcripts t ON t.id = s.transcript_id "
-        "WHERE t.imported_at > COALESCE((SELECT created_at FROM model_versions WHERE id IS ?), '')",
-        (mv,),
-    ).fetchone()[0]
+    unscored = project.segments_imported_after(mv)
     from coder_assist.app import modelview
 
     cards = {mid: (k, card) for mid, k, card in modelview.model_cards(project)}

@@ -237,7 +237,7 @@ def _on_other(suggestion_id: int, code_id: str) -> None:
     common.after_decision(project, name)
     st.session_state.pop(LAST_KEY, None)
     st.session_state.pop(PIN_KEY, None)
-    path = project.conn.execute("SELECT path FROM codes WHERE id = ?", (code_id,)).fetchone()[0]
+    path = project.code_path(code_id)
     _flash("accept", f"Coded as {_leaf(path)} instead  (U to undo)")
 
 
@@ -264,7 +264,7 @@ def _on_undo() -> None:
         st.session_state[PIN_KEY] = sid
     # Name what the coder chose: for a "Different code..." that is the accepted code (undone[0]).
     shown = undone[0]
-    path = project.conn.execute("SELECT path FROM codes WHERE id = ?", (shown.code_id,)).fetchone()[0]
+    path = project.code_path(shown.code_id)
     what = "different code" if len(undone) > 1 else _VERBS.get(shown.action, shown.action).lower()
     _flash("undo", f"Undone: {what} ({_leaf(path)})")
 
@@ -398,9 +398,7 @@ def _controls(project: Project) -> dict:
 def _filter_options(project: Project) -> dict:
     """Filter choices, kept for the session until the pool or the transcripts change."""
     stats = review.pool_stats(project)
-    key = (stats.model_version_id, stats.total, tuple(sorted(stats.per_code.items())),
-           project.conn.execute("SELECT MAX(id) FROM segments").fetchone()[0],
-           project.conn.execute("SELECT COUNT(*) FROM attributes").fetchone()[0])
+    key = (stats.model_version_id, stats.total, tuple(sorted(stats.per_code.items())), review.filter_values_mark(project))
     cached = st.session_state.get("_review_filter_options")
     if cached is None or cached[0] != key:
         cached = (key, review.filter_options(project))

@@ -400,14 +400,7 @@ def _add_example(project: Project, name: str | None, template: Template, cid: st
     if not code.is_leaf:
         st.caption("Examples belong to codes without sub-codes.")
         return
-    acc = pd.read_sql_query(
-        "SELECT d.segment_id, t.name AS transcript, s.text, GROUP_CONCAT(DISTINCT d.coder) AS coders FROM decisions d "
-        "JOIN segments s ON s.id = d.segment_id JOIN transcripts t ON t.id = s.transcript_id "
-        "WHERE d.code_id = ? AND d.action = 'accept' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) "
-        "GROUP BY d.segment_id ORDER BY t.name, s.idx",
-        project.conn,
-        params=(cid,),
-    )
+    acc = project.accepted_passages(cid)
     have = {e.text for e in code.examples}
     acc = acc[[" ".join(t.split()) not in have for t in acc["text"]]]
     if acc.empty:
@@ -459,14 +452,7 @@ def _split(project: Project, name: str | None, template: Template, cid: str) -> 
     assign = {s: k for s, k in assign.items() if s in segs and k < len(parts)}
     if segs:
         st.markdown(f"**Where {'does the coded passage' if len(segs) == 1 else f'do the {len(segs)} coded passages'} go?** Every decision on a passage (every coder's) moves to the code you choose.")
-        info = pd.read_sql_query(
-            "SELECT s.id AS segment_id, t.name AS transcript, s.text, "
-            "GROUP_CONCAT(d.coder || ' ' || CASE d.action WHEN 'accept' THEN '✓' WHEN 'reject' THEN '✗' ELSE d.action END, ', ') AS decisions "
-            "FROM decisions d JOIN segments s ON s.id = d.segment_id JOIN transcripts t ON t.id = s.transcript_id "
-            "WHERE d.code_id = ? AND d.action != 'undo' GROUP BY s.id ORDER BY t.name, s.idx",
-            project.conn,
-            params=(cid,),
-        )
+        info = project.decided_passages(cid)
         info["text"] = info["text"].map(lambda t: " ".join(t.split()))
         info["new code"] = [labels[assign[s]] if s in assign else "" for s in info["segment_id"]]
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
@@ -538,7 +524,7 @@ def _replace_section(project: Project, name: str | None, template: Template) -> 
         leaves = [c.id for c in new.leaves()]
         options = [KEEP_RETIRED] + leaves
         label = lambda c: "Keep it retired (decisions stay under the old code)" if c == KEEP_RETIRED else new.codes[c].path_str  # noqa: E731
-        paths = dict(project.conn.execute("SELECT id, path FROM codes").fetchall())
+        paths = project.code_paths()
         for cid, n in plan.needs_mapping.items():
             sug = plan.suggested_mapping.get(cid)
             choice = st.selectbox(f"{paths.get(cid, cid)} · {_count(n, 'decision')}", options, format_func=label,

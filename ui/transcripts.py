@@ -1,11 +1,18 @@
 """Transcripts page: read a transcript top to bottom with its codings, and code it by hand.
 
 The reading view shows every turn in order. Each coded passage (a segment) carries coding
-stripes in the margin (one coloured bar per code applied) and labels on the right; the
-model's pending suggestions for the coder are marked with dashed labels. The panel on the
-right selects a passage (by its number, or Previous / Next) and adds or removes codes on it:
-adding records an ``accept`` and removing a ``reject`` decision under the coder's name, both
-undoable like any other decision.
+stripes in the margin (one coloured bar per code applied) and labels below it; a coding of
+less than its passage (a hand-coded phrase, an imported span) is underlined in its code's
+colour; the model's pending suggestions for the coder are marked with dashed labels.
+
+Two ways to code by hand, both recorded under the coder's name and undoable like any other
+decision: select any text with the mouse (within a passage or across passages) and pick codes
+for exactly that span; or choose a passage in the panel on the right and add or remove codes on
+it (an ``accept`` / ``reject`` of the passage). A pending suggestion can be widened or narrowed
+by whole sentences before it is accepted; the accepted coding then carries that span.
+
+The reading view is a small custom component (ui/components/span_select: plain HTML and JS,
+no build, no network) that reports the selection as offsets into the stored transcript text.
 """
 
 from __future__ import annotations
@@ -13,12 +20,15 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import html
-import inspect
+import json
+import re
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+import streamlit.components.v1 as components
 
-from coder_assist.app import review
+from coder_assist.app import coding, review
 from coder_assist.core.template import PATH_SEP, Template
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.store.project import Project
@@ -30,6 +40,12 @@ WHOSE_KEY = "tr_whose"
 PENDING_KEY = "tr_pending"
 ADD_CODE_KEY = "tr_add_code"
 FLASH_KEY = "tr_flash"
+SPAN_CODES_KEY = "tr_span_codes"
+DONE_SPAN_KEY = "_tr_span_done"  # the nonce of the selection last coded or cleared
+FIT_KEY = "_tr_fit"  # suggestion id -> the span the coder fitted it to
+PANE_HEIGHT = 720
+
+_span_select = components.declare_component("span_select", path=str(Path(__file__).parent / "components" / "span_select"))
 
 _CSS = """
 <style>
@@ -53,24 +69,6 @@ _CSS = """
 .ca-legend .ca-chip { max-width: none; }
 </style>
 """
-
-_HAS_HTML_JS = "unsafe_allow_javascript" in inspect.signature(st.html).parameters
-_SCROLL_JS = """<script>
-(function () {
-  var tries = 0;
-  (function go() {
-    var el = window.document.getElementById("SEG_ID");
-    if (el) {
-      // Scroll the reading pane (the passage's nearest scrolling box), not the whole page.
-      var box = el.parentElement;
-      while (box && box.scrollHeight <= box.clientHeight + 2) box = box.parentElement;
-      if (box) box.scrollTop += el.getBoundingClientRect().top - box.getBoundingClientRect().top - box.clientHeight / 3;
-      return;
-    }
-    if (tries++ < 20) setTimeout(go, 100);
-  })();
-})();
-</script>"""
 
 _PALETTE = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#ff7f0e"]
 
@@ -120,6 +118,29 @@ def _leaf(path: str) -> str:
 # --------------------------------------------------------------------------- the reading view
 
 
+# Characters an HTML parser would not keep as they are (CR LF becomes LF, NUL is dropped): written
+# as character references, so each text piece's DOM text is exactly the stored text.
+_HTML_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _text_html(s: str) -> str:
+    return _HTML_CONTROL.sub(lambda m: f"&#{ord(m.group())};", html.escape(s, quote=False))
+
+
+def _pieces(text: str, start: int, end: int, marks: list[tuple[int, int, str, str]]) -> str:
+    """``text[start:end]`` as runs of ``<span class="ca-x" data-s data-e>``, cut where a
+    partial coding (``marks``: start, end, colour, title) begins or ends, each run under such a
+    coding underlined in its colour. The component maps a selection to offsets through these."""
+    cuts = sorted({start, end} | {x for a, b, _, _ in marks for x in (a, b) if start < x < end})
+    out = []
+    for a, b in zip(cuts, cuts[1:]):
+        over = [(c, t) for ma, mb, c, t in marks if ma <= a and b <= mb]
+        style = f' style="text-decoration-color:{over[0][0]}" title="{html.escape("; ".join(t for _, t in over))}"' if over else ""
+        cls = "ca-x ca-mark" if over else "ca-x"
+        out.append(f'<span class="{cls}" data-s="{a}" data-e="{b}"{style}>{_text_html(text[a:b])}</span>')
+    return "".join(out)
+
+
 def document_html(
     text: str,
     turns: pd.DataFrame,
@@ -129,13 +150,11 @@ def document_html(
     colors: dict[str, str],
     selected: int | None,
     show_coder: bool,
+    spans: pd.DataFrame | None = None,
 ) -> str:
-    """The transcript as HTML: turns in order, coded passages with stripes and labels. All
-    transcript text is escaped."""
-
-    def esc(s: str) -> str:
-        return html.escape(s).replace("\r\n", "\n").replace("\n", "<br>")
-
+    """The transcript as HTML: turns in order, coded passages with stripes and labels, partial
+    codings (``spans``: start, end, code_id, code_path, coder) underlined. All transcript text
+    is escaped, and every character of it is in exactly one text piece (see :func:`_pieces`)."""
     accepted = codings[codings["action"] == "accept"]
     by_seg: dict[int, list] = {}
     for r in accepted.itertuples(index=False):
@@ -146,17 +165,25 @@ def document_html(
     segs_by_turn: dict[int, list] = {}
     for s in segments.itertuples(index=False):
         segs_by_turn.setdefault(int(s.turn_idx), []).append(s)
+    marks = [] if spans is None else [
+        (int(r.start), int(r.end), colors.get(r.code_id, "#888"), f"{r.code_path} (coded by {r.coder})") for r in spans.itertuples(index=False)
+    ]
 
     out = ['<div class="ca-doc">']
     for t in turns.itertuples(index=False):
         ts = f'<span class="ca-ts">[{html.escape(t.timestamp)}]</span>' if t.timestamp else ""
         spk = f'<span class="ca-spk">{html.escape(t.speaker or "(no speaker)")}:</span>'
-        segs = segs_by_turn.get(int(t.idx), [])
+        segs = sorted(segs_by_turn.get(int(t.idx), []), key=lambda x: int(x.start))
         if not segs:
-            out.append(f'<div class="ca-t ca-ctx">{ts}{spk}{esc(text[t.start:t.end])}</div>')
+            out.append(f'<div class="ca-t ca-ctx">{ts}{spk}{_pieces(text, int(t.start), int(t.end), marks)}</div>')
             continue
         out.append(f'<div class="ca-t">{ts}{spk}')
-        for s in segs:
+        for i, s in enumerate(segs):
+            # Text of the turn outside every passage (rare: the segmenter covers the turn) goes
+            # with the passage after it, or the last one, so the pieces stay in reading order.
+            a = int(t.start) if i == 0 else int(s.start)
+            b = int(t.end) if i == len(segs) - 1 else int(segs[i + 1].start)
+            lead, body, tail = (a, int(s.start)), (int(s.start), int(s.end)), (int(s.end), b)
             codes = {}
             for r in by_seg.get(int(s.id), []):
                 codes.setdefault(r.code_id, (r.code_path, []))[1].append(r.coder)
@@ -174,11 +201,12 @@ def document_html(
                 for r in pend_by_seg.get(int(s.id), [])
             ]
             sel = " ca-sel" if selected == int(s.id) else ""
+            runs = "".join(_pieces(text, x, y, marks) for x, y in (lead, body, tail) if y > x and (text[x:y].strip() or (x, y) == body))
             out.append(
                 f'<div class="ca-seg{sel}" id="seg-{int(s.id)}"><div class="ca-bars">{bars}</div>'
                 # Labels under the passage, not in a column beside it: the text keeps the pane's
                 # width (a third column left it about 200 px wide at 1400 px).
-                f'<div><span class="ca-num">{int(s.idx) + 1}</span>{esc(text[s.start:s.end])}'
+                f'<div><span class="ca-num" data-seg="{int(s.id)}" title="Code this passage in the panel">{int(s.idx) + 1}</span>{runs}'
                 f'<div class="ca-labels">{"".join(chips)}</div></div></div>'
             )
         out.append("</div>")
@@ -212,8 +240,7 @@ def _show_flash() -> None:
 
 
 def _path(project: Project, code_id: str) -> str:
-    row = project.conn.execute("SELECT path FROM codes WHERE id = ?", (code_id,)).fetchone()
-    return row[0] if row else code_id
+    return project.code_path(code_id) or code_id
 
 
 def _on_add(segment_id: int) -> None:
@@ -259,6 +286,52 @@ def _on_decide(suggestion_id: int, action: str) -> None:
         _flash("ok", "Already decided (in another tab?); nothing recorded twice.")
     else:
         common.after_decision(project, name)
+
+
+def _fitted(suggestion_id: int, default: tuple[int, int]) -> tuple[int, int]:
+    return tuple(st.session_state.get(FIT_KEY, {}).get(suggestion_id, default))
+
+
+def _sentences(tid: int, text: str, turns: pd.DataFrame) -> list[tuple[int, int]]:
+    """The transcript's sentences, kept per transcript text for the session (a click on a fit
+    button should not run the sentencizer over the whole transcript again)."""
+    cache = st.session_state.setdefault("_tr_sentences", {})
+    key = (tid, hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest())
+    if key not in cache:
+        cache.clear()
+        cache[key] = coding.sentence_bounds(text, turns)
+    return cache[key]
+
+
+def _on_fit(tid: int, suggestion_id: int, span: tuple[int, int], edge: str, step: int) -> None:
+    project, _ = common.page_context()
+    sentences = _sentences(tid, project.transcript_text(tid), project.turns(tid))
+    fits = st.session_state.setdefault(FIT_KEY, {})
+    fits[suggestion_id] = coding.move_span(span, sentences, edge, step)
+    if tuple(fits[suggestion_id]) == tuple(span):
+        _flash("ok", "No sentence to move to in that direction.")
+
+
+def _on_accept_fitted(suggestion_id: int, segment_id: int, code_id: str, passage: tuple[int, int]) -> None:
+    """Accept a suggestion: on its passage, or on the span the coder fitted it to."""
+    span = _fitted(suggestion_id, passage)
+    if span == passage:
+        _on_decide(suggestion_id, "accept")
+        return
+    project, name = common.page_context()
+    if not name:
+        return
+    try:
+        done = coding.accept_span(project, suggestion_id, segment_id, code_id, span, name)
+    except CoderAssistError as exc:
+        _flash("error", f"Not recorded: {exc}")
+        return
+    if done is None:
+        _flash("ok", "Already decided (in another tab?); nothing recorded twice.")
+        return
+    st.session_state.get(FIT_KEY, {}).pop(suggestion_id, None)
+    _flash("ok", f"Accepted on the fitted span ({span[1] - span[0]} characters)")
+    common.after_decision(project, name)
 
 
 def _on_undo() -> None:
@@ -333,23 +406,104 @@ def render() -> None:
         st.session_state[SEGMENT_KEY] = ids[0]
     selected = int(st.session_state[SEGMENT_KEY])
 
+    spans = _partial_codings(project, tid, segments, name if whose == "mine" else None)
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.html(_CSS + legend_html(shown, colors))
-        with st.container(height=720, border=True):
-            st.html(_CSS + document_html(text, turns, segments, shown, pending if show_pending else pending.iloc[0:0],
-                                         colors, selected, show_coder=whose == "all"))
+        doc = document_html(text, turns, segments, shown, pending if show_pending else pending.iloc[0:0],
+                            colors, selected, show_coder=whose == "all", spans=spans)
+        _span_select(html=doc, height=PANE_HEIGHT, scroll_to=f"seg-{selected}", key=f"tr_doc_{tid}", default=None,
+                     on_change=_on_select, args=(f"tr_doc_{tid}", ids))
     with right:
-        _panel(project, name, segments, ids, selected, codings, pending, template)
-    # Bring the chosen passage into view in the reading pane, once per change of passage (not
-    # on every redraw, which would pull the pane back while the coder scrolls).
-    if st.session_state.get("_tr_scrolled") != (tid, selected) and _HAS_HTML_JS:
-        st.session_state["_tr_scrolled"] = (tid, selected)
-        st.html(_SCROLL_JS.replace("SEG_ID", f"seg-{selected}"), unsafe_allow_javascript=True)
+        _span_panel(project, name, tid, text, template)
+        _panel(project, name, segments, ids, selected, codings, pending, template, text, turns, tid)
+
+
+def _partial_codings(project: Project, tid: int, segments: pd.DataFrame, coder: str | None) -> pd.DataFrame:
+    """The codings in force on this transcript whose span is not their passage's (a hand-coded
+    phrase, a span across passages, an imported span, a fitted suggestion): underlined in the
+    text. Only active codes; one coder's or everyone's."""
+    cod = project.codings(tid)
+    paths = dict(review.leaf_codes(project))  # active codes only, as the stripes show
+    seg = segments.set_index("id")
+    own = [(int(r.start), int(r.end)) != (int(seg.at[r.segment_id, "start"]), int(seg.at[r.segment_id, "end"])) if r.segment_id in seg.index else True
+           for r in cod.itertuples(index=False)]
+    cod = cod[pd.Series(own, index=cod.index, dtype=bool) & cod["code_id"].isin(paths)]
+    if coder:
+        cod = cod[cod["coder"] == coder]
+    return cod.assign(code_path=cod["code_id"].map(paths))
+
+
+def _on_select(key: str, ids: list[int]) -> None:
+    """The reading view reported a selection (a span) or a click on a passage's number."""
+    value = st.session_state.get(key)
+    if not isinstance(value, dict):
+        return
+    if value.get("kind") == "passage" and value.get("id") in ids:
+        st.session_state[SEGMENT_KEY] = int(value["id"])
+
+
+def _selection(tid: int) -> tuple[int, int, float] | None:
+    """The span last selected in this transcript's reading view and not yet coded or cleared."""
+    value = st.session_state.get(f"tr_doc_{tid}")
+    if not isinstance(value, dict) or value.get("kind") != "span":
+        return None
+    if st.session_state.get(DONE_SPAN_KEY) == value.get("nonce"):
+        return None
+    try:
+        start, end = int(value["start"]), int(value["end"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (start, end, value.get("nonce")) if 0 <= start < end else None
+
+
+def _on_code_span(tid: int, start: int, end: int, nonce) -> None:
+    project, name = common.page_context()
+    code_ids = list(st.session_state.get(SPAN_CODES_KEY) or [])
+    if not name or not code_ids:
+        return
+    try:
+        done = coding.code_span(project, tid, start, end, code_ids, name)
+    except CoderAssistError as exc:
+        _flash("error", f"Not recorded: {exc}")
+        return
+    st.session_state[SPAN_CODES_KEY] = []
+    st.session_state[DONE_SPAN_KEY] = nonce
+    leaves = ", ".join(_leaf(_path(project, c)) for c in code_ids)
+    _flash("ok", f"Coded the selected text ({end - start} characters) as {leaves}" if done else "You already have those codes on exactly this text.")
+    if done:
+        common.after_decision(project, name)
+
+
+def _on_clear_span(nonce) -> None:
+    st.session_state[DONE_SPAN_KEY] = nonce
+    st.session_state[SPAN_CODES_KEY] = []
+
+
+def _span_panel(project: Project, name: str | None, tid: int, text: str, template: Template) -> None:
+    """Code the text selected with the mouse: exactly its characters, with one or more codes."""
+    sel = _selection(tid)
+    if sel is None:
+        st.caption("Select text in the transcript with the mouse (a phrase, or across passages) to code exactly that text.")
+        return
+    start, end, nonce = sel
+    if end > len(text):
+        return
+    with st.container(border=True, key="tr_span_box"):
+        st.markdown(f"**Selected text** :gray[(characters {start}–{end})]")
+        shown = " ".join(text[start:end].split())
+        st.markdown("> " + common._md_escape(shown[:600] + ("…" if len(shown) > 600 else "")))
+        paths = dict(review.leaf_codes(project))
+        st.multiselect("Codes for the selected text", list(paths), format_func=paths.get, key=SPAN_CODES_KEY,
+                       placeholder="Type to search the codes…", disabled=not name)
+        c1, c2 = st.columns(2)
+        c1.button("Code selection", key="tr_code_span", type="primary", width="stretch", on_click=_on_code_span,
+                  args=(tid, start, end, nonce), disabled=not name or not st.session_state.get(SPAN_CODES_KEY))
+        c2.button("Clear", key="tr_clear_span", width="stretch", on_click=_on_clear_span, args=(nonce,))
 
 
 def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list[int], selected: int,
-           codings: pd.DataFrame, pending: pd.DataFrame, template: Template) -> None:
+           codings: pd.DataFrame, pending: pd.DataFrame, template: Template, text: str, turns: pd.DataFrame, tid: int) -> None:
     st.subheader("Code a passage", anchor=False)
     seg_rows = {int(r.id): r for r in segments.itertuples(index=False)}
 
@@ -387,12 +541,29 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
     if len(here):
         st.markdown("**Suggested, waiting for your decision**")
         for r in here.itertuples(index=False):
+            sid = int(r.suggestion_id)
+            span = _fitted(sid, (int(seg.start), int(seg.end)))
             st.markdown(f"{common._md_escape(_leaf(r.code_path))} · {float(r.confidence):.0%}  \n:gray[{common._md_escape(r.code_path)}]")
             c2, c3 = st.columns(2)
-            c2.button("Accept", key=f"tr_acc_{r.suggestion_id}", type="primary", width="stretch",
-                      on_click=_on_decide, args=(int(r.suggestion_id), "accept"), disabled=not name)
-            c3.button("Reject", key=f"tr_rej_{r.suggestion_id}", width="stretch",
-                      on_click=_on_decide, args=(int(r.suggestion_id), "reject"), disabled=not name)
+            c2.button("Accept", key=f"tr_acc_{sid}", type="primary", width="stretch",
+                      on_click=_on_accept_fitted, args=(sid, int(selected), r.code_id, (int(seg.start), int(seg.end))), disabled=not name)
+            c3.button("Reject", key=f"tr_rej_{sid}", width="stretch",
+                      on_click=_on_decide, args=(sid, "reject"), disabled=not name)
+            with st.expander("Fit to sentences before accepting" if span == (int(seg.start), int(seg.end))
+                             else f"Fitted span: characters {span[0]}–{span[1]}", expanded=span != (int(seg.start), int(seg.end))):
+                if span != (int(seg.start), int(seg.end)):
+                    fitted = " ".join(text[span[0]:span[1]].split())
+                    st.markdown("> " + common._md_escape(fitted[:600] + ("…" if len(fitted) > 600 else "")))
+                f1, f2 = st.columns(2)
+                f1.button("Start: one sentence earlier", key=f"tr_fit_s-_{sid}", width="stretch", on_click=_on_fit,
+                          args=(tid, sid, span, "start", -1), help="Widen: take in the sentence before")
+                f2.button("Start: one sentence later", key=f"tr_fit_s+_{sid}", width="stretch", on_click=_on_fit,
+                          args=(tid, sid, span, "start", 1), help="Narrow: leave out the first sentence")
+                f3, f4 = st.columns(2)
+                f3.button("End: one sentence earlier", key=f"tr_fit_e-_{sid}", width="stretch", on_click=_on_fit,
+                          args=(tid, sid, span, "end", -1), help="Narrow: leave out the last sentence")
+                f4.button("End: one sentence later", key=f"tr_fit_e+_{sid}", width="stretch", on_click=_on_fit,
+                          args=(tid, sid, span, "end", 1), help="Widen: take in the sentence after")
 
     have = set(mine["code_id"])
     leaves = [(cid, path) for cid, path in review.leaf_codes(project) if cid not in have]

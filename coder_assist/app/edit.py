@@ -55,12 +55,10 @@ from ..core.template_edits import (  # noqa: F401  (Part, add_code, add_example,
 )
 from ..core.errors import ProjectError
 from ..ml.references import ReviewItem
-from ..store.project import Project
+from ..store.project import EPOCH_KEY, Project  # noqa: F401  (EPOCH_KEY: the store's decisions epoch)
 
-#: meta keys: the template history (JSON list) and a counter bumped whenever decisions are
-#: re-pointed, which tells readers caching the decision log (coder_assist.app.review) to re-read it.
+#: meta key: the template history (JSON list).
 HISTORY_KEY = "template_history"
-EPOCH_KEY = "decisions_epoch"
 #: meta key: the review list (JSON) of what template edits left that may contradict.
 REVIEW_KEY = "template_review"
 
@@ -347,16 +345,7 @@ def _check_parent(project: Project, template: Template, parent_id: str | None) -
 
 
 def _move_decisions(project: Project, source_id: str, target_id: str, segment_ids: Sequence[int] | None = None) -> list[int]:
-    where, args = "code_id = ?", [source_id]
-    if segment_ids is not None:
-        if not segment_ids:
-            return []
-        where += f" AND segment_id IN ({', '.join('?' * len(segment_ids))})"
-        args += [int(s) for s in segment_ids]
-    ids = [r[0] for r in project.conn.execute(f"SELECT id FROM decisions WHERE {where} ORDER BY id", args)]
-    if ids:
-        project.conn.execute(f"UPDATE decisions SET code_id = ? WHERE {where}", [target_id, *args])
-    return ids
+    return project.repoint_decisions(source_id, target_id, segment_ids)
 
 
 def apply_add_code(project: Project, name: str, *, parent_id: str | None = None, description: str = "",

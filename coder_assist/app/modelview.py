@@ -125,7 +125,7 @@ def code_report(project: Project) -> pd.DataFrame:
     would still lack for the code (:func:`coder_assist.app.figures.learnability`, over the current
     decisions): ``accepts_needed``, ``rejects_needed`` and ``needs`` in words ("needs 2 more
     accepts and 1 more reject"; empty once a retrain can learn it)."""
-    codes = pd.read_sql_query("SELECT id AS code_id, path AS code_path FROM codes WHERE is_leaf = 1 AND active = 1 ORDER BY position", project.conn)
+    codes = pd.DataFrame(list(project.code_paths(active=True, leaves=True).items()), columns=["code_id", "code_path"])
     card = active_card(project)
     on_card = {c["code_id"]: c for c in card.get("codes", []) if isinstance(c, dict) and "code_id" in c}
     verdicts = project.verdicts()
@@ -192,12 +192,7 @@ def decided_suggestions(project: Project, coder: str) -> pd.DataFrame:
     if cur.empty:
         return pd.DataFrame(columns=cols)
     ids = sorted({int(s) for s in cur["suggestion_id"]})
-    sugg = pd.read_sql_query(
-        "SELECT id AS suggestion_id, confidence, model_version_id AS mv FROM suggestions WHERE id IN "
-        "(SELECT value FROM json_each(?))",
-        project.conn,
-        params=(json.dumps(ids),),
-    )
+    sugg = project.suggestion_confidences(ids).rename(columns={"model_version_id": "mv"})
     df = cur.assign(suggestion_id=cur["suggestion_id"].astype(int)).merge(sugg, on="suggestion_id", how="inner")
     return pd.DataFrame({
         "decision_id": df["id"].astype(int),
@@ -281,8 +276,7 @@ def set_auto_retrain_every(project: Project, n: int) -> None:
     n = int(n)
     if n < 0:
         raise ValueError("the retrain interval cannot be negative (0 turns automatic retraining off)")
-    with project.transaction():
-        project._set_meta(AUTO_RETRAIN_KEY, str(n))
+    project.set_meta(AUTO_RETRAIN_KEY, str(n))
 
 
 def n_decisions(project: Project) -> int:
@@ -318,9 +312,7 @@ def queue_change(project: Project) -> dict | None:
     earlier = [mid for mid, _, _ in cards if mid < active]
     if not earlier:
         return None
-    count = lambda mv: int(project.conn.execute(  # noqa: E731
-        "SELECT COUNT(*) FROM suggestions g JOIN codes c ON c.id = g.code_id WHERE g.model_version_id = ? AND c.active = 1", (mv,)
-    ).fetchone()[0])
+    count = project.pool_size
     return {"previous": earlier[-1], "before": count(earlier[-1]), "after": count(active), "probes": QUEUE_HEAD}
 
 

@@ -39,9 +39,20 @@ from typing import Iterable, Literal, Mapping
 import numpy as np
 import pandas as pd
 
-from .edit import EPOCH_KEY
 from ..core.errors import ProjectError
-from ..store.project import Decision, Project
+from ..store import queries
+from ..store.project import EPOCH_KEY, Decision, Project
+from ..store.queries import (  # noqa: F401  (the review API: the pages read these through this module)
+    ContextTurn,
+    segment_codes as _segment_codes,
+    segment_context,
+    segment_suggestions,
+    suggestion_for_pair,
+    transcript_attributes,
+    transcript_codings,
+    transcript_segments,
+    transcript_suggestions,
+)
 
 Order = Literal["likely", "uncertain", "transcript"]
 ORDERS: dict[str, str] = {
@@ -93,28 +104,6 @@ def _reader(coder: str | None) -> str | None:
     return str(coder).strip() or None if coder is not None else None
 
 
-# Current decision per (segment, code) for one coder: the latest accept/reject/skip that has
-# not been undone. Same rule as Project.current_decisions, written with a window function over
-# this coder's decisions only (decisions_coder index; the undo lookup uses decisions_undone_once).
-_CURRENT_SQL = """
-current AS (
-    SELECT segment_id, code_id, action, id AS decision_id FROM (
-        SELECT d.segment_id, d.code_id, d.action, d.id,
-               ROW_NUMBER() OVER (PARTITION BY d.segment_id, d.code_id ORDER BY d.id DESC) AS rn
-        FROM decisions d
-        WHERE d.coder = :coder AND d.action != 'undo'
-          AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)
-    ) WHERE rn = 1
-)"""
-
-# A decision row that is this coder's current one on its pair (not undone, nothing later).
-_IS_CURRENT_SQL = """d.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)
-  AND NOT EXISTS (
-    SELECT 1 FROM decisions e
-    WHERE e.segment_id = d.segment_id AND e.code_id = d.code_id AND e.coder = d.coder AND e.id > d.id
-      AND e.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions u2 WHERE u2.undoes = e.id))"""
-
-
 # --------------------------------------------------------------------------- filters
 
 
@@ -150,33 +139,6 @@ class Filters:
         return self.transcript is not None or self.speaker is not None or bool(self.attributes)
 
 
-def _in(col: str, values: Iterable, params: dict, name: str) -> str:
-    marks = []
-    for v in values:
-        key = f"{name}{len(params)}"
-        params[key] = v
-        marks.append(f":{key}")
-    return f"{col} IN ({', '.join(marks) or 'NULL'})"
-
-
-def _segment_conditions(f: Filters, params: dict) -> list[str]:
-    """Conditions on segments ``s`` for the transcript, speaker and attribute filters."""
-    out = []
-    if f.transcript is not None:
-        out.append("s.transcript_id IN (SELECT id FROM transcripts WHERE " + _in("name", f.transcript, params, "tr") + ")")
-    if f.speaker is not None:
-        out.append(_in("s.speaker", f.speaker, params, "sp"))
-    for key, values in f.attributes:
-        params[f"ak{len(params)}"] = key
-        kmark = f":ak{len(params) - 1}"
-        out.append(f"s.transcript_id IN (SELECT transcript_id FROM attributes WHERE key = {kmark} AND " + _in("value", values, params, "av") + ")")
-    return out
-
-
-def _code_conditions(f: Filters, params: dict) -> list[str]:
-    return [_in("g.code_id", f.code_id, params, "cd")] if f.code_id is not None else []
-
-
 # --------------------------------------------------------------------------- the pool, in memory
 #
 # The page asks, after every decision, for the next suggestion and the counts. Asking SQLite
@@ -193,9 +155,7 @@ _STATE = {"accept": 1, "reject": 2, "skip": 3}
 _LOCK = threading.RLock()
 
 
-def _db_identity(project: Project) -> tuple:
-    """Which database this is: its folder and creation time (a rebuilt project is another)."""
-    return (str(project.folder.resolve()), project.meta("created_at"))
+_db_identity = queries.identity
 
 
 #: learn.QUEUE_FILE (not imported: the review path must not pull in scikit-learn).
@@ -228,13 +188,7 @@ def _reading_positions(project: Project, seg: np.ndarray) -> np.ndarray:
     the Transcripts page lists them) from the top: the "transcript" order's key."""
     if not len(seg):
         return np.zeros(0, dtype=np.int64)
-    chunks = []
-    cur = project.conn.execute(
-        "SELECT s.id FROM segments s JOIN transcripts t ON t.id = s.transcript_id ORDER BY t.name, t.id, s.idx"
-    )
-    while batch := cur.fetchmany(200_000):
-        chunks.append(np.array([r[0] for r in batch], dtype=np.int64))
-    order = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+    order = queries.reading_order(project)
     place = np.full(int(max(seg.max(), order.max(initial=0))) + 1, len(order), dtype=np.int64)
     place[order] = np.arange(len(order), dtype=np.int64)
     return place[seg]
@@ -243,9 +197,7 @@ def _reading_positions(project: Project, seg: np.ndarray) -> np.ndarray:
 def _pool_key(project: Project, mv: int | None) -> tuple:
     """Changes whenever the pool can: another model version, new suggestions, codes switched
     on or off, another database."""
-    max_sugg = project.conn.execute("SELECT MAX(id) FROM suggestions").fetchone()[0]
-    active = tuple(r[0] for r in project.conn.execute("SELECT id FROM codes WHERE active = 1 ORDER BY id"))
-    return (_db_identity(project), mv, max_sugg, hash(active))
+    return (_db_identity(project), mv, *queries.pool_mark(project))
 
 
 class _Pool:
@@ -254,26 +206,15 @@ class _Pool:
     def __init__(self, project: Project, mv: int | None, key: tuple):
         self.key = key
         self.model_version_id = mv
-        self.code_ids = [r[0] for r in project.conn.execute("SELECT id FROM codes ORDER BY rowid")]
+        rowids = queries.code_rowids(project)
+        self.code_ids = [c for _, c in rowids]
         self.code_index = {c: i for i, c in enumerate(self.code_ids)}
         self.n_codes = len(self.code_ids) + 1
-        # Numbers only, read in chunks straight into arrays: at a million suggestions, a list of
-        # Python tuples with code-id strings took most of the first page's time and memory.
-        # Codes come as their rowid, mapped to the index through an array.
-        rowid_index = {r: self.code_index[c] for r, c in project.conn.execute("SELECT rowid, id FROM codes")}
-        lut = np.zeros(max(rowid_index, default=0) + 1, dtype=np.int64)
-        for r, i in rowid_index.items():
-            lut[r] = i
-        chunks = []
-        if mv is not None:
-            cur = project.conn.execute(
-                "SELECT g.id, g.segment_id, c.rowid, g.confidence FROM suggestions g JOIN codes c ON c.id = g.code_id "
-                "WHERE g.model_version_id = ? AND c.active = 1",
-                (mv,),
-            )
-            while batch := cur.fetchmany(200_000):
-                chunks.append(np.array(batch, dtype=np.float64))
-        arr = np.concatenate(chunks) if chunks else np.zeros((0, 4))
+        # Codes come as their rowid (numbers only), mapped to the index through an array.
+        lut = np.zeros(max((r for r, _ in rowids), default=0) + 1, dtype=np.int64)
+        for r, c in rowids:
+            lut[r] = self.code_index[c]
+        arr = queries.pool_suggestions(project, mv)
         n = len(arr)
         ids = arr[:, 0].astype(np.int64)
         seg = arr[:, 1].astype(np.int64)
@@ -285,7 +226,7 @@ class _Pool:
         self.row_of_id: dict[int, int] | None = None  # built on first use
         self.median = float(np.median(self.conf)) if n else 0.5
         # Queue orders (ties: lower suggestion id first), as row numbers. "uncertain" follows
-        # the model version's active-learning order (learn.query_order, saved by train_project
+        # the model version's active-learning order (ml.query.query_order, saved by train_project
         # as models/v{N}/queue.npy) where there is one: segments in that order, each segment's
         # suggestions most confident first. Without one (the template scorer), or for segments
         # imported after the retrain, distance to the pool's median confidence.
@@ -335,10 +276,7 @@ class _Pool:
                 wanted = [self.code_index[c] for c in f.code_id if c in self.code_index]
                 m &= np.isin(self.code, np.array(wanted, dtype=np.int64))
             if f.on_segments:
-                params: dict = {}
-                sql = "SELECT s.id FROM segments s WHERE " + " AND ".join(_segment_conditions(f, params))
-                segs = np.fromiter((r[0] for r in project.conn.execute(sql, params)), dtype=np.int64)
-                m &= np.isin(self.seg, segs)
+                m &= np.isin(self.seg, queries.filtered_segments(project, f))
             if len(self.masks) > 64:
                 self.masks.clear()
             self.masks[f] = m
@@ -371,13 +309,9 @@ class _CoderLog:
         if self.last_row is not None:
             # The last decision read must still be there as it was; if not, the database was
             # replaced (a backup restored, say), so read this coder's log again from the start.
-            row = project.conn.execute("SELECT id, segment_id, code_id, action, coder FROM decisions WHERE id = ?", (self.last_id,)).fetchone()
-            if row is None or tuple(row) != self.last_row:
+            if queries.decision_key(project, self.last_id) != self.last_row:
                 self._reset()
-        rows = project.conn.execute(
-            "SELECT id, segment_id, code_id, action, undoes FROM decisions WHERE coder = ? AND id > ? ORDER BY id",
-            (self.coder, self.last_id),
-        ).fetchall()
+        rows = queries.decisions_since(project, self.coder, self.last_id)
         changed: set[tuple[int, str]] = set()
         for did, seg, code, action, undoes in rows:
             if action == "undo":
@@ -484,34 +418,37 @@ def pool_stats(project: Project) -> PoolStats:
         return PoolStats(pool.model_version_id, per, len(pool), pool.median)
 
 
+@dataclass(frozen=True)
+class PoolArrays:
+    """The pool as the queue holds it in memory, one entry per suggestion (read-only arrays)."""
+
+    model_version_id: int | None
+    suggestion_id: np.ndarray
+    segment_id: np.ndarray
+    confidence: np.ndarray
+
+
+def warm_queue(project: Project) -> PoolArrays:
+    """Load the active model version's pool into memory now (what the first review page would
+    otherwise pay for) and return its arrays: the figure ``bench/million.py`` times, and what
+    a batch over the pool (an active-learning pass) can start from without reading it again."""
+    with _LOCK:
+        pool = _pool_for(project)
+    views = []
+    for a in (pool.ids, pool.seg, pool.conf):
+        v = a.view()
+        v.flags.writeable = False  # the queue's own arrays: a caller must not change them
+        views.append(v)
+    return PoolArrays(pool.model_version_id, *views)
+
+
 # --------------------------------------------------------------------------- the queue
 
 
 def _pool(project: Project, coder: str | None, f: Filters) -> pd.DataFrame:
     """Pool suggestions (all of them, as a DataFrame) joined to this coder's current decision
     (``action`` / ``decision_id``). The reference implementation behind :func:`review_queue`."""
-    mv = project.latest_model_version()
-    if mv is None:
-        return pd.DataFrame(columns=[*QUEUE_COLUMNS, "action", "decision_id"])
-    params: dict = {"mv": mv, "coder": _reader(coder)}
-    where = ["g.model_version_id = :mv", "c.active = 1", *_code_conditions(f, params), *_segment_conditions(f, params)]
-    sql = (
-        "WITH "
-        + _CURRENT_SQL
-        + """
-SELECT g.id AS suggestion_id, g.segment_id, s.transcript_id, t.name AS transcript, s.idx AS segment_idx,
-       s.turn_idx, s.speaker, s.start, s."end" AS "end", s.text, g.code_id, c.path AS code_path, g.rank,
-       g.confidence, g.similarity, g.evidence, g.evidence_source, g.evidence_similarity, g.model_version_id,
-       cur.action, cur.decision_id
-FROM suggestions g
-JOIN segments s ON s.id = g.segment_id
-JOIN transcripts t ON t.id = s.transcript_id
-JOIN codes c ON c.id = g.code_id
-LEFT JOIN current cur ON cur.segment_id = g.segment_id AND cur.code_id = g.code_id
-WHERE """
-        + " AND ".join(where)
-    )
-    return pd.read_sql_query(sql, project.conn, params=params)
+    return queries.pool_frame(project, project.latest_model_version(), _reader(coder), f, QUEUE_COLUMNS)
 
 
 def review_queue(
@@ -531,7 +468,7 @@ def review_queue(
 
     * ``"likely"``: confidence, highest first.
     * ``"uncertain"``: active learning. After a retrain, the model version's saved query
-      order (:func:`coder_assist.ml.learn.query_order`: uncertainty with a diversity term and a
+      order (:func:`coder_assist.ml.query.query_order`: uncertainty with a diversity term and a
       random share, the strategy the simulated-researcher benchmark chose), each segment's
       suggestions most confident first. Without a saved order (the template scorer) and for
       segments imported since, confidence closest to the pool's median first: confidences
@@ -573,15 +510,7 @@ def review_queue(
 
 
 def _queue_row(project: Project, suggestion_id: int, skipped: bool) -> dict:
-    row = project.conn.execute(
-        """SELECT g.id AS suggestion_id, g.segment_id, s.transcript_id, t.name AS transcript, s.idx AS segment_idx,
-       s.turn_idx, s.speaker, s.start, s."end" AS "end", s.text, g.code_id, c.path AS code_path, g.rank,
-       g.confidence, g.similarity, g.evidence, g.evidence_source, g.evidence_similarity, g.model_version_id
-FROM suggestions g JOIN segments s ON s.id = g.segment_id JOIN transcripts t ON t.id = s.transcript_id
-JOIN codes c ON c.id = g.code_id WHERE g.id = ?""",
-        (int(suggestion_id),),
-    ).fetchone()
-    return {**dict(row), "skipped": bool(skipped)}
+    return {**queries.queue_row(project, suggestion_id), "skipped": bool(skipped)}
 
 
 def next_suggestion(
@@ -657,6 +586,12 @@ def filtered_counts(
     return {"total": total, "queued": total - decided}
 
 
+def filter_values_mark(project: Project) -> tuple:
+    """Changes when :func:`filter_options` can, apart from the pool (:func:`pool_stats`):
+    passages imported, attributes added. A page's cache key."""
+    return queries.filter_values_mark(project)
+
+
 def filter_options(project: Project) -> dict[str, list]:
     """Values the queue filters can take: ``codes`` as (id, path) pairs of the pool's codes in
     template order, ``transcripts`` and ``speakers`` (of segments) sorted, ``attributes`` as
@@ -664,96 +599,23 @@ def filter_options(project: Project) -> dict[str, list]:
     stats = pool_stats(project)
     if stats.model_version_id is None:
         return {"codes": [], "transcripts": [], "speakers": [], "attributes": {}}
-    codes = [(r[0], r[1]) for r in project.conn.execute("SELECT id, path FROM codes WHERE active = 1 ORDER BY position") if r[0] in stats.per_code]
-    attrs: dict[str, list[str]] = {}
-    for key, value in project.conn.execute("SELECT DISTINCT key, value FROM attributes ORDER BY key, value"):
-        attrs.setdefault(key, []).append(value)
-    return {
-        "codes": codes,
-        "transcripts": [r[0] for r in project.conn.execute("SELECT name FROM transcripts ORDER BY name")],
-        "speakers": [r[0] for r in project.conn.execute("SELECT DISTINCT speaker FROM segments ORDER BY speaker")],
-        "attributes": attrs,
-    }
+    codes = [(c, path) for c, path in project.code_paths(active=True).items() if c in stats.per_code]
+    return {"codes": codes, **queries.filter_values(project)}
 
 
 # --------------------------------------------------------------------------- context
-
-
-@dataclass(frozen=True)
-class ContextTurn:
-    """One turn shown around a segment. ``highlight`` is ``(start, end)`` into ``text`` for
-    the segment's turn (``text[start:end]`` is the segment's text), ``None`` elsewhere."""
-
-    idx: int
-    speaker: str
-    text: str
-    is_current: bool
-    highlight: tuple[int, int] | None = None
-    timestamp: str | None = None
-
-
-def segment_context(project: Project, segment_id: int, n_turns: int = 2) -> list[ContextTurn]:
-    """The segment's turn with the segment highlighted, plus ``n_turns`` turns before and after
-    (every speaker, interviewer included), in transcript order."""
-    seg = project.conn.execute(
-        'SELECT transcript_id, turn_idx, start, "end" FROM segments WHERE id = ?', (int(segment_id),)
-    ).fetchone()
-    if seg is None:
-        raise ProjectError(f"no segment with id {segment_id}")
-    rows = project.conn.execute(
-        'SELECT idx, speaker, start, "end", timestamp FROM turns WHERE transcript_id = ? AND idx BETWEEN ? AND ? ORDER BY idx',
-        (seg["transcript_id"], seg["turn_idx"] - n_turns, seg["turn_idx"] + n_turns),
-    ).fetchall()
-    if not rows:
-        return []
-    # Only the stretch of text these turns cover (substr is 1-based), not the whole transcript.
-    lo = min(min(r["start"] for r in rows), seg["start"])
-    hi = max(max(r["end"] for r in rows), seg["end"])
-    text = project.conn.execute("SELECT substr(text, ?, ?) FROM transcripts WHERE id = ?", (lo + 1, hi - lo, seg["transcript_id"])).fetchone()[0]
-    out = []
-    for r in rows:
-        current = r["idx"] == seg["turn_idx"]
-        start, end = r["start"], r["end"]
-        highlight = None
-        if current:
-            # Segments lie inside their turn; clamp anyway so a bad row cannot break the page.
-            start, end = min(start, seg["start"]), max(end, seg["end"])
-            highlight = (seg["start"] - start, seg["end"] - start)
-        out.append(ContextTurn(r["idx"], r["speaker"], text[start - lo : end - lo], current, highlight, r["timestamp"]))
-    return out
-
-
-def transcript_attributes(project: Project, transcript_id: int) -> dict[str, str]:
-    """Participant attributes of one transcript, in the order they were imported (the
-    attribute sheet's column order)."""
-    return {
-        r[0]: r[1]
-        for r in project.conn.execute("SELECT key, value FROM attributes WHERE transcript_id = ? ORDER BY rowid", (int(transcript_id),))
-    }
 
 
 def current_action(project: Project, segment_id: int, code_id: str, coder: str | None) -> str | None:
     """This coder's current decision on one (segment, code) pair: ``accept``, ``reject``,
     ``skip`` or ``None``."""
     coder = _reader(coder)
-    if coder is None:
-        return None
-    row = project.conn.execute(
-        "SELECT d.action FROM decisions d WHERE d.segment_id = ? AND d.code_id = ? AND +d.coder = ? AND d.action != 'undo' "
-        "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id DESC LIMIT 1",
-        (int(segment_id), code_id, coder),
-    ).fetchone()
-    return row[0] if row else None
+    return project.current_action(segment_id, code_id, coder) if coder is not None else None
 
 
 def segment_codes(project: Project, segment_id: int, coder: str) -> pd.DataFrame:
     """This coder's current decisions on one segment (code_id, code_path, action)."""
-    return pd.read_sql_query(
-        "SELECT d.code_id, c.path AS code_path, d.action FROM decisions d JOIN codes c ON c.id = d.code_id "
-        f"WHERE d.segment_id = :seg AND +d.coder = :coder AND {_IS_CURRENT_SQL} ORDER BY d.id",
-        project.conn,
-        params={"coder": _reader(coder), "seg": int(segment_id)},
-    )
+    return _segment_codes(project, segment_id, _reader(coder))
 
 
 # --------------------------------------------------------------------------- progress
@@ -805,7 +667,7 @@ def progress(project: Project, coder: str | None, *, per_code: bool = True) -> d
         index = {c: i for i, c in enumerate(code_ids)}
         cols = ["code_id", "code_path", "suggested", "accepted", "rejected", "skipped", "pending", "added"]
         rows = []
-        for code_id, path in project.conn.execute("SELECT id, path FROM codes ORDER BY position"):
+        for code_id, path in project.code_paths().items():
             i = index.get(code_id)
             sug = int(suggested[i]) if i is not None else 0
             if not sug and not added.get(code_id):
@@ -819,11 +681,7 @@ def progress(project: Project, coder: str | None, *, per_code: bool = True) -> d
 # --------------------------------------------------------------------------- decisions
 
 
-def _suggestion(project: Project, suggestion_id: int) -> tuple[int, str]:
-    row = project.conn.execute("SELECT segment_id, code_id FROM suggestions WHERE id = ?", (int(suggestion_id),)).fetchone()
-    if row is None:
-        raise ProjectError(f"no suggestion with id {suggestion_id}")
-    return int(row[0]), row[1]
+_suggestion = queries.suggestion_pair
 
 
 def decide(project: Project, suggestion_id: int, action: str, coder: str) -> int:
@@ -865,27 +723,22 @@ def choose_other_code(project: Project, suggestion_id: int, code_id: str, coder:
             raise ProjectError(f"this suggestion was already {done}ed by {coder} (in another tab or session?); nothing recorded")
         reject_id = project.record_decision(segment_id, suggested, "reject", coder, suggestion_id=int(suggestion_id))
         # The chosen code may itself be a suggestion of this model for this segment.
-        other = project.conn.execute(
-            "SELECT id FROM suggestions WHERE segment_id = ? AND code_id = ? AND model_version_id = "
-            "(SELECT model_version_id FROM suggestions WHERE id = ?)",
-            (segment_id, code_id, int(suggestion_id)),
-        ).fetchone()
         accept_id = project.record_decision(
             segment_id,
             code_id,
             "accept",
             coder,
-            suggestion_id=other[0] if other else None,
+            suggestion_id=queries.sibling_suggestion(project, suggestion_id, code_id),
             note=_OTHER_CODE_NOTE.format(sid=int(suggestion_id), reject_id=reject_id),
         )
     return reject_id, accept_id
 
 
 def _check_leaf(project: Project, code_id: str) -> None:
-    row = project.conn.execute("SELECT is_leaf, active FROM codes WHERE id = ?", (code_id,)).fetchone()
-    if row is None or not row["active"]:
+    flags = queries.code_flags(project, code_id)
+    if flags is None or not flags[1]:
         raise ProjectError(f"no code {code_id!r} in the template")
-    if not row["is_leaf"]:
+    if not flags[0]:
         raise ProjectError(f"{code_id!r} has sub-codes; choose one of them")
 
 
@@ -896,7 +749,7 @@ def add_code(project: Project, segment_id: int, code_id: str, coder: str) -> int
     coder = _coder(coder)
     _check_leaf(project, code_id)
     with project.transaction():
-        if project.conn.execute("SELECT 1 FROM segments WHERE id = ?", (int(segment_id),)).fetchone() is None:
+        if not queries.has_segment(project, segment_id):
             raise ProjectError(f"no segment with id {segment_id}")
         if current_action(project, segment_id, code_id, coder) == "accept":
             return None
@@ -925,35 +778,19 @@ def undo_last(project: Project, coder: str) -> list[Decision]:
         if first is None:
             return []
         undone = [first]
-        note = project.conn.execute("SELECT note FROM decisions WHERE id = ?", (first.id,)).fetchone()[0]
-        m = _OTHER_CODE_RE.search(note or "")
+        m = _OTHER_CODE_RE.search(queries.decision_note(project, first.id) or "")
         if m:
-            partner = int(m.group(1))
-            nxt = project.conn.execute(
-                "SELECT id FROM decisions d WHERE d.coder = ? AND d.action != 'undo' "
-                "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id DESC LIMIT 1",
-                (coder,),
-            ).fetchone()
-            if nxt is not None and nxt[0] == partner:
+            nxt = project.last_decision(coder)
+            if nxt is not None and nxt["id"] == int(m.group(1)):
                 second = project.undo_last(coder)
                 if second is not None:
                     undone.append(second)
         return undone
 
 
-def suggestion_for_pair(project: Project, segment_id: int, code_id: str) -> int | None:
-    """The active model version's suggestion id for a (segment, code) pair, if any."""
-    mv = project.latest_model_version()
-    row = project.conn.execute(
-        "SELECT id FROM suggestions WHERE segment_id = ? AND code_id = ? AND +model_version_id IS ?",
-        (int(segment_id), code_id, mv),
-    ).fetchone()
-    return int(row[0]) if row else None
-
-
 def leaf_codes(project: Project) -> list[tuple[str, str]]:
     """Active leaf codes as (id, path), in template order."""
-    return [tuple(r) for r in project.conn.execute("SELECT id, path FROM codes WHERE is_leaf = 1 AND active = 1 ORDER BY position")]
+    return list(project.code_paths(active=True, leaves=True).items())
 
 
 def search_codes(codes: Iterable[tuple[str, str]], query: str) -> list[tuple[str, str]]:
@@ -994,12 +831,7 @@ def search_codes(codes: Iterable[tuple[str, str]], query: str) -> list[tuple[str
 def last_decision(project: Project, coder: str) -> dict | None:
     """This coder's latest decision that is not undone (what "Undo last" would take back), as a
     dict of the decision row, or ``None``."""
-    row = project.conn.execute(
-        "SELECT * FROM decisions d WHERE d.coder = ? AND d.action != 'undo' "
-        "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id DESC LIMIT 1",
-        (_coder(coder),),
-    ).fetchone()
-    return dict(row) if row is not None else None
+    return project.last_decision(_coder(coder))
 
 
 def is_repeat(project: Project, suggestion_id: int, action: str, coder: str) -> bool:
@@ -1007,54 +839,6 @@ def is_repeat(project: Project, suggestion_id: int, action: str, coder: str) -> 
     second press of the same key before the page moved on, which should not be logged twice."""
     last = last_decision(project, coder)
     return last is not None and last["suggestion_id"] == int(suggestion_id) and last["action"] == action
-
-
-def segment_suggestions(project: Project, segment_id: int) -> pd.DataFrame:
-    """The active model version's suggestions for one segment, by rank (suggestion_id,
-    code_id, code_path, rank, confidence)."""
-    return pd.read_sql_query(
-        "SELECT g.id AS suggestion_id, g.code_id, c.path AS code_path, g.rank, g.confidence FROM suggestions g "
-        "JOIN codes c ON c.id = g.code_id WHERE g.segment_id = ? AND +g.model_version_id IS ? ORDER BY g.rank",
-        project.conn,
-        params=(int(segment_id), project.latest_model_version()),
-    )
-
-
-# --------------------------------------------------------------------------- a transcript
-
-
-def transcript_codings(project: Project, transcript_id: int) -> pd.DataFrame:
-    """Every coder's current decisions on the segments of one transcript, one row per
-    (segment, code, coder): segment_id, code_id, code_path, code_active, coder, action,
-    decision_id."""
-    return pd.read_sql_query(
-        "SELECT d.segment_id, d.code_id, c.path AS code_path, c.active AS code_active, d.coder, d.action, d.id AS decision_id "
-        "FROM segments s JOIN decisions d ON d.segment_id = s.id JOIN codes c ON c.id = d.code_id "
-        f"WHERE s.transcript_id = :tid AND {_IS_CURRENT_SQL} ORDER BY s.idx, d.id",
-        project.conn,
-        params={"tid": int(transcript_id)},
-    )
-
-
-def transcript_suggestions(project: Project, transcript_id: int) -> pd.DataFrame:
-    """The pool's suggestions on the segments of one transcript (suggestion_id, segment_id,
-    code_id, code_path, rank, confidence)."""
-    return pd.read_sql_query(
-        "SELECT g.id AS suggestion_id, g.segment_id, g.code_id, c.path AS code_path, g.rank, g.confidence "
-        "FROM segments s JOIN suggestions g ON g.segment_id = s.id JOIN codes c ON c.id = g.code_id "
-        "WHERE s.transcript_id = :tid AND +g.model_version_id IS :mv AND c.active = 1 ORDER BY s.idx, g.rank",
-        project.conn,
-        params={"tid": int(transcript_id), "mv": project.latest_model_version()},
-    )
-
-
-def transcript_segments(project: Project, transcript_id: int) -> pd.DataFrame:
-    """Segments of one transcript in order (id, idx, turn_idx, start, end, speaker, text)."""
-    return pd.read_sql_query(
-        'SELECT id, idx, turn_idx, start, "end" AS "end", speaker, text FROM segments WHERE transcript_id = ? ORDER BY idx',
-        project.conn,
-        params=(int(transcript_id),),
-    )
 
 
 # --------------------------------------------------------------------------- what a page needs
@@ -1067,24 +851,11 @@ def project_summary(project: Project) -> dict[str, int]:
     """Transcripts, segments, active leaf codes and pool suggestions, for the sidebar. Cached
     until transcripts, codes or the pool change, so it costs nothing per click at any size."""
     stats = pool_stats(project)
-    key = (
-        _db_identity(project),
-        project.conn.execute("SELECT MAX(id) FROM transcripts").fetchone()[0],
-        project.conn.execute("SELECT MAX(id) FROM segments").fetchone()[0],
-        project.conn.execute("SELECT COUNT(*), SUM(active * is_leaf) FROM codes").fetchone()[:],
-        stats.model_version_id,
-        stats.total,
-    )
+    key = (_db_identity(project), *queries.summary_mark(project), stats.model_version_id, stats.total)
     with _LOCK:
         hit = _SUMMARY_CACHE.get(key)
     if hit is None:
-        one = lambda q: project.conn.execute(q).fetchone()[0]  # noqa: E731
-        hit = {
-            "transcripts": one("SELECT COUNT(*) FROM transcripts"),
-            "segments": one("SELECT COUNT(*) FROM segments"),
-            "codes": one("SELECT COUNT(*) FROM codes WHERE active = 1 AND is_leaf = 1"),
-            "suggestions": stats.total,
-        }
+        hit = {**queries.summary_counts(project), "suggestions": stats.total}
         with _LOCK:
             if len(_SUMMARY_CACHE) > 64:
                 _SUMMARY_CACHE.clear()

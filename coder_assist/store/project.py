@@ -35,6 +35,24 @@ from ..core.segment import Segment
 DB_NAME = "project.db"
 ACTIONS = ("accept", "reject", "skip", "undo")
 
+#: Meta key of the decisions epoch, bumped by :meth:`Project.repoint_decisions`: the one write
+#: that changes rows already in the log, so a reader that caches the log (the review queue)
+#: reads it again when the epoch moves.
+EPOCH_KEY = "decisions_epoch"
+#: Meta keys only the store writes (each has its own method); :meth:`Project.set_meta` refuses them.
+_STORE_META = frozenset({"template", "created_at", EPOCH_KEY})
+
+# The current-decision rule, written once. SQL conditions on a decisions row aliased ``d``
+# (the subqueries use the aliases u_, e_, ue_, so a caller's own aliases do not clash).
+#: ``d`` still counts: an accept / reject / skip that no undo points at.
+LIVE_DECISION = "d.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions u_ WHERE u_.undoes = d.id)"
+#: ``d`` is the current decision of its coder on its (segment, code): the latest live one.
+CURRENT_DECISION = (
+    LIVE_DECISION + " AND NOT EXISTS (SELECT 1 FROM decisions e_ WHERE e_.segment_id = d.segment_id "
+    "AND e_.code_id = d.code_id AND e_.coder = d.coder AND e_.id > d.id AND e_.action != 'undo' "
+    "AND NOT EXISTS (SELECT 1 FROM decisions ue_ WHERE ue_.undoes = e_.id))"
+)
+
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
@@ -203,11 +221,6 @@ MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-#: Meta keys written by the methods below (named here, so that meta keys live in one place).
-REFI_GUID_KEY = "refi_project_guid"  # the project's REFI-QDA GUID (Project.guid)
-TEMPLATE_FROM_KEY = "refi_template_from"  # the .qdpx an ``init --from`` started the template from
-SUGGEST_RUN_KEY = "suggest_run"  # an unfinished suggest_project run (model version, settings, done transcripts)
-
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -365,6 +378,23 @@ class Project:
     def _set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
+    def set_meta(self, key: str, value: str) -> None:
+        """Write one of the app's settings or state values (``model``, ``stale_verdicts``, the
+        auto-retrain interval, a run's resume state, an import's origin, ...), committed unless
+        inside an outer :meth:`transaction`. The template, the creation time and the decisions
+        epoch have their own writers and are refused here."""
+        if key in _STORE_META:
+            raise ProjectError(f"meta key {key!r} is written by the store itself, not set_meta")
+        with self.transaction():
+            self._set_meta(key, str(value))
+
+    def clear_meta(self, key: str) -> None:
+        """Remove a settings or state value (:meth:`set_meta`'s keys); absent is fine."""
+        if key in _STORE_META:
+            raise ProjectError(f"meta key {key!r} is written by the store itself, not clear_meta")
+        with self.transaction():
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     def meta(self, key: str, default: str | None = None) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
@@ -417,6 +447,19 @@ class Project:
         if raw is None:
             raise ProjectError(f"{self.folder}: the project has no template")
         return parse_template(json.loads(raw), source=f"{self.folder / DB_NAME} (template)")
+
+    def code_paths(self, *, active: bool = False, leaves: bool = False) -> dict[str, str]:
+        """Code id -> path ("Theme > Code"), in template order. Codes that left the template
+        stay in the table (decisions point at them) with their last path; ``active`` keeps only
+        codes in the template now, ``leaves`` only codes without sub-codes."""
+        where = [c for c, on in (("active = 1", active), ("is_leaf = 1", leaves)) if on]
+        q = "SELECT id, path FROM codes" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY position"
+        return {r[0]: r[1] for r in self.conn.execute(q)}
+
+    def code_path(self, code_id: str) -> str | None:
+        """One code's path, retired codes included; ``None`` for an unknown id."""
+        row = self.conn.execute("SELECT path FROM codes WHERE id = ?", (code_id,)).fetchone()
+        return row[0] if row else None
 
     # -- import ----------------------------------------------------------------------------
     def add_transcripts(self, transcripts: Iterable[Transcript], segments: dict[str, list[Segment]]) -> list[int]:
@@ -516,6 +559,30 @@ class Project:
             if not self.conn.execute("SELECT 1 FROM model_versions WHERE id = ?", (version,)).fetchone():
                 raise ProjectError(f"no model version {version}")
             self._set_meta("active_model_version", str(version))
+
+    def pool_size(self, model_version_id: int) -> int:
+        """Suggestions of that model version on codes still in the template (its review pool)."""
+        return int(self.conn.execute(
+            "SELECT COUNT(*) FROM suggestions g JOIN codes c ON c.id = g.code_id WHERE g.model_version_id = ? AND c.active = 1",
+            (model_version_id,),
+        ).fetchone()[0])
+
+    def suggestion_confidences(self, suggestion_ids: Iterable[int]) -> pd.DataFrame:
+        """suggestion_id, confidence, model_version_id of these suggestions (unknown ids left out)."""
+        return pd.read_sql_query(
+            "SELECT id AS suggestion_id, confidence, model_version_id FROM suggestions WHERE id IN (SELECT value FROM json_each(?))",
+            self.conn,
+            params=(json.dumps([int(i) for i in suggestion_ids]),),
+        )
+
+    def segments_imported_after(self, model_version_id: int | None) -> int:
+        """Segments of transcripts imported after that model version was made (all of them
+        without one): what its suggestions do not cover yet."""
+        return int(self.conn.execute(
+            "SELECT COUNT(*) FROM segments s JOIN transcripts t ON t.id = s.transcript_id "
+            "WHERE t.imported_at > COALESCE((SELECT created_at FROM model_versions WHERE id IS ?), '')",
+            (model_version_id,),
+        ).fetchone()[0])
 
     def model_versions(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT id, created_at, kind, encoder, card FROM model_versions ORDER BY id", self.conn)
@@ -618,14 +685,18 @@ class Project:
                 raise ProjectError(f"cannot record decision on segment {segment_id}, code {code_id!r}: {exc}") from exc
             return int(cur.lastrowid)
 
+    def last_decision(self, coder: str) -> dict | None:
+        """This coder's latest live decision (what :meth:`undo_last` would take back), as a dict
+        of the decision row, or ``None``."""
+        row = self.conn.execute(
+            f"SELECT * FROM decisions d WHERE d.coder = ? AND {LIVE_DECISION} ORDER BY d.id DESC LIMIT 1", (coder.strip(),)
+        ).fetchone()
+        return dict(row) if row is not None else None
+
     def undo_last(self, coder: str) -> Decision | None:
         """Undo this coder's most recent decision that is not yet undone (recorded as an event)."""
         with self.transaction():
-            row = self.conn.execute(
-                "SELECT * FROM decisions d WHERE d.coder = ? AND d.action != 'undo' "
-                "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id DESC LIMIT 1",
-                (coder.strip(),),
-            ).fetchone()
+            row = self.last_decision(coder)
             if row is None:
                 return None
             self.conn.execute(
@@ -638,18 +709,86 @@ class Project:
         """The full decision log, undo events included."""
         return pd.read_sql_query("SELECT * FROM decisions ORDER BY id", self.conn)
 
-    def current_decisions(self, coder: str | None = None) -> pd.DataFrame:
-        """Per (segment, code, coder): the latest accept/reject/skip that has not been undone."""
-        where = "d.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)"
-        args: tuple = ()
-        if coder is not None:
-            where += " AND d.coder = ?"
-            args = (coder.strip(),)
+    def current_decisions(
+        self, coder: str | None = None, *, code_id: str | None = None, segment_id: int | None = None
+    ) -> pd.DataFrame:
+        """Per (segment, code, coder): the current decision, the latest accept/reject/skip that
+        has not been undone (:data:`CURRENT_DECISION`, the one definition every figure, export
+        and page uses). Optionally of one coder, one code, one segment. Decision rows, by id."""
+        where, args = [LIVE_DECISION], []
+        for col, value in (("d.coder", None if coder is None else coder.strip()), ("d.code_id", code_id),
+                           ("d.segment_id", None if segment_id is None else int(segment_id))):
+            if value is not None:
+                where.append(f"{col} = ?")
+                args.append(value)
+        # The window form of CURRENT_DECISION (one pass over the live rows instead of a lookup
+        # per row): the latest live decision per pair and coder is the current one.
         q = (
             "SELECT * FROM (SELECT d.*, ROW_NUMBER() OVER (PARTITION BY d.segment_id, d.code_id, d.coder ORDER BY d.id DESC) AS rn "
-            f"FROM decisions d WHERE {where}) WHERE rn = 1 ORDER BY id"
+            f"FROM decisions d WHERE {' AND '.join(where)}) WHERE rn = 1 ORDER BY id"
         )
         return pd.read_sql_query(q, self.conn, params=args).drop(columns="rn")
+
+    def current_action(self, segment_id: int, code_id: str, coder: str) -> str | None:
+        """This coder's current decision on one (segment, code): accept, reject, skip or ``None``."""
+        row = self.conn.execute(
+            f"SELECT d.action FROM decisions d WHERE d.segment_id = ? AND d.code_id = ? AND +d.coder = ? AND {LIVE_DECISION} "
+            "ORDER BY d.id DESC LIMIT 1",
+            (int(segment_id), code_id, coder.strip()),
+        ).fetchone()
+        return row[0] if row else None
+
+    def repoint_decisions(self, source_id: str, target_id: str, segment_ids: Iterable[int] | None = None) -> list[int]:
+        """Move decisions on code ``source_id`` (all, or on these segments) to ``target_id``:
+        a template edit (merge, split, replace) re-homing the coding. The one write that
+        changes rows of the otherwise append-only log, so it bumps the decisions epoch
+        (:data:`EPOCH_KEY`) for readers that cache the log; the edit's history records which
+        decision ids moved. Returns them, oldest first."""
+        where, args = "code_id = ?", [source_id]
+        if segment_ids is not None:
+            segment_ids = [int(s) for s in segment_ids]
+            if not segment_ids:
+                return []
+            where += f" AND segment_id IN ({', '.join('?' * len(segment_ids))})"
+            args += segment_ids
+        with self.transaction():
+            ids = [r[0] for r in self.conn.execute(f"SELECT id FROM decisions WHERE {where} ORDER BY id", args)]
+            if ids:
+                self.conn.execute(f"UPDATE decisions SET code_id = ? WHERE {where}", [target_id, *args])
+                self._set_meta(EPOCH_KEY, str(int(self.meta(EPOCH_KEY) or 0) + 1))
+        return ids
+
+    def decisions_mark(self) -> tuple[int, int]:
+        """(highest decision id, number of log rows): changes with every decision and undo."""
+        row = self.conn.execute("SELECT COALESCE(MAX(id), 0), COUNT(*) FROM decisions").fetchone()
+        return int(row[0]), int(row[1])
+
+    def decision_count(self, code_id: str) -> int:
+        """Log rows (undo events included) that name this code."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM decisions WHERE code_id = ?", (code_id,)).fetchone()[0])
+
+    def accepted_passages(self, code_id: str) -> pd.DataFrame:
+        """Passages holding a live accept of this code (any coder), in transcript order:
+        segment_id, transcript, text, coders (comma-separated)."""
+        return pd.read_sql_query(
+            "SELECT d.segment_id, t.name AS transcript, s.text, GROUP_CONCAT(DISTINCT d.coder) AS coders FROM decisions d "
+            "JOIN segments s ON s.id = d.segment_id JOIN transcripts t ON t.id = s.transcript_id "
+            f"WHERE d.code_id = ? AND d.action = 'accept' AND {LIVE_DECISION} GROUP BY d.segment_id ORDER BY t.name, s.idx",
+            self.conn,
+            params=(code_id,),
+        )
+
+    def decided_passages(self, code_id: str) -> pd.DataFrame:
+        """Passages with decisions (any coder, undo events left out) on this code, in transcript
+        order: segment_id, transcript, text, decisions ("Coder ✓", "Coder ✗", "Coder skip")."""
+        return pd.read_sql_query(
+            "SELECT s.id AS segment_id, t.name AS transcript, s.text, "
+            "GROUP_CONCAT(d.coder || ' ' || CASE d.action WHEN 'accept' THEN '✓' WHEN 'reject' THEN '✗' ELSE d.action END, ', ') "
+            "AS decisions FROM decisions d JOIN segments s ON s.id = d.segment_id JOIN transcripts t ON t.id = s.transcript_id "
+            "WHERE d.code_id = ? AND d.action != 'undo' GROUP BY s.id ORDER BY t.name, s.idx",
+            self.conn,
+            params=(code_id,),
+        )
 
     # -- codings as spans ------------------------------------------------------------------
     def _check_span(self, segment_id: int, span: tuple[int, int]) -> tuple[int, int]:
@@ -740,86 +879,6 @@ class Project:
         df = pd.read_sql_query(q + " ORDER BY id", self.conn, params=args)
         df["data"] = df["data"].map(json.loads)
         return df
-
-    def exchange_item_keys(self) -> set[tuple]:
-        """What is kept already, for keeping each thing once: ``(kind, guid)`` of the items with
-        a GUID, ``(kind, ref, data as stored, content)`` of those without."""
-        seen: set[tuple] = {(k, g) for k, g in self.conn.execute("SELECT kind, guid FROM exchange_items WHERE guid IS NOT NULL")}
-        seen |= {(k, r, d, bytes(c) if c is not None else None) for k, r, d, c in self.conn.execute(
-            "SELECT kind, ref, data, content FROM exchange_items WHERE guid IS NULL")}
-        return seen
-
-    def guid(self) -> "uuid.UUID":
-        """The project's own GUID (REFI-QDA exchange), created on first use and kept in meta."""
-        import uuid
-
-        raw = self.meta(REFI_GUID_KEY)
-        if raw is None:
-            with self.transaction():
-                raw = self.meta(REFI_GUID_KEY)
-                if raw is None:
-                    raw = str(uuid.uuid4())
-                    self._set_meta(REFI_GUID_KEY, raw)
-        return uuid.UUID(raw)
-
-    def set_template_from(self, file_name: str) -> None:
-        """Record the file the template was started from (``init --from study.qdpx``)."""
-        self._set_meta(TEMPLATE_FROM_KEY, file_name)
-
-    def transcript_texts(self) -> list[tuple[int, str, str]]:
-        """(id, name, text) of every transcript, by name."""
-        return [(int(i), n, t) for i, n, t in self.conn.execute("SELECT id, name, text FROM transcripts ORDER BY name")]
-
-    def segment_spans(self, transcript_id: int | None = None) -> list[tuple[int, int, int, int]]:
-        """(id, transcript id, start, end) of every segment (of one transcript), by start."""
-        q, args = 'SELECT id, transcript_id, start, "end" FROM segments', ()
-        if transcript_id is not None:
-            q, args = q + " WHERE transcript_id = ?", (transcript_id,)
-        return [tuple(int(v) for v in r) for r in self.conn.execute(q + " ORDER BY transcript_id, start", args)]
-
-    def suggestion_spans(self, model_version_id: int, min_confidence: float) -> list[tuple]:
-        """(segment id, transcript id, start, end, code id, confidence, created at) of one model
-        version's suggestions at or above ``min_confidence``, by segment and rank."""
-        return [tuple(r) for r in self.conn.execute(
-            'SELECT g.segment_id, s.transcript_id, s.start, s."end", g.code_id, g.confidence, g.created_at FROM suggestions g '
-            "JOIN segments s ON s.id = g.segment_id WHERE g.model_version_id = ? AND g.confidence >= ? ORDER BY g.segment_id, g.rank",
-            (model_version_id, float(min_confidence)))]
-
-    # -- resumable suggestion runs (app.pipeline.suggest_project) ---------------------------
-    def model_version_kind(self, version: int | None) -> str | None:
-        """The kind of a model version (a scorer's version string, or "learned"); None if absent."""
-        row = self.conn.execute("SELECT kind FROM model_versions WHERE id = ?", (version,)).fetchone() if version else None
-        return row[0] if row else None
-
-    def add_inactive_model_version(self, kind: str, encoder: str, card: dict | None = None) -> int:
-        """Record a model version while the active one stays active (a run still filling it)."""
-        with self.transaction():
-            previous = self.meta("active_model_version")
-            mv = self.add_model_version(kind, encoder, card)
-            if previous is not None:
-                self._set_meta("active_model_version", previous)
-        return mv
-
-    def suggest_run_state(self) -> dict | None:
-        """The state of an unfinished suggestion run (model version, fingerprint, done
-        transcripts), or None; the run is the one whose version exists."""
-        state = json.loads(self.meta(SUGGEST_RUN_KEY) or "null")
-        if state is not None and not self.conn.execute("SELECT 1 FROM model_versions WHERE id = ?", (state.get("model_version"),)).fetchone():
-            return None
-        return state
-
-    def set_suggest_run_state(self, state: dict) -> None:
-        self._set_meta(SUGGEST_RUN_KEY, json.dumps(state))
-
-    def complete_suggest_run(self, version: int, card: dict) -> int:
-        """Finish a suggestion run: the card gets the count of suggestions, the version becomes
-        active and the run state goes, in one transaction. Returns the count."""
-        with self.transaction():
-            n = self.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (version,)).fetchone()[0]
-            self.conn.execute("UPDATE model_versions SET card = ? WHERE id = ?", (json.dumps(card | {"suggestions": n}, ensure_ascii=False), version))
-            self._set_meta("active_model_version", str(version))
-            self.conn.execute("DELETE FROM meta WHERE key = ?", (SUGGEST_RUN_KEY,))
-        return int(n)
 
     def coders(self) -> list[str]:
         """Everyone who coded here, and every user an import brought from another tool (users

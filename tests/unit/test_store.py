@@ -281,3 +281,76 @@ def test_exchange_items_round_trip(tmp_path):
     items = p.exchange_items()
     assert items.kind.tolist() == ["user", "file"] and items.data[0] == {"id": "A"} and bytes(items.content[1]) == b"%PDF"
     assert p.exchange_items("file").ref.tolist() == ["sources/x.pdf"]
+
+
+def _sql_current(p: Project) -> set[tuple]:
+    """The CURRENT_DECISION fragment applied as written, for comparison with the methods."""
+    from coder_assist.store.project import CURRENT_DECISION
+
+    rows = p.conn.execute(f"SELECT d.segment_id, d.code_id, d.coder, d.action, d.id FROM decisions d WHERE {CURRENT_DECISION}")
+    return {tuple(r) for r in rows}
+
+
+def test_one_current_decision_rule_for_every_reader(tmp_path):
+    p = make_project(tmp_path)
+    s1, s2, s3 = p.segments().id.astype(int).tolist()
+    p.record_decision(s1, "theme/a", "accept", "ann")
+    p.record_decision(s1, "theme/a", "reject", "ann")
+    p.record_decision(s2, "theme/b", "accept", "ann")
+    p.record_decision(s3, "theme/a", "skip", "bob")
+    p.record_decision(s1, "theme/a", "accept", "bob")
+    p.undo_last("ann")  # the accept on s2 goes; the reject on s1 stays
+    p.undo_last("ann")  # the reject goes: the first accept on s1 is current again
+    expected = {(s1, "theme/a", "ann", "accept"), (s3, "theme/a", "bob", "skip"), (s1, "theme/a", "bob", "accept")}
+    cur = p.current_decisions()
+    assert set(zip(cur.segment_id, cur.code_id, cur.coder, cur.action)) == expected
+    assert {r[:4] for r in _sql_current(p)} == expected
+    assert {r[4] for r in _sql_current(p)} == set(cur["id"])
+    assert p.current_decisions(code_id="theme/a", segment_id=s1)["coder"].tolist() == ["ann", "bob"]
+    assert p.current_decisions(" bob ", segment_id=s3)["action"].tolist() == ["skip"]
+    assert p.current_action(s1, "theme/a", "ann") == "accept"
+    assert p.current_action(s2, "theme/b", "ann") is None
+    assert p.last_decision("ann")["action"] == "accept" and p.last_decision("ann")["segment_id"] == s1
+    assert p.last_decision("nobody") is None
+
+
+def test_repoint_decisions_is_the_one_log_rewrite_and_moves_the_epoch(tmp_path):
+    from coder_assist.store.project import EPOCH_KEY
+
+    p = make_project(tmp_path)
+    s1, s2, s3 = p.segments().id.astype(int).tolist()
+    a = [p.record_decision(s, "theme/a", "accept", "ann") for s in (s1, s2, s3)]
+    assert p.meta(EPOCH_KEY) is None
+    assert p.repoint_decisions("theme/a", "theme/b", []) == [] and p.meta(EPOCH_KEY) is None
+    assert p.repoint_decisions("theme/a", "theme/b", [s2, s3]) == a[1:]
+    assert p.meta(EPOCH_KEY) == "1"
+    assert p.decisions()["code_id"].tolist() == ["theme/a", "theme/b", "theme/b"]
+    assert p.repoint_decisions("theme/b", "theme/a") == a[1:] and p.meta(EPOCH_KEY) == "2"
+    assert p.repoint_decisions("theme/b", "theme/a") == [] and p.meta(EPOCH_KEY) == "2"  # nothing moved: no bump
+    assert p.decisions_mark() == (a[-1], 3)
+
+
+def test_public_meta_writer_refuses_the_stores_own_keys(tmp_path):
+    from coder_assist.store.project import EPOCH_KEY
+
+    p = make_project(tmp_path)
+    p.set_meta("auto_retrain_every", "5")
+    assert p.meta("auto_retrain_every") == "5"
+    p.clear_meta("auto_retrain_every")
+    p.clear_meta("auto_retrain_every")  # absent is fine
+    assert p.meta("auto_retrain_every") is None
+    for key in ("template", "created_at", EPOCH_KEY):
+        with pytest.raises(ProjectError, match="written by the store"):
+            p.set_meta(key, "x")
+    assert p.template().frame().equals(TPL.frame())
+
+
+def test_code_paths_keep_retired_codes_in_template_order(tmp_path):
+    p = make_project(tmp_path)
+    assert p.code_paths() == {"theme": "Theme", "theme/a": "Theme > A", "theme/b": "Theme > B"}
+    assert list(p.code_paths(active=True, leaves=True)) == ["theme/a", "theme/b"]
+    p.set_template(parse_template({"name": "toy", "codes": [{"name": "Theme", "description": "t", "children": [
+        {"name": "A", "description": "code a"}]}]}))
+    assert list(p.code_paths(active=True, leaves=True)) == ["theme/a"]
+    assert p.code_path("theme/b") == "Theme > B"  # retired, still named
+    assert p.code_path("nope") is None
