@@ -35,7 +35,6 @@ and :func:`krippendorff_alpha` take an items x raters table of categories.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ import pandas as pd
 
 from ..core.template import PATH_SEP
 from ..core.errors import ProjectError
+from ..store import reliability as store_
 from ..store.project import Project
 
 MODEL = "(model)"  # the rater name of the active model version in reports (not a name a coder types)
@@ -146,13 +146,11 @@ def _check_coder(project: Project, coder: str) -> str:
 
 def coders(project: Project) -> list[str]:
     """Everyone who has recorded a decision or a reliability answer, by name."""
-    names = {r[0] for r in project.conn.execute("SELECT DISTINCT coder FROM decisions")}
-    names |= {r[0] for r in project.conn.execute("SELECT DISTINCT coder FROM reliability_answers")}
-    return sorted(names)
+    return sorted(store_.decision_and_answer_coders(project))
 
 
 def _leaf_ids(project: Project) -> list[str]:
-    return [r[0] for r in project.conn.execute("SELECT id FROM codes WHERE is_leaf = 1 AND active = 1 ORDER BY position")]
+    return list(project.code_paths(active=True, leaves=True))
 
 
 def coder_verdicts(project: Project, coder: str) -> pd.DataFrame:
@@ -172,7 +170,7 @@ def model_yes(project: Project) -> set[tuple[int, str]]:
     mv = project.latest_model_version()
     if mv is None:
         raise ProjectError(f"{project.folder}: the project has no model suggestions yet (run 'coder-assist suggest {project.folder}')")
-    return {(int(s), str(c)) for s, c in project.conn.execute("SELECT segment_id, code_id FROM suggestions WHERE model_version_id = ?", (mv,))}
+    return store_.suggested_pairs(project, mv)
 
 
 def _grid(segments: Iterable[int], codes: Sequence[str], yes: set[tuple[int, str]]) -> pd.DataFrame:
@@ -192,8 +190,7 @@ def draw_sample(project: Project, share: float, *, seed: int = 0, name: str | No
     project, share and seed give the same sample. Returns the sample id."""
     if not (0 < share <= 1):
         raise ProjectError(f"{project.folder}: the sample share must be above 0 and at most 1, not {share}")
-    segs = project.conn.execute("SELECT s.id, s.transcript_id, t.name FROM segments s JOIN transcripts t ON t.id = s.transcript_id "
-                                "ORDER BY t.name, s.idx").fetchall()
+    segs = store_.segments_in_reading_order(project)
     if not segs:
         raise ProjectError(f"{project.folder}: the project has no segments to sample")
     rng = np.random.default_rng(seed)
@@ -206,55 +203,30 @@ def draw_sample(project: Project, share: float, *, seed: int = 0, name: str | No
         k = min(len(ids), max(1, math.floor(share * len(ids) + 0.5)))  # half up, not Python's half to even
         chosen += sorted(int(x) for x in rng.choice(ids, size=k, replace=False))
     order = rng.permutation(len(chosen))  # coded in a shuffled order, not transcript by transcript
-    with project.transaction():
-        label = name or f"sample {project.conn.execute('SELECT COUNT(*) FROM reliability_samples').fetchone()[0] + 1}"
-        if project.conn.execute("SELECT 1 FROM reliability_samples WHERE name = ?", (label,)).fetchone():
-            raise ProjectError(f"{project.folder}: a reliability sample named {label!r} exists already")
-        cur = project.conn.execute(
-            "INSERT INTO reliability_samples(name, created_at, created_by, share, seed) VALUES (?, ?, ?, ?, ?)",
-            (label, _now(), (created_by or "").strip() or None, float(share), int(seed)),
-        )
-        sample_id = int(cur.lastrowid)
-        project.conn.executemany(
-            "INSERT INTO reliability_sample_segments(sample_id, segment_id, position) VALUES (?, ?, ?)",
-            [(sample_id, chosen[i], pos) for pos, i in enumerate(order)],
-        )
-    return sample_id
+    return store_.add_sample(project, name, share, seed, created_by, [chosen[i] for i in order], _now())
 
 
 def samples(project: Project) -> pd.DataFrame:
     """Reliability samples with their size and who has completed how much."""
-    df = pd.read_sql_query(
-        "SELECT r.id, r.name, r.created_at, r.created_by, r.share, r.seed, "
-        "(SELECT COUNT(*) FROM reliability_sample_segments x WHERE x.sample_id = r.id) AS n_segments "
-        "FROM reliability_samples r ORDER BY r.id",
-        project.conn,
-    )
-    return df
+    return store_.samples(project)
 
 
 def find_sample(project: Project, ref: str | int) -> int:
     """A sample's id from its id or its name."""
     ref = str(ref).strip()
-    row = project.conn.execute("SELECT id FROM reliability_samples WHERE name = ?", (ref,)).fetchone()
-    if row is None and ref.isdigit():
-        row = project.conn.execute("SELECT id FROM reliability_samples WHERE id = ?", (int(ref),)).fetchone()
-    if row is None:
+    found = store_.sample_id_of(project, ref)
+    if found is None:
         raise ProjectError(f"{project.folder}: no reliability sample {ref!r} (list them with 'coder-assist reliability-sample {project.folder}')")
-    return int(row[0])
+    return found
 
 
 def completion(project: Project, sample_id: int) -> dict[str, int]:
     """Per coder, how many of the sample's segments they have answered."""
-    rows = project.conn.execute(
-        "SELECT coder, COUNT(DISTINCT segment_id) FROM reliability_answers WHERE sample_id = ? GROUP BY coder ORDER BY coder",
-        (int(sample_id),),
-    )
-    return {r[0]: int(r[1]) for r in rows}
+    return store_.completion(project, sample_id)
 
 
 def _sample_row(project: Project, sample_id: int):
-    row = project.conn.execute("SELECT * FROM reliability_samples WHERE id = ?", (int(sample_id),)).fetchone()
+    row = store_.sample(project, sample_id)
     if row is None:
         raise ProjectError(f"{project.folder}: no reliability sample {sample_id}")
     return row
@@ -263,37 +235,18 @@ def _sample_row(project: Project, sample_id: int):
 def sample_segments(project: Project, sample_id: int) -> pd.DataFrame:
     """The sample's segments in coding order: position, segment_id, transcript, speaker, text."""
     _sample_row(project, sample_id)
-    return pd.read_sql_query(
-        "SELECT x.position, s.id AS segment_id, t.name AS transcript, s.speaker, s.text FROM reliability_sample_segments x "
-        "JOIN segments s ON s.id = x.segment_id JOIN transcripts t ON t.id = s.transcript_id WHERE x.sample_id = ? ORDER BY x.position",
-        project.conn,
-        params=(int(sample_id),),
-    )
+    return store_.sample_segments(project, sample_id)
 
 
 def completed(project: Project, sample_id: int, coder: str) -> set[int]:
     """Segments of the sample this coder has answered (with codes or with "none applies")."""
-    rows = project.conn.execute(
-        "SELECT DISTINCT a.segment_id FROM reliability_answers a JOIN reliability_sample_segments x "
-        "ON x.sample_id = a.sample_id AND x.segment_id = a.segment_id WHERE a.sample_id = ? AND a.coder = ?",
-        (int(sample_id), _check_coder(project, coder)),
-    )
-    return {int(r[0]) for r in rows}
+    return store_.answered_segments(project, sample_id, _check_coder(project, coder))
 
 
 def blind_codes(project: Project, segment_id: int, coder: str) -> list[str]:
     """The codes this coder holds accepted on a segment: their own coding, the only coding
     blind mode shows (never another coder's, never the model's)."""
-    return [
-        r[0] for r in project.conn.execute(
-            "SELECT d.code_id FROM decisions d WHERE d.segment_id = ? AND d.coder = ? AND d.action != 'undo' "
-            "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) "
-            "AND d.id = (SELECT MAX(e.id) FROM decisions e WHERE e.segment_id = d.segment_id AND e.code_id = d.code_id "
-            "AND e.coder = d.coder AND e.action != 'undo' AND NOT EXISTS (SELECT 1 FROM decisions v WHERE v.undoes = e.id)) "
-            "AND d.action = 'accept' ORDER BY d.code_id",
-            (int(segment_id), _check_coder(project, coder)),
-        )
-    ]
+    return store_.accepted_codes(project, segment_id, _check_coder(project, coder))
 
 
 def record_answer(project: Project, sample_id: int, segment_id: int, coder: str, code_ids: Iterable[str]) -> int:
@@ -312,8 +265,7 @@ def record_answer(project: Project, sample_id: int, segment_id: int, coder: str,
         raise ProjectError(f"{project.folder}: not a code of the template: {', '.join(bad)}")
     with project.transaction():
         _sample_row(project, sample_id)
-        if not project.conn.execute("SELECT 1 FROM reliability_sample_segments WHERE sample_id = ? AND segment_id = ?",
-                                    (int(sample_id), int(segment_id))).fetchone():
+        if not store_.in_sample(project, sample_id, segment_id):
             raise ProjectError(f"{project.folder}: segment {segment_id} is not in reliability sample {sample_id}")
         # Codes retired from the template are not on the form, so not unticked by leaving them.
         held = set(blind_codes(project, segment_id, coder)) & leaves
@@ -322,21 +274,12 @@ def record_answer(project: Project, sample_id: int, segment_id: int, coder: str,
                 project.record_decision(int(segment_id), c, "accept", coder, note=f"reliability sample {sample_id}")
         for c in sorted(held - set(codes)):
             project.record_decision(int(segment_id), c, "reject", coder, note=f"reliability sample {sample_id}")
-        cur = project.conn.execute(
-            "INSERT INTO reliability_answers(sample_id, segment_id, coder, codes, created_at) VALUES (?, ?, ?, ?, ?)",
-            (int(sample_id), int(segment_id), coder, json.dumps(codes), _now()),
-        )
-        return int(cur.lastrowid)
+        return store_.add_answer(project, sample_id, segment_id, coder, codes, _now())
 
 
 def sample_answers(project: Project, sample_id: int, coder: str) -> dict[int, list[str]]:
     """The coder's latest answer per sample segment: the codes ticked ([] = none applies)."""
-    rows = project.conn.execute(
-        "SELECT a.segment_id, a.codes FROM reliability_answers a WHERE a.sample_id = ? AND a.coder = ? AND a.id = "
-        "(SELECT MAX(b.id) FROM reliability_answers b WHERE b.sample_id = a.sample_id AND b.segment_id = a.segment_id AND b.coder = a.coder)",
-        (int(sample_id), _check_coder(project, coder)),
-    )
-    return {int(r[0]): json.loads(r[1]) for r in rows}
+    return store_.latest_answers(project, sample_id, _check_coder(project, coder))
 
 
 def _answered_yes(project: Project, sample_id: int, coder: str) -> set[tuple[int, str]]:
@@ -448,7 +391,7 @@ def agreement(
         excluded = int(items.loc[~keep, "segment_id"].nunique())
         items = items[keep]
 
-    paths = dict(project.conn.execute("SELECT id, path FROM codes").fetchall())
+    paths = project.code_paths()
     rows = []
     for code in leaves:
         g = items[items["code_id"] == code]
@@ -482,12 +425,7 @@ def _disagreements(project: Project, items: pd.DataFrame, a: str, b: str, paths:
     diff = items[items["value_a"] != items["value_b"]]
     if diff.empty:
         return pd.DataFrame(columns=cols)
-    segs = pd.read_sql_query(
-        "SELECT s.id AS segment_id, t.name AS transcript, s.idx, s.speaker, s.text FROM segments s JOIN transcripts t "
-        "ON t.id = s.transcript_id WHERE s.id IN (SELECT value FROM json_each(?))",
-        project.conn,
-        params=(json.dumps(sorted(int(x) for x in diff["segment_id"].unique())),),
-    )
+    segs = store_.segment_rows(project, diff["segment_id"].unique())
     # What each said on those segments: the codes they differ on, and the codes both applied
     # there (context for the discussion).
     on = items[items["segment_id"].isin(diff["segment_id"])]
