@@ -163,6 +163,15 @@ def _on_review_keep(item_id: int) -> None:
     _run(lambda: edit.keep_review_item(project, item_id, coder=name), "Kept as it is.")
 
 
+def _on_undo() -> None:
+    project, name = common.page_context()
+    if _run(lambda: edit.undo_last_edit(project, coder=name)["op"].replace("_", " "),
+            "Undone ({result}): the template is as it was before that edit, and the decisions it moved are back."):
+        # The edit forms keep what they last showed: drawn again from the restored template.
+        for key in [k for k in st.session_state if str(k).startswith(("tpl_name_", "tpl_desc_", "tpl_inc_", "tpl_exc_"))]:
+            st.session_state.pop(key, None)
+
+
 def _on_replace(new: Template, mapping: dict) -> None:
     project, name = common.page_context()
     if _run(lambda: sum(edit.replace_template(project, new, mapping, coder=name).values()),
@@ -291,6 +300,13 @@ def render() -> None:
     codes = template.codes
     if st.session_state.get(CODE_KEY) not in codes:
         st.session_state[CODE_KEY] = next(iter(codes))
+    last = edit.undoable_edit(project)
+    if last:
+        st.button(f"Undo last template edit ({last['op'].replace('_', ' ')}"
+                  f"{': ' + _leaf(last.get('from') or last['path']) if last.get('from') or last.get('path') else ''})", key="tpl_undo", icon=":material/undo:",
+                  disabled=not name, on_click=_on_undo,
+                  help="Puts the template back as it was before the last edit made here or in Revise, and moves back "
+                       "the decisions that edit moved. Recorded in the template history.")
     items = edit.open_review(project)
     if items:
         st.info(f"The last template edits left {_count(len(items), 'thing')} that may contradict the template: "

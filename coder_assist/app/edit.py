@@ -33,13 +33,14 @@ reused, which would bring its old decisions back).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..ml import references as refs
-from ..core.template import PATH_SEP, Code, Template
+from ..core.template import PATH_SEP, Code, Template, parse_template
 from ..core.template_edits import (  # noqa: F401  (Part, add_code, add_example, update_code: the edit API)
     Part,
     add_code,
@@ -61,6 +62,11 @@ from ..store.project import EPOCH_KEY, Project  # noqa: F401  (EPOCH_KEY: the st
 HISTORY_KEY = "template_history"
 #: meta key: the review list (JSON) of what template edits left that may contradict.
 REVIEW_KEY = "template_review"
+#: meta key: the edits that can be undone, newest last (JSON list of {"entry": index in the
+#: history, "before": the template before it, "after": digest of the template it made}).
+UNDO_KEY = "template_undo"
+#: How many edits back "Undo last template edit" can go (each keeps a whole template).
+UNDO_DEPTH = 20
 
 
 @dataclass
@@ -313,12 +319,18 @@ def history(project: Project) -> list[dict]:
     return json.loads(project.meta(HISTORY_KEY) or "[]")
 
 
-def _record(project: Project, entry: dict, moved: Mapping[str, list[int]] | None = None) -> None:
+def _record(project: Project, entry: dict, moved: Mapping[str, list[int]] | None = None, *, before: Template | None = None) -> None:
+    """Append ``entry`` to the history; ``before`` (the template the edit started from) makes
+    the edit undoable (:func:`undo_last_edit`)."""
     entry = {"at": _now(), **entry}
     if moved:
         entry["moved_decisions"] = {k: v for k, v in moved.items() if v}
         _set_meta(project, EPOCH_KEY, str(int(project.meta(EPOCH_KEY) or 0) + 1))
-    _set_meta(project, HISTORY_KEY, json.dumps(history(project) + [entry], ensure_ascii=False))
+    past = history(project)
+    _set_meta(project, HISTORY_KEY, json.dumps(past + [entry], ensure_ascii=False))
+    if before is not None:
+        stack = _undo_stack(project) + [{"entry": len(past), "before": before.to_dict(), "after": _digest(project.template())}]
+        _set_meta(project, UNDO_KEY, json.dumps(stack[-UNDO_DEPTH:], ensure_ascii=False))
 
 
 def _retired_ids(project: Project) -> set[str]:
@@ -357,7 +369,7 @@ def apply_add_code(project: Project, name: str, *, parent_id: str | None = None,
         _check_parent(project, template, parent_id)
         new, cid = add_code(template, name, parent_id=parent_id, description=description, examples=examples, taken=_retired_ids(project))
         project.set_template(new)
-        _record(project, {"op": "add", "code": cid, "path": new.codes[cid].path_str, "coder": coder})
+        _record(project, {"op": "add", "code": cid, "path": new.codes[cid].path_str, "coder": coder}, before=template)
     return cid
 
 
@@ -380,7 +392,7 @@ def apply_rename(project: Project, code_id: str, new_name: str, *, coder: str | 
         project.set_template(result.template)
         extra = _entry_refs(project, result)
         _record(project, {"op": "rename", "code": code_id, "from": template.codes[code_id].path_str,
-                          "to": result.template.codes[code_id].path_str, "coder": coder, **extra})
+                          "to": result.template.codes[code_id].path_str, "coder": coder, **extra}, before=template)
     return open_review(project, extra.get("review", []))
 
 
@@ -390,7 +402,7 @@ def apply_update(project: Project, code_id: str, *, coder: str | None = None, **
         if code_id not in template.codes:
             raise ProjectError(f"no code {code_id!r} in the template")
         project.set_template(update_code(template, code_id, **fields))
-        _record(project, {"op": "update", "code": code_id, "fields": sorted(fields), "coder": coder})
+        _record(project, {"op": "update", "code": code_id, "fields": sorted(fields), "coder": coder}, before=template)
 
 
 def apply_move(project: Project, code_id: str, new_parent_id: str | None, *, position: int | None = None, coder: str | None = None) -> None:
@@ -402,7 +414,7 @@ def apply_move(project: Project, code_id: str, new_parent_id: str | None, *, pos
         project.set_template(result.template)
         extra = _entry_refs(project, result)
         _record(project, {"op": "move", "code": code_id, "from": template.codes[code_id].path_str,
-                          "to": result.template.codes[code_id].path_str, "coder": coder, **extra})
+                          "to": result.template.codes[code_id].path_str, "coder": coder, **extra}, before=template)
 
 
 def apply_merge(project: Project, source_id: str, target_id: str, *, coder: str | None = None) -> int:
@@ -417,7 +429,7 @@ def apply_merge(project: Project, source_id: str, target_id: str, *, coder: str 
         moved = _move_decisions(project, source_id, target_id)
         extra = _entry_refs(project, result)
         _record(project, {"op": "merge", "code": source_id, "into": target_id, "from": template.codes[source_id].path_str,
-                          "to": template.codes[target_id].path_str, "coder": coder, **extra}, {target_id: moved})
+                          "to": template.codes[target_id].path_str, "coder": coder, **extra}, {target_id: moved}, before=template)
     return len(moved)
 
 
@@ -463,14 +475,15 @@ def apply_split(
         if left:  # cannot happen (every segment was assigned), but never leave decisions behind
             raise ProjectError(f"{left} decision(s) would stay on the split code; nothing was changed")
         _record(project, {"op": "split", "code": code_id, "from": template.codes[code_id].path_str,
-                          "into": ids, "coder": coder, **extra}, moved)
+                          "into": ids, "coder": coder, **extra}, moved, before=template)
     return ids
 
 
 def apply_add_example(project: Project, code_id: str, text: str, source: str = "", *, coder: str | None = None) -> None:
     with project.transaction():
-        project.set_template(add_example(project.template(), code_id, text, source))
-        _record(project, {"op": "add_example", "code": code_id, "source": source, "coder": coder})
+        template = project.template()
+        project.set_template(add_example(template, code_id, text, source))
+        _record(project, {"op": "add_example", "code": code_id, "source": source, "coder": coder}, before=template)
 
 
 # --------------------------------------------------------------------------- the review list
@@ -543,8 +556,10 @@ def apply_review_fix(project: Project, item_id: int, *, coder: str | None = None
     """Apply a review item's proposed fix and take it off the list, in one transaction."""
     with project.transaction():
         item = _take_item(project, item_id)
-        project.set_template(fix_item(project.template(), item))
-        _record(project, {"op": "review_fix", "code": item.code_id, "field": item.field, "review": [item.id], "coder": coder})
+        template = project.template()
+        project.set_template(fix_item(template, item))
+        _record(project, {"op": "review_fix", "code": item.code_id, "field": item.field, "review": [item.id], "coder": coder},
+                before=template)
     return item
 
 
@@ -607,11 +622,117 @@ def replace_template(project: Project, new: Template, mapping: Mapping[str, str 
         for src, dst in mapping.items():
             if dst is not None and (dst not in new.codes or not new.codes[dst].is_leaf):
                 raise ProjectError(f"{src!r} is mapped to {dst!r}, which is not a code without sub-codes in the new template")
+        before = project.template()
         project.set_template(new)
         moved: dict[str, list[int]] = {}
+        moved_from: dict[str, list[int]] = {}  # several codes may go to one: the undo needs each one's
         for src, dst in mapping.items():
             if dst is not None and src != dst:
-                moved.setdefault(dst, []).extend(_move_decisions(project, src, dst))
+                ids = _move_decisions(project, src, dst)
+                moved.setdefault(dst, []).extend(ids)
+                if ids:
+                    moved_from[src] = ids
         _record(project, {"op": "replace", "template": new.name, "added": plan.added, "removed": plan.removed,
-                          "retired_with_decisions": sorted(c for c, d in mapping.items() if d is None), "coder": coder}, moved)
+                          "retired_with_decisions": sorted(c for c, d in mapping.items() if d is None), "coder": coder,
+                          **({"moved_from": moved_from} if moved_from else {})}, moved, before=before)
     return {k: len(v) for k, v in moved.items()}
+
+
+# --------------------------------------------------------------------------- undo
+#
+# An edit made here (Template page, Revise tab) keeps the template it started from; undoing it
+# writes that template back and returns the decisions it moved. The undo is itself a history
+# event: the log of what happened to the template only grows.
+
+
+def _digest(template: Template) -> str:
+    # Key order kept: the order of codes is part of the template.
+    return hashlib.sha256(json.dumps(template.to_dict(), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def _undo_stack(project: Project) -> list[dict]:
+    return json.loads(project.meta(UNDO_KEY) or "[]")
+
+
+def undoable_edit(project: Project) -> dict | None:
+    """The history entry :func:`undo_last_edit` would undo, with its ``"index"`` in the
+    history; ``None`` when there is none."""
+    stack = _undo_stack(project)
+    if not stack:
+        return None
+    i = stack[-1]["entry"]
+    return {**history(project)[i], "index": i}
+
+
+def _moves_back(entry: dict) -> list[tuple[int, str, str]]:
+    """(decision id, code the edit put it on, code it came from) for each decision the edit moved."""
+    moved = entry.get("moved_decisions") or {}
+    if not moved:
+        return []
+    if entry["op"] == "replace":
+        came_from = {int(d): src for src, ids in (entry.get("moved_from") or {}).items() for d in ids}
+    else:  # a merge or a split takes decisions from one code, the entry's
+        came_from = {int(d): entry["code"] for ids in moved.values() for d in ids}
+    out = []
+    for dst, ids in moved.items():
+        for d in ids:
+            if int(d) not in came_from:
+                raise ProjectError(f"the {entry['op']} did not record where decision {d} came from; nothing was changed")
+            out.append((int(d), dst, came_from[int(d)]))
+    return out
+
+
+def _drop_review(project: Project, ids: Iterable[int]) -> None:
+    ids = {int(i) for i in ids}
+    if not ids:
+        return
+    state = _review_state(project)
+    kept = [d for d in state["items"] if int(d["id"]) not in ids]
+    if len(kept) != len(state["items"]):
+        state["items"] = kept
+        _set_meta(project, REVIEW_KEY, json.dumps(state, ensure_ascii=False))
+
+
+def undo_last_edit(project: Project, *, coder: str | None = None) -> dict:
+    """Undo the newest template edit not yet undone: the template is written back as it was
+    before the edit, exactly the decisions the edit moved go back to the codes they came from
+    (decisions made since stay where they are), and the review items the edit left leave the
+    list. Recorded in the history as an ``undo`` event naming the entry it undoes (``undoes``,
+    its index), with the decisions it moved back; the undone entry stays. Undoing again goes
+    one edit further back (up to :data:`UNDO_DEPTH` edits).
+
+    Refused, with nothing changed, when there is no edit to undo, when the template was changed
+    since by something that is not an edit (an import), or when a code the undo would take
+    away holds decisions made since the edit (they would be left on a code that is gone).
+    Returns the undone history entry, with its ``"index"``."""
+    with project.transaction():
+        stack = _undo_stack(project)
+        if not stack:
+            raise ProjectError("there is no template edit to undo")
+        top = stack[-1]
+        done = history(project)[top["entry"]]
+        current = project.template()
+        if _digest(current) != top["after"]:
+            raise ProjectError("the template was changed since that edit by something other than a template edit "
+                               "(an import?), so it cannot be undone; nothing was changed")
+        before = parse_template(top["before"], source=current.path or "<template>")
+        before.path = current.path
+        moves = _moves_back(done)
+        project.set_template(before)
+        back = set(project.restore_decision_codes(moves))
+        leaving = [c for c in current.codes if c not in before.codes or (current.codes[c].is_leaf and not before.codes[c].is_leaf)]
+        stranded = {c: n for c in leaving if (n := decision_count(project, c))}
+        if stranded:
+            raise ProjectError(
+                "undoing would leave decisions made since the edit on codes that would be gone ("
+                + "; ".join(f"{current.codes[c].path_str}: {n}" for c, n in stranded.items())
+                + "); merge or split them first. Nothing was changed")
+        came: dict[str, list[int]] = {}
+        for d, _, src in moves:
+            if d in back:
+                came.setdefault(src, []).append(d)
+        _drop_review(project, done.get("review", []) if done["op"] != "review_fix" else [])
+        _set_meta(project, UNDO_KEY, json.dumps(stack[:-1], ensure_ascii=False))
+        _record(project, {"op": "undo", "undoes": top["entry"], "undone_op": done["op"], "code": done.get("code"),
+                          "coder": coder}, came)
+    return {**done, "index": top["entry"]}

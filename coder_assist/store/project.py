@@ -758,6 +758,24 @@ class Project:
                 self._set_meta(EPOCH_KEY, str(int(self.meta(EPOCH_KEY) or 0) + 1))
         return ids
 
+    def restore_decision_codes(self, moves: Iterable[tuple[int, str, str]]) -> list[int]:
+        """Put decisions back on the code a template edit took them from: ``moves`` holds
+        ``(decision id, code it is on now, code to return to)``. A decision no longer on the
+        code named (moved on since) stays where it is; an undo event recorded since against a
+        decision that returns goes with it, so an event always names its decision's code. The
+        other log rewrite besides :meth:`repoint_decisions` (the undo of one), so it bumps the
+        decisions epoch too. Returns the ids of the decisions put back, oldest first."""
+        back: list[int] = []
+        with self.transaction():
+            for did, now, to in moves:
+                cur = self.conn.execute("UPDATE decisions SET code_id = ? WHERE id = ? AND code_id = ?", (to, int(did), now))
+                if cur.rowcount:
+                    back.append(int(did))
+                    self.conn.execute("UPDATE decisions SET code_id = ? WHERE undoes = ? AND code_id = ?", (to, int(did), now))
+            if back:
+                self._set_meta(EPOCH_KEY, str(int(self.meta(EPOCH_KEY) or 0) + 1))
+        return sorted(back)
+
     def decisions_mark(self) -> tuple[int, int]:
         """(highest decision id, number of log rows): changes with every decision and undo."""
         row = self.conn.execute("SELECT COALESCE(MAX(id), 0), COUNT(*) FROM decisions").fetchone()
