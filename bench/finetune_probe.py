@@ -30,8 +30,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from coder_assist.ml.embed import SentenceTransformerEncoder  # noqa: E402
 from coder_assist.ml.finetune import FinetuneConfig, contrastive_finetune  # noqa: E402
-from coder_assist.ml.learn import Featurizer  # noqa: E402
-from coder_assist.eval.simulate import _fit_all, _metrics, load_dataset  # noqa: E402
+from coder_assist.ml.features import Featurizer  # noqa: E402
+from coder_assist.eval.simulate import fit_all, load_dataset, metrics  # noqa: E402
 from coder_assist.ml.suggest import Inputs  # noqa: E402
 
 
@@ -45,8 +45,8 @@ def evaluate(ds, units, train, test, encoder) -> dict:
     names = list(ds.codebook["code"])
     for feats in ("emb", "emb+prev+ngrams"):
         F = Featurizer(feats).fit(corpus).transform(corpus).tocsr()
-        conf = _fit_all(ds, F[train], units["codes"].iloc[train].tolist(), F[test])
-        m = _metrics(ds, names, conf, units["codes"].iloc[test])
+        conf = fit_all(ds, F[train], units["codes"].iloc[train].tolist(), F[test])
+        m = metrics(ds, names, conf, units["codes"].iloc[test])
         out[feats] = {"macro_f1": m["macro_f1"], "kappa": m["kappa"]}
     return out
 

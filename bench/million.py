@@ -70,7 +70,7 @@ def serve(folder: Path, mode: str) -> dict:
 
     from coder_assist.app import review
     from coder_assist.store.project import Project
-    from coder_assist.ml import learn  # noqa: F401  (imports are not what is timed: sklearn alone takes seconds)
+    from coder_assist.ml import classifier  # noqa: F401  (imports are not what is timed: sklearn alone takes seconds)
     from coder_assist.scale.vectors import VectorStore, rank_queue
 
     t0 = time.perf_counter()

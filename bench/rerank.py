@@ -6,13 +6,13 @@ Prints one JSON object (and writes it with ``--out``). Run:
 
 A synthetic project of ``--segments`` segments x ``--codes`` codes with the learned scorer's
 feature layout (384-d segment and previous-turn embeddings; TF-IDF hashed n-grams with the
-non-zeros per row measured on bench/review_synth.py text through ``learn.Featurizer``) and a
+non-zeros per row measured on bench/review_synth.py text through ``ml.features.Featurizer``) and a
 trained model on every code (dense weights over all features, blend weights, Platt scaling).
 What is timed, medians of ``--repeats``:
 
 * **plain**: what the library did after a retrain: ``LearnedScorer.score_features`` (one sparse
   matrix-vector product per code over the hstacked feature matrix, float64), the top-k codes
-  per segment by a full sort, and the queue order ``learn.query_order`` (uncertainty_diversity
+  per segment by a full sort, and the queue order ``ml.query.query_order`` (uncertainty_diversity
   head, then uncertainty).
 * **fast**: ``vectors.learned_confidence`` (embeddings float16, BLAS products for the dense
   blocks, the n-grams as column slabs whose weight rows stay in cache, all codes at once) and
@@ -41,8 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from coder_assist.ml import learn  # noqa: E402
-from coder_assist.ml.learn import CodeReport, Featurizer, LearnedScorer  # noqa: E402
+from coder_assist.ml import query  # noqa: E402
+from coder_assist.ml.classifier import BLEND_WEIGHTS, CodeReport, LearnedScorer  # noqa: E402
+from coder_assist.ml.features import Featurizer  # noqa: E402
 from coder_assist.ml.suggest import Inputs  # noqa: E402
 from coder_assist.scale.vectors import CachedFeatures, StackedModel, learned_confidence, rank_queue  # noqa: E402
 
@@ -50,11 +51,11 @@ DIM = 384
 
 
 def ngram_nnz_per_row(sample: int = 1000) -> float:
-    from review_synth import _sentence
+    from review_synth import sentence
 
     rng = random.Random(0)
-    texts = [" ".join(_sentence(rng) for _ in range(3)) for _ in range(sample)]
-    prev = [_sentence(rng) for _ in range(sample)]
+    texts = [" ".join(sentence(rng) for _ in range(3)) for _ in range(sample)]
+    prev = [sentence(rng) for _ in range(sample)]
     X = np.zeros((sample, DIM), np.float32)
     inp = Inputs(X=X, texts=texts, X_prev=X, prev_texts=prev)
     return Featurizer().fit(inp).ngrams(inp).nnz / sample
@@ -78,7 +79,7 @@ def synth(n: int, k: int, nnz: int, seed: int = 0):
         scorer.coef[c] = (rng.normal(size=n_feat) * 0.3).astype(np.float32)
         scorer.intercept[c] = float(rng.normal() - 2)
         scorer.platt[c] = (float(rng.uniform(0.5, 1.5)), float(rng.normal() * 0.3))
-        scorer.reports[c] = CodeReport(c, 10, 10, float(rng.choice(learn.BLEND_WEIGHTS)))
+        scorer.reports[c] = CodeReport(c, 10, 10, float(rng.choice(BLEND_WEIGHTS)))
     prior = rng.beta(2, 9, size=(n, k)).astype(np.float32)
     return X, Xp, N, scorer, prior
 
@@ -94,7 +95,7 @@ def main() -> None:
 
     nnz = ngram_nnz_per_row()
     X, Xp, N, scorer, prior = synth(args.segments, args.codes, int(round(nnz)))
-    head = getattr(learn, "QUEUE_HEAD", 200)
+    head = query.QUEUE_HEAD
     # The plain path's cached features: the featurizer's own matrix (all blocks, float64).
     F = sp.hstack([sp.csr_matrix(X), sp.csr_matrix(0.5 * Xp), N.astype(np.float64)], format="csr")
     feats = CachedFeatures(X.astype(np.float16), Xp.astype(np.float16), N)
@@ -106,7 +107,7 @@ def main() -> None:
     def plain():
         conf = scorer.score_features(F, prior)
         top = np.argsort(-conf, axis=1, kind="stable")[:, : args.top_k]
-        order = learn.query_order(conf, X, head=head)
+        order = query.query_order(conf, X, head=head)
         return conf, top, order
 
     parts: dict[str, list[float]] = {"stack_weights": [], "score": [], "rank": []}
@@ -131,7 +132,7 @@ def main() -> None:
             results[name] = fn()
             times[name].append(time.perf_counter() - t)
     (cp, tp, op), (cf, tf, of_) = results["plain"], results["fast"]
-    n_unc = head - int(round(head * learn.EXPLORE))
+    n_unc = head - int(round(head * query.EXPLORE))
     med = {k: statistics.median(v) for k, v in times.items()}
     out = {
         "benchmark": "rerank",
@@ -157,7 +158,7 @@ def main() -> None:
             # Same confidences in, same diverse head out (the random half of the head is drawn
             # differently); on the two paths' own confidences (float32 vs float64) near-ties can
             # swap a candidate, so the heads may differ there.
-            "diverse_head_same_on_same_conf": bool(np.array_equal(learn.query_order(cf, X16.astype(np.float32), head=head)[:n_unc], of_[:n_unc])),
+            "diverse_head_same_on_same_conf": bool(np.array_equal(query.query_order(cf, X16.astype(np.float32), head=head)[:n_unc], of_[:n_unc])),
             "diverse_head_overlap_own_conf": float(len(np.intersect1d(op[:n_unc], of_[:n_unc])) / n_unc),
             "tail_overlap_after_head": float(len(np.intersect1d(op[head : head + 1000], of_[head : head + 1000])) / 1000),
         },

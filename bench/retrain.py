@@ -13,7 +13,7 @@ medians of ``--repeats``:
 * **cached**: ``LearnedScorer.fit_labels`` with the fitted featurizer, its matrix and the
   prior's confidences passed in (what a retrain costs once features are cached);
 * **uncached**: the same plus fitting the featurizer (IDF over the corpus), building the
-  feature matrix and scoring the prior: what ``learn.train_project`` recomputes each time.
+  feature matrix and scoring the prior: what ``app.training.train_project`` recomputes each time.
 
 The cached fit is profiled (cProfile, top functions by cumulative time).
 """
@@ -41,11 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from review_synth import _sentence  # noqa: E402
+from review_synth import sentence  # noqa: E402
 
 from coder_assist.formats.template import load_template  # noqa: E402
 from coder_assist.ml.encoder import Encoder  # noqa: E402
-from coder_assist.ml.learn import Featurizer, LearnedScorer  # noqa: E402
+from coder_assist.ml.classifier import LearnedScorer  # noqa: E402
+from coder_assist.ml.features import Featurizer  # noqa: E402
 from coder_assist.ml.suggest import Inputs  # noqa: E402
 
 DIM = 384
@@ -69,8 +70,8 @@ class HashEncoder(Encoder):
 def corpus(n: int, codes: list[str], seed: int = 0) -> tuple[Inputs, np.ndarray]:
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
-    texts = [" ".join(_sentence(rng) for _ in range(3)) for _ in range(n)]
-    prev = [_sentence(rng) for _ in range(n)]
+    texts = [" ".join(sentence(rng) for _ in range(3)) for _ in range(n)]
+    prev = [sentence(rng) for _ in range(n)]
     hidden = nrng.integers(0, len(codes), size=n)
     dirs = nrng.normal(size=(len(codes), DIM)).astype(np.float32)
     X = nrng.normal(size=(n, DIM)).astype(np.float32) + 3 * dirs[hidden]

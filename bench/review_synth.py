@@ -26,7 +26,7 @@ WORDS = (
 ).split()
 
 
-def _sentence(rng: random.Random) -> str:
+def sentence(rng: random.Random) -> str:
     words = rng.choices(WORDS, k=rng.randint(7, 15))
     return words[0].capitalize() + " " + " ".join(words[1:]) + "."
 
@@ -67,7 +67,7 @@ def build(
 
             while seg_idx < want:
                 add("Interviewer: ")
-                a, b = add(_sentence(rng).rstrip(".") + "?")
+                a, b = add(sentence(rng).rstrip(".") + "?")
                 add("\n\n")
                 turns.append((turn_idx, "Interviewer", a, b))
                 turn_idx += 1
@@ -77,7 +77,7 @@ def build(
                 for j in range(k):
                     if j:
                         add(" ")
-                    s0, s1 = add(" ".join(_sentence(rng) for _ in range(3)))
+                    s0, s1 = add(" ".join(sentence(rng) for _ in range(3)))
                     segs.append((turn_idx, seg_idx, s0, s1))
                     seg_idx += 1
                 turns.append((turn_idx, speaker, turn_start, pos))

@@ -39,7 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from coder_assist.core.template import iter_code_texts, parse_template  # noqa: E402
 from coder_assist.ml.embed import load_encoder  # noqa: E402
-from coder_assist.ml.learn import DEFAULT_FEATURES, Featurizer, LearnedScorer, labels_from_decisions, uncertainty_diversity  # noqa: E402
+from coder_assist.ml.classifier import LearnedScorer  # noqa: E402
+from coder_assist.ml.features import DEFAULT_FEATURES, Featurizer, labels_from_decisions  # noqa: E402
+from coder_assist.ml.query import uncertainty_diversity  # noqa: E402
 from coder_assist.ml.revision import RevisionInputs, revise  # noqa: E402
 from coder_assist.eval.simulate import load_dataset  # noqa: E402
 from coder_assist.ml.suggest import Inputs, Scores  # noqa: E402

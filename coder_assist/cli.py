@@ -310,7 +310,8 @@ def _print_tree(tpl: Template, examples: bool) -> None:
 def train(project, model, features, target):
     """Retrain from the project's decisions; saves a model version and new suggestions."""
     from .ml.embed import load_encoder
-    from .ml.learn import train_project
+    from .app.training import train_project
+    from .store.models import card_path, version_dir
     from .store.project import Project
 
     from .app.progress import Progress, counting
@@ -322,9 +323,9 @@ def train(project, model, features, target):
             encoder = load_encoder(model or p.meta("model"))
         with counting(encoder, prog, "Training: encoding passages, then fitting and rescoring") as counted:
             mv = train_project(p, counted, features=features, target=target)
-        card = (p.folder / "models" / f"v{mv}" / "card.txt").read_text(encoding="utf-8")
+        card = card_path(p, mv, text=True).read_text(encoding="utf-8")
         click.echo(card)
-        click.echo(f"model version {mv} saved in {p.folder / 'models' / f'v{mv}'} ({time.perf_counter() - t0:.1f}s); {p.counts()['suggestions']} suggestions")
+        click.echo(f"model version {mv} saved in {version_dir(p, mv)} ({time.perf_counter() - t0:.1f}s); {p.counts()['suggestions']} suggestions")
 
 
 @main.command()
@@ -341,7 +342,8 @@ def finetune(project, pairs_per_label, epochs, time_budget, use):
     bench/results/finetune_probe.json for what it gained on AnnoMI before you switch."""
     from tqdm import tqdm
 
-    from .ml.finetune import FinetuneConfig, finetune_project
+    from .app.training import finetune_project
+    from .ml.finetune import FinetuneConfig
     from .store.project import Project
 
     with Project.open(project) as p:
@@ -364,7 +366,7 @@ def finetune(project, pairs_per_label, epochs, time_budget, use):
 def check(project, model, out):
     """Consistency check: accepted codings far from their code or closer to another one."""
     from .ml.embed import load_encoder
-    from .ml.learn import consistency_check
+    from .app.training import consistency_check
     from .store.project import Project
 
     from .app.progress import Progress, counting

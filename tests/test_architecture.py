@@ -29,8 +29,6 @@ CONN_OUTSIDE_STORE = {
 # Same for Project._set_meta, the store's private writer (step 2: public, named store methods).
 SET_META_OUTSIDE_STORE = {
     "coder_assist/app/pipeline.py": 5,
-    "coder_assist/ml/finetune.py": 1,
-    "coder_assist/ml/learn.py": 1,
 }
 
 

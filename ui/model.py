@@ -499,7 +499,7 @@ def _consistency_section(project: Project) -> None:
 
 
 def _consistency_check(project: Project) -> pd.DataFrame:
-    from coder_assist.ml.learn import consistency_check
+    from coder_assist.app.training import consistency_check
 
     return consistency_check(project, common.get_encoder(project.meta("model")))
 

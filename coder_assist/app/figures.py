@@ -37,7 +37,7 @@ import pandas as pd
 from ..store.project import Project
 
 #: The learner trains a code's classifier only with at least this many positives and this many
-#: negatives (learn.MIN_CLASS; not imported, so that reading counts never loads scikit-learn).
+#: negatives (ml.classifier.MIN_CLASS; not imported, so that reading counts never loads scikit-learn).
 MIN_CLASS = 3
 
 _IN_FORCE = ("accept", "reject")
@@ -158,10 +158,10 @@ class Learnability:
 
 def learnability(project: Project) -> Learnability:
     """For each active leaf code, in template order: the labels a retrain now would train on
-    (the learner's own rule, :func:`coder_assist.ml.learn.labels_from_decisions`, all coders) and
+    (the learner's own rule, :func:`coder_assist.ml.features.labels_from_decisions`, all coders) and
     how many more accepts and rejects it needs to reach :data:`MIN_CLASS` of each, the least a
     code's classifier is trained with."""
-    from ..ml.learn import labels_from_decisions
+    from ..ml.features import labels_from_decisions
 
     template = project.template()
     labels = labels_from_decisions(current_decisions(project), template)

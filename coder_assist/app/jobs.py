@@ -3,7 +3,7 @@ process (each browser session of a Streamlit server, a script).
 
 A job runs in a daemon thread with its own connection to the project: a SQLite connection
 and the store's transactions belong to the thread that opened them. A job is either a retrain
-(:func:`coder_assist.ml.learn.train_project`: learn from the decisions, re-score every
+(:func:`coder_assist.app.training.train_project`: learn from the decisions, re-score every
 passage, the new version becomes the active one as it is saved) or a fine-tune of the encoder
 on the decisions followed by that retrain with the new encoder (:func:`start_finetune`).
 Errors end up in :attr:`TrainJob.error` instead of vanishing with the thread.
@@ -63,14 +63,14 @@ def current_job(folder: Path | str) -> TrainJob | None:
 
 
 def _run(job: TrainJob, encoder) -> None:
-    from ..ml.learn import train_project
+    from .training import train_project
 
     t0 = time.perf_counter()
     try:
         with Project.open(job.folder) as project:
             if job.trigger == "finetune":
                 from ..ml.embed import load_encoder
-                from ..ml.finetune import finetune_project
+                from .training import finetune_project
 
                 # The project switches to the new encoder; the retrain re-embeds with it.
                 finetune_project(project, use=True)

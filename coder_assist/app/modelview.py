@@ -3,7 +3,7 @@ the model versions, the active model's per-code figures, agreement between the m
 coder, the project's learning curve, and when an automatic retrain is due.
 
 Model cards are the JSON stored with each model version (``model_versions.card``); a learned
-version's card (kind ``learned``, see :func:`coder_assist.ml.learn.train_project`) has
+version's card (kind ``learned``, see :func:`coder_assist.app.training.train_project`) has
 ``n_decisions`` and per-code ``codes`` rows (n_pos, n_neg, weight, precision, recall, f1,
 verdict). The template-only similarity model has neither.
 """
@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 
 from . import figures as figures_
+from ..store.models import card_path
 from ..store.project import Project
 
 LEARNED = "learned"  # LearnedScorer.version (not imported: keeps this module free of sklearn models)
 AUTO_RETRAIN_KEY = "auto_retrain_every"
 #: The model "says yes" to a pair when its calibrated confidence is at least this.
 YES_AT = 0.5
-#: learn.QUEUE_HEAD (not imported: see LEARNED).
+#: ml.query.QUEUE_HEAD (not imported: see LEARNED).
 QUEUE_HEAD = 200
 
 VERSION_COLUMNS = ["id", "created", "kind", "kind_label", "encoder", "decisions", "codes_learned", "reliable", "codes_scored", "active"]
@@ -164,7 +165,7 @@ def verdict_counts(report: pd.DataFrame) -> dict[str, int]:
 
 def card_text_path(project: Project, version: int | None = None) -> Path:
     version = project.latest_model_version() if version is None else version
-    return project.folder / "models" / f"v{version}" / "card.txt"
+    return card_path(project, version, text=True)
 
 
 def card_text(project: Project, version: int | None = None) -> str | None:
@@ -330,7 +331,7 @@ CONSISTENCY_COLUMNS = ["flag", "transcript", "code_path", "nearest_other", "simi
 
 
 def consistency_table(flagged: pd.DataFrame) -> pd.DataFrame:
-    """:func:`coder_assist.ml.learn.consistency_check`'s frame in the columns the page shows, in
+    """:func:`coder_assist.app.training.consistency_check`'s frame in the columns the page shows, in
     its order (closer to another code first, then far from its code, least similar first)."""
     return flagged.reindex(columns=CONSISTENCY_COLUMNS).reset_index(drop=True)
 

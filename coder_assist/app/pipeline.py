@@ -21,6 +21,7 @@ from ..core.transcript import Transcript
 from ..formats.transcripts import load_transcripts
 from .progress import Progress, as_progress
 from ..core.segment import Segmenter
+from ..store.models import has_model
 from ..store.project import Project
 from ..ml.suggest import ExampleSimilarityScorer, Inputs, Scorer, auto_threshold, suggest
 
@@ -170,7 +171,7 @@ def _precode_model(template, project, model, encoder, prog: Progress | None = No
         mv = proj.latest_model_version()
         kind = proj.conn.execute("SELECT kind FROM model_versions WHERE id = ?", (mv,)).fetchone() if mv else None
         if kind and kind[0] == "learned":
-            from ..ml.learn import load_model_version
+            from .training import load_model_version
 
             with prog.stage(f"Loading trained model v{mv}"):
                 scorer = load_model_version(proj, mv, encoder)
@@ -410,8 +411,8 @@ def suggest_project(
     template = project.template()
     encoder = encoder or _load_model(model or project.meta("model"), prog)
     active = project.latest_model_version()
-    if active is not None and (project.folder / "models" / f"v{active}" / "model.json").exists():
-        from ..ml.learn import rescore_project
+    if has_model(project, active):
+        from .training import rescore_project
         from .progress import counting
 
         with counting(encoder, prog, f"Rescoring with trained model v{active}") as counted:

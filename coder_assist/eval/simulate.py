@@ -24,7 +24,9 @@ from sklearn.metrics import cohen_kappa_score, f1_score
 from ..core.template import parse_template
 from ..ml.encoder import Encoder
 from ..core.errors import InputError
-from ..ml.learn import DEFAULT_FEATURES, Featurizer, LearnedScorer, uncertainty_diversity
+from ..ml.classifier import LearnedScorer
+from ..ml.features import DEFAULT_FEATURES, Featurizer, labels_from_decisions
+from ..ml.query import strategy as query_strategy
 from ..ml.suggest import ExampleSimilarityScorer, Inputs, Scores
 
 CHECKPOINTS = (0, 50, 100, 200, 300, 500, 1000)
@@ -74,9 +76,12 @@ def _template(ds: Dataset, pool: pd.DataFrame, n_examples: int, seed: int, *, ex
     return parse_template({"name": ds.name, "codes": [{"name": ds.name, "description": ds.name, "exclusive": ds.single_label, "children": codes}]})
 
 
-def _metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series, thresholds: np.ndarray | None = None) -> dict:
-    """Single-label: the product's top suggestion (largest log-odds above its code's threshold).
-    Multi-label: every code at or above its threshold."""
+def metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series, thresholds: np.ndarray | None = None) -> dict:
+    """Macro-F1, Cohen's kappa and per-code F1 of confidences ``conf`` (n, codes ``code_ids``)
+    against the gold codes of the same n units (``gold``: a list of codes per unit).
+
+    Single-label: the product's top suggestion (largest log-odds above its code's threshold).
+    Multi-label: every code at or above its threshold. ``thresholds`` None: 0.5 for all."""
     names = [c.split("/")[-1] for c in code_ids]
     t = np.full(len(names), 0.5) if thresholds is None else np.asarray(thresholds)
     margin = Scores(code_ids, conf, conf, conf, conf, conf, t).decision_margin()
@@ -113,7 +118,7 @@ def run_loop(
     log: Callable[[str], None] = lambda s: None,
 ) -> list[dict]:
     """One learning curve: query, oracle, retrain; metrics on ``test`` at each checkpoint."""
-    rng = np.random.default_rng(seed)
+    picker = query_strategy(strategy, seed=seed)
     corpus = pd.concat([pool, test])
     inputs = Inputs(X=embeddings["X"][corpus["row"]], texts=corpus["text"].tolist(), X_prev=embeddings["P"][corpus["row"]], prev_texts=corpus["prev_text"].tolist())
     n_pool = len(pool)
@@ -134,10 +139,7 @@ def run_loop(
             avail = np.flatnonzero(~asked)
             if len(avail) == 0:
                 break
-            if strategy == "random":
-                pick = rng.choice(avail, size=min(k, len(avail)), replace=False)
-            else:
-                pick = avail[uncertainty_diversity(conf[avail], inputs.X[avail], k, seed=seed)]
+            pick = avail[picker.query(conf[avail], inputs.X[avail], k)]
             margin = Scores(code_ids, conf, conf, conf, conf, conf, scorer.thresholds() if scorer.coef else None).decision_margin()
             for i in pick:
                 asked[i] = True
@@ -146,13 +148,11 @@ def run_loop(
                 decisions.append((int(i), code, "accept" if ok else "reject", len(decisions)))
                 shown += 1
                 accepted += ok
-            from ..ml.learn import labels_from_decisions
-
             dec = pd.DataFrame(decisions, columns=["segment_id", "code_id", "action", "id"])
             labels = labels_from_decisions(dec, template)
             scorer.fit_labels(inputs, labels, row_of={i: i for i in range(len(corpus))}, featurizer=featurizer, F=F, prior_conf=prior_conf)
             conf = scorer.score_features(F, prior_conf)
-        m = _metrics(ds, code_ids, conf[n_pool:], test["codes"], scorer.thresholds() if scorer.coef else None)
+        m = metrics(ds, code_ids, conf[n_pool:], test["codes"], scorer.thresholds() if scorer.coef else None)
         row = {"decisions": len(decisions), "macro_f1": m["macro_f1"], "kappa": m["kappa"], "accept_rate": round(accepted / shown, 4) if shown else None, "per_code_f1": m["per_code_f1"],
                "reliability": reliability_table(conf[n_pool:], code_ids, test["codes"])}
         log(f"  {strategy:>10s} {row['decisions']:5d} decisions: macro-F1 {row['macro_f1']:.3f} kappa {row['kappa']:.3f} accept {row['accept_rate']}")
@@ -175,7 +175,10 @@ def reliability_table(conf: np.ndarray, code_ids: list[str], gold: pd.Series, bi
     return out
 
 
-def _fit_all(ds: Dataset, Xtr, ytr, Xte) -> np.ndarray:
+def fit_all(ds: Dataset, Xtr, ytr, Xte) -> np.ndarray:
+    """The "all labels" baseline: logistic regression on every training unit's gold codes
+    (``ytr``: a list of codes per row of ``Xtr``), confidences (n, codes) for ``Xte`` in the
+    codebook's order. Single-label: one multinomial model; multi-label: one model per code."""
     names = list(ds.codebook["code"])
     if ds.single_label:
         clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(Xtr, [c[0] for c in ytr])
@@ -190,6 +193,88 @@ def _fit_all(ds: Dataset, Xtr, ytr, Xte) -> np.ndarray:
         if y.any() and not y.all():
             out[:, j] = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(Xtr, y).predict_proba(Xte)[:, 1]
     return out
+
+
+def _sample(ds: Dataset, max_units: int | None, seed: int) -> Dataset:
+    """The dataset with at most ``max_units`` coded units (a fixed-seed sample, in file order)."""
+    if max_units is None or len(ds.units) <= max_units:
+        return ds
+    units = ds.units.sample(max_units, random_state=seed).sort_index()
+    return Dataset(ds.name, units.reset_index(drop=True), ds.codebook, ds.single_label)
+
+
+def _fold_curves(ds: Dataset, pool: pd.DataFrame, test: pd.DataFrame, tpl, encoder: Encoder, **common) -> dict[str, list[dict]]:
+    """One fold's learning curves: the product's queue and the same learner in random order."""
+    return {
+        "curve": run_loop(ds, pool, test, tpl, encoder, strategy="uncertainty_diversity", **common),
+        "random_order": run_loop(ds, pool, test, tpl, encoder, strategy="random", **common),
+    }
+
+
+def _baselines(ds: Dataset, units: pd.DataFrame, pool: pd.DataFrame, test: pd.DataFrame, encoder: Encoder, emb: dict[str, np.ndarray], seed: int) -> dict[str, dict]:
+    """One fold's fixed points: zero-shot on the descriptions, and TF-IDF or embedding logistic
+    regression trained on every pool label."""
+    zs = ExampleSimilarityScorer().fit(_template(ds, pool, 0, seed, examples=False), encoder)
+    corpus = Inputs(X=emb["X"][units["row"]], texts=units["text"].tolist(), X_prev=emb["P"][units["row"]], prev_texts=units["prev_text"].tolist())
+    ngrams = Featurizer("emb+prev+ngrams").fit(corpus)
+    tf_only = lambda rows: ngrams.ngrams(Inputs(X=emb["X"][rows["row"]], texts=rows["text"].tolist()))  # noqa: E731
+    names = list(ds.codebook["code"])
+    return {
+        "zero_shot": metrics(ds, zs.code_ids, zs.score(emb["X"][test["row"]]).confidence, test["codes"]),
+        "tfidf_lr_all": metrics(ds, names, fit_all(ds, tf_only(pool), pool["codes"].tolist(), tf_only(test)), test["codes"]),
+        "embedding_lr_all": metrics(ds, names, fit_all(ds, emb["X"][pool["row"]], pool["codes"].tolist(), emb["X"][test["row"]]), test["codes"]),
+    }
+
+
+def _mean_curve(curves: list[list[dict]]) -> list[dict]:
+    out = []
+    for i in range(min(len(c) for c in curves)):
+        rows = [c[i] for c in curves]
+        acc = [r["accept_rate"] for r in rows if r["accept_rate"] is not None]
+        out.append({
+            "decisions": int(np.mean([r["decisions"] for r in rows])),
+            "macro_f1": round(float(np.mean([r["macro_f1"] for r in rows])), 4),
+            "kappa": round(float(np.mean([r["kappa"] for r in rows])), 4),
+            "accept_rate": round(float(np.mean(acc)), 4) if acc else None,
+            "per_code_f1": {k: round(float(np.mean([r["per_code_f1"][k] for r in rows])), 4) for k in rows[0]["per_code_f1"]},
+        })
+    return out
+
+
+def _mean_point(points: list[dict]) -> dict:
+    return {"macro_f1": round(float(np.mean([p["macro_f1"] for p in points])), 4), "kappa": round(float(np.mean([p["kappa"] for p in points])), 4)}
+
+
+def _pooled_reliability(curves: list[list[dict]]) -> list[dict]:
+    """Reliability of the final model, pooled over folds (bins summed, not averaged)."""
+    pooled: dict[str, list] = {}
+    for c in curves:
+        for r in c[-1]["reliability"]:
+            pooled.setdefault(r["bin"], []).append(r)
+    return [
+        {"bin": b, "n": sum(r["n"] for r in rs),
+         "mean_confidence": round(sum(r["mean_confidence"] * r["n"] for r in rs) / sum(r["n"] for r in rs), 4),
+         "accept_rate": round(sum(r["accept_rate"] * r["n"] for r in rs) / sum(r["n"] for r in rs), 4)}
+        for b, rs in sorted(pooled.items())
+    ]
+
+
+def _summarise(per_fold: dict[str, list]) -> dict:
+    """Every figure as the mean over folds, and how many decisions the loop needs to match
+    embedding + LR trained on all pool labels (None: it does not within the budget)."""
+    curve = _mean_curve(per_fold["curve"])
+    emb_all = _mean_point(per_fold["embedding_lr_all"])
+    return {
+        "curve": curve,
+        "baselines": {
+            "random_order": _mean_curve(per_fold["random_order"]),
+            "zero_shot": _mean_point(per_fold["zero_shot"]),
+            "tfidf_lr_all": _mean_point(per_fold["tfidf_lr_all"]),
+            "embedding_lr_all": emb_all,
+        },
+        "decisions_to_match_embedding_lr_all": next((r["decisions"] for r in curve if r["macro_f1"] >= emb_all["macro_f1"]), None),
+        "reliability_final": _pooled_reliability(per_fold["curve"]),
+    }
 
 
 def simulate(
@@ -208,12 +293,8 @@ def simulate(
 ) -> dict:
     """Run the simulated researcher and the baselines; every figure is the mean over folds."""
     t0 = time.perf_counter()
-    ds = load_dataset(folder)
+    ds = _sample(load_dataset(folder), max_units, seed)
     units = ds.units
-    if max_units is not None and len(units) > max_units:
-        units = units.sample(max_units, random_state=seed).sort_index()
-        ds = Dataset(ds.name, units.reset_index(drop=True), ds.codebook, ds.single_label)
-        units = ds.units
     folds = sorted(units["fold"].unique()) if folds is None else list(folds)
     checkpoints = sorted({c for c in checkpoints if c <= budget} | {0})
     log(f"{ds.name}: {len(units)} coded units, {len(ds.codebook)} codes, folds {[int(f) for f in folds]}; embedding ...")
@@ -226,48 +307,10 @@ def simulate(
         log(f"fold {f}: pool {len(pool)}, test {len(test)}")
         tpl = _template(ds, pool, n_examples, seed)
         common = dict(budget=budget, checkpoints=checkpoints, batch=batch, features=features, seed=seed, embeddings=emb, log=log)
-        per_fold["curve"].append(run_loop(ds, pool, test, tpl, encoder, strategy="uncertainty_diversity", **common))
-        per_fold["random_order"].append(run_loop(ds, pool, test, tpl, encoder, strategy="random", **common))
-        zs = ExampleSimilarityScorer().fit(_template(ds, pool, 0, seed, examples=False), encoder)
-        per_fold["zero_shot"].append(_metrics(ds, zs.code_ids, zs.score(emb["X"][test["row"]]).confidence, test["codes"]))
-        corpus = Inputs(X=emb["X"][units["row"]], texts=units["text"].tolist(), X_prev=emb["P"][units["row"]], prev_texts=units["prev_text"].tolist())
-        ngrams = Featurizer("emb+prev+ngrams").fit(corpus)
-        tf_only = lambda rows: ngrams.ngrams(Inputs(X=emb["X"][rows["row"]], texts=rows["text"].tolist()))  # noqa: E731
-        per_fold["tfidf_lr_all"].append(_metrics(ds, list(ds.codebook["code"]), _fit_all(ds, tf_only(pool), pool["codes"].tolist(), tf_only(test)), test["codes"]))
-        per_fold["embedding_lr_all"].append(_metrics(ds, list(ds.codebook["code"]), _fit_all(ds, emb["X"][pool["row"]], pool["codes"].tolist(), emb["X"][test["row"]]), test["codes"]))
+        for key, value in (_fold_curves(ds, pool, test, tpl, encoder, **common) | _baselines(ds, units, pool, test, encoder, emb, seed)).items():
+            per_fold[key].append(value)
         log(f"  baselines: zero-shot {per_fold['zero_shot'][-1]['macro_f1']:.3f}, tfidf+LR all {per_fold['tfidf_lr_all'][-1]['macro_f1']:.3f}, embedding+LR all {per_fold['embedding_lr_all'][-1]['macro_f1']:.3f}")
-
-    def mean_curve(curves: list[list[dict]]) -> list[dict]:
-        out = []
-        for i in range(min(len(c) for c in curves)):
-            rows = [c[i] for c in curves]
-            acc = [r["accept_rate"] for r in rows if r["accept_rate"] is not None]
-            out.append({
-                "decisions": int(np.mean([r["decisions"] for r in rows])),
-                "macro_f1": round(float(np.mean([r["macro_f1"] for r in rows])), 4),
-                "kappa": round(float(np.mean([r["kappa"] for r in rows])), 4),
-                "accept_rate": round(float(np.mean(acc)), 4) if acc else None,
-                "per_code_f1": {k: round(float(np.mean([r["per_code_f1"][k] for r in rows])), 4) for k in rows[0]["per_code_f1"]},
-            })
-        return out
-
-    def mean_point(points: list[dict]) -> dict:
-        return {"macro_f1": round(float(np.mean([p["macro_f1"] for p in points])), 4), "kappa": round(float(np.mean([p["kappa"] for p in points])), 4)}
-
-    curve = mean_curve(per_fold["curve"])
-    # Reliability of the final model, pooled over folds (bins summed, not averaged).
-    pooled: dict[str, list] = {}
-    for c in per_fold["curve"]:
-        for r in c[-1]["reliability"]:
-            pooled.setdefault(r["bin"], []).append(r)
-    reliability = [
-        {"bin": b, "n": sum(r["n"] for r in rs),
-         "mean_confidence": round(sum(r["mean_confidence"] * r["n"] for r in rs) / sum(r["n"] for r in rs), 4),
-         "accept_rate": round(sum(r["accept_rate"] * r["n"] for r in rs) / sum(r["n"] for r in rs), 4)}
-        for b, rs in sorted(pooled.items())
-    ]
-    emb_all = mean_point(per_fold["embedding_lr_all"])
-    match = next((r["decisions"] for r in curve if r["macro_f1"] >= emb_all["macro_f1"]), None)
+    summary = _summarise(per_fold)
     return {
         "dataset": ds.name,
         "folds": [int(f) for f in folds],
@@ -277,15 +320,10 @@ def simulate(
         "features": features,
         "strategy": "uncertainty_diversity",
         "encoder": encoder.model_id,
-        "curve": curve,
-        "baselines": {
-            "random_order": mean_curve(per_fold["random_order"]),
-            "zero_shot": mean_point(per_fold["zero_shot"]),
-            "tfidf_lr_all": mean_point(per_fold["tfidf_lr_all"]),
-            "embedding_lr_all": emb_all,
-        },
-        "decisions_to_match_embedding_lr_all": match,
-        "reliability_final": reliability,
+        "curve": summary["curve"],
+        "baselines": summary["baselines"],
+        "decisions_to_match_embedding_lr_all": summary["decisions_to_match_embedding_lr_all"],
+        "reliability_final": summary["reliability_final"],
         "seconds": round(time.perf_counter() - t0, 1),
     }
 

@@ -182,37 +182,8 @@ def decision_labels(decisions: pd.DataFrame, item_of: dict[int, int]) -> pd.Data
     })
 
 
-
-
 #: Fewer decisions than this and the pairs mostly repeat the template's examples.
 MIN_DECISIONS = 100
 
 
-def finetune_project(project, *, config: FinetuneConfig | None = None, min_decisions: int = MIN_DECISIONS, use: bool = False, progress=None) -> FinetuneResult:
-    """Fine-tune the project's encoder on its decisions and the template's examples; saves it
-    under ``models/encoder-<time>/``. With ``use``, the project switches to it (its meta
-    ``model``): the next ``train`` re-embeds every passage with it (new cache entries)."""
-    from datetime import datetime, timezone
-
-    template = project.template()
-    segs = project.segments()
-    item_of = {int(s): i for i, s in enumerate(segs["id"])}
-    labels = decision_labels(project.current_decisions(), item_of)
-    if len(labels) < min_decisions:
-        raise ModelError(f"{project.folder}: {len(labels)} accept/reject decisions; fine-tuning needs at least {min_decisions}")
-    texts = segs["text"].tolist()
-    ex = [(c.id, e.text) for c in template.leaves() for e in c.examples]
-    ex_labels = pd.DataFrame({"item": range(len(texts), len(texts) + len(ex)), "code": [c for c, _ in ex], "label": 1})
-    texts += [t for _, t in ex]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    res = contrastive_finetune(
-        texts, pd.concat([labels, ex_labels], ignore_index=True), project.folder / "models" / f"encoder-{stamp}",
-        model=project.meta("model"), config=config, progress=progress,
-    )
-    if use:
-        with project.transaction():
-            project._set_meta("model", str(res.path.resolve()))
-    return res
-
-
-__all__ = ["FinetuneConfig", "FinetuneResult", "make_pairs", "contrastive_finetune", "decision_labels", "finetune_project"]
+__all__ = ["FinetuneConfig", "FinetuneResult", "make_pairs", "contrastive_finetune", "decision_labels", "MIN_DECISIONS"]

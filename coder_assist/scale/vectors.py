@@ -305,7 +305,7 @@ def rank_queue(
 
     ``likely``: highest top confidence first. ``uncertain``: smallest margin between the two
     best codes first. ``uncertainty_diversity``: the first ``batch`` rows are
-    :func:`coder_assist.ml.learn.uncertainty_diversity` on the embeddings ``X`` (float16 memmap
+    :func:`coder_assist.ml.query.uncertainty_diversity` on the embeddings ``X`` (float16 memmap
     rows are fine: only the candidates are read), the rest follow by uncertainty; a queue
     is consumed a batch at a time and re-ranked after the next retrain, so ordering all of it by
     farthest-point selection would be quadratic work nobody sees.
@@ -319,9 +319,9 @@ def rank_queue(
         if order == "uncertainty_diversity":
             if X is None:
                 raise ProjectError("uncertainty_diversity needs the segment vectors X")
-            from ..ml.learn import EXPLORE, uncertainty_diversity
+            from ..ml.query import EXPLORE, uncertainty_diversity
 
-            # learn.uncertainty_diversity on the 5x most uncertain candidates (the only rows
+            # query.uncertainty_diversity on the 5x most uncertain candidates (the only rows
             # whose vectors are read), with its random share drawn from the whole queue.
             n_random = int(round(batch * EXPLORE))
             pool = rows[: (batch - n_random) * 5]
@@ -342,8 +342,8 @@ def rank_queue(
 
 @dataclass
 class CachedFeatures:
-    """A project's features kept between retrains, in the blocks :class:`learn.Featurizer`
-    builds: segment embeddings ``X`` and previous-turn embeddings ``X_prev`` (float16, may be
+    """A project's features kept between retrains, in the blocks
+    :class:`coder_assist.ml.features.Featurizer` builds: segment embeddings ``X`` and previous-turn embeddings ``X_prev`` (float16, may be
     memory-mapped :attr:`VectorStore.vectors`) and the TF-IDF n-gram block ``ngrams`` (CSR,
     float32). Keeping the dense blocks dense is what makes re-scoring cheap: a BLAS product
     instead of 768 stored "non-zeros" a row in a sparse matrix."""
@@ -382,7 +382,7 @@ class StackedModel:
 
     @classmethod
     def of(cls, scorer) -> "StackedModel":
-        """From a fitted :class:`coder_assist.ml.learn.LearnedScorer`."""
+        """From a fitted :class:`coder_assist.ml.classifier.LearnedScorer`."""
         codes = list(scorer.code_ids)
         n_feat = next((len(c) for c in scorer.coef.values()), 0)
         # Rows per code first (contiguous copies), then one transpose: writing 40 strided
@@ -424,7 +424,7 @@ def learned_confidence(feats: CachedFeatures, model: StackedModel, prior_conf: n
     for start, slab in feats.ngram_slabs():
         z += slab @ W[col + start : col + start + slab.shape[1]]
     z += model.b
-    # logit(sigmoid(z)) clipped as learn._logit clips probabilities to [1e-4, 1 - 1e-4].
+    # logit(sigmoid(z)) clipped as ml.calibration.logit clips probabilities to [1e-4, 1 - 1e-4].
     lim = np.float32(np.log((1 - 1e-4) / 1e-4))
     np.clip(z, -lim, lim, out=z)
     p = np.clip(prior_conf.astype(np.float32, copy=False), 1e-4, 1 - 1e-4)

@@ -31,6 +31,7 @@ from ..core.template import Template, parse_template
 from ..core.errors import ProjectError
 from ..core.transcript import Transcript
 from ..core.segment import Segment
+from .models import version_dir
 
 DB_NAME = "project.db"
 ACTIONS = ("accept", "reject", "skip", "undo")
@@ -316,9 +317,9 @@ class Project:
                 finally:
                     target.close()
                 for v in versions:
-                    src = self.folder / "models" / f"v{v}"
+                    src = version_dir(self, v)
                     if src.is_dir():
-                        shutil.copytree(src, dest / "models" / f"v{v}", dirs_exist_ok=True)
+                        shutil.copytree(src, version_dir(dest, v), dirs_exist_ok=True)
                 os.replace(tmp, dest / DB_NAME)
             finally:
                 tmp.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from coder_assist.app import edit, pipeline
-from coder_assist.ml import learn
+from coder_assist.app import training as learn
 from coder_assist.store.project import Project
 from tests.reliability.workers import HashEncoder, read_acks
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coder_assist.ml import learn
+from coder_assist.app import training as learn
 from coder_assist.app import review
 from coder_assist.core.errors import ProjectError
 from coder_assist.app.pipeline import import_files

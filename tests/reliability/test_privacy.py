@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coder_assist.ml import learn
+from coder_assist.app import training as learn
 from coder_assist.app import review
 from coder_assist.core.errors import CoderAssistError, ProjectError
 from coder_assist.formats.transcripts import MAX_FILE_BYTES

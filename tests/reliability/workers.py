@@ -114,7 +114,7 @@ def mode_decisions(project: str, coder: str, seed: int, acks: str, seconds: floa
 
 
 def mode_retrain(project: str, coder: str, seed: int, acks: str) -> None:
-    from coder_assist.ml import learn
+    from coder_assist.app import training as learn
     from coder_assist.store.project import Project
 
     rng, ack = random.Random(seed), Acks(acks)
@@ -199,7 +199,7 @@ def _child(cmd: dict) -> None:
 def zygote() -> None:
     # Import everything a worker uses once, here: forked workers start in milliseconds.
     from coder_assist.app import edit, pipeline, review  # noqa: F401
-    from coder_assist.ml import learn  # noqa: F401
+    from coder_assist.app import training  # noqa: F401
     from coder_assist.store import project as store  # noqa: F401
 
     print(json.dumps({"ready": True}), flush=True)

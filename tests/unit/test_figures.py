@@ -10,7 +10,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from coder_assist.app import agreement as ag
 from coder_assist.app import edit, figures, modelview, review
-from coder_assist.ml import learn
+from coder_assist.app import training as learn  # MIN_CLASS (from ml.classifier) and model_card_text
 from coder_assist.store.project import Project
 from tests.unit.test_modelview import LISTEN, MONEY, TIME, add_suggestions, learned_card, make_project
 

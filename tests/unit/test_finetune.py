@@ -66,7 +66,7 @@ def test_finetune_saves_a_loadable_model_that_separates_the_codes(tmp_path, base
 def test_finetune_project_on_decisions_and_switch(tmp_path):
     from coder_assist.core.template import parse_template
     from coder_assist.ml.embed import load_encoder
-    from coder_assist.ml.finetune import finetune_project
+    from coder_assist.app.training import finetune_project
     from coder_assist.app.pipeline import import_files, init_project
 
     tpl = parse_template({"name": "toy", "codes": [

@@ -257,7 +257,7 @@ def test_consistency_table_columns():
 
 
 def test_after_a_real_retrain(project, encoder):
-    from coder_assist.ml.learn import train_project
+    from coder_assist.app.training import train_project
 
     segs = project.segments()
     n_money = len(MONEY_TEXT)

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from coder_assist.core.errors import ProjectError
-from coder_assist.ml.learn import uncertainty
+from coder_assist.ml.query import uncertainty
 from coder_assist.scale.vectors import VectorStore, rank_queue, score_features, top_k
 
 
@@ -138,7 +138,7 @@ def test_top_k_and_queue_orders():
 
 def test_learned_confidence_matches_the_scorer():
     """The all-codes-at-once re-score gives LearnedScorer.score_features' numbers."""
-    from coder_assist.ml.learn import CodeReport, LearnedScorer
+    from coder_assist.ml.classifier import CodeReport, LearnedScorer
     from coder_assist.scale.vectors import CachedFeatures, StackedModel, learned_confidence
 
     rng = np.random.default_rng(7)

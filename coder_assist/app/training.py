@@ -1,0 +1,239 @@
+"""Training use cases: learn from a project's decisions, rescore, check consistency, roll back
+and fine-tune the encoder. The project side of :mod:`coder_assist.ml` (which holds no project):
+this module reads the decisions and segments, calls the learner, and saves the model version
+through :mod:`coder_assist.store.models` (the folder layout and its atomic save).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import textwrap
+from datetime import datetime, timezone
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import ModelError, ProjectError
+from ..core.template import Template
+from ..ml.classifier import MIN_CLASS, LearnedScorer, apply_history
+from ..ml.embed import Encoder
+from ..ml.features import DEFAULT_FEATURES, FeatureSet, Featurizer, labels_from_decisions
+from ..ml.finetune import MIN_DECISIONS, FinetuneConfig, FinetuneResult, contrastive_finetune, decision_labels
+from ..ml.query import QUEUE_HEAD, query_order, with_probes
+from ..ml.suggest import Inputs, Scores, suggest
+from ..store import models
+from ..store.project import Project
+
+
+def project_inputs(project: Project, encoder: Encoder, segments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, Inputs]:
+    """Every segment of the project with the text of the turn before its turn, embedded."""
+    segs = project.segments() if segments is None else segments
+    prev_texts = []
+    cache: dict[int, tuple[str, pd.DataFrame]] = {}
+    for r in segs.itertuples(index=False):
+        if r.transcript_id not in cache:
+            cache[r.transcript_id] = (project.transcript_text(int(r.transcript_id)), project.turns(int(r.transcript_id)))
+        text, turns = cache[r.transcript_id]
+        prev = turns[turns["idx"] < r.turn_idx]
+        prev_texts.append(text[int(prev.iloc[-1].start) : int(prev.iloc[-1].end)] if len(prev) else "")
+    texts = segs["text"].tolist()
+    X = encoder.encode(texts)
+    X_prev = encoder.encode(prev_texts)
+    return segs, Inputs(X=X, texts=texts, X_prev=X_prev, prev_texts=prev_texts)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def model_card_text(card: dict, template: Template) -> str:
+    """A readable model card a researcher can paste into a methods section."""
+    features = "segment embedding" + (", previous-turn embedding" if "prev" in card["features"] else "") + (
+        ", TF-IDF word and character n-grams" if "ngrams" in card["features"] else ""
+    )
+    prose = (
+        f"Code suggestions were made with coder-assist. Passages were embedded with {card['encoder']}; features: {features}. "
+        f"For each code, a logistic regression (C={card['C']}) trained on the researcher's accept/reject decisions and the "
+        f"template's example excerpts was blended with the template's example-similarity scorer at a weight chosen by "
+        f"{card['cv_folds']}-fold cross-validated log-loss, and calibrated (Platt) on the held-out folds. The model used "
+        f"{card['n_decisions']} decisions ({card['n_labels']} labels including those implied by mutually exclusive codes). "
+        f"A code counts as reliable when its held-out precision and recall are at least {card['target']}."
+    )
+    n_learned = sum(c.get("f1") is not None for c in card["codes"])
+    if not n_learned:
+        prose += (f" No code had at least {MIN_CLASS} positive and {MIN_CLASS} negative labels, so no classifier was trained: "
+                  "every suggestion is the template's example similarity, as before the retrain.")
+    lines = [f"coder-assist model card ({card.get('created_at', '')})", "", textwrap.fill(prose, 100), ""]
+    lines.append(f"{'code':58s} {'+':>4s} {'-':>4s} {'w':>5s} {'P':>5s} {'R':>5s} {'F1':>5s}  verdict")
+    fmt = lambda v: f"{v:5.2f}" if v is not None else "    -"  # noqa: E731
+    for c in card["codes"]:
+        code = template.codes.get(c["code_id"])
+        name = f"{code.path[0]}: {code.name}" if code is not None else c["code_id"]
+        name = name if len(name) <= 58 else name[:57] + "\u2026"
+        short = [f"{k} more {w}{'s' if k != 1 else ''}" for k, w in ((MIN_CLASS - c["n_pos"], "accept"), (MIN_CLASS - c["n_neg"], "reject")) if k > 0]
+        verdict = f"not learned yet: needs {' and '.join(short)}" if short else c["verdict"]
+        lines.append(f"{name:58s} {c['n_pos']:4d} {c['n_neg']:4d} {c['weight']:5.2f} {fmt(c['precision'])} {fmt(c['recall'])} {fmt(c['f1'])}  {verdict}")
+    lines += ["", "+/-: decided positives/negatives; w: weight of the classifier in the blend (0 = template similarity only);",
+              "P/R/F1: held-out precision, recall and F1 at the code's threshold (chosen for held-out F1);",
+              f"a code's classifier is trained once it has {MIN_CLASS} positives (accepts) and {MIN_CLASS} negatives (rejects)."]
+    return "\n".join(lines) + "\n"
+
+
+def consistency_check(project: Project, encoder: Encoder, *, z_cut: float = -2.0) -> pd.DataFrame:
+    """Accepted codings that sit far from the rest of their code, or closer to another code:
+    possible miscodings to look at again. Codes are represented by the mean of their accepted
+    passages (leave-one-out for the passage being checked) and their template examples."""
+    template = project.template()
+    cur = project.current_decisions()
+    acc = cur[cur["action"] == "accept"]
+    if acc.empty:
+        return pd.DataFrame(columns=["segment_id", "transcript", "code_id", "code_path", "coder", "text", "similarity", "nearest_other", "similarity_other", "flag"])
+    segs = project.segments().set_index("id")
+    acc = acc[acc["segment_id"].isin(segs.index) & acc["code_id"].isin(template.codes)].reset_index(drop=True)
+    texts = segs.loc[acc["segment_id"], "text"].tolist()
+    X = encoder.encode(texts)
+    ex = {c.id: encoder.encode([e.text for e in c.examples]) for c in template.leaves() if c.examples}
+    sums = {cid: v.sum(axis=0) for cid, v in ex.items()}
+    counts = {cid: len(v) for cid, v in ex.items()}
+    for i, cid in enumerate(acc["code_id"]):
+        sums[cid] = sums.get(cid, 0) + X[i]
+        counts[cid] = counts.get(cid, 0) + 1
+    codes = sorted(sums)
+    rows = []
+    for i, r in acc.iterrows():
+        own_n = counts[r.code_id] - 1
+        own = (sums[r.code_id] - X[i]) / own_n if own_n else None
+        sims = {}
+        for cid in codes:
+            v = own if cid == r.code_id else sums[cid] / counts[cid]
+            if v is not None:
+                sims[cid] = float(X[i] @ (v / (np.linalg.norm(v) or 1.0)))
+        own_sim = sims.get(r.code_id, float("nan"))
+        others = {k: v for k, v in sims.items() if k != r.code_id}
+        best = max(others, key=others.get) if others else None
+        rows.append({
+            "segment_id": int(r.segment_id), "transcript": segs.loc[r.segment_id, "transcript"], "code_id": r.code_id,
+            "code_path": template.codes[r.code_id].path_str, "coder": r.coder, "text": segs.loc[r.segment_id, "text"],
+            "similarity": own_sim, "nearest_other": template.codes[best].path_str if best else None,
+            "similarity_other": others[best] if best else float("nan"),
+        })
+    df = pd.DataFrame(rows)
+    z = df.groupby("code_id")["similarity"].transform(lambda s: (s - s.mean()) / s.std(ddof=0) if len(s) > 2 and s.std(ddof=0) > 0 else s * 0)
+    df["flag"] = np.where(df["similarity_other"] > df["similarity"], "closer to another code", np.where(z < z_cut, "far from its code", ""))
+    return df[df["flag"] != ""].sort_values(["flag", "similarity"]).reset_index(drop=True)
+
+
+def train_project(project: Project, encoder: Encoder, *, features: FeatureSet = DEFAULT_FEATURES, target: float = 0.7, threshold: float | None = None, top_k: int | None = 3) -> int:
+    """Retrain from the project's decisions, save the model version (complete or absent), and
+    store its suggestions. Returns the new model version id."""
+    template = project.template()
+    segs, inputs = project_inputs(project, encoder)
+    decisions = project.current_decisions()
+    labels = labels_from_decisions(decisions, template)
+    row_of = {int(s): i for i, s in enumerate(segs["id"])}
+    labels = labels[labels["segment_id"].isin(row_of)]
+    scorer = LearnedScorer(features=features, target=target).fit(template, encoder)
+    # Featurised once for training and scoring: n-gram hashing is the slow part of a retrain.
+    featurizer = Featurizer(features)
+    F = featurizer.fit_transform(inputs)
+    scorer.fit_labels(inputs, labels, row_of=row_of, featurizer=featurizer, F=F)
+    history = [json.loads(c) for k, c in project.model_versions()[["kind", "card"]].itertuples(index=False) if k == LearnedScorer.version]
+    history = [c for c in history if "rescored_from" not in c]  # a rescore is not a new point on the curve
+    apply_history(scorer.reports, history, target)
+    card = scorer.card() | {
+        "created_at": _now(),
+        "encoder": encoder.model_id,
+        "n_decisions": int(decisions["action"].isin(["accept", "reject"]).sum()),
+        "n_labels": len(labels),
+        "template_sha1": hashlib.sha1(template.to_yaml().encode()).hexdigest(),
+    }
+    scores = scorer.score(inputs, features=F)
+    return _save_version(project, scorer, card, scores, inputs, segs, template, threshold=threshold, top_k=top_k)
+
+
+def rescore_project(project: Project, encoder: Encoder, *, threshold: float | None = None, top_k: int | None = 3) -> int:
+    """Score every segment (new transcripts included) with the active learned model, without
+    retraining, and store the result as a new model version that copies its weights: new
+    interviews get learned suggestions, and the learning-curve history gains no fake point."""
+    source = project.latest_model_version()
+    kinds = dict(project.model_versions()[["id", "kind"]].itertuples(index=False))
+    if source is None or kinds.get(source) != LearnedScorer.version:
+        raise ProjectError(f"{project.folder}: the active model version is not a trained one; run `coder-assist train` first")
+    scorer = load_model_version(project, source, encoder)
+    card = json.loads(models.card_path(project, source).read_text(encoding="utf-8"))
+    segs, inputs = project_inputs(project, encoder)
+    scores = scorer.score(inputs)
+    card = card | {"created_at": _now(), "rescored_from": source, "segments": len(segs)}
+    return _save_version(project, scorer, card, scores, inputs, segs, project.template(), threshold=threshold, top_k=top_k, fresh_verdicts=False)
+
+
+
+
+def _save_version(
+    project: Project, scorer: LearnedScorer, card: dict, scores: Scores, inputs: Inputs, segs: pd.DataFrame, template: Template,
+    *, threshold: float | None, top_k: int | None, fresh_verdicts: bool = True,
+) -> int:
+    """Pick the suggestions and the review order from ``scores``, then write the model
+    version's folder and rows: complete or absent (:func:`coder_assist.store.models.save_version`)."""
+    order = query_order(scores.confidence, inputs.X)
+    sugg = with_probes(suggest(scores, threshold=threshold, top_k=top_k), scores, order[:QUEUE_HEAD])
+    sugg["segment_id"] = segs["id"].to_numpy()[sugg["segment"].to_numpy()]
+    queue = segs["id"].to_numpy(dtype=np.int64)[order]
+
+    def write(folder) -> None:
+        scorer.save(folder)
+        np.save(folder / models.QUEUE_FILE, queue, allow_pickle=False)
+        (folder / models.CARD_FILE).write_text(json.dumps(card, indent=1), encoding="utf-8")
+        (folder / models.CARD_TEXT_FILE).write_text(model_card_text(card, template), encoding="utf-8")
+
+    return models.save_version(project, scorer.version, card["encoder"], card, sugg, write, fresh_verdicts=fresh_verdicts)
+
+
+def load_model_version(project: Project, version: int, encoder: Encoder) -> LearnedScorer:
+    folder = models.version_dir(project, version)
+    if not models.has_model(project, version):
+        raise ProjectError(f"{folder}: no saved model for version {version}")
+    return LearnedScorer.load(folder, project.template(), encoder)
+
+
+def rollback(project: Project, version: int) -> None:
+    """Make an earlier model version current again: its saved suggestions feed the queue."""
+    project.set_active_model_version(version)
+
+
+def finetune_project(project: Project, *, config: FinetuneConfig | None = None, min_decisions: int = MIN_DECISIONS, use: bool = False, progress=None) -> FinetuneResult:
+    """Fine-tune the project's encoder on its decisions and the template's examples; saves it
+    under ``models/encoder-<time>/``. With ``use``, the project switches to it (its meta
+    ``model``): the next ``train`` re-embeds every passage with it (new cache entries)."""
+    template = project.template()
+    segs = project.segments()
+    item_of = {int(s): i for i, s in enumerate(segs["id"])}
+    labels = decision_labels(project.current_decisions(), item_of)
+    if len(labels) < min_decisions:
+        raise ModelError(f"{project.folder}: {len(labels)} accept/reject decisions; fine-tuning needs at least {min_decisions}")
+    texts = segs["text"].tolist()
+    ex = [(c.id, e.text) for c in template.leaves() for e in c.examples]
+    ex_labels = pd.DataFrame({"item": range(len(texts), len(texts) + len(ex)), "code": [c for c, _ in ex], "label": 1})
+    texts += [t for _, t in ex]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    res = contrastive_finetune(
+        texts, pd.concat([labels, ex_labels], ignore_index=True), models.encoder_dir(project, stamp),
+        model=project.meta("model"), config=config, progress=progress,
+    )
+    if use:
+        models.use_encoder(project, res.path)
+    return res
+
+
+__all__: Sequence[str] = [
+    "project_inputs",
+    "model_card_text",
+    "consistency_check",
+    "train_project",
+    "rescore_project",
+    "load_model_version",
+    "rollback",
+    "finetune_project",
+]

@@ -1,0 +1,116 @@
+"""Features and labels for the learned scorer: a stateless featurizer over :class:`Inputs`
+and the rule that turns a project's decisions into partial labels.
+
+Labels (see :func:`labels_from_decisions`): an accept is a positive for its code; a reject is a
+negative for that code only (a partial label: it says nothing about other codes); manual
+codings count as accepts; the template's example excerpts are positives (added by the
+classifier); under a parent marked ``exclusive`` an accept is also a negative for each sibling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import HashingVectorizer
+
+from ..core.template import Template
+from .suggest import Inputs
+
+FeatureSet = Literal["emb", "emb+prev", "emb+prev+ngrams"]
+DEFAULT_FEATURES: FeatureSet = "emb+prev+ngrams"
+
+
+@dataclass
+class Featurizer:
+    """Turns :class:`Inputs` into a sparse feature matrix.
+
+    ``emb``: the segment embedding. ``emb+prev``: plus the previous turn's embedding (a
+    "Yeah." is coded by what came before). ``emb+prev+ngrams``: plus TF-IDF-weighted hashed word
+    1-2-grams and character 2-4-grams of the segment and word n-grams of the previous turn.
+    Hashing keeps the featurizer stateless except for the IDF weights, which are plain arrays.
+    """
+
+    features: FeatureSet = DEFAULT_FEATURES
+    n_hash: int = 2**15
+    idf: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def _vectorizers(self) -> dict[str, HashingVectorizer]:
+        common = dict(n_features=self.n_hash, alternate_sign=False, norm=None, lowercase=True)
+        return {
+            "word": HashingVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b|[?!]", **common),
+            "char": HashingVectorizer(analyzer="char_wb", ngram_range=(2, 4), **common),
+            "prev_word": HashingVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b|[?!]", **common),
+        }
+
+    def _counts(self, inputs: Inputs) -> dict[str, sp.csr_matrix]:
+        v = self._vectorizers()
+        prev = inputs.prev_texts if inputs.prev_texts is not None else [""] * len(inputs.texts)
+        return {
+            "word": v["word"].transform(inputs.texts),
+            "char": v["char"].transform(inputs.texts),
+            "prev_word": v["prev_word"].transform(prev),
+        }
+
+    def fit(self, inputs: Inputs, counts: dict[str, sp.csr_matrix] | None = None) -> "Featurizer":
+        """Fit IDF weights on unlabelled text (the whole project: no labels are used)."""
+        if "ngrams" in self.features:
+            n = len(inputs.texts)
+            for name, m in (counts or self._counts(inputs)).items():
+                df = np.asarray((m > 0).sum(axis=0)).ravel()
+                self.idf[name] = (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)
+        return self
+
+    def ngrams(self, inputs: Inputs, counts: dict[str, sp.csr_matrix] | None = None) -> sp.csr_matrix:
+        """The TF-IDF n-gram blocks alone (needs :meth:`fit` first)."""
+        blocks = []
+        for name, m in (counts or self._counts(inputs)).items():
+            w = m.multiply(self.idf[name]).tocsr()
+            norms = np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel())
+            norms[norms == 0] = 1.0
+            # Each n-gram block gets unit length, weighted so no block drowns the embedding.
+            blocks.append(sp.diags(0.7 / norms) @ w)
+        return sp.hstack(blocks, format="csr")
+
+    def fit_transform(self, inputs: Inputs) -> sp.csr_matrix:
+        """:meth:`fit` then :meth:`transform`, hashing the n-grams once (the hashing is most of
+        a retrain's featurising: pure-Python n-gram analysis in scikit-learn)."""
+        counts = self._counts(inputs) if "ngrams" in self.features else None
+        return self.fit(inputs, counts).transform(inputs, counts)
+
+    def transform(self, inputs: Inputs, counts: dict[str, sp.csr_matrix] | None = None) -> sp.csr_matrix:
+        blocks: list[sp.spmatrix] = [sp.csr_matrix(inputs.X)]
+        if self.features in ("emb+prev", "emb+prev+ngrams"):
+            xp = inputs.X_prev if inputs.X_prev is not None else np.zeros_like(inputs.X)
+            blocks.append(sp.csr_matrix(0.5 * xp))
+        if "ngrams" in self.features:
+            blocks.append(self.ngrams(inputs, counts))
+        return sp.hstack(blocks, format="csr")
+
+
+def labels_from_decisions(decisions: pd.DataFrame, template: Template) -> pd.DataFrame:
+    """Turn current decisions (segment_id, code_id, action) into partial labels
+    (segment_id, code_id, label, source). Skips carry no label. Where coders disagree on a
+    pair, the most recent decision wins."""
+    rows = []
+    dec = decisions[decisions["action"].isin(["accept", "reject"])].sort_values("id")
+    for r in dec.itertuples(index=False):
+        if r.code_id not in template.codes:
+            continue
+        if r.action == "accept":
+            rows.append((r.segment_id, r.code_id, 1, "accept", r.id))
+            for sib in template.exclusive_siblings(r.code_id):
+                rows.append((r.segment_id, sib, 0, "exclusive", r.id))
+        else:
+            rows.append((r.segment_id, r.code_id, 0, "reject", r.id))
+    out = pd.DataFrame(rows, columns=["segment_id", "code_id", "label", "source", "order"])
+    # Direct decisions outrank labels implied by exclusivity; then the latest wins.
+    out["direct"] = out["source"] != "exclusive"
+    out = out.sort_values(["direct", "order"]).drop_duplicates(["segment_id", "code_id"], keep="last")
+    return out.drop(columns=["order", "direct"]).reset_index(drop=True)
+
+
+__all__ = ["FeatureSet", "DEFAULT_FEATURES", "Featurizer", "labels_from_decisions"]
