@@ -423,8 +423,8 @@ def backup(project, dest):
     with Project.open(project) as p:
         out = p.backup(dest)
     with Project.open(out) as b:
-        ok = b.conn.execute("PRAGMA integrity_check").fetchone()[0]
-        n = b.conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+        ok = b.integrity_check()
+        n = b.decisions_mark()[1]
     click.echo(f"backup written to {out}: {n} decision log entries, integrity check {ok}")
 
 

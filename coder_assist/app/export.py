@@ -194,19 +194,14 @@ def _empty_rows() -> pd.DataFrame:
 
 def _codes(project: Project) -> pd.DataFrame:
     """Every code ever in the template (retired ones keep their decisions), by template order."""
-    return pd.read_sql_query("SELECT id, path, active, is_leaf, position FROM codes ORDER BY position", project.conn).set_index("id")
+    return project.codes_table()
 
 
 def _confidences(project: Project, suggestion_ids) -> dict[int, float]:
     if len(suggestion_ids) == 0:
         return {}
-    out: dict[int, float] = {}
-    ids = [int(i) for i in suggestion_ids]
-    for i in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-        chunk = ids[i : i + 900]
-        q = f"SELECT id, confidence FROM suggestions WHERE id IN ({','.join('?' * len(chunk))})"
-        out.update({int(r[0]): float(r[1]) for r in project.conn.execute(q, chunk)})
-    return out
+    df = project.suggestion_confidences(suggestion_ids)
+    return dict(zip(df["suggestion_id"].astype(int).tolist(), df["confidence"].astype(float).tolist()))
 
 
 def _origin(note, suggestion_id, stored=None) -> str:

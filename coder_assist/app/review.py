@@ -1,7 +1,9 @@
 """The review queue: which suggestion a coder sees next, its context, progress, and the
 decisions the review and transcript pages record. Plain functions over a
 :class:`~coder_assist.store.project.Project` (no Streamlit here), so they are tested on their own and
-the pages stay thin.
+the pages stay thin. This module holds the in-memory queue, its orders and the decision
+commands; what they read and write in the database is in :mod:`coder_assist.store.queries`
+and the store (one rule for "current decision": ``store.project.CURRENT_DECISION``).
 
 Terms used below:
 
@@ -155,16 +157,15 @@ _STATE = {"accept": 1, "reject": 2, "skip": 3}
 _LOCK = threading.RLock()
 
 
-_db_identity = queries.identity
+#: learn.QUEUE_FILE (not imported: the review path must not pull in scikit-learn).
+_QUEUE_FILE = "queue.npy"
 
 
 def _queue_positions(project: Project, mv: int | None, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's segment's place in the saved active-learning order, and whether it is in
     it; (all equal, none) without an order file."""
     none = (np.zeros(len(seg), dtype=np.int64), np.zeros(len(seg), dtype=bool))
-    from ..store.models import queue_path
-
-    path = queue_path(project, mv)
+    path = project.folder / "models" / f"v{mv}" / _QUEUE_FILE
     if mv is None or not len(seg) or not path.exists():
         return none
     try:
@@ -195,7 +196,7 @@ def _reading_positions(project: Project, seg: np.ndarray) -> np.ndarray:
 def _pool_key(project: Project, mv: int | None) -> tuple:
     """Changes whenever the pool can: another model version, new suggestions, codes switched
     on or off, another database."""
-    return (_db_identity(project), mv, *queries.pool_mark(project))
+    return (queries.identity(project), mv, *queries.pool_mark(project))
 
 
 class _Pool:
@@ -383,7 +384,7 @@ def _pool_for(project: Project) -> _Pool:
 
 def _log_for(project: Project, coder: str) -> _CoderLog:
     """This coder's log, brought up to date (the caller holds _LOCK)."""
-    key = (_db_identity(project), coder)
+    key = (queries.identity(project), coder)
     log = _LOGS.get(key)
     if log is None:
         log = _LOGS[key] = _CoderLog(coder)
@@ -641,7 +642,7 @@ def progress(project: Project, coder: str | None, *, per_code: bool = True) -> d
         by_state = {k: np.bincount(pool.code[state == v], minlength=n) for k, v in _STATE.items()}
         added: dict[str, int] = {}
         if per_code and coder is not None:
-            log = _LOGS[(_db_identity(project), coder)]
+            log = _LOGS[(queries.identity(project), coder)]
             pairs = [p for p, chain in log.chains.items() if chain and chain[-1][1] == "accept"]
             seg = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
             code = np.fromiter((pool.code_index.get(p[1], -1) for p in pairs), dtype=np.int64, count=len(pairs))
@@ -849,7 +850,7 @@ def project_summary(project: Project) -> dict[str, int]:
     """Transcripts, segments, active leaf codes and pool suggestions, for the sidebar. Cached
     until transcripts, codes or the pool change, so it costs nothing per click at any size."""
     stats = pool_stats(project)
-    key = (_db_identity(project), *queries.summary_mark(project), stats.model_version_id, stats.total)
+    key = (queries.identity(project), *queries.summary_mark(project), stats.model_version_id, stats.total)
     with _LOCK:
         hit = _SUMMARY_CACHE.get(key)
     if hit is None:

@@ -457,6 +457,20 @@ class Project:
         q = "SELECT id, path FROM codes" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY position"
         return {r[0]: r[1] for r in self.conn.execute(q)}
 
+    def codes_table(self) -> pd.DataFrame:
+        """Every code ever in the template (retired ones keep their decisions), in template
+        order: index id; columns path, active, is_leaf, position."""
+        return pd.read_sql_query("SELECT id, path, active, is_leaf, position FROM codes ORDER BY position", self.conn).set_index("id")
+
+    def integrity_check(self) -> str:
+        """SQLite's own check of the database file: "ok", or what is wrong."""
+        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def code_name(self, code_id: str) -> str | None:
+        """One code's own name (the last part of its path), retired codes included."""
+        row = self.conn.execute("SELECT name FROM codes WHERE id = ?", (code_id,)).fetchone()
+        return row[0] if row else None
+
     def code_path(self, code_id: str) -> str | None:
         """One code's path, retired codes included; ``None`` for an unknown id."""
         row = self.conn.execute("SELECT path FROM codes WHERE id = ?", (code_id,)).fetchone()
@@ -785,6 +799,15 @@ class Project:
     def decision_count(self, code_id: str) -> int:
         """Log rows (undo events included) that name this code."""
         return int(self.conn.execute("SELECT COUNT(*) FROM decisions WHERE code_id = ?", (code_id,)).fetchone()[0])
+
+    def decision_counts(self) -> dict[str, int]:
+        """Per code id, its log rows (undo events included); codes without any left out."""
+        return {r[0]: int(r[1]) for r in self.conn.execute("SELECT code_id, COUNT(*) FROM decisions GROUP BY code_id")}
+
+    def decided_segments(self, code_id: str) -> list[int]:
+        """Segments with any log row on this code, by id."""
+        q = "SELECT DISTINCT segment_id FROM decisions WHERE code_id = ? ORDER BY segment_id"
+        return [int(r[0]) for r in self.conn.execute(q, (code_id,))]
 
     def accepted_passages(self, code_id: str) -> pd.DataFrame:
         """Passages holding a live accept of this code (any coder), in transcript order:

@@ -576,3 +576,36 @@ def test_transcript_view_queries(suggested):
     review.remove_code(suggested, int(segs.iloc[0]["id"]), LISTEN, "bob")
     cod = review.transcript_codings(suggested, tid)
     assert sorted(zip(cod["coder"], cod["action"])) == [("ann", "accept"), ("bob", "reject")]
+
+
+def test_warm_queue_gives_the_pool_in_memory_read_only(suggested):
+    pool = review.warm_queue(suggested)
+    mv = suggested.latest_model_version()
+    assert pool.model_version_id == mv
+    sug = suggested.suggestions(mv)
+    assert sorted(pool.suggestion_id.tolist()) == sorted(sug["suggestion_id"].astype(int))
+    by_id = dict(zip(pool.suggestion_id.tolist(), zip(pool.segment_id.tolist(), pool.confidence.tolist())))
+    assert all(by_id[int(r.suggestion_id)] == (int(r.segment_id), pytest.approx(r.confidence)) for r in sug.itertuples())
+    with pytest.raises(ValueError):
+        pool.confidence[0] = 2.0  # the queue's own arrays: a caller cannot change what the queue orders by
+    assert review.pool_stats(suggested).total == len(pool.suggestion_id)
+
+
+def test_reference_queue_and_store_rule_agree_on_current_decisions(suggested):
+    """review_queue's SQL reference and the in-memory fast path both follow the store's one
+    current-decision rule, through accepts, changes of mind and undos."""
+    first, second, third = (int(s) for s in review.review_queue(suggested, "ann")["suggestion_id"][:3])
+    review.decide(suggested, first, "accept", "ann")
+    review.decide(suggested, second, "skip", "ann")
+    review.decide(suggested, second, "reject", "ann")
+    review.decide(suggested, third, "accept", "ann")
+    review.undo_last(suggested, "ann")
+    cur = suggested.current_decisions("ann")
+    current = {(int(r.segment_id), r.code_id): r.action for r in cur.itertuples()}
+    queue = review.review_queue(suggested, "ann")
+    assert first not in set(queue["suggestion_id"]) and second not in set(queue["suggestion_id"])
+    assert third in set(queue["suggestion_id"])
+    for sid, want in ((first, "accept"), (second, "reject"), (third, None)):
+        seg, code = review._suggestion(suggested, sid)
+        assert current.get((seg, code)) == want == review.current_action(suggested, seg, code, "ann")
+    assert review.next_suggestion(suggested, "ann")["suggestion_id"] == int(queue["suggestion_id"][0])

@@ -354,3 +354,20 @@ def test_code_paths_keep_retired_codes_in_template_order(tmp_path):
     assert list(p.code_paths(active=True, leaves=True)) == ["theme/a"]
     assert p.code_path("theme/b") == "Theme > B"  # retired, still named
     assert p.code_path("nope") is None
+
+
+def test_code_and_decision_tallies_for_template_edits(tmp_path):
+    p = make_project(tmp_path)
+    s1, s2, _ = p.segments().id.astype(int).tolist()
+    p.record_decision(s2, "theme/a", "accept", "ann")
+    p.record_decision(s1, "theme/a", "reject", "bob")
+    p.undo_last("bob")
+    assert p.decision_counts() == {"theme/a": 3}
+    assert p.decision_count("theme/a") == 3 and p.decision_count("theme/b") == 0
+    assert p.decided_segments("theme/a") == sorted([s1, s2]) and p.decided_segments("theme/b") == []
+    assert p.code_name("theme/a") == "A" and p.code_name("nope") is None
+    assert p.accepted_passages("theme/a")["segment_id"].tolist() == [s2]
+    assert set(p.decided_passages("theme/a")["segment_id"]) == {s1, s2}
+    table = p.codes_table()
+    assert table.index.tolist() == ["theme", "theme/a", "theme/b"] and table.loc["theme", "is_leaf"] == 0
+    assert p.integrity_check() == "ok"
