@@ -107,22 +107,17 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in times.items()}
 
         # Resume: stop after half the transcripts (chunk per transcript), then continue.
-        real = pipeline._precode_transcripts
         calls = {"n": 0}
 
-        def stopping(*a, **k):
+        def stopping(names):
             calls["n"] += 1
             if calls["n"] > n_files // 2:
                 raise Stop
-            return real(*a, **k)
 
-        pipeline._precode_transcripts = stopping
         try:
-            pipeline.precode_to_csv(src, tmp / "resume.csv", encoder=base, chunk_segments=1)
+            pipeline.precode_to_csv(src, tmp / "resume.csv", encoder=base, chunk_segments=1, on_chunk=stopping)
         except Stop:
             pass
-        finally:
-            pipeline._precode_transcripts = real
         counter = Counting(base)
         t = time.perf_counter()
         run = pipeline.precode_to_csv(src, tmp / "resume.csv", encoder=counter, chunk_segments=1)

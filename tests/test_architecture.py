@@ -22,11 +22,9 @@ LAYERS = {"core", "store", "ml", "formats", "app", "scale", "eval"}
 # the store"). A file that stops using it must leave this list.
 CONN_OUTSIDE_STORE = {
     "coder_assist/app/edit.py": 9,
-    "coder_assist/app/pipeline.py": 5,
 }
 # Same for Project._set_meta, the store's private writer (step 2: public, named store methods).
 SET_META_OUTSIDE_STORE = {
-    "coder_assist/app/pipeline.py": 5,
 }
 
 

@@ -9,12 +9,12 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from ..core.template import Template
-from ..formats.template import load_template
+from ..formats.template import as_template
 from ..ml.embed import load_encoder
 from ..ml.encoder import Encoder
 from ..core.transcript import Transcript
@@ -22,79 +22,12 @@ from ..formats.transcripts import load_transcripts
 from .progress import Progress, as_progress
 from ..core.segment import Segmenter
 from ..store.models import has_model
-from ..store.project import Project
-from ..ml.suggest import ExampleSimilarityScorer, Inputs, Scorer, auto_threshold, suggest
+from ..store.project import SUGGEST_RUN_KEY, Project  # noqa: F401  (SUGGEST_RUN_KEY re-exported)
+from ..ml.scoring import OUTPUT_COLUMNS, score_frame  # noqa: F401  (re-exported: the pipeline's API)
+from ..ml.suggest import ExampleSimilarityScorer, Scorer, auto_threshold
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
 from ..core.defaults import DEFAULT_THRESHOLD, DEFAULT_TOP_K  # noqa: E402  (re-exported: the pipeline's API)
-
-OUTPUT_COLUMNS = [
-    "transcript",
-    "speaker",
-    "start",
-    "end",
-    "text",
-    "code_path",
-    "code_id",
-    "rank",
-    "confidence",
-    "verdict",
-    "evidence",
-    "evidence_source",
-    "evidence_similarity",
-]
-
-
-def _progress_bar(total: int, desc: str, enabled):
-    """A bar over ``total`` segments; ``enabled`` may be a :class:`~coder_assist.app.progress.Stage`
-    (or any ``progress(n)`` callable) the caller already shows, which is then used as is."""
-    from contextlib import nullcontext
-
-    from .progress import Progress
-
-    if callable(enabled) and not isinstance(enabled, bool):
-        return nullcontext(_Callback(enabled))
-    if isinstance(enabled, Progress):
-        return enabled.stage(desc, total=total, unit="seg")
-    return Progress(enabled).stage(desc, total=total, unit="seg")
-
-
-class _Callback:
-    def __init__(self, fn):
-        self.update = fn
-
-
-def _as_template(template: Template | str | Path | None) -> Template:
-    return template if isinstance(template, Template) else load_template(template)
-
-
-def score_frame(
-    segments: pd.DataFrame,
-    template: Template,
-    *,
-    encoder: Encoder | None = None,
-    scorer: Scorer | None = None,
-    threshold: float | None = DEFAULT_THRESHOLD,
-    top_k: int | None = DEFAULT_TOP_K,
-    progress: bool | None = None,
-) -> pd.DataFrame:
-    """Suggestions for a frame of segments (needs a ``text`` column). Returns one row per
-    suggestion, joined to the segment's columns, with code path and evidence."""
-    encoder = encoder or load_encoder()
-    scorer = scorer or ExampleSimilarityScorer().fit(template, encoder)
-    texts = segments["text"].tolist()
-    with _progress_bar(len(segments) * (2 if scorer.needs_context else 1), "Encoding segments", progress) as bar:
-        inputs = Inputs(X=encoder.encode(texts, progress=bar.update), texts=texts)
-        if scorer.needs_context:
-            inputs.prev_texts = segments["prev_text"].fillna("").tolist()
-            inputs.X_prev = encoder.encode(inputs.prev_texts, progress=bar.update)
-    sugg = suggest(scorer.score(inputs), threshold=threshold, top_k=top_k)
-    seg = segments.reset_index(drop=True)
-    out = sugg.merge(seg, left_on="segment", right_index=True, how="left")
-    out["code_path"] = out["code_id"].map(lambda c: template.codes[c].path_str)
-    out.attrs["n_segments"] = len(seg)
-    return out
-
 
 def precode(
     paths: Iterable[str | Path] | str | Path,
@@ -169,8 +102,7 @@ def _precode_model(template, project, model, encoder, prog: Progress | None = No
         template = proj.template()
         encoder = encoder or _load_model(model or proj.meta("model"), prog)
         mv = proj.latest_model_version()
-        kind = proj.conn.execute("SELECT kind FROM model_versions WHERE id = ?", (mv,)).fetchone() if mv else None
-        if kind and kind[0] == "learned":
+        if proj.model_version_kind(mv) == "learned":
             from .training import load_model_version
 
             with prog.stage(f"Loading trained model v{mv}"):
@@ -178,7 +110,7 @@ def _precode_model(template, project, model, encoder, prog: Progress | None = No
         verdicts = proj.verdicts()
         if proj is not project:
             proj.close()
-    template = _as_template(template)
+    template = as_template(template)
     return template, scorer, verdicts, encoder or _load_model(model, prog)
 
 
@@ -201,8 +133,6 @@ def _precode_transcripts(transcripts, attr_names, template, scorer, verdicts, se
 #: Transcripts are scored in chunks of about this many segments; each chunk is committed (CSV
 #: rows fsynced, then the checkpoint; or one SQLite transaction) before the next starts.
 CHUNK_SEGMENTS = 1000
-#: Meta key of an unfinished :func:`suggest_project` run (model version, settings, done transcripts).
-SUGGEST_RUN_KEY = "suggest_run"
 
 
 def _fingerprint(*parts) -> str:
@@ -269,6 +199,7 @@ def precode_to_csv(
     project: Project | str | Path | None = None,
     chunk_segments: int = CHUNK_SEGMENTS,
     resume: bool = True,
+    on_chunk: Callable[[list[str]], None] | None = None,
 ) -> BatchRun:
     """:func:`precode` written to a CSV chunk by chunk, resumable after a crash or a kill.
 
@@ -279,6 +210,10 @@ def precode_to_csv(
     length (no half-written row survives), skips the finished transcripts (they are not
     encoded again) and carries on. Only a complete output is renamed to ``X.csv``; the
     checkpoint is then removed. Other inputs or settings start afresh.
+
+    ``on_chunk(names)`` is called with each chunk's transcript names before it is scored; an
+    exception raised there stops the run at that point (the chunks before it stay committed,
+    and a rerun resumes after them), as a kill would.
     """
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
@@ -300,27 +235,8 @@ def precode_to_csv(
         template.to_yaml(), encoder.model_id, scorer.version, getattr(scorer, "intercept", None), getattr(scorer, "platt", None),
         threshold, top_k, segmenter.unit, segmenter.window, sorted(segmenter.coded_speakers or []), verdicts, columns,
     )
-    state = None
-    if resume and ckpt_path.exists() and partial.exists():
-        try:
-            state = json.loads(ckpt_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            state = None  # a torn checkpoint cannot happen (atomic replace); a foreign file: start over
-        if state is not None and (state.get("fingerprint") != fp or partial.stat().st_size < int(state.get("bytes", 0))):
-            state = None
     out.parent.mkdir(parents=True, exist_ok=True)
-    if state is None:
-        with open(partial, "w", encoding="utf-8", newline="") as f:
-            pd.DataFrame(columns=columns).to_csv(f, index=False)
-            f.flush()
-            os.fsync(f.fileno())
-            state = {"fingerprint": fp, "bytes": f.tell(), "done": [], "rows": 0}
-        _write_json_atomic(ckpt_path, state)
-        resumed = False
-    else:
-        resumed = True
-        with open(partial, "r+b") as f:
-            f.truncate(int(state["bytes"]))  # drop a chunk that was written but never committed
+    state, resumed = _resume_state(partial, ckpt_path, fp, columns, resume)
     done = set(state["done"])
     todo = [t for t in transcripts if t.name not in done]
     segs_of = {t.name: segmenter.segments(t) for t in todo}
@@ -330,19 +246,14 @@ def precode_to_csv(
         prog.echo(f"resuming: {len(transcripts) - len(todo)} of {len(transcripts)} transcripts were already done")
     with prog.stage("Coding segments", total=total, unit="seg") as bar:
         for chunk in _chunks([(t, len(segs_of[t.name])) for t in todo], chunk_segments):
+            if on_chunk is not None:
+                on_chunk([t.name for t in chunk])
             if any(segs_of[t.name] for t in chunk):
                 df = _precode_transcripts(chunk, attr_names, template, scorer, verdicts, segmenter, encoder, threshold, top_k, bar)
             else:
                 df = pd.DataFrame(columns=columns)
                 df.attrs["n_segments"] = 0
-            with open(partial, "a", encoding="utf-8", newline="") as f:
-                df[columns].to_csv(f, index=False, header=False)
-                f.flush()
-                os.fsync(f.fileno())
-                state["bytes"] = f.tell()
-            state["done"] += [t.name for t in chunk]
-            state["rows"] += len(df)
-            _write_json_atomic(ckpt_path, state)  # the commit point of this chunk
+            _commit_chunk(partial, ckpt_path, state, df[columns], [t.name for t in chunk])
             n_scored += df.attrs["n_segments"]
             stats = getattr(encoder, "stats", None)
             if stats is not None and stats.unique:
@@ -352,19 +263,53 @@ def precode_to_csv(
     return BatchRun(len(transcripts), len(transcripts) - len(todo), len(todo), n_scored, int(state["rows"]), resumed)
 
 
+def _resume_state(partial: Path, ckpt_path: Path, fp: str, columns: list[str], resume: bool) -> tuple[dict, bool]:
+    """The checkpoint to carry on from (the partial file cut back to its committed length),
+    or a fresh one (a partial file holding only the header). Returns (state, resumed)."""
+    state = None
+    if resume and ckpt_path.exists() and partial.exists():
+        try:
+            state = json.loads(ckpt_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None  # a torn checkpoint cannot happen (atomic replace); a foreign file: start over
+        if state is not None and (state.get("fingerprint") != fp or partial.stat().st_size < int(state.get("bytes", 0))):
+            state = None
+    if state is None:
+        with open(partial, "w", encoding="utf-8", newline="") as f:
+            pd.DataFrame(columns=columns).to_csv(f, index=False)
+            f.flush()
+            os.fsync(f.fileno())
+            state = {"fingerprint": fp, "bytes": f.tell(), "done": [], "rows": 0}
+        _write_json_atomic(ckpt_path, state)
+        return state, False
+    with open(partial, "r+b") as f:
+        f.truncate(int(state["bytes"]))  # drop a chunk that was written but never committed
+    return state, True
+
+
+def _commit_chunk(partial: Path, ckpt_path: Path, state: dict, rows: pd.DataFrame, names: list[str]) -> None:
+    """Append a chunk's rows (fsynced), then replace the checkpoint: the chunk's commit point."""
+    with open(partial, "a", encoding="utf-8", newline="") as f:
+        rows.to_csv(f, index=False, header=False)
+        f.flush()
+        os.fsync(f.fileno())
+        state["bytes"] = f.tell()
+    state["done"] += names
+    state["rows"] += len(rows)
+    _write_json_atomic(ckpt_path, state)
+
+
 # --------------------------------------------------------------------------- projects
 
 
 def init_project(folder: str | Path, template: Template | str | Path | None = None, segmenter: Segmenter | None = None) -> Project:
     """Create a project folder with its database, template and segmentation settings."""
-    project = Project.create(folder, _as_template(template))
+    project = Project.create(folder, as_template(template))
     seg = segmenter or Segmenter()
     with project.transaction():
-        project._set_meta(
-            "segmenter",
-            json.dumps({"unit": seg.unit, "window": seg.window, "coded_speakers": sorted(seg.coded_speakers) if seg.coded_speakers else None,
-                        "short_sentences": seg.short_sentences, "short_words": seg.short_words}),
-        )
+        project.set_segmenter_settings(
+            {"unit": seg.unit, "window": seg.window, "coded_speakers": sorted(seg.coded_speakers) if seg.coded_speakers else None,
+             "short_sentences": seg.short_sentences, "short_words": seg.short_words})
     return project
 
 
@@ -432,17 +377,13 @@ def suggest_project(
     # stored with the run's progress in one transaction, and the version becomes active only
     # when complete. A killed run is continued by the next call with the same settings.
     fp = _fingerprint(template.to_yaml(), scorer.version, encoder.model_id, card["threshold"], top_k)
-    state = json.loads(project.meta(SUGGEST_RUN_KEY) or "null")
     with project.transaction():
-        if state is None or state.get("fingerprint") != fp or project.conn.execute(
-            "SELECT 1 FROM model_versions WHERE id = ?", (state.get("model_version"),)
-        ).fetchone() is None:
-            previous = project.meta("active_model_version")
-            mv = project.add_model_version(scorer.version, encoder.model_id, card | {"incomplete": True})
-            if previous is not None:
-                project._set_meta("active_model_version", previous)  # the queue keeps the complete one meanwhile
+        state = project.suggest_run_state()
+        if state is None or state.get("fingerprint") != fp:
+            # Not active yet: the queue keeps the complete version meanwhile.
+            mv = project.add_inactive_model_version(scorer.version, encoder.model_id, card | {"incomplete": True})
             state = {"model_version": mv, "fingerprint": fp, "done": []}
-            project._set_meta(SUGGEST_RUN_KEY, json.dumps(state))
+            project.set_suggest_run_state(state)
     mv = int(state["model_version"])
     todo = segs[~segs["transcript_id"].isin(state["done"])]
     sizes = todo.groupby("transcript_id", sort=False).size()
@@ -453,12 +394,8 @@ def suggest_project(
             with project.transaction():
                 project.add_suggestions(mv, out.rename(columns={"id": "segment_id"}))
                 state["done"] += [int(t) for t in chunk]
-                project._set_meta(SUGGEST_RUN_KEY, json.dumps(state))
-    with project.transaction():
-        n = project.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (mv,)).fetchone()[0]
-        project.conn.execute("UPDATE model_versions SET card = ? WHERE id = ?", (json.dumps(card | {"suggestions": n}, ensure_ascii=False), mv))
-        project._set_meta("active_model_version", str(mv))
-        project.conn.execute("DELETE FROM meta WHERE key = ?", (SUGGEST_RUN_KEY,))
+                project.set_suggest_run_state(state)
+    project.complete_suggest_run(mv, card)
     return mv
 
 

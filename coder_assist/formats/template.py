@@ -36,3 +36,8 @@ def load_template(path: str | Path | None = None) -> Template:
     except yaml.YAMLError as exc:
         raise TemplateError(path, f"not valid YAML: {exc}") from exc
     return parse_template(data, path)
+
+
+def as_template(template: Template | str | Path | None) -> Template:
+    """A template as given, or loaded from a path (None: the built-in study template)."""
+    return template if isinstance(template, Template) else load_template(template)

@@ -64,7 +64,7 @@ class _ScoreActor:
         self.threshold, self.top_k = threshold, top_k
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from ..app.pipeline import score_frame
+        from ..ml.scoring import score_frame
 
         out = score_frame(batch, self.template, encoder=self.encoder, scorer=self.scorer, threshold=self.threshold, top_k=self.top_k, progress=False)
         out["encoder"] = self.encoder.model_id
@@ -84,7 +84,7 @@ def score_segments(
     batch_size: int = 512,
     address: str | None = None,
 ) -> pd.DataFrame:
-    """:func:`coder_assist.app.pipeline.score_frame` over a Ray actor pool of ``workers``: the
+    """:func:`coder_assist.ml.scoring.score_frame` over a Ray actor pool of ``workers``: the
     same rows (one per suggestion, joined to the segment's columns), in segment order."""
     ray = start(address, num_cpus=None if address else workers)
     segs = segments.reset_index(drop=True).assign(_row=lambda d: range(len(d)))
@@ -132,9 +132,10 @@ def precode(
 ) -> pd.DataFrame:
     """:func:`coder_assist.app.pipeline.precode` (template scorer) with scoring on Ray."""
     from ..formats.transcripts import load_transcripts
-    from ..app.pipeline import OUTPUT_COLUMNS, _as_template
+    from ..formats.template import as_template
+    from ..ml.scoring import OUTPUT_COLUMNS
 
-    template = _as_template(template)
+    template = as_template(template)
     if isinstance(paths, (str, Path)):
         paths = [paths]
     transcripts = load_transcripts(paths, attributes=attributes, extra_attributes=extra_attributes)

@@ -222,9 +222,16 @@ MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: Meta keys written by the methods below (named here, so that meta keys live in one place).
+REFI_GUID_KEY = "refi_project_guid"  # the project's REFI-QDA GUID (Project.guid)
+TEMPLATE_FROM_KEY = "refi_template_from"  # the .qdpx an ``init --from`` started the template from
+SUGGEST_RUN_KEY = "suggest_run"  # an unfinished suggest_project run (model version, settings, done transcripts)
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+def now(timespec: str = "milliseconds") -> str:
+    """The one clock of what the project records: UTC, ISO 8601 (``timespec`` as in
+    :meth:`datetime.isoformat`; model cards say seconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)
 
 
 @dataclass(frozen=True)
@@ -271,7 +278,7 @@ class Project:
         proj = cls(folder, cls._connect(db))
         proj._migrate()
         with proj.transaction():
-            proj._set_meta("created_at", _now())
+            proj._set_meta("created_at", now())
             proj._write_template(template)
         return proj
 
@@ -486,11 +493,11 @@ class Project:
             clash = [t.name for t in transcripts if t.name in existing]
             if clash:
                 raise ProjectError(f"{self.folder}: transcript(s) already imported: {', '.join(clash)} (rename the file or remove the old one)")
-            now = _now()
+            stamp = now()
             for t in transcripts:
                 cur = self.conn.execute(
                     "INSERT INTO transcripts(name, source_path, format, encoding, text, imported_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (t.name, t.source_path, t.format, t.encoding, t.text, now),
+                    (t.name, t.source_path, t.format, t.encoding, t.text, stamp),
                 )
                 tid = cur.lastrowid
                 ids.append(tid)
@@ -557,7 +564,7 @@ class Project:
         with self.transaction():
             cur = self.conn.execute(
                 "INSERT INTO model_versions(created_at, kind, encoder, card) VALUES (?, ?, ?, ?)",
-                (_now(), kind, encoder, json.dumps(card or {}, ensure_ascii=False)),
+                (now(), kind, encoder, json.dumps(card or {}, ensure_ascii=False)),
             )
             self._set_meta("active_model_version", str(cur.lastrowid))
             return int(cur.lastrowid)
@@ -625,7 +632,7 @@ class Project:
     def add_suggestions(self, model_version_id: int, rows: pd.DataFrame) -> int:
         """Store suggestions (columns: segment_id, code_id, rank, confidence, similarity,
         evidence, evidence_source, evidence_similarity) for one model version."""
-        now = _now()
+        stamp = now()
         with self.transaction():
             # Upsert in place: a REPLACE would delete the row and give it a new id, cutting the
             # link from decisions already made on it.
@@ -637,7 +644,7 @@ class Project:
                 "evidence_source = excluded.evidence_source, evidence_similarity = excluded.evidence_similarity",
                 [
                     (int(r.segment_id), r.code_id, model_version_id, int(r.rank), float(r.confidence), _opt_float(r.similarity),
-                     r.evidence, r.evidence_source, _opt_float(r.evidence_similarity), now)
+                     r.evidence, r.evidence_source, _opt_float(r.evidence_similarity), stamp)
                     for r in rows.itertuples(index=False)
                 ],
             )
@@ -693,7 +700,7 @@ class Project:
                 cur = self.conn.execute(
                     "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, suggestion_id, model_version_id, note, "
                     "span_start, span_end, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (segment_id, code_id, action, coder.strip(), _now(), suggestion_id, mv, note,
+                    (segment_id, code_id, action, coder.strip(), now(), suggestion_id, mv, note,
                      span[0] if span else None, span[1] if span else None, origin),
                 )
             except sqlite3.IntegrityError as exc:
@@ -716,7 +723,7 @@ class Project:
                 return None
             self.conn.execute(
                 "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, undoes) VALUES (?, ?, 'undo', ?, ?, ?)",
-                (row["segment_id"], row["code_id"], coder.strip(), _now(), row["id"]),
+                (row["segment_id"], row["code_id"], coder.strip(), now(), row["id"]),
             )
             return Decision(row["id"], row["segment_id"], row["code_id"], row["action"], row["coder"], row["created_at"], None)
 
@@ -904,11 +911,11 @@ class Project:
     # -- what other QDA tools' projects hold beyond our model ---------------------------------
     def add_exchange_items(self, rows: Iterable[tuple[str, str | None, str | None, dict, bytes | None]], imported_from: str) -> None:
         """Keep (kind, guid, ref, data, content) items read from another tool's project."""
-        now = _now()
+        stamp = now()
         with self.transaction():
             self.conn.executemany(
                 "INSERT INTO exchange_items(kind, guid, ref, data, content, imported_from, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(k, g, None if r is None else str(r), json.dumps(d, ensure_ascii=False), c, imported_from, now) for k, g, r, d, c in rows],
+                [(k, g, None if r is None else str(r), json.dumps(d, ensure_ascii=False), c, imported_from, stamp) for k, g, r, d, c in rows],
             )
 
     def exchange_items(self, kind: str | None = None) -> pd.DataFrame:
@@ -921,6 +928,90 @@ class Project:
         df = pd.read_sql_query(q + " ORDER BY id", self.conn, params=args)
         df["data"] = df["data"].map(json.loads)
         return df
+
+    def exchange_item_keys(self) -> set[tuple]:
+        """What is kept already, for keeping each thing once: ``(kind, guid)`` of the items with
+        a GUID, ``(kind, ref, data as stored, content)`` of those without."""
+        seen: set[tuple] = {(k, g) for k, g in self.conn.execute("SELECT kind, guid FROM exchange_items WHERE guid IS NOT NULL")}
+        seen |= {(k, r, d, bytes(c) if c is not None else None) for k, r, d, c in self.conn.execute(
+            "SELECT kind, ref, data, content FROM exchange_items WHERE guid IS NULL")}
+        return seen
+
+    def guid(self) -> "uuid.UUID":
+        """The project's own GUID (REFI-QDA exchange), created on first use and kept in meta."""
+        import uuid
+
+        raw = self.meta(REFI_GUID_KEY)
+        if raw is None:
+            with self.transaction():
+                raw = self.meta(REFI_GUID_KEY)
+                if raw is None:
+                    raw = str(uuid.uuid4())
+                    self._set_meta(REFI_GUID_KEY, raw)
+        return uuid.UUID(raw)
+
+    def set_template_from(self, file_name: str) -> None:
+        """Record the file the template was started from (``init --from study.qdpx``)."""
+        self._set_meta(TEMPLATE_FROM_KEY, file_name)
+
+    def transcript_texts(self) -> list[tuple[int, str, str]]:
+        """(id, name, text) of every transcript, by name."""
+        return [(int(i), n, t) for i, n, t in self.conn.execute("SELECT id, name, text FROM transcripts ORDER BY name")]
+
+    def segment_spans(self, transcript_id: int | None = None) -> list[tuple[int, int, int, int]]:
+        """(id, transcript id, start, end) of every segment (of one transcript), by start."""
+        q, args = 'SELECT id, transcript_id, start, "end" FROM segments', ()
+        if transcript_id is not None:
+            q, args = q + " WHERE transcript_id = ?", (transcript_id,)
+        return [tuple(int(v) for v in r) for r in self.conn.execute(q + " ORDER BY transcript_id, start", args)]
+
+    def suggestion_spans(self, model_version_id: int, min_confidence: float) -> list[tuple]:
+        """(segment id, transcript id, start, end, code id, confidence, created at) of one model
+        version's suggestions at or above ``min_confidence``, by segment and rank."""
+        return [tuple(r) for r in self.conn.execute(
+            'SELECT g.segment_id, s.transcript_id, s.start, s."end", g.code_id, g.confidence, g.created_at FROM suggestions g '
+            "JOIN segments s ON s.id = g.segment_id WHERE g.model_version_id = ? AND g.confidence >= ? ORDER BY g.segment_id, g.rank",
+            (model_version_id, float(min_confidence)))]
+
+    def set_segmenter_settings(self, settings: dict) -> None:
+        """Keep how this project cuts transcripts into segments (read by app.pipeline.project_segmenter)."""
+        self._set_meta("segmenter", json.dumps(settings))
+
+    # -- resumable suggestion runs (app.pipeline.suggest_project) ---------------------------
+    def model_version_kind(self, version: int | None) -> str | None:
+        """The kind of a model version (a scorer's version string, or "learned"); None if absent."""
+        row = self.conn.execute("SELECT kind FROM model_versions WHERE id = ?", (version,)).fetchone() if version else None
+        return row[0] if row else None
+
+    def add_inactive_model_version(self, kind: str, encoder: str, card: dict | None = None) -> int:
+        """Record a model version while the active one stays active (a run still filling it)."""
+        with self.transaction():
+            previous = self.meta("active_model_version")
+            mv = self.add_model_version(kind, encoder, card)
+            if previous is not None:
+                self._set_meta("active_model_version", previous)
+        return mv
+
+    def suggest_run_state(self) -> dict | None:
+        """The state of an unfinished suggestion run (model version, fingerprint, done
+        transcripts), or None; the run is the one whose version exists."""
+        state = json.loads(self.meta(SUGGEST_RUN_KEY) or "null")
+        if state is not None and not self.conn.execute("SELECT 1 FROM model_versions WHERE id = ?", (state.get("model_version"),)).fetchone():
+            return None
+        return state
+
+    def set_suggest_run_state(self, state: dict) -> None:
+        self._set_meta(SUGGEST_RUN_KEY, json.dumps(state))
+
+    def complete_suggest_run(self, version: int, card: dict) -> int:
+        """Finish a suggestion run: the card gets the count of suggestions, the version becomes
+        active and the run state goes, in one transaction. Returns the count."""
+        with self.transaction():
+            n = self.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (version,)).fetchone()[0]
+            self.conn.execute("UPDATE model_versions SET card = ? WHERE id = ?", (json.dumps(card | {"suggestions": n}, ensure_ascii=False), version))
+            self._set_meta("active_model_version", str(version))
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (SUGGEST_RUN_KEY,))
+        return int(n)
 
     def coders(self) -> list[str]:
         """Everyone who coded here, and every user an import brought from another tool (users

@@ -52,8 +52,7 @@ encoder = load_encoder(cache=False)
 """
 
 _PRECODE = """
-pipeline._precode_transcripts = blocking(pipeline._precode_transcripts)
-pipeline.precode_to_csv({demo!r}, {out!r}, encoder=encoder, chunk_segments=1)
+pipeline.precode_to_csv({demo!r}, {out!r}, encoder=encoder, chunk_segments=1, on_chunk=blocking(lambda names: None))
 """
 
 _SUGGEST = """
