@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from coder_assist.app import export, review  # noqa: E402
-from coder_assist.store.project import Project, _now  # noqa: E402
+from coder_assist.store.project import Project, now  # noqa: E402
 
 
 def timed(fn, repeats: int = 1) -> tuple[float, object]:
@@ -93,13 +93,13 @@ def demo(project_dir: Path | None, out_dir: Path) -> dict:
 
 def add_synthetic_accepts(p: Project, share: float = 0.2) -> int:
     rows = p.conn.execute("SELECT id, segment_id, code_id, model_version_id FROM suggestions ORDER BY id").fetchall()
-    now = _now()
+    stamp = now()
     picked = rows[:: int(round(1 / share))]
     with p.transaction():
         p.conn.executemany(
             "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, suggestion_id, model_version_id) "
             "VALUES (?, ?, 'accept', ?, ?, ?, ?)",
-            [(r[1], r[2], coder, now, r[0], r[3]) for r in picked for coder in ("Alex", "Bea")],
+            [(r[1], r[2], coder, stamp, r[0], r[3]) for r in picked for coder in ("Alex", "Bea")],
         )
     return 2 * len(picked)
 

@@ -36,9 +36,7 @@ and :func:`krippendorff_alpha` take an items x raters table of categories.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -47,91 +45,10 @@ import pandas as pd
 from ..core.template import PATH_SEP
 from ..core.errors import ProjectError
 from ..store import reliability as store_
-from ..store.project import Project
+from ..store.project import Project, now
+from ..ml.statistics import binary_figures, cohen_kappa, fleiss_kappa, krippendorff_alpha, percent_agreement  # noqa: F401  (re-exported)
 
 MODEL = "(model)"  # the rater name of the active model version in reports (not a name a coder types)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def percent_agreement(a: Sequence, b: Sequence) -> float | None:
-    """Share of items on which both raters gave the same answer (None: no items). The one
-    percent agreement every page shows."""
-    a, b = np.asarray(a), np.asarray(b)
-    if len(a) != len(b):
-        raise ValueError("both raters need an answer on every item")
-    return float((a == b).mean()) if len(a) else None
-
-
-def cohen_kappa(a: Sequence, b: Sequence) -> float | None:
-    """Cohen's kappa of two raters' categorical answers on the same items: scikit-learn's
-    ``cohen_kappa_score``, the one kappa every page shows. None where it is undefined: fewer
-    than two items, or one and the same answer from both throughout (chance agreement is then
-    already perfect)."""
-    from sklearn.metrics import cohen_kappa_score
-
-    a, b = np.asarray(a), np.asarray(b)
-    if len(a) != len(b):
-        raise ValueError("both raters need an answer on every item")
-    if len(a) < 2 or len(np.union1d(a, b)) < 2:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        k = float(cohen_kappa_score(a, b))
-    return None if math.isnan(k) else k
-
-
-def krippendorff_alpha(data: Sequence[Sequence] | np.ndarray) -> float | None:
-    """Krippendorff's alpha, nominal, for a raters x items table of category codes (numbers;
-    NaN where a rater gave no answer). None where undefined (fewer than two categories, or no
-    item with two answers)."""
-    import krippendorff
-
-    arr = np.asarray(data, dtype=float)
-    if arr.ndim != 2 or arr.shape[1] == 0:
-        return None
-    pairable = (~np.isnan(arr)).sum(axis=0) >= 2
-    values = arr[:, pairable]
-    if not pairable.any() or len(np.unique(values[~np.isnan(values)])) < 2:
-        return None
-    return float(krippendorff.alpha(reliability_data=arr, level_of_measurement="nominal"))
-
-
-def fleiss_kappa(ratings: pd.DataFrame | np.ndarray) -> float | None:
-    """Fleiss' kappa for an items x raters table of categories (every item rated by the same
-    number of raters; rows with a missing rating are dropped)."""
-    # Items are numbered afresh: counts are grouped by item below, and an index with several
-    # levels (transcript, turn) would group by its first level only.
-    df = pd.DataFrame(ratings).dropna(axis=0, how="any").reset_index(drop=True)
-    if df.empty or df.shape[1] < 2:
-        return None
-    counts = pd.get_dummies(df.stack()).groupby(level=0).sum().to_numpy(dtype=float)  # items x categories
-    n = df.shape[1]
-    p_j = counts.sum(axis=0) / counts.sum()
-    p_i = ((counts**2).sum(axis=1) - n) / (n * (n - 1))
-    pe = float((p_j**2).sum())
-    if pe >= 1.0 - 1e-12:
-        return None
-    return (float(p_i.mean()) - pe) / (1.0 - pe)
-
-
-def _figures(a: np.ndarray, b: np.ndarray) -> dict:
-    n = len(a)
-    return {
-        "n": n,
-        "both_yes": int(((a == 1) & (b == 1)).sum()),
-        "a_only": int(((a == 1) & (b == 0)).sum()),
-        "b_only": int(((a == 0) & (b == 1)).sum()),
-        "both_no": int(((a == 0) & (b == 0)).sum()),
-        "percent_agreement": percent_agreement(a, b),
-        "kappa": cohen_kappa(a, b),
-        "alpha": krippendorff_alpha(np.vstack([a, b])) if n else None,
-    }
 
 
 # --------------------------------------------------------------------------- raters' verdicts
@@ -203,7 +120,7 @@ def draw_sample(project: Project, share: float, *, seed: int = 0, name: str | No
         k = min(len(ids), max(1, math.floor(share * len(ids) + 0.5)))  # half up, not Python's half to even
         chosen += sorted(int(x) for x in rng.choice(ids, size=k, replace=False))
     order = rng.permutation(len(chosen))  # coded in a shuffled order, not transcript by transcript
-    return store_.add_sample(project, name, share, seed, created_by, [chosen[i] for i in order], _now())
+    return store_.add_sample(project, name, share, seed, created_by, [chosen[i] for i in order], now())
 
 
 def samples(project: Project) -> pd.DataFrame:
@@ -274,7 +191,7 @@ def record_answer(project: Project, sample_id: int, segment_id: int, coder: str,
                 project.record_decision(int(segment_id), c, "accept", coder, note=f"reliability sample {sample_id}")
         for c in sorted(held - set(codes)):
             project.record_decision(int(segment_id), c, "reject", coder, note=f"reliability sample {sample_id}")
-        return store_.add_answer(project, sample_id, segment_id, coder, codes, _now())
+        return store_.add_answer(project, sample_id, segment_id, coder, codes, now())
 
 
 def sample_answers(project: Project, sample_id: int, coder: str) -> dict[int, list[str]]:
@@ -336,6 +253,31 @@ class Agreement:
 PER_CODE_COLUMNS = ["code_id", "code_path", "n", "both_yes", "a_only", "b_only", "both_no", "percent_agreement", "kappa", "alpha"]
 
 
+def _figures_of(items: pd.DataFrame, leaves: list[str], paths: dict[str, str]) -> tuple[pd.DataFrame, dict]:
+    """Per code and overall figures of the items (segment, code, value_a, value_b)."""
+    rows = []
+    for code in leaves:
+        g = items[items["code_id"] == code]
+        rows.append({"code_id": code, "code_path": paths.get(code, code),
+                     **binary_figures(g["value_a"].to_numpy(int), g["value_b"].to_numpy(int))})
+    per_code = pd.DataFrame(rows, columns=PER_CODE_COLUMNS)
+    pooled = binary_figures(items["value_a"].to_numpy(int), items["value_b"].to_numpy(int))
+    kappas = [k for k in per_code["kappa"] if k is not None and not pd.isna(k)]
+    alphas = [x for x in per_code["alpha"] if x is not None and not pd.isna(x)]
+    overall = {
+        "items": pooled["n"],
+        "segments": int(items["segment_id"].nunique()) if len(items) else 0,
+        "codes_with_items": int((per_code["n"] > 0).sum()),
+        "pooled_percent_agreement": pooled["percent_agreement"],
+        "pooled_kappa": pooled["kappa"],
+        "pooled_alpha": pooled["alpha"],
+        "mean_kappa": float(np.mean(kappas)) if kappas else None,
+        "mean_alpha": float(np.mean(alphas)) if alphas else None,
+        "codes_with_kappa": len(kappas),
+    }
+    return per_code, overall
+
+
 def agreement(
     project: Project,
     a: str,
@@ -392,26 +334,7 @@ def agreement(
         items = items[keep]
 
     paths = project.code_paths()
-    rows = []
-    for code in leaves:
-        g = items[items["code_id"] == code]
-        rows.append({"code_id": code, "code_path": paths.get(code, code),
-                     **_figures(g["value_a"].to_numpy(int), g["value_b"].to_numpy(int))})
-    per_code = pd.DataFrame(rows, columns=PER_CODE_COLUMNS)
-    pooled = _figures(items["value_a"].to_numpy(int), items["value_b"].to_numpy(int))
-    kappas = [k for k in per_code["kappa"] if k is not None and not pd.isna(k)]
-    alphas = [x for x in per_code["alpha"] if x is not None and not pd.isna(x)]
-    overall = {
-        "items": pooled["n"],
-        "segments": int(items["segment_id"].nunique()) if len(items) else 0,
-        "codes_with_items": int((per_code["n"] > 0).sum()),
-        "pooled_percent_agreement": pooled["percent_agreement"],
-        "pooled_kappa": pooled["kappa"],
-        "pooled_alpha": pooled["alpha"],
-        "mean_kappa": float(np.mean(kappas)) if kappas else None,
-        "mean_alpha": float(np.mean(alphas)) if alphas else None,
-        "codes_with_kappa": len(kappas),
-    }
+    per_code, overall = _figures_of(items, leaves, paths)
     notes = []
     if not len(items):
         notes.append("no items: the two raters have no verdict on the same (segment, code) pair")

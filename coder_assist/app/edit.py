@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..ml import references as refs
@@ -56,7 +55,7 @@ from ..core.template_edits import (  # noqa: F401  (Part, add_code, add_example,
 )
 from ..core.errors import ProjectError
 from ..ml.references import ReviewItem
-from ..store.project import EPOCH_KEY, Project  # noqa: F401  (EPOCH_KEY: the store's decisions epoch)
+from ..store.project import EPOCH_KEY, Project, now  # noqa: F401  (EPOCH_KEY: the store's decisions epoch)
 
 #: meta key: the template history (JSON list).
 HISTORY_KEY = "template_history"
@@ -304,10 +303,6 @@ def split(
 # --------------------------------------------------------------------------- the project
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
 def _set_meta(project: Project, key: str, value: str) -> None:
     project.conn.execute(
         "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)
@@ -322,7 +317,7 @@ def history(project: Project) -> list[dict]:
 def _record(project: Project, entry: dict, moved: Mapping[str, list[int]] | None = None, *, before: Template | None = None) -> None:
     """Append ``entry`` to the history; ``before`` (the template the edit started from) makes
     the edit undoable (:func:`undo_last_edit`)."""
-    entry = {"at": _now(), **entry}
+    entry = {"at": now(), **entry}
     if moved:
         entry["moved_decisions"] = {k: v for k, v in moved.items() if v}
         _set_meta(project, EPOCH_KEY, str(int(project.meta(EPOCH_KEY) or 0) + 1))

@@ -24,7 +24,7 @@ from ..ml.finetune import MIN_DECISIONS, FinetuneConfig, FinetuneResult, contras
 from ..ml.query import QUEUE_HEAD, query_order, with_probes
 from ..ml.suggest import Inputs, Scores, suggest
 from ..store import models
-from ..store.project import Project
+from ..store.project import Project, now
 
 
 def project_inputs(project: Project, encoder: Encoder, segments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, Inputs]:
@@ -42,10 +42,6 @@ def project_inputs(project: Project, encoder: Encoder, segments: pd.DataFrame | 
     X = encoder.encode(texts)
     X_prev = encoder.encode(prev_texts)
     return segs, Inputs(X=X, texts=texts, X_prev=X_prev, prev_texts=prev_texts)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def model_card_text(card: dict, template: Template) -> str:
@@ -143,7 +139,7 @@ def train_project(project: Project, encoder: Encoder, *, features: FeatureSet = 
     history = [c for c in history if "rescored_from" not in c]  # a rescore is not a new point on the curve
     apply_history(scorer.reports, history, target)
     card = scorer.card() | {
-        "created_at": _now(),
+        "created_at": now("seconds"),
         "encoder": encoder.model_id,
         "n_decisions": int(decisions["action"].isin(["accept", "reject"]).sum()),
         "n_labels": len(labels),
@@ -165,7 +161,7 @@ def rescore_project(project: Project, encoder: Encoder, *, threshold: float | No
     card = json.loads(models.card_path(project, source).read_text(encoding="utf-8"))
     segs, inputs = project_inputs(project, encoder)
     scores = scorer.score(inputs)
-    card = card | {"created_at": _now(), "rescored_from": source, "segments": len(segs)}
+    card = card | {"created_at": now("seconds"), "rescored_from": source, "segments": len(segs)}
     return _save_version(project, scorer, card, scores, inputs, segs, project.template(), threshold=threshold, top_k=top_k, fresh_verdicts=False)
 
 
