@@ -19,11 +19,12 @@ from coder_assist.app import review
 from coder_assist.core.template import PATH_SEP
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.store.project import Project
-from ui import common
+from ui import common, widgets
 
 BLIND_KEY = "review_blind_sample"  # the sample coded in blind mode (None: normal review)
 BLIND_POS_KEY = "blind_segment"  # segment to show instead of the next unanswered one
 BLIND_FLASH_KEY = "blind_flash"
+FLASH_KEY = "agreement_flash"
 BOX_PREFIX = "blind_box::"  # + sample::segment::code
 
 RATER_A_KEY = "agreement_a"
@@ -62,16 +63,16 @@ def _box_key(sample_id: int, segment_id: int, code_id: str) -> str:
 def _on_answer(sample_id: int, segment_id: int, codes: list[str], none: bool) -> None:
     project, name = common.page_context()
     if not name:
-        st.session_state[BLIND_FLASH_KEY] = ("error", "Enter your name in the sidebar first.")
+        widgets.flash(BLIND_FLASH_KEY, "error", "Enter your name in the sidebar first.")
         return
     ticked = [] if none else [c for c in codes if st.session_state.get(_box_key(sample_id, segment_id, c))]
     try:
         ag.record_answer(project, sample_id, segment_id, name, ticked)
     except CoderAssistError as exc:
-        st.session_state[BLIND_FLASH_KEY] = ("error", f"Not recorded: {exc}")
+        widgets.flash(BLIND_FLASH_KEY, "error", f"Not recorded: {exc}")
         return
     st.session_state.pop(BLIND_POS_KEY, None)
-    st.session_state[BLIND_FLASH_KEY] = ("ok", f"Saved: {len(ticked)} code{'s' if len(ticked) != 1 else ''}" if ticked else "Saved: no code applies")
+    widgets.flash(BLIND_FLASH_KEY, "ok", f"Saved: {len(ticked)} code{'s' if len(ticked) != 1 else ''}" if ticked else "Saved: no code applies")
 
 
 def _on_goto(segment_id: int | None) -> None:
@@ -82,11 +83,7 @@ def _on_goto(segment_id: int | None) -> None:
 
 
 def render_blind(project: Project, name: str | None, sample_id: int) -> None:
-    from ui.review import _CSS, context_html
-
-    item = st.session_state.pop(BLIND_FLASH_KEY, None)
-    if item:
-        (st.error if item[0] == "error" else st.toast)(item[1])
+    widgets.show_flash(BLIND_FLASH_KEY, toast=True)
     if not name:
         st.info("Enter your name in the sidebar to start blind coding: answers are recorded under it.", icon=":material/badge:")
         return
@@ -111,7 +108,7 @@ def render_blind(project: Project, name: str | None, sample_id: int) -> None:
         st.subheader(str(row["transcript"]), anchor=False)
         st.caption(f"Segment {pos + 1} of {len(order)}" + (" · answered already: saving again replaces your answer" if current in done else ""))
         with st.container(border=True):
-            st.html(_CSS + context_html(review.segment_context(project, current)))
+            st.html(widgets.CSS + widgets.context_html(review.segment_context(project, current)))
     with right:
         st.caption("Tick every code that applies to the highlighted passage, or none.")
         leaves = review.leaf_codes(project)
@@ -122,7 +119,7 @@ def render_blind(project: Project, name: str | None, sample_id: int) -> None:
                 parts = path.split(PATH_SEP)
                 groups.setdefault(PATH_SEP.join(parts[:-1]) or "Codes", []).append((code_id, parts[-1]))
             for group, codes in groups.items():
-                st.markdown(f"**{common._md_escape(group)}**")
+                st.markdown(f"**{widgets.md_escape(group)}**")
                 for code_id, leaf in codes:
                     st.checkbox(leaf, value=code_id in own, key=_box_key(sample_id, current, code_id))
             ids = [c for c, _ in leaves]
@@ -145,10 +142,10 @@ def _on_draw() -> None:
         sid = ag.draw_sample(project, float(st.session_state["agreement_share"]) / 100, seed=int(st.session_state["agreement_seed"]),
                              name=(st.session_state.get("agreement_sample_name") or "").strip() or None, created_by=name)
     except CoderAssistError as exc:
-        st.session_state["agreement_flash"] = ("error", str(exc))
+        widgets.flash(FLASH_KEY, "error", str(exc))
         return
     st.session_state[SAMPLE_KEY] = sid
-    st.session_state["agreement_flash"] = ("ok", "Sample drawn. Second coders: Review page, 'Blind double-coding'.")
+    widgets.flash(FLASH_KEY, "ok", "Sample drawn. Second coders: Review page, 'Blind double-coding'.")
 
 
 def _fmt(v, pct: bool = False) -> str:
@@ -177,9 +174,7 @@ def _samples_section(project: Project) -> pd.DataFrame:
 def render() -> None:
     project, name = common.page_context()
     st.header("Agreement", anchor=False)
-    item = st.session_state.pop("agreement_flash", None)
-    if item:
-        (st.error if item[0] == "error" else st.success)(item[1])
+    widgets.show_flash(FLASH_KEY)
     samples = _samples_section(project)
 
     raters = ag.coders(project)

@@ -10,6 +10,7 @@ import streamlit as st
 
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.store.project import DB_NAME, Project
+from ui import widgets
 
 DEFAULT_PROJECT = "demo-project"
 PROJECT_ENV = "CODER_ASSIST_PROJECT"
@@ -131,7 +132,7 @@ def coder_box() -> str | None:
     """Ask for the coder's name once; afterwards show it with a way to change it."""
     name = coder()
     if name:
-        st.markdown(f"Coding as **{_md_escape(name)}**")
+        st.markdown(f"Coding as **{widgets.md_escape(name)}**")
         st.button(
             "Change coder",
             key="change_coder",
@@ -150,17 +151,6 @@ def coder_box() -> str | None:
         )
         st.caption("Enter your name (and press Enter) to start deciding.")
     return name
-
-
-def _md_escape(text: str) -> str:
-    """Escape Markdown so a name shows as typed (``*``, ``_`` and friends are literal)."""
-    out = []
-    for ch in text:
-        if ch in "\\`*_{}[]()#+-.!|<>~$":
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def sidebar_counts(project: Project, name: str | None) -> None:
@@ -187,9 +177,7 @@ def sidebar_counts(project: Project, name: str | None) -> None:
     ) if mine is not None else None)
     st.button("Back up project", key="backup_project", type="tertiary", icon=":material/backup:", on_click=_backup,
               help="Copy the project (decisions, template, models) to a new folder under backups/, safely while others code")
-    flash = st.session_state.pop(_BACKUP_FLASH, None)
-    if flash:
-        (st.success if flash[0] == "ok" else st.error)(flash[1])
+    widgets.show_flash(_BACKUP_FLASH)
 
 
 _BACKUP_FLASH = "backup_flash"
@@ -200,9 +188,9 @@ def _backup() -> None:
     try:
         out = project.backup()
     except CoderAssistError as exc:
-        st.session_state[_BACKUP_FLASH] = ("error", f"Backup failed: {exc}")
+        widgets.flash(_BACKUP_FLASH, "error", f"Backup failed: {exc}")
     else:
-        st.session_state[_BACKUP_FLASH] = ("ok", f"Backup written to `{out}`. Copy that folder to another disk to keep it safe.")
+        widgets.flash(_BACKUP_FLASH, "ok", f"Backup written to `{out}`. Copy that folder to another disk to keep it safe.")
 
 
 def after_decision(project: Project, name: str | None) -> bool:

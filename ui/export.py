@@ -127,7 +127,17 @@ def render() -> None:
     st.header("Export", anchor=False)
     st.caption("Take the coding to a spreadsheet, to Word, into a report, or to another QDA tool. "
                "Files are made on this machine when you click a download button.")
+    scope = _scope(project)
+    if scope is None:
+        return
+    frame, include, threshold = scope
+    attributes = _downloads(project, include, threshold)
+    _preview_section(project, frame, include, threshold, attributes)
 
+
+def _scope(project: Project) -> tuple[pd.DataFrame, str, float | None] | None:
+    """What to export, and how many codings that is; None (with the error shown) if the
+    codings cannot be read."""
     left, right = st.columns([1, 1], gap="large")
     with left:
         include = st.radio("What to export", list(INCLUDE_LABELS), format_func=INCLUDE_LABELS.get, key=INCLUDE_KEY,
@@ -144,7 +154,7 @@ def render() -> None:
         frame = export.codings_frame(project, include=include, threshold=threshold)
     except CoderAssistError as exc:
         st.error(str(exc))
-        return
+        return None
     with right:
         counts = frame["status"].value_counts()
         c1, c2, c3 = st.columns(3)
@@ -154,7 +164,11 @@ def render() -> None:
         if frame.empty:
             st.info("Nothing to export in this scope yet: accept suggestions on the Review page or code passages on "
                     "the Transcripts page, or include machine suggestions.")
+    return frame, include, threshold
 
+
+def _downloads(project: Project, include: str, threshold: float | None) -> list[str]:
+    """The report's attributes and one download button per format. Returns the attributes."""
     attr_options = list(project.attributes().columns)
     st.subheader("Download", anchor=False)
     attributes: list[str] = []
@@ -178,7 +192,10 @@ def render() -> None:
                 width="stretch",
             )
         b.caption(spec.what)
+    return attributes
 
+
+def _preview_section(project: Project, frame: pd.DataFrame, include: str, threshold: float | None, attributes: list[str]) -> None:
     st.subheader("Preview: codes × " + (" × ".join(attributes) if attributes else "all transcripts"), anchor=False)
     try:
         rep = _preview(project, frame, include, threshold, attributes)

@@ -18,7 +18,7 @@ import streamlit as st
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.formats.transcripts import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, parse_attribute_options, read_attributes, read_transcript
 from coder_assist.store.project import Project
-from ui import common
+from ui import common, widgets
 
 UPLOAD_VERSION = "imp_upload_v"
 FLASH_KEY = "imp_flash"
@@ -192,18 +192,18 @@ def _refi_section(project: Project, files: list[tuple[str, bytes]], v: int) -> N
     rows = check_refi(project, files)
     for r in rows:
         if r["problem"]:
-            st.error(f"**{common._md_escape(r['file'])}**: {common._md_escape(r['problem'])}", icon=":material/error:")
+            st.error(f"**{widgets.md_escape(r['file'])}**: {widgets.md_escape(r['problem'])}", icon=":material/error:")
         else:
-            st.success(common._md_escape(r["report"].summary().replace(r["report"].file, r["file"])), icon=":material/check:")
+            st.success(widgets.md_escape(r["report"].summary().replace(r["report"].file, r["file"])), icon=":material/check:")
     ok = bool(rows) and not any(r["problem"] for r in rows)
     if st.button(f"Import {len(rows)} REFI-QDA file{'s' if len(rows) != 1 else ''}", key="imp_refi_go", type="primary", disabled=not ok):
         done = do_refi_import(project, files)
         bad = [r for r in done if r["problem"]]
         if bad:
-            st.session_state[FLASH_KEY] = ("error", f"{bad[0]['file']} was not imported: {bad[0]['problem']}")
+            widgets.flash(FLASH_KEY, "error", f"{bad[0]['file']} was not imported: {bad[0]['problem']}")
         else:
             n = sum(r["report"].decisions_added for r in done)
-            st.session_state[FLASH_KEY] = ("ok", f"Imported {len(done)} REFI-QDA file(s): {n} coding decision(s).")
+            widgets.flash(FLASH_KEY, "ok", f"Imported {len(done)} REFI-QDA file(s): {n} coding decision(s).")
             st.session_state[UPLOAD_VERSION] = v + 1
         st.rerun()
 
@@ -215,17 +215,15 @@ def _on_compute() -> None:
     try:
         mv, n = compute_suggestions(project, common.get_encoder(project.meta("model")))
     except CoderAssistError as exc:
-        st.session_state[FLASH_KEY] = ("error", f"Suggestions not computed: {exc}")
+        widgets.flash(FLASH_KEY, "error", f"Suggestions not computed: {exc}")
         return
-    st.session_state[FLASH_KEY] = ("ok", f"Suggestions computed: {n} (model version {mv}). They are in the Review queue now.")
+    widgets.flash(FLASH_KEY, "ok", f"Suggestions computed: {n} (model version {mv}). They are in the Review queue now.")
 
 
 def render() -> None:
     project, name = common.page_context()
     st.header("Import transcripts", anchor=False)
-    item = st.session_state.pop(FLASH_KEY, None)
-    if item:
-        (st.error if item[0] == "error" else st.success)(item[1])
+    widgets.show_flash(FLASH_KEY)
 
     v = st.session_state.get(UPLOAD_VERSION, 0)
     st.caption(
@@ -258,9 +256,9 @@ def render() -> None:
                          column_config={"status": st.column_config.TextColumn("Status", width="large")})
             bad = [r for r in check["rows"] if r["problem"]]
             for r in bad:
-                st.error(f"**{common._md_escape(r['file'])}**: {common._md_escape(r['problem'])}", icon=":material/error:")
+                st.error(f"**{widgets.md_escape(r['file'])}**: {widgets.md_escape(r['problem'])}", icon=":material/error:")
         if check["attr_problem"]:
-            st.error(f"**Attribute sheet {common._md_escape(attributes[0])}**: {common._md_escape(check['attr_problem'])}", icon=":material/error:")
+            st.error(f"**Attribute sheet {widgets.md_escape(attributes[0])}**: {widgets.md_escape(check['attr_problem'])}", icon=":material/error:")
         elif check["attr_unmatched"]:
             st.warning("Attribute rows that match no uploaded file (ignored): " + ", ".join(check["attr_unmatched"]))
         if check["extra_problem"]:
@@ -274,11 +272,11 @@ def render() -> None:
             try:
                 done = do_import(project, files, attributes, extra or "")
             except CoderAssistError as exc:
-                st.session_state[FLASH_KEY] = ("error", f"Nothing was imported: {exc}")
+                widgets.flash(FLASH_KEY, "error", f"Nothing was imported: {exc}")
             else:
                 tr = project.transcripts()
                 n_segs = int(tr.loc[tr["name"].isin([t.name for t in done]), "n_segments"].sum())
-                st.session_state[FLASH_KEY] = ("ok", f"Imported {len(done)} transcript(s): {n_segs} passages to code. "
+                widgets.flash(FLASH_KEY, "ok", f"Imported {len(done)} transcript(s): {n_segs} passages to code. "
                                                      "Compute suggestions below to review them.")
                 st.session_state[UPLOAD_VERSION] = v + 1
             st.rerun()

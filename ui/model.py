@@ -26,7 +26,7 @@ from coder_assist.app import figures, jobs, modelview
 from coder_assist.core.template import PATH_SEP
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.store.project import Project
-from ui import common
+from ui import common, widgets
 
 AUTO_KEY = "model_auto_every"
 ROLLBACK_KEY = "model_rollback_version"
@@ -51,14 +51,7 @@ def _project() -> Project:
 
 
 def _flash(kind: str, text: str) -> None:
-    st.session_state[FLASH_KEY] = (kind, text)
-
-
-def _show_flash() -> None:
-    item = st.session_state.pop(FLASH_KEY, None)
-    if item:
-        kind, text = item
-        (st.error if kind == "error" else st.success)(text)
+    widgets.flash(FLASH_KEY, kind, text)
 
 
 def _on_auto_every() -> None:
@@ -170,6 +163,12 @@ def _retrain_section(project: Project, job: jobs.TrainJob | None):
         who = {"auto": "after the last batch of decisions (automatic)", "finetune": "from Fine-tune the encoder"}.get(job.trigger, "from the Retrain button")
         status.write(f"Started {who}, learning from {job.n_decisions} decisions.")
         return status, job
+    _last_job(project, job)
+    return None, job
+
+
+def _last_job(project: Project, job: jobs.TrainJob | None) -> None:
+    """How the last retrain of this project went (failed, learned codes, or learned none)."""
     if job is not None and job.error:
         st.status(f"The last retrain failed after {job.elapsed():.1f} s", state="error", expanded=True).write(job.error)
     elif job is not None:
@@ -190,7 +189,6 @@ def _retrain_section(project: Project, job: jobs.TrainJob | None):
             box.write(f"A code's classifier needs at least {figures.MIN_CLASS} accepts and {figures.MIN_CLASS} rejects of that "
                       "code; the Per code table says what each still needs. Its suggestions are the template's, in a new "
                       "review order, plus one for each passage that order asks about first.")
-    return None, job
 
 
 def _learnability_note(project: Project) -> None:
@@ -513,7 +511,7 @@ def render() -> None:
     st.header("Model", anchor=False)
     st.caption("The model learns from every accept and reject. Retrain it here, see how well it does per code, "
                "and go back to an earlier version if a new one is worse.")
-    _show_flash()
+    widgets.show_flash(FLASH_KEY)
 
     job = jobs.current_job(project.folder)
     status, job = _retrain_section(project, job)

@@ -34,7 +34,7 @@ from coder_assist.app import review
 from coder_assist.core.template import PATH_SEP, Template
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.store.project import Project
-from ui import common
+from ui import common, widgets
 
 ORDER_KEY = "review_order"
 FILTER_KEYS = {"code": "review_filter_code", "transcript": "review_filter_transcript", "speaker": "review_filter_speaker"}
@@ -55,28 +55,6 @@ _HAS_LIVE = "live" in inspect.signature(st.text_input).parameters
 REJECT_KEY = "R"
 
 _VERBS = {"accept": "Accepted", "reject": "Rejected", "skip": "Skipped"}
-
-_CSS = """
-<style>
-.ca-context { line-height: 1.55; }
-.ca-turn { padding: .35rem .7rem; margin: 0 0 .4rem 0; border-left: 3px solid transparent; border-radius: .25rem; }
-.ca-turn.ca-other { opacity: .62; }
-.ca-turn.ca-current { border-left-color: #f0b400; background: rgba(240, 180, 0, .07); }
-.ca-speaker { font-weight: 600; margin-right: .35rem; }
-.ca-ts { font-size: .8em; opacity: .7; margin-right: .35rem; }
-.ca-context mark { background: rgba(255, 200, 40, .55); color: inherit; padding: .05rem .1rem; border-radius: .15rem; }
-.ca-parents { font-size: .85em; opacity: .7; }
-.ca-code { font-size: 1.2em; font-weight: 650; margin: .1rem 0 .4rem 0; }
-.ca-desc { margin: 0 0 .6rem 0; }
-.ca-conf { display: inline-block; padding: .1rem .55rem; border-radius: 1rem; background: rgba(128, 128, 128, .16);
-           font-size: .9em; margin-bottom: .6rem; cursor: help; }
-.ca-why { font-size: .8em; font-weight: 600; text-transform: uppercase; letter-spacing: .04em; opacity: .7; margin-top: .3rem; }
-.ca-evidence { border-left: 3px solid rgba(128, 128, 128, .45); padding: .2rem .7rem; margin: .3rem 0; font-style: italic; }
-.ca-source { font-size: .85em; opacity: .75; }
-.ca-mine { font-size: .85em; opacity: .8; margin-top: .5rem; }
-.ca-other-q { display: none; }
-</style>
-"""
 
 # Capture-phase listener for the keys Streamlit's own button shortcuts cannot take: R (Streamlit
 # reserves it for "rerun": taken over only while a Reject button is on the page) and D (opens
@@ -165,20 +143,10 @@ def _template(project: Project) -> Template:
 
 
 def _flash(kind: str, text: str) -> None:
-    st.session_state[FLASH_KEY] = (kind, text)
+    widgets.flash(FLASH_KEY, kind, text)
 
 
-def _show_flash() -> None:
-    item = st.session_state.pop(FLASH_KEY, None)
-    if not item:
-        return
-    kind, text = item
-    if kind == "error":
-        st.error(text)
-    elif kind == "info":
-        st.info(text, icon=":material/info:")
-    else:
-        st.toast(text, icon={"accept": ":material/check:", "reject": ":material/close:", "skip": ":material/skip_next:"}.get(kind, ":material/undo:"))
+_TOAST_ICONS = {"accept": ":material/check:", "reject": ":material/close:", "skip": ":material/skip_next:", "undo": ":material/undo:"}
 
 
 def _leaf(path: str) -> str:
@@ -276,44 +244,6 @@ def _clear_filters() -> None:
 
 
 # --------------------------------------------------------------------------- rendering
-
-
-#: Turns around the segment are cut to about this many characters (the segment's own turn never).
-NEIGHBOUR_CHARS = 360
-
-
-def _shorten(text: str, keep_end: bool, limit: int = NEIGHBOUR_CHARS) -> str:
-    """Cut a neighbouring turn at a word boundary: a turn before the segment keeps its end
-    (what leads into the segment), a turn after keeps its start."""
-    if len(text) <= limit:
-        return text
-    if keep_end:
-        cut = text[-limit:]
-        return "… " + (cut.split(" ", 1)[1] if " " in cut else cut)
-    cut = text[:limit]
-    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + " …"
-
-
-def context_html(turns: list[review.ContextTurn]) -> str:
-    """The segment in its context as HTML. All transcript text is escaped here."""
-
-    def esc(text: str) -> str:
-        return html.escape(text).replace("\r\n", "\n").replace("\n", "<br>")
-
-    current = next((t.idx for t in turns if t.is_current), None)
-    parts = ['<div class="ca-context">']
-    for t in turns:
-        if t.highlight is not None:
-            a, b = t.highlight
-            body = f"{esc(t.text[:a])}<mark>{esc(t.text[a:b])}</mark>{esc(t.text[b:])}"
-        else:
-            body = esc(_shorten(t.text, keep_end=current is not None and t.idx < current))
-        cls = "ca-current" if t.is_current else "ca-other"
-        ts = f'<span class="ca-ts">[{html.escape(t.timestamp)}]</span>' if t.timestamp else ""
-        speaker = html.escape(t.speaker or "(no speaker)")
-        parts.append(f'<div class="ca-turn {cls}">{ts}<span class="ca-speaker">{speaker}:</span>{body}</div>')
-    parts.append("</div>")
-    return "".join(parts)
 
 
 def card_html(row: pd.Series, template: Template, n_for_segment: int, mine: pd.DataFrame) -> str:
@@ -468,9 +398,9 @@ def _other_panel(project: Project, sid: int, suggested: str) -> None:
             st.caption("No code matches that. Try another word.")
         for i, (code_id, path) in enumerate(matches):
             parts = path.split(PATH_SEP)
-            parents = common._md_escape(PATH_SEP.join(parts[:-1]))
+            parents = widgets.md_escape(PATH_SEP.join(parts[:-1]))
             # Grey would not read on the first (primary, highlighted) button.
-            label = common._md_escape(parts[-1]) + ((f"  · {parents}" if i == 0 else f"  :gray[· {parents}]") if parents else "")
+            label = widgets.md_escape(parts[-1]) + ((f"  · {parents}" if i == 0 else f"  :gray[· {parents}]") if parents else "")
             st.button(label, key=f"{OTHER_PICK_PREFIX}{sid}_{i}", type="primary" if i == 0 else "tertiary",
                       on_click=_on_other, args=(sid, code_id), help=path)
         first = f"{OTHER_PICK_PREFIX}{sid}_0" if matches else ""
@@ -487,7 +417,7 @@ def _other_panel(project: Project, sid: int, suggested: str) -> None:
 def render() -> None:
     project, name = common.page_context()
     heading = st.empty()  # filled once the mode is known: a blind coder should not read "suggestions"
-    _show_flash()
+    widgets.show_flash(FLASH_KEY, toast=True, icons=_TOAST_ICONS)
 
     from ui import agreement  # blind mode: a reliability sample, no suggestions or others' decisions shown
 
@@ -510,61 +440,74 @@ def render() -> None:
 
     row = data.row
     if row is None:
-        if ctl["active"]:
-            st.success("Nothing left to review under these filters.")
-            st.button("Clear filters", key="review_clear_filters_empty", on_click=_clear_filters)
-        else:
-            total = data.progress["total"]
-            st.success(f"All {total} suggestions decided. Thank you!" if total else "No suggestions to review.")
-        c1, _ = st.columns([1, 3])
-        with c1:
-            _undo_button(name, data.can_undo)
-        _per_code(project, name)
-        return
-    if pin is not None and row["suggestion_id"] != pin:
-        st.session_state.pop(PIN_KEY, None)
-    sid, path = int(row["suggestion_id"]), str(row["code_path"])
-
-    left, right = st.columns([11, 9], gap="large")
-    with left:
-        st.subheader(str(row["transcript"]), anchor=False)
-        meta = [f"{k}: {v}" for k, v in data.attributes.items()]
-        if bool(row["skipped"]):
-            meta.append("skipped earlier")
-        if meta:
-            st.caption(" · ".join(meta))
-        with st.container(border=True):
-            st.html(_CSS + context_html(data.context))
-    with right:
-        template = _template(project)
-        st.caption("Suggested code")
-        st.html(_CSS + card_html(pd.Series(row), template, data.n_for_segment, data.mine))
-
-        disabled = not name
-        b1, b2, b3 = st.columns(3)
-        common_kw = dict(disabled=disabled, width="stretch")
-        with b1:
-            _button("Accept", key="btn_accept", type="primary", shortcut=SHORTCUTS["accept"],
-                    on_click=_on_decide, args=(sid, "accept", path), **common_kw)
-        with b2:
-            _button(f"Reject `{REJECT_KEY}`", key="btn_reject", help=f"Shortcut: {REJECT_KEY}",
-                    on_click=_on_decide, args=(sid, "reject", path), **common_kw)
-        with b3:
-            _button("Skip", key="btn_skip", shortcut=SHORTCUTS["skip"],
-                    on_click=_on_decide, args=(sid, "skip", path), **common_kw)
-        b4, b5 = st.columns(2)
-        is_open = st.session_state.get(OTHER_OPEN_KEY) == sid and not disabled
-        with b4:
-            _button("Different code…", key="btn_other", icon=":material/swap_horiz:", disabled=disabled, width="stretch",
-                    help="Shortcut: D. Search the template for the code this passage should have",
-                    on_click=_on_toggle_other, args=(sid,), type="secondary")
-        with b5:
-            _undo_button(name, data.can_undo)
-        if is_open:
-            _other_panel(project, sid, str(row["code_id"]))
-        if _HAS_SHORTCUTS:
-            st.caption("Keys: **A** accept · **R** reject · **S** skip · **U** undo · **D** different code "
-                       "(type to search, Enter picks) · not while typing in a box")
-        if _HAS_HTML_JS:
-            st.html(_KEYS_JS, unsafe_allow_javascript=True)
+        _queue_done(name, data, ctl["active"])
+    else:
+        if pin is not None and row["suggestion_id"] != pin:
+            st.session_state.pop(PIN_KEY, None)
+        left, right = st.columns([11, 9], gap="large")
+        with left:
+            _passage(row, data)
+        with right:
+            _suggestion(project, name, row, data)
     _per_code(project, name)
+
+
+def _queue_done(name: str | None, data: review.PageData, filtered: bool) -> None:
+    """Nothing left to show: under the filters, or at all."""
+    if filtered:
+        st.success("Nothing left to review under these filters.")
+        st.button("Clear filters", key="review_clear_filters_empty", on_click=_clear_filters)
+    else:
+        total = data.progress["total"]
+        st.success(f"All {total} suggestions decided. Thank you!" if total else "No suggestions to review.")
+    c1, _ = st.columns([1, 3])
+    with c1:
+        _undo_button(name, data.can_undo)
+
+
+def _passage(row, data: review.PageData) -> None:
+    """The transcript, its attributes, and the passage in its context."""
+    st.subheader(str(row["transcript"]), anchor=False)
+    meta = [f"{k}: {v}" for k, v in data.attributes.items()]
+    if bool(row["skipped"]):
+        meta.append("skipped earlier")
+    if meta:
+        st.caption(" · ".join(meta))
+    with st.container(border=True):
+        st.html(widgets.CSS + widgets.context_html(data.context))
+
+
+def _suggestion(project: Project, name: str | None, row, data: review.PageData) -> None:
+    """The suggested code with its evidence, and the decision buttons bound to it."""
+    sid, path = int(row["suggestion_id"]), str(row["code_path"])
+    template = _template(project)
+    st.caption("Suggested code")
+    st.html(widgets.CSS + card_html(pd.Series(row), template, data.n_for_segment, data.mine))
+
+    disabled = not name
+    b1, b2, b3 = st.columns(3)
+    common_kw = dict(disabled=disabled, width="stretch")
+    with b1:
+        _button("Accept", key="btn_accept", type="primary", shortcut=SHORTCUTS["accept"],
+                on_click=_on_decide, args=(sid, "accept", path), **common_kw)
+    with b2:
+        _button(f"Reject `{REJECT_KEY}`", key="btn_reject", help=f"Shortcut: {REJECT_KEY}",
+                on_click=_on_decide, args=(sid, "reject", path), **common_kw)
+    with b3:
+        _button("Skip", key="btn_skip", shortcut=SHORTCUTS["skip"],
+                on_click=_on_decide, args=(sid, "skip", path), **common_kw)
+    b4, b5 = st.columns(2)
+    is_open = st.session_state.get(OTHER_OPEN_KEY) == sid and not disabled
+    with b4:
+        _button("Different code…", key="btn_other", icon=":material/swap_horiz:", disabled=disabled, width="stretch",
+                help="Shortcut: D. Search the template for the code this passage should have",
+                on_click=_on_toggle_other, args=(sid,), type="secondary")
+    with b5:
+        _undo_button(name, data.can_undo)
+    if is_open:
+        _other_panel(project, sid, str(row["code_id"]))
+    if _HAS_SHORTCUTS:
+        st.caption("Keys: **A** accept · **R** reject · **S** skip · **U** undo · **D** different code "
+                   "(type to search, Enter picks) · not while typing in a box")
+    if _HAS_HTML_JS:
+        st.html(_KEYS_JS, unsafe_allow_javascript=True)

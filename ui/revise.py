@@ -18,6 +18,7 @@ import streamlit as st
 
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.store.project import Project
+from ui import widgets
 
 REPORT_KEY = "rev_report"  # (fingerprint, ProjectRevision)
 FLASH_KEY = "rev_flash"
@@ -57,7 +58,7 @@ def _report(project: Project, encoder):
 
 
 def _flash(kind: str, text: str) -> None:
-    st.session_state[FLASH_KEY] = (kind, text)
+    widgets.flash(FLASH_KEY, kind, text)
 
 
 def _run(action, success) -> None:
@@ -126,9 +127,7 @@ def _on_sharpen(project_path: str, coder: str, key: str, a: str, b: str) -> None
 def render_revise(project: Project, coder_name: str | None, encoder=None) -> None:
     """Draw the revision report of ``project`` with its edit buttons (edits need a coder's name)."""
     st.html(_CSS)
-    item = st.session_state.pop(FLASH_KEY, None)
-    if item:
-        (st.error if item[0] == "error" else st.success)(item[1])
+    widgets.show_flash(FLASH_KEY)
     report = _report(project, encoder)
     rev, template = report.revision, report.template
     st.caption(

@@ -19,10 +19,11 @@ from coder_assist.core.template import PATH_SEP, Template, parse_template, slugi
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.ml.references import FIELD_LABELS
 from coder_assist.store.project import Project
-from ui import common
+from ui import common, widgets
 
 CODE_KEY = "tpl_code"
 FLASH_KEY = "tpl_flash"
+TAB_KEY = "tpl_tab"  # the open tab of the edit tabs (its label)
 SPLIT_N_KEY = "tpl_split_n"
 SPLIT_ASSIGN_KEY = "tpl_split_assign"  # {segment_id: part index}
 SPLIT_EDITOR_VERSION = "tpl_split_editor_v"
@@ -48,17 +49,7 @@ _CSS = """
 
 
 def _flash(kind: str, text: str) -> None:
-    st.session_state[FLASH_KEY] = (kind, text)
-
-
-def _show_flash() -> None:
-    item = st.session_state.pop(FLASH_KEY, None)
-    if item:
-        kind, text = item
-        if kind == "error":
-            st.error(text)
-        else:
-            st.success(text)
+    widgets.flash(FLASH_KEY, kind, text)
 
 
 def _leaf(path: str) -> str:
@@ -294,7 +285,7 @@ def code_html(template: Template, cid: str) -> str:
 def render() -> None:
     project, name = common.page_context()
     st.header("Template", anchor=False)
-    _show_flash()
+    widgets.show_flash(FLASH_KEY)
     template = project.template()
     counts = decision_counts(project)
     codes = template.codes
@@ -333,7 +324,12 @@ def render() -> None:
         st.html(_CSS + code_html(template, cid))
         if not name:
             st.info("Enter your name in the sidebar to edit the template: every edit is recorded with it.", icon=":material/badge:")
-        _edits(project, name, template, cid, counts)
+        revise_open = _edits(project, name, template, cid, counts)
+    if revise_open:
+        from ui.revise import render_revise
+
+        st.subheader("Revise the template", anchor=False)
+        render_revise(project, name)
     if items:
         _review_section(name, template, items)
     st.divider()
@@ -352,10 +348,13 @@ def render() -> None:
             )
 
 
-def _edits(project: Project, name: str | None, template: Template, cid: str, counts: dict) -> None:
+def _edits(project: Project, name: str | None, template: Template, cid: str, counts: dict) -> bool:
+    """The edit tabs of code ``cid``. True if the Revise tab is the open one."""
     code = template.codes[cid]
     off = not name
-    tabs = st.tabs(["Edit", "Add example", "Add code", "Move", "Merge", "Split"])
+    # "rerun": a tab knows whether it is open, so the revision report (encoder, clustering) is
+    # only computed while its tab is the one shown.
+    tabs = st.tabs(["Edit", "Add example", "Add code", "Move", "Merge", "Split", "Revise"], key=TAB_KEY, on_change="rerun")
     with tabs[0]:
         with st.form(f"tpl_edit_form_{cid}", border=False):
             st.text_input("Name", value=code.name, key=f"tpl_name_{cid}")
@@ -400,6 +399,10 @@ def _edits(project: Project, name: str | None, template: Template, cid: str, cou
             st.button("Merge", key="tpl_merge", type="primary", disabled=off or not target, on_click=_on_merge, args=(cid, target))
     with tabs[5]:
         _split(project, name, template, cid)
+    with tabs[6]:
+        if tabs[6].open:
+            st.caption("The revision report covers the whole template, not only this code: it is below, across the page.")
+    return bool(tabs[6].open)
 
 
 def _is_under(template: Template, cid: str, ancestor: str) -> bool:

@@ -32,7 +32,7 @@ from coder_assist.app import coding, review
 from coder_assist.core.template import PATH_SEP, Template
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.store.project import Project
-from ui import common
+from ui import common, widgets
 
 TRANSCRIPT_KEY = "tr_transcript"
 SEGMENT_KEY = "tr_segment"
@@ -492,7 +492,7 @@ def _span_panel(project: Project, name: str | None, tid: int, text: str, templat
     with st.container(border=True, key="tr_span_box"):
         st.markdown(f"**Selected text** :gray[(characters {start}–{end})]")
         shown = " ".join(text[start:end].split())
-        st.markdown("> " + common._md_escape(shown[:600] + ("…" if len(shown) > 600 else "")))
+        st.markdown("> " + widgets.md_escape(shown[:600] + ("…" if len(shown) > 600 else "")))
         paths = dict(review.leaf_codes(project))
         st.multiselect("Codes for the selected text", list(paths), format_func=paths.get, key=SPAN_CODES_KEY,
                        placeholder="Type to search the codes…", disabled=not name)
@@ -523,7 +523,7 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
 
     seg = seg_rows[selected]
     with st.container(border=True):
-        st.markdown(f"**{common._md_escape(str(seg.speaker))}:** " + common._md_escape(" ".join(str(seg.text).split())))
+        st.markdown(f"**{widgets.md_escape(str(seg.speaker))}:** " + widgets.md_escape(" ".join(str(seg.text).split())))
 
     if not name:
         st.info("Enter your name in the sidebar to code passages by hand.", icon=":material/badge:")
@@ -533,7 +533,7 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
         st.caption("None yet.")
     for r in mine.itertuples(index=False):
         c1, c2 = st.columns([2, 1], vertical_alignment="center")
-        c1.markdown(f"{common._md_escape(_leaf(r.code_path))}  \n:gray[{common._md_escape(r.code_path)}]")
+        c1.markdown(f"{widgets.md_escape(_leaf(r.code_path))}  \n:gray[{widgets.md_escape(r.code_path)}]")
         c2.button("Remove", key=f"tr_rm_{r.code_id}", help=f"Take {r.code_path} off this passage (recorded as a reject)",
                   on_click=_on_remove, args=(selected, r.code_id), disabled=not name, width="stretch")
 
@@ -543,7 +543,7 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
         for r in here.itertuples(index=False):
             sid = int(r.suggestion_id)
             span = _fitted(sid, (int(seg.start), int(seg.end)))
-            st.markdown(f"{common._md_escape(_leaf(r.code_path))} · {float(r.confidence):.0%}  \n:gray[{common._md_escape(r.code_path)}]")
+            st.markdown(f"{widgets.md_escape(_leaf(r.code_path))} · {float(r.confidence):.0%}  \n:gray[{widgets.md_escape(r.code_path)}]")
             c2, c3 = st.columns(2)
             c2.button("Accept", key=f"tr_acc_{sid}", type="primary", width="stretch",
                       on_click=_on_accept_fitted, args=(sid, int(selected), r.code_id, (int(seg.start), int(seg.end))), disabled=not name)
@@ -553,7 +553,7 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
                              else f"Fitted span: characters {span[0]}–{span[1]}", expanded=span != (int(seg.start), int(seg.end))):
                 if span != (int(seg.start), int(seg.end)):
                     fitted = " ".join(text[span[0]:span[1]].split())
-                    st.markdown("> " + common._md_escape(fitted[:600] + ("…" if len(fitted) > 600 else "")))
+                    st.markdown("> " + widgets.md_escape(fitted[:600] + ("…" if len(fitted) > 600 else "")))
                 f1, f2 = st.columns(2)
                 f1.button("Start: one sentence earlier", key=f"tr_fit_s-_{sid}", width="stretch", on_click=_on_fit,
                           args=(tid, sid, span, "start", -1), help="Widen: take in the sentence before")

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from coder_assist.app import edit, review
 from coder_assist.store.project import Project
 from tests.integration.test_app import APP, TIMEOUT, base_project, log, project_dir, shown_code, start  # noqa: F401
+from tests.integration.test_revise import base_revise_project  # noqa: F401
 
 MONEY, TIME, LISTEN = "barriers/money", "barriers/time", "enablers/listening"
 
@@ -183,6 +184,44 @@ def test_template_move_refuses_a_coded_leaf_as_parent(project_dir):
     at.button(key="tpl_move").click().run()
     with Project.open(project_dir) as p:
         assert p.template().codes[MONEY].path == ("Money",)
+
+
+def test_template_revise_tab_opens_and_adds_a_missing_code(base_revise_project, tmp_path, monkeypatch, base_encoder):
+    """The Revise tab of the Template page (ui/revise.py) on the project of test_revise.py: the
+    report is drawn only once its tab is open, and its "Add as a new code" changes the template."""
+    import shutil
+
+    import ui.common
+    from tests.integration.test_revise import parking_ids
+
+    folder = tmp_path / "proj"
+    shutil.copytree(base_revise_project, folder)
+    monkeypatch.setenv("CODER_ASSIST_PROJECT", str(folder))
+    monkeypatch.setattr(ui.common, "get_encoder", lambda *a, **k: base_encoder)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.sidebar.text_input(key="coder_input").input("Alex").run()
+    page(at, "template")
+    assert [t.label for t in at.tabs][:7] == ["Edit", "Add example", "Add code", "Move", "Merge", "Split", "Revise"]
+    assert not [b for b in at.button if b.key.startswith("rev_add_")]  # closed: no report computed
+
+    at.session_state["tpl_tab"] = "Revise"
+    at.run()
+    assert not at.exception, at.exception
+    with Project.open(folder) as p:
+        first = min(parking_ids(p))
+        before = set(p.template().codes)
+    assert any("covers the whole template" in c.value for c in at.caption)
+    assert f"rev_add_{first}" in [b.key for b in at.button]
+    at.text_input(key=f"rev_name_{first}").input("Parking").run()
+    at.selectbox(key=f"rev_parent_{first}").set_value("barriers").run()
+    at.button(key=f"rev_add_{first}").click().run()
+    assert not at.exception, at.exception
+    assert any("Added the code Barriers > Parking" in s.value for s in at.success)
+    with Project.open(folder) as p:
+        added = [c for c in p.template().codes.values() if c.id not in before]
+        assert [c.path_str for c in added] == ["Barriers > Parking"]
+        assert edit.history(p)[-1]["coder"] == "Alex"
+    assert at.session_state["tpl_tab"] == "Revise"  # the tab stays open after the edit
 
 
 # --------------------------------------------------------------------------- Import
