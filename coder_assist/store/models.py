@@ -107,7 +107,7 @@ def save_version(
             mv = project.add_model_version(kind, encoder, card)
             project.add_suggestions(mv, suggestions)
             if fresh_verdicts:
-                project._set_meta("stale_verdicts", "[]")
+                project.set_meta("stale_verdicts", "[]")
             target = version_dir(project, mv)
             if target.exists():
                 # Ids are reused after a rolled-back transaction: a folder under this id is an
@@ -126,8 +126,7 @@ def save_version(
 def use_encoder(project, path: str | Path) -> None:
     """Switch the project to the encoder in ``path`` (its meta ``model``): the next retrain
     re-embeds every passage with it."""
-    with project.transaction():
-        project._set_meta("model", str(Path(path).resolve()))
+    project.set_meta("model", str(Path(path).resolve()))
 
 
 __all__ = [
