@@ -426,6 +426,9 @@ class PoolArrays:
     segment_id: np.ndarray
     confidence: np.ndarray
 
+    def __len__(self) -> int:
+        return len(self.suggestion_id)
+
 
 def warm_queue(project: Project) -> PoolArrays:
     """Load the active model version's pool into memory now (what the first review page would

@@ -588,7 +588,7 @@ def test_warm_queue_gives_the_pool_in_memory_read_only(suggested):
     assert all(by_id[int(r.suggestion_id)] == (int(r.segment_id), pytest.approx(r.confidence)) for r in sug.itertuples())
     with pytest.raises(ValueError):
         pool.confidence[0] = 2.0  # the queue's own arrays: a caller cannot change what the queue orders by
-    assert review.pool_stats(suggested).total == len(pool.suggestion_id)
+    assert review.pool_stats(suggested).total == len(pool) == len(pool.suggestion_id)
 
 
 def test_reference_queue_and_store_rule_agree_on_current_decisions(suggested):
