@@ -1,11 +1,11 @@
 """REFI-QDA export and import speed: the demo interviews copied N times, two coders' accepted
-codings on a share of the segments -> write_qdpx -> import_qdpx into a fresh project.
+codings on a share of the segments -> export_qdpx -> import_qdpx into a fresh project.
 
 Baseline in the same run: importing the same transcripts as plain files (import_files), which
 segments the same text; the JSON gives medians of repeats and the ratio to that baseline.
 
 Real exports (``--real``, default ../shared/refi-qda/real): each NVivo file -> ``init --from``
-(init_from_qdpx) -> write_qdpx, timed, with what came in per kind and the share of the file's
+(init_from_qdpx) -> export_qdpx, timed, with what came in per kind and the share of the file's
 codings that the export holds with the same start, end, code and user. spaCy's one-time load
 is timed apart (the app and a CLI run pay it once); the machine's load average is recorded,
 since the 2 cores here are shared.
