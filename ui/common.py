@@ -43,10 +43,6 @@ def page_context() -> tuple[Project, str | None]:
     return get_project(Path(st.session_state["project_path"])), coder()
 
 
-def has_project(folder: Path) -> bool:
-    return (folder / DB_NAME).is_file()
-
-
 @st.cache_resource(show_spinner=False)
 def get_encoder(model: str | None = None):
     """The embedding model (the project's ``model`` setting, e.g. an encoder fine-tuned on its
@@ -63,7 +59,7 @@ def ensure_demo_project(folder: Path) -> None:
     built aside and renamed into place, one build at a time)."""
     from coder_assist.app import demo
 
-    if has_project(folder):
+    if demo.has_project(folder):
         return
     try:
         demo.check_demo_folder(folder)
