@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..ml.statistics import cohen_kappa, percent_agreement  # noqa: F401  (the one kappa and agreement, re-exported)
 from ..store.project import Project
 
 #: The learner trains a code's classifier only with at least this many positives and this many
@@ -243,20 +244,6 @@ def queue_progress(project: Project, coder: str | None) -> dict:
 
 
 # --------------------------------------------------------------------------- agreement
-
-
-def cohen_kappa(a, b) -> float | None:
-    """The one Cohen's kappa: :func:`coder_assist.app.agreement.cohen_kappa` (scikit-learn's)."""
-    from .agreement import cohen_kappa as kappa
-
-    return kappa(a, b)
-
-
-def percent_agreement(a, b) -> float | None:
-    """The one percent agreement: share of items with the same answer."""
-    from .agreement import percent_agreement as pa
-
-    return pa(a, b)
 
 
 def model_agreement(project: Project, coder: str) -> dict:
