@@ -583,5 +583,26 @@ def demo(project, force):
         click.echo(f"demo project at {project}: {c['transcripts']} transcripts, {c['segments']} segments, {c['suggestions']} suggestions")
 
 
+@main.command()
+@click.argument("project", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Markdown report to write (default: print it).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="The same report as JSON.")
+@click.option("--by", "by", multiple=True, help="Participant attribute for the coverage table (repeatable; default: the design attributes, e.g. sector and level).")
+@click.option("--method", type=click.Choice(["hdbscan", "agglomerative"]), default="hdbscan", show_default=True, help="How passages no code fits are clustered.")
+@_clean_errors
+def revise(project, out, json_out, by, method):
+    """Template revision report: what the template misses, codes coders confuse, codes that do not apply, coverage."""
+    from .app.revise_project import revise_project, to_markdown, write_report
+    from .store.project import Project
+
+    with Project.open(project) as p:  # a missing project fails here, before the model loads
+        report = revise_project(p, by=list(by) or None, method=method)
+    if out is None and json_out is None:
+        click.echo(to_markdown(report))
+        return
+    for path in write_report(report, markdown=out, json_path=json_out):
+        click.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
