@@ -157,15 +157,13 @@ _STATE = {"accept": 1, "reject": 2, "skip": 3}
 _LOCK = threading.RLock()
 
 
-#: learn.QUEUE_FILE (not imported: the review path must not pull in scikit-learn).
-_QUEUE_FILE = "queue.npy"
-
-
 def _queue_positions(project: Project, mv: int | None, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's segment's place in the saved active-learning order, and whether it is in
     it; (all equal, none) without an order file."""
     none = (np.zeros(len(seg), dtype=np.int64), np.zeros(len(seg), dtype=bool))
-    path = project.folder / "models" / f"v{mv}" / _QUEUE_FILE
+    from ..store.models import queue_path
+
+    path = queue_path(project, mv)
     if mv is None or not len(seg) or not path.exists():
         return none
     try:
