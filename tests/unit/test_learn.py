@@ -337,3 +337,20 @@ def test_fit_transform_equals_fit_then_transform(encoder):
     f = Featurizer().fit(inputs)
     b = f.transform(inputs)
     assert a.shape == b.shape and abs(a - b).max() < 1e-6
+
+
+def test_query_strategies_by_name():
+    from coder_assist.ml.query import STRATEGIES, LeastConfident, QueryStrategy, strategy
+
+    conf = np.array([[0.5, 0.45], [0.9, 0.05], [0.6, 0.3], [0.34, 0.33]])
+    X = np.eye(4, dtype=np.float32)
+    assert set(STRATEGIES) == {"random", "uncertainty", "uncertainty_diversity"}
+    assert all(isinstance(strategy(n), QueryStrategy) for n in STRATEGIES)
+    assert LeastConfident().query(conf, X, 2).tolist() == [3, 0]  # smallest top-2 margins first
+    assert strategy("uncertainty_diversity", explore=0.0).query(conf, X, 2).tolist() == uncertainty_diversity(conf, X, 2, explore=0.0).tolist()
+    # A random strategy is reproducible from its seed (simulate's random-order baseline).
+    a, b = strategy("random", seed=3), strategy("random", seed=3)
+    first = a.query(conf, X, 2)
+    assert first.tolist() == b.query(conf, X, 2).tolist() and len(set(first.tolist())) == 2
+    with pytest.raises(ValueError, match="unknown query strategy"):
+        strategy("most_likely")
