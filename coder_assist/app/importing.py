@@ -22,7 +22,7 @@ from ..core.segment import Segmenter
 from ..core.template import Template, parse_template
 from ..core.transcript import Transcript
 from ..formats import refi
-from ..formats.refi import MACHINE_USER, ORIGIN, Kept, QdpxContent, QdpxProject, _parse_description, _RefiCode, code_guid
+from ..formats.refi import MACHINE_USER, Kept, QdpxContent, QdpxProject, _parse_description, _RefiCode, code_guid
 from ..store.project import Project
 from .pipeline import init_project, project_segmenter
 
