@@ -162,10 +162,11 @@ def learnability(project: Project) -> Learnability:
     (the learner's own rule, :func:`coder_assist.ml.features.labels_from_decisions`, all coders) and
     how many more accepts and rejects it needs to reach :data:`MIN_CLASS` of each, the least a
     code's classifier is trained with."""
-    from ..ml.features import labels_from_decisions
+    from ..ml.features import decisions_on_segments, labels_from_decisions
 
     template = project.template()
-    labels = labels_from_decisions(current_decisions(project), template)
+    on_segments = decisions_on_segments(current_decisions(project), project.segments(), project.codings())
+    labels = labels_from_decisions(on_segments, template)
     pos = labels[labels["label"] == 1].groupby("code_id").size()
     neg = labels[labels["label"] == 0].groupby("code_id").size()
     rows = []

@@ -19,7 +19,7 @@ from ..core.errors import ModelError, ProjectError
 from ..core.template import Template
 from ..ml.classifier import MIN_CLASS, LearnedScorer, apply_history
 from ..ml.embed import Encoder
-from ..ml.features import DEFAULT_FEATURES, FeatureSet, Featurizer, labels_from_decisions
+from ..ml.features import DEFAULT_FEATURES, FeatureSet, Featurizer, decisions_on_segments, labels_from_decisions
 from ..ml.finetune import MIN_DECISIONS, FinetuneConfig, FinetuneResult, contrastive_finetune, decision_labels
 from ..ml.query import QUEUE_HEAD, query_order, with_probes
 from ..ml.suggest import Inputs, Scores, suggest
@@ -126,7 +126,8 @@ def train_project(project: Project, encoder: Encoder, *, features: FeatureSet = 
     store its suggestions. Returns the new model version id."""
     template = project.template()
     segs, inputs = project_inputs(project, encoder)
-    decisions = project.current_decisions()
+    # Codings are spans: each is a label for the segments it covers most of (never changed).
+    decisions = decisions_on_segments(project.current_decisions(), segs, project.codings())
     labels = labels_from_decisions(decisions, template)
     row_of = {int(s): i for i, s in enumerate(segs["id"])}
     labels = labels[labels["segment_id"].isin(row_of)]
@@ -206,7 +207,7 @@ def finetune_project(project: Project, *, config: FinetuneConfig | None = None, 
     template = project.template()
     segs = project.segments()
     item_of = {int(s): i for i, s in enumerate(segs["id"])}
-    labels = decision_labels(project.current_decisions(), item_of)
+    labels = decision_labels(decisions_on_segments(project.current_decisions(), segs, project.codings()), item_of)
     if len(labels) < min_decisions:
         raise ModelError(f"{project.folder}: {len(labels)} accept/reject decisions; fine-tuning needs at least {min_decisions}")
     texts = segs["text"].tolist()

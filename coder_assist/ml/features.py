@@ -5,6 +5,12 @@ Labels (see :func:`labels_from_decisions`): an accept is a positive for its code
 negative for that code only (a partial label: it says nothing about other codes); manual
 codings count as accepts; the template's example excerpts are positives (added by the
 classifier); under a parent marked ``exclusive`` an accept is also a negative for each sibling.
+
+Codings are spans, segments are what the model learns on (see :func:`decisions_on_segments`):
+a coding is a positive for each segment it covers at least half of (:data:`MIN_COVER`), and for
+no other. A hand-coded phrase, or an imported coding on a few words of a long passage, is then
+no label at all rather than a full positive for a passage it barely touches. Stored codings are
+never changed: this is a view for learning.
 """
 
 from __future__ import annotations
@@ -91,6 +97,56 @@ class Featurizer:
         return sp.hstack(blocks, format="csr")
 
 
+#: Share of a segment a coding must cover to be a positive label for that segment.
+MIN_COVER = 0.5
+
+
+def decisions_on_segments(decisions: pd.DataFrame, segments: pd.DataFrame, codings: pd.DataFrame | None = None, *,
+                          min_cover: float = MIN_COVER) -> pd.DataFrame:
+    """Decisions as labels see them, segment by segment. ``decisions``: current decisions (id,
+    segment_id, code_id, action, coder, and span_start/span_end where a decision has its own
+    span); ``segments``: id, transcript_id, start, end; ``codings``: the codings in force
+    (decision_id, transcript_id, start, end, code_id, coder), which replace the accepts of
+    ``decisions`` when given (a coder can hold several spans of one code on one passage).
+
+    Rejects and skips stay on their segment. Each accept (span) becomes one accept per segment
+    of its transcript it covers at least ``min_cover`` of (overlap / segment length), keeping its
+    id, so the latest decision still wins; an accept that covers less than that of every
+    segment becomes none. Columns: id, segment_id, code_id, action, coder."""
+    cols = ["id", "segment_id", "code_id", "action", "coder"]
+    other = decisions.loc[decisions["action"] != "accept", cols]
+    seg = segments[["id", "transcript_id", "start", "end"]].astype({"id": "int64", "transcript_id": "int64", "start": "int64", "end": "int64"})
+    if codings is not None:
+        acc = pd.DataFrame({"id": codings["decision_id"], "code_id": codings["code_id"], "coder": codings["coder"],
+                            "transcript_id": codings["transcript_id"], "start": codings["start"], "end": codings["end"]})
+    else:
+        acc = decisions[decisions["action"] == "accept"]
+        own = seg.set_index("id").reindex(acc["segment_id"].astype("int64"))
+        span_s = acc["span_start"] if "span_start" in acc else pd.Series(np.nan, index=acc.index)
+        span_e = acc["span_end"] if "span_end" in acc else pd.Series(np.nan, index=acc.index)
+        acc = pd.DataFrame({"id": acc["id"].values, "code_id": acc["code_id"].values, "coder": acc["coder"].values,
+                            "transcript_id": own["transcript_id"].values,
+                            "start": np.where(span_s.isna(), own["start"].values, span_s.values),
+                            "end": np.where(span_e.isna(), own["end"].values, span_e.values)})
+    acc = acc.dropna(subset=["transcript_id", "start", "end"])
+    rows = []
+    for tid, group in acc.groupby("transcript_id", sort=False):
+        s = seg[seg["transcript_id"] == int(tid)].sort_values("start")
+        if s.empty:
+            continue
+        s_start, s_end, s_id = s["start"].to_numpy(), s["end"].to_numpy(), s["id"].to_numpy()
+        length = np.maximum(s_end - s_start, 1)
+        for r in group.itertuples(index=False):
+            a, b = int(r.start), int(r.end)
+            # Segments are sorted and do not overlap: the ones a span touches are a run.
+            lo, hi = np.searchsorted(s_end, a, side="right"), np.searchsorted(s_start, b, side="left")
+            for i in range(lo, hi):
+                if (min(b, s_end[i]) - max(a, s_start[i])) / length[i] >= min_cover:
+                    rows.append((r.id, int(s_id[i]), r.code_id, "accept", r.coder))
+    out = pd.concat([other, pd.DataFrame(rows, columns=cols)], ignore_index=True) if rows else other.reset_index(drop=True)
+    return out.astype({"id": "int64", "segment_id": "int64"}).sort_values("id", kind="stable").reset_index(drop=True)
+
+
 def labels_from_decisions(decisions: pd.DataFrame, template: Template) -> pd.DataFrame:
     """Turn current decisions (segment_id, code_id, action) into partial labels
     (segment_id, code_id, label, source). Skips carry no label. Where coders disagree on a
@@ -113,4 +169,4 @@ def labels_from_decisions(decisions: pd.DataFrame, template: Template) -> pd.Dat
     return out.drop(columns=["order", "direct"]).reset_index(drop=True)
 
 
-__all__ = ["FeatureSet", "DEFAULT_FEATURES", "Featurizer", "labels_from_decisions"]
+__all__ = ["FeatureSet", "DEFAULT_FEATURES", "Featurizer", "MIN_COVER", "decisions_on_segments", "labels_from_decisions"]
