@@ -18,6 +18,7 @@ no build, no network) that reports the selection as offsets into the stored tran
 from __future__ import annotations
 
 import colorsys
+import functools
 import hashlib
 import html
 import json
@@ -303,10 +304,13 @@ def _sentences(tid: int, text: str, turns: pd.DataFrame) -> list[tuple[int, int]
     return cache[key]
 
 
-def _on_fit(tid: int, suggestion_id: int, span: tuple[int, int], edge: str, step: int) -> None:
+def _on_fit(tid: int, suggestion_id: int, passage: tuple[int, int], edge: str, step: int) -> None:
+    """Move one edge of the suggestion's span (its passage until fitted) by a sentence. The
+    span is read here, not bound at drawing time, so two quick clicks move it twice."""
     project, _ = common.page_context()
     sentences = _sentences(tid, project.transcript_text(tid), project.turns(tid))
     fits = st.session_state.setdefault(FIT_KEY, {})
+    span = _fitted(suggestion_id, passage)
     fits[suggestion_id] = coding.move_span(span, sentences, edge, step)
     if tuple(fits[suggestion_id]) == tuple(span):
         _flash("ok", "No sentence to move to in that direction.")
@@ -412,8 +416,9 @@ def render() -> None:
         st.html(_CSS + legend_html(shown, colors))
         doc = document_html(text, turns, segments, shown, pending if show_pending else pending.iloc[0:0],
                             colors, selected, show_coder=whose == "all", spans=spans)
+        # Component keyword arguments all go to the frontend, so the callback's own are bound here.
         _span_select(html=doc, height=PANE_HEIGHT, scroll_to=f"seg-{selected}", key=f"tr_doc_{tid}", default=None,
-                     on_change=_on_select, args=(f"tr_doc_{tid}", ids))
+                     on_change=functools.partial(_on_select, f"tr_doc_{tid}", ids))
     with right:
         _span_panel(project, name, tid, text, template)
         _panel(project, name, segments, ids, selected, codings, pending, template, text, turns, tid)
@@ -542,28 +547,32 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
         st.markdown("**Suggested, waiting for your decision**")
         for r in here.itertuples(index=False):
             sid = int(r.suggestion_id)
-            span = _fitted(sid, (int(seg.start), int(seg.end)))
+            passage = (int(seg.start), int(seg.end))
+            span = _fitted(sid, passage)
             st.markdown(f"{widgets.md_escape(_leaf(r.code_path))} · {float(r.confidence):.0%}  \n:gray[{widgets.md_escape(r.code_path)}]")
             c2, c3 = st.columns(2)
             c2.button("Accept", key=f"tr_acc_{sid}", type="primary", width="stretch",
                       on_click=_on_accept_fitted, args=(sid, int(selected), r.code_id, (int(seg.start), int(seg.end))), disabled=not name)
             c3.button("Reject", key=f"tr_rej_{sid}", width="stretch",
                       on_click=_on_decide, args=(sid, "reject"), disabled=not name)
-            with st.expander("Fit to sentences before accepting" if span == (int(seg.start), int(seg.end))
-                             else f"Fitted span: characters {span[0]}–{span[1]}", expanded=span != (int(seg.start), int(seg.end))):
-                if span != (int(seg.start), int(seg.end)):
+            fitted_now = span != (int(seg.start), int(seg.end))
+            with st.expander("Fit to sentences before accepting", expanded=fitted_now):
+                if fitted_now:
                     fitted = " ".join(text[span[0]:span[1]].split())
+                    st.markdown(f"Accept codes this: :gray[(characters {span[0]}–{span[1]})]")
                     st.markdown("> " + widgets.md_escape(fitted[:600] + ("…" if len(fitted) > 600 else "")))
+                else:
+                    st.caption("Move the start or the end by one sentence; Accept then codes that span.")
                 f1, f2 = st.columns(2)
-                f1.button("Start: one sentence earlier", key=f"tr_fit_s-_{sid}", width="stretch", on_click=_on_fit,
-                          args=(tid, sid, span, "start", -1), help="Widen: take in the sentence before")
-                f2.button("Start: one sentence later", key=f"tr_fit_s+_{sid}", width="stretch", on_click=_on_fit,
-                          args=(tid, sid, span, "start", 1), help="Narrow: leave out the first sentence")
+                f1.button("Earlier start", key=f"tr_fit_start_earlier_{sid}", width="stretch", on_click=_on_fit,
+                          args=(tid, sid, passage, "start", -1), help="Widen: take in the sentence before")
+                f2.button("Later start", key=f"tr_fit_start_later_{sid}", width="stretch", on_click=_on_fit,
+                          args=(tid, sid, passage, "start", 1), help="Narrow: leave out the first sentence")
                 f3, f4 = st.columns(2)
-                f3.button("End: one sentence earlier", key=f"tr_fit_e-_{sid}", width="stretch", on_click=_on_fit,
-                          args=(tid, sid, span, "end", -1), help="Narrow: leave out the last sentence")
-                f4.button("End: one sentence later", key=f"tr_fit_e+_{sid}", width="stretch", on_click=_on_fit,
-                          args=(tid, sid, span, "end", 1), help="Widen: take in the sentence after")
+                f3.button("Earlier end", key=f"tr_fit_end_earlier_{sid}", width="stretch", on_click=_on_fit,
+                          args=(tid, sid, passage, "end", -1), help="Narrow: leave out the last sentence")
+                f4.button("Later end", key=f"tr_fit_end_later_{sid}", width="stretch", on_click=_on_fit,
+                          args=(tid, sid, passage, "end", 1), help="Widen: take in the sentence after")
 
     have = set(mine["code_id"])
     leaves = [(cid, path) for cid, path in review.leaf_codes(project) if cid not in have]

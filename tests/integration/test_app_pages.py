@@ -3,6 +3,7 @@ AppTest on the tiny project of test_app.py (no browser, no model)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -25,7 +26,9 @@ def page(at: AppTest, name: str) -> AppTest:
 
 
 def html_of(at: AppTest) -> str:
-    return " ".join(h.value for h in at.get("html"))
+    """The page's HTML: st.html blocks and the HTML the Transcripts reading view is given."""
+    views = [json.loads(c.proto.json_args).get("html", "") for c in at.get("component_instance")]
+    return " ".join([h.value for h in at.get("html")] + views)
 
 
 def button(at: AppTest, label: str):

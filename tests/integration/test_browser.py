@@ -438,10 +438,10 @@ def test_transcripts_page_scrolls_to_the_passage_picked(demo_like_server, tmp_pa
             with Project.open(project_dir) as p:
                 tid = int(p.transcripts().iloc[0]["id"])
                 segs = review.transcript_segments(p, tid)
-            # The reading pane: the passage's nearest scrolling box.
-            pane_box = """id => { const el = document.getElementById(id); let b = el.parentElement;
-                while (b && b.scrollHeight <= b.clientHeight + 2) b = b.parentElement;
-                const r = b.getBoundingClientRect(); return {y: r.top, height: b.clientHeight}; }"""
+            # The reading pane is the reading view's frame (a component: it reports text
+            # selections as offsets), scrolled inside.
+            pane = page.locator("iframe[title*='span_select']")
+            doc = pane.content_frame
             for n in (5, min(30, len(segs)), 5, 12):
                 seg_id = int(segs.iloc[n - 1]["id"])
                 page.locator(".st-key-tr_segment input").click()
@@ -449,11 +449,11 @@ def test_transcripts_page_scrolls_to_the_passage_picked(demo_like_server, tmp_pa
                 page.get_by_role("option").first.click()
                 _idle(page)
                 page.wait_for_timeout(800)
-                el, box = page.locator(f"#seg-{seg_id}").bounding_box(), page.evaluate(pane_box, f"seg-{seg_id}")
+                el, box = doc.locator(f"#seg-{seg_id}").bounding_box(), pane.bounding_box()
                 assert el is not None and box is not None
                 assert box["y"] <= el["y"] and el["y"] < box["y"] + box["height"] - 40, f"passage {n} is out of view: {el} in {box}"
-                assert page.locator(f"#seg-{seg_id}.ca-sel").count() == 1
-            text = page.locator(f"#seg-{seg_id} > div").nth(1).bounding_box()
+                assert doc.locator(f"#seg-{seg_id}.ca-sel").count() == 1
+            text = doc.locator(f"#seg-{seg_id} > div").nth(1).bounding_box()
             assert text["width"] > 400, f"the text column is {text['width']:.0f} px wide"
             # No cut labels: every button's text fits its button.
             cut = page.evaluate("""() => [...document.querySelectorAll('.stMain button .stMarkdownEllipsis')]
