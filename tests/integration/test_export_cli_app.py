@@ -84,6 +84,46 @@ def test_cli_exports_every_codings_format(proj, tmp_path):
     assert "## Codes × sector" in md and "NHS (n=1)" in md and (tmp_path / "rep" / "heatmap.png").stat().st_size > 1000
 
 
+def test_cli_and_page_export_a_hand_coded_span_at_its_offsets(proj, tmp_path):
+    """A phrase coded by hand is exported as that phrase (start, end, text), not as its passage,
+    by the CLI's CSV and XLSX, the Export page's CSV, and in Word as a comment on the phrase."""
+    with Project.open(proj) as p:
+        tid = int(p.transcripts().set_index("name").loc["t1_alpha", "id"])
+        text = p.transcript_text(tid)
+        seg = p.segments(tid).iloc[0]
+        a = int(seg.start) + 4
+        b = a + 12
+        p.add_coding(tid, a, b, review.leaf_codes(p)[0][0], "Cy")
+    code, out = cli("export", proj, "--format", "csv", "--out", tmp_path / "c.csv")
+    assert code == 0 and "exported 3 codings" in out
+    df = pd.read_csv(tmp_path / "c.csv", encoding="utf-8-sig", keep_default_na=False)
+    cy = df[df["coder"] == "Cy"]
+    assert cy[["start", "end", "text", "origin"]].values.tolist() == [[a, b, text[a:b], "by hand"]]
+    assert len(text[a:b]) < len(str(seg.text))
+    page_csv = pd.read_csv(io.BytesIO(export_page.build_file(proj, "csv", "accepted", None, [])), encoding="utf-8-sig",
+                           keep_default_na=False)
+    assert page_csv[page_csv["coder"] == "Cy"][["start", "end", "text"]].values.tolist() == [[a, b, text[a:b]]]
+    code, out = cli("export", proj, "-f", "xlsx", "-o", tmp_path / "c.xlsx")
+    rows = list(load_workbook(tmp_path / "c.xlsx")["Codings"].iter_rows(values_only=True))
+    col = {name: i for i, name in enumerate(rows[0])}
+    assert [(r[col["start"]], r[col["end"]], r[col["text"]]) for r in rows[1:] if r[col["coder"]] == "Cy"] == [(a, b, text[a:b])]
+    code, out = cli("export", proj, "-f", "docx", "-o", tmp_path / "word")
+    assert code == 0, out
+    doc = Document(str(tmp_path / "word" / "t1_alpha.docx"))
+    assert any(c.author == "Cy" for c in doc.comments)
+    w = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+    cid = next(str(c.comment_id) for c in doc.comments if c.author == "Cy")
+    inside, anchored = False, ""
+    for el in doc.element.body.iter():
+        if el.tag == w + "commentRangeStart" and el.get(w + "id") == cid:
+            inside = True
+        elif el.tag == w + "commentRangeEnd" and el.get(w + "id") == cid:
+            inside = False
+        elif el.tag == w + "t" and inside:
+            anchored += el.text or ""
+    assert anchored == text[a:b]
+
+
 def test_cli_errors_are_one_clean_line(proj, tmp_path):
     code, out = cli("export", proj, "-f", "report", "-o", tmp_path / "rep", "--attribute", "level")
     assert code == 2 and "error:" in out and "no attribute 'level'" in out and "Traceback" not in out
