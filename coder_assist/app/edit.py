@@ -55,7 +55,7 @@ from ..core.template_edits import (  # noqa: F401  (Part, add_code, add_example,
 )
 from ..core.errors import ProjectError
 from ..ml.references import ReviewItem
-from ..store.project import EPOCH_KEY, Project, now  # noqa: F401  (EPOCH_KEY: the store's decisions epoch)
+from ..store.project import Project, now
 
 #: meta key: the template history (JSON list).
 HISTORY_KEY = "template_history"
@@ -303,12 +303,6 @@ def split(
 # --------------------------------------------------------------------------- the project
 
 
-def _set_meta(project: Project, key: str, value: str) -> None:
-    project.conn.execute(
-        "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)
-    )
-
-
 def history(project: Project) -> list[dict]:
     """The project's template edits, oldest first."""
     return json.loads(project.meta(HISTORY_KEY) or "[]")
@@ -320,31 +314,22 @@ def _record(project: Project, entry: dict, moved: Mapping[str, list[int]] | None
     entry = {"at": now(), **entry}
     if moved:
         entry["moved_decisions"] = {k: v for k, v in moved.items() if v}
-        _set_meta(project, EPOCH_KEY, str(int(project.meta(EPOCH_KEY) or 0) + 1))
     past = history(project)
-    _set_meta(project, HISTORY_KEY, json.dumps(past + [entry], ensure_ascii=False))
+    project.set_meta(HISTORY_KEY, json.dumps(past + [entry], ensure_ascii=False))
     if before is not None:
         stack = _undo_stack(project) + [{"entry": len(past), "before": before.to_dict(), "after": _digest(project.template())}]
-        _set_meta(project, UNDO_KEY, json.dumps(stack[-UNDO_DEPTH:], ensure_ascii=False))
-
-
-def _retired_ids(project: Project) -> set[str]:
-    return {r[0] for r in project.conn.execute("SELECT id FROM codes")}
+        project.set_meta(UNDO_KEY, json.dumps(stack[-UNDO_DEPTH:], ensure_ascii=False))
 
 
 def decision_count(project: Project, code_id: str) -> int:
     """Decisions (undo events included) that name this code."""
-    return project.conn.execute("SELECT COUNT(*) FROM decisions WHERE code_id = ?", (code_id,)).fetchone()[0]
-
-
-def _has_decisions(project: Project, code_id: str) -> bool:
-    return project.conn.execute("SELECT 1 FROM decisions WHERE code_id = ? LIMIT 1", (code_id,)).fetchone() is not None
+    return project.decision_count(code_id)
 
 
 def _check_parent(project: Project, template: Template, parent_id: str | None) -> None:
     """A code that has decisions cannot get sub-codes: it would stop being a code that is
     applied to passages, and its decisions would hang on a theme."""
-    if parent_id is not None and template.codes[parent_id].is_leaf and _has_decisions(project, parent_id):
+    if parent_id is not None and template.codes[parent_id].is_leaf and project.decision_count(parent_id):
         raise ProjectError(
             f"{template.codes[parent_id].path_str!r} has decisions, so it cannot get sub-codes; "
             "split it instead, or add the new code next to it"
@@ -362,7 +347,7 @@ def apply_add_code(project: Project, name: str, *, parent_id: str | None = None,
         if parent_id is not None and parent_id not in template.codes:
             raise ProjectError(f"no code {parent_id!r} in the template")
         _check_parent(project, template, parent_id)
-        new, cid = add_code(template, name, parent_id=parent_id, description=description, examples=examples, taken=_retired_ids(project))
+        new, cid = add_code(template, name, parent_id=parent_id, description=description, examples=examples, taken=set(project.code_paths()))
         project.set_template(new)
         _record(project, {"op": "add", "code": cid, "path": new.codes[cid].path_str, "coder": coder}, before=template)
     return cid
@@ -431,7 +416,7 @@ def apply_merge(project: Project, source_id: str, target_id: str, *, coder: str 
 def split_segments(project: Project, code_id: str) -> list[int]:
     """Segments with at least one decision (any coder, any action) on this code: the ones a
     split must assign."""
-    return [r[0] for r in project.conn.execute("SELECT DISTINCT segment_id FROM decisions WHERE code_id = ? ORDER BY segment_id", (code_id,))]
+    return project.decided_segments(code_id)
 
 
 def apply_split(
@@ -459,7 +444,7 @@ def apply_split(
         bad = {s: k for s, k in assignment.items() if not (0 <= int(k) < len(parts))}
         if bad:
             raise ProjectError(f"assignment to a part that does not exist: {bad}")
-        result, ids = split(template, code_id, parts, examples=examples, taken=_retired_ids(project))
+        result, ids = split(template, code_id, parts, examples=examples, taken=set(project.code_paths()))
         project.set_template(result.template)
         extra = _entry_refs(project, result)
         moved: dict[str, list[int]] = {}
@@ -500,7 +485,7 @@ def _store_review(project: Project, items: Sequence[ReviewItem]) -> list[ReviewI
         state["items"].append(item.to_dict())
         stored.append(item)
     if stored:
-        _set_meta(project, REVIEW_KEY, json.dumps(state, ensure_ascii=False))
+        project.set_meta(REVIEW_KEY, json.dumps(state, ensure_ascii=False))
     return stored
 
 
@@ -542,7 +527,7 @@ def _take_item(project: Project, item_id: int) -> ReviewItem:
     for d in state["items"]:
         if int(d["id"]) == int(item_id):
             state["items"].remove(d)
-            _set_meta(project, REVIEW_KEY, json.dumps(state, ensure_ascii=False))
+            project.set_meta(REVIEW_KEY, json.dumps(state, ensure_ascii=False))
             return ReviewItem.from_dict(d)
     raise ProjectError(f"review item {item_id} is not open (already fixed or kept?)")
 
@@ -590,11 +575,11 @@ def plan_replace(project: Project, new: Template) -> ReplacePlan:
     plan.removed = [c for c in old.codes if c not in new.codes]
     plan.changed_path = [(c, old.codes[c].path_str, new.codes[c].path_str) for c in old.codes
                          if c in new.codes and old.codes[c].path_str != new.codes[c].path_str]
-    for cid, n in project.conn.execute("SELECT code_id, COUNT(*) FROM decisions GROUP BY code_id"):
+    for cid, n in project.decision_counts().items():
         gone = cid not in new.codes or not new.codes[cid].is_leaf
         if gone and n:
             plan.needs_mapping[cid] = n
-            name = old.codes[cid].name if cid in old.codes else project.conn.execute("SELECT name FROM codes WHERE id = ?", (cid,)).fetchone()[0]
+            name = old.codes[cid].name if cid in old.codes else project.code_name(cid)
             same = [c.id for c in new.leaves() if c.name.casefold() == name.casefold()]
             if len(same) == 1:
                 plan.suggested_mapping[cid] = same[0]
@@ -685,7 +670,7 @@ def _drop_review(project: Project, ids: Iterable[int]) -> None:
     kept = [d for d in state["items"] if int(d["id"]) not in ids]
     if len(kept) != len(state["items"]):
         state["items"] = kept
-        _set_meta(project, REVIEW_KEY, json.dumps(state, ensure_ascii=False))
+        project.set_meta(REVIEW_KEY, json.dumps(state, ensure_ascii=False))
 
 
 def undo_last_edit(project: Project, *, coder: str | None = None) -> dict:
@@ -727,7 +712,7 @@ def undo_last_edit(project: Project, *, coder: str | None = None) -> dict:
             if d in back:
                 came.setdefault(src, []).append(d)
         _drop_review(project, done.get("review", []) if done["op"] != "review_fix" else [])
-        _set_meta(project, UNDO_KEY, json.dumps(stack[:-1], ensure_ascii=False))
+        project.set_meta(UNDO_KEY, json.dumps(stack[:-1], ensure_ascii=False))
         _record(project, {"op": "undo", "undoes": top["entry"], "undone_op": done["op"], "code": done.get("code"),
                           "coder": coder}, came)
     return {**done, "index": top["entry"]}
