@@ -151,6 +151,7 @@ def test_damaged_model_json_is_refused(trained):
 # --------------------------------------------------------------------------- exports
 
 export = pytest.importorskip("coder_assist.app.export")
+tables = pytest.importorskip("coder_assist.formats.tables")
 
 
 @settings(max_examples=200, deadline=None)
@@ -159,7 +160,7 @@ def test_export_file_names_stay_inside(name, tmp_path_factory):
     safe = export.safe_filename(name, ".docx")
     assert safe and "/" not in safe and "\\" not in safe and not safe.startswith(".") and ".." not in safe.split(".docx")[0].split("/")
     folder = tmp_path_factory.mktemp("exp")
-    assert export._inside(folder, safe).parent == folder.resolve()
+    assert tables.inside(folder, safe).parent == folder.resolve()
 
 
 def test_formulas_are_neutralised_in_csv_and_xlsx(project_dir, tmp_path):
