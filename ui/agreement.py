@@ -18,7 +18,7 @@ from coder_assist.app import agreement as ag
 from coder_assist.app import review
 from coder_assist.core.template import PATH_SEP
 from coder_assist.core.errors import CoderAssistError
-from coder_assist.store.project import Project
+from coder_assist.app.projects import Project
 from ui import common, widgets
 
 BLIND_KEY = "review_blind_sample"  # the sample coded in blind mode (None: normal review)

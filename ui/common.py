@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from coder_assist.core.errors import CoderAssistError
-from coder_assist.store.project import DB_NAME, Project
+from coder_assist.app.projects import DB_NAME, Project
 from ui import widgets
 
 DEFAULT_PROJECT = "demo-project"
@@ -48,7 +48,7 @@ def get_encoder(model: str | None = None):
     """The embedding model (the project's ``model`` setting, e.g. an encoder fine-tuned on its
     decisions; None = the bundled default), loaded once per server process and only by pages
     that need it."""
-    from coder_assist.ml.embed import load_encoder
+    from coder_assist.app.pipeline import load_encoder
 
     return load_encoder(model)
 

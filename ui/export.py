@@ -22,7 +22,7 @@ import streamlit as st
 
 from coder_assist.app import export
 from coder_assist.core.errors import CoderAssistError
-from coder_assist.store.project import Project
+from coder_assist.app.projects import Project
 from ui import common
 
 INCLUDE_KEY = "export_include"

@@ -16,8 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from coder_assist.core.errors import CoderAssistError
-from coder_assist.formats.transcripts import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, parse_attribute_options, read_attributes, read_transcript
-from coder_assist.store.project import Project
+from coder_assist.app.pipeline import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, parse_attribute_options, read_attributes, read_transcript
+from coder_assist.app.projects import Project
 from ui import common, widgets
 
 UPLOAD_VERSION = "imp_upload_v"

@@ -25,7 +25,7 @@ import streamlit as st
 from coder_assist.app import figures, jobs, modelview
 from coder_assist.core.template import PATH_SEP
 from coder_assist.core.errors import CoderAssistError
-from coder_assist.store.project import Project
+from coder_assist.app.projects import Project
 from ui import common, widgets
 
 AUTO_KEY = "model_auto_every"
@@ -214,7 +214,7 @@ def _learnability_note(project: Project) -> None:
 def _finetune_button(project: Project) -> None:
     """Start a contrastive fine-tune of the encoder on the decisions, then a retrain, in the
     background (minutes on a laptop CPU)."""
-    from coder_assist.ml.finetune import MIN_DECISIONS
+    from coder_assist.app.training import MIN_DECISIONS
 
     n = modelview.n_decisions(project)
     with st.expander("Fine-tune the embedding model on your decisions (advanced, minutes)"):

@@ -33,7 +33,7 @@ import streamlit as st
 from coder_assist.app import review
 from coder_assist.core.template import PATH_SEP, Template
 from coder_assist.core.errors import CoderAssistError
-from coder_assist.store.project import Project
+from coder_assist.app.projects import Project
 from ui import common, widgets
 
 ORDER_KEY = "review_order"

@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from coder_assist.core.errors import CoderAssistError
-from coder_assist.store.project import Project
+from coder_assist.app.projects import Project
 from ui import widgets
 
 REPORT_KEY = "rev_report"  # (fingerprint, ProjectRevision)
@@ -257,7 +257,7 @@ def _unused(report) -> None:
 def _coverage(report) -> None:
     import altair as alt
 
-    from coder_assist.ml.revision import coverage_table
+    from coder_assist.app.revise_project import coverage_table
 
     rev = report.revision
     cov = rev.coverage

@@ -17,8 +17,8 @@ import yaml
 from coder_assist.app import edit
 from coder_assist.core.template import PATH_SEP, Template, parse_template, slugify
 from coder_assist.core.errors import CoderAssistError
-from coder_assist.ml.references import FIELD_LABELS
-from coder_assist.store.project import Project
+from coder_assist.app.edit import FIELD_LABELS
+from coder_assist.app.projects import Project
 from ui import common, widgets
 
 CODE_KEY = "tpl_code"

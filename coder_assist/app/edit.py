@@ -54,7 +54,7 @@ from ..core.template_edits import (  # noqa: F401  (Part, add_code, add_example,
     update_code,
 )
 from ..core.errors import ProjectError
-from ..ml.references import ReviewItem
+from ..ml.references import FIELD_LABELS, ReviewItem  # noqa: F401  (FIELD_LABELS re-exported: the Template page's field names)
 from ..store.project import Project, now
 
 #: meta key: the template history (JSON list).

@@ -18,7 +18,11 @@ from ..formats.template import as_template
 from ..ml.embed import load_encoder
 from ..ml.encoder import Encoder
 from ..core.transcript import Transcript
-from ..formats.transcripts import load_transcripts
+# The readers' limits and single-file readers, re-exported: the Import page checks uploads with
+# the same rules import_files applies.
+from ..formats.transcripts import (  # noqa: F401
+    MAX_FILE_BYTES, SUPPORTED_SUFFIXES, load_transcripts, parse_attribute_options, read_attributes, read_transcript,
+)
 from .progress import Progress, as_progress
 from ..core.segment import Segmenter
 from ..store.models import has_model

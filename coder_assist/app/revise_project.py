@@ -24,7 +24,7 @@ import pandas as pd
 from . import edit
 from ..core.template import Template, iter_code_texts
 from ..ml.encoder import Encoder
-from ..ml.revision import MissingCluster, Revision, RevisionInputs, revise
+from ..ml.revision import MissingCluster, Revision, RevisionInputs, coverage_table, revise
 from ..store.project import Project
 
 
@@ -305,4 +305,4 @@ def write_report(report: ProjectRevision, *, markdown: str | Path | None = None,
 
 
 __all__ = ["ProjectRevision", "NewCodeProposal", "gather", "revise_project", "propose_code", "add_code", "merge", "sharpen",
-           "to_json", "to_markdown", "write_report", "project_encoder"]
+           "to_json", "to_markdown", "write_report", "project_encoder", "coverage_table"]

@@ -233,4 +233,5 @@ __all__: Sequence[str] = [
     "load_model_version",
     "rollback",
     "finetune_project",
+    "MIN_DECISIONS",
 ]
