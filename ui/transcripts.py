@@ -21,7 +21,6 @@ import colorsys
 import functools
 import hashlib
 import html
-import json
 import re
 from pathlib import Path
 
@@ -420,8 +419,8 @@ def render() -> None:
         _span_select(html=doc, height=PANE_HEIGHT, scroll_to=f"seg-{selected}", key=f"tr_doc_{tid}", default=None,
                      on_change=functools.partial(_on_select, f"tr_doc_{tid}", ids))
     with right:
-        _span_panel(project, name, tid, text, template)
-        _panel(project, name, segments, ids, selected, codings, pending, template, text, turns, tid)
+        _span_panel(project, name, tid, text)
+        _panel(project, name, segments, ids, selected, codings, pending, text, tid)
 
 
 def _partial_codings(project: Project, tid: int, segments: pd.DataFrame, coder: str | None) -> pd.DataFrame:
@@ -485,7 +484,7 @@ def _on_clear_span(nonce) -> None:
     st.session_state[SPAN_CODES_KEY] = []
 
 
-def _span_panel(project: Project, name: str | None, tid: int, text: str, template: Template) -> None:
+def _span_panel(project: Project, name: str | None, tid: int, text: str) -> None:
     """Code the text selected with the mouse: exactly its characters, with one or more codes."""
     sel = _selection(tid)
     if sel is None:
@@ -508,7 +507,7 @@ def _span_panel(project: Project, name: str | None, tid: int, text: str, templat
 
 
 def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list[int], selected: int,
-           codings: pd.DataFrame, pending: pd.DataFrame, template: Template, text: str, turns: pd.DataFrame, tid: int) -> None:
+           codings: pd.DataFrame, pending: pd.DataFrame, text: str, tid: int) -> None:
     st.subheader("Code a passage", anchor=False)
     seg_rows = {int(r.id): r for r in segments.itertuples(index=False)}
 
@@ -542,6 +541,29 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
         c2.button("Remove", key=f"tr_rm_{r.code_id}", help=f"Take {r.code_path} off this passage (recorded as a reject)",
                   on_click=_on_remove, args=(selected, r.code_id), disabled=not name, width="stretch")
 
+    _suggestions_section(name, seg, selected, pending, text, tid)
+
+    have = set(mine["code_id"])
+    leaves = [(cid, path) for cid, path in review.leaf_codes(project) if cid not in have]
+    paths = dict(leaves)
+    c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+    c1.selectbox("Add a code", list(paths), format_func=paths.get, index=None, placeholder="Type to search the codes…",
+                 key=ADD_CODE_KEY, disabled=not name)
+    c2.button("Add", key="tr_add", type="primary", on_click=_on_add, args=(selected,), width="stretch",
+              disabled=not name or not st.session_state.get(ADD_CODE_KEY))
+
+    others = codings[(codings["segment_id"] == selected) & (codings["coder"] != name) & (codings["action"] == "accept")]
+    if len(others):
+        by = others.groupby("coder")["code_path"].apply(lambda s: ", ".join(_leaf(p) for p in s))
+        st.caption("Other coders: " + "; ".join(f"{c}: {v}" for c, v in by.items()))
+    can_undo = bool(name) and review.last_decision(project, name) is not None
+    st.button("Undo last", key="tr_undo", icon=":material/undo:", on_click=_on_undo, disabled=not can_undo,
+              help="Take back your last decision, made on any page (it stays in the log as an undo event)")
+
+
+def _suggestions_section(name: str | None, seg, selected: int, pending: pd.DataFrame, text: str, tid: int) -> None:
+    """The passage's pending suggestions: accept (on the passage, or on the span fitted to
+    sentences) or reject."""
     here = pending[pending["segment_id"] == selected]
     if len(here):
         st.markdown("**Suggested, waiting for your decision**")
@@ -573,20 +595,3 @@ def _panel(project: Project, name: str | None, segments: pd.DataFrame, ids: list
                           args=(tid, sid, passage, "end", -1), help="Narrow: leave out the last sentence")
                 f4.button("Later end", key=f"tr_fit_end_later_{sid}", width="stretch", on_click=_on_fit,
                           args=(tid, sid, passage, "end", 1), help="Widen: take in the sentence after")
-
-    have = set(mine["code_id"])
-    leaves = [(cid, path) for cid, path in review.leaf_codes(project) if cid not in have]
-    paths = dict(leaves)
-    c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
-    c1.selectbox("Add a code", list(paths), format_func=paths.get, index=None, placeholder="Type to search the codes…",
-                 key=ADD_CODE_KEY, disabled=not name)
-    c2.button("Add", key="tr_add", type="primary", on_click=_on_add, args=(selected,), width="stretch",
-              disabled=not name or not st.session_state.get(ADD_CODE_KEY))
-
-    others = codings[(codings["segment_id"] == selected) & (codings["coder"] != name) & (codings["action"] == "accept")]
-    if len(others):
-        by = others.groupby("coder")["code_path"].apply(lambda s: ", ".join(_leaf(p) for p in s))
-        st.caption("Other coders: " + "; ".join(f"{c}: {v}" for c, v in by.items()))
-    can_undo = bool(name) and review.last_decision(project, name) is not None
-    st.button("Undo last", key="tr_undo", icon=":material/undo:", on_click=_on_undo, disabled=not can_undo,
-              help="Take back your last decision, made on any page (it stays in the log as an undo event)")
