@@ -31,7 +31,7 @@ import streamlit.components.v1 as components
 from coder_assist.app import coding, review
 from coder_assist.core.template import PATH_SEP, Template
 from coder_assist.core.errors import CoderAssistError
-from coder_assist.store.project import Project
+from coder_assist.app.projects import Project
 from ui import common, widgets
 
 TRANSCRIPT_KEY = "tr_transcript"
