@@ -125,8 +125,12 @@ def _accepted_rows(project: Project, all_current: pd.DataFrame) -> pd.DataFrame:
     cod = project.codings()
     if cod.empty:
         return pd.DataFrame()
-    log = project.decisions().set_index("id")[["suggestion_id", "model_version_id", "note"]]
-    log = log.reindex(cod["decision_id"].astype(int))
+    ids = cod["decision_id"].astype(int)
+    cols = ["suggestion_id", "model_version_id", "note"]
+    log = all_current.set_index("id")[cols]
+    if not ids.isin(log.index).all():  # an earlier span of the same code, coder and passage
+        log = project.decisions().set_index("id")[cols]
+    log = log.reindex(ids)
     conf = _confidences(project, log["suggestion_id"].dropna().astype(int).unique())
     return pd.DataFrame(
         {

@@ -454,3 +454,13 @@ def test_accepted_suggestion_keeps_the_passage_span_and_a_reject_withdraws_a_spa
     f = export.codings_frame(project, include="all")
     assert sorted(f.loc[f["status"] != "suggested", "status"]) == ["accepted", "rejected"]
     assert (f.loc[f["status"] == "rejected", "code_id"] == TIME).all()
+
+
+def test_two_spans_of_one_code_by_one_coder_on_one_passage_are_two_rows(project):
+    tid = int(project.transcripts().set_index("name").loc["t3", "id"])
+    text = project.transcript_text(tid)
+    a, b = text.index("Nothing"), text.index("fine")
+    project.add_coding(tid, a, a + 7, MONEY, "Alex")
+    project.add_coding(tid, b, b + 4, MONEY, "Alex")  # the same passage: current_decisions shows only this one
+    f = export.codings_frame(project)
+    assert f[["start", "end", "text", "origin"]].values.tolist() == [[a, a + 7, "Nothing", "by hand"], [b, b + 4, "fine", "by hand"]]
