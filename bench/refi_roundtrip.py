@@ -43,10 +43,10 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "refi-qda" / "real")
     args = ap.parse_args()
     load_before = os.getloadavg()
-    from coder_assist.core.segment import _nlp
+    from coder_assist.core.segment import sentence_pipeline
 
     t0 = time.perf_counter()
-    _nlp()
+    sentence_pipeline()
     spacy_load_s = time.perf_counter() - t0
     real = real_files(args.real, args.repeats) if args.real.is_dir() else {}
     tmp = Path(tempfile.mkdtemp(prefix="refi-bench-"))

@@ -69,13 +69,6 @@ def summary(ms: list[float]) -> dict:
             "mean_ms": round(statistics.fmean(ms), 2)}
 
 
-def drop_caches() -> None:
-    """What a server restart does to the review module's in-process state."""
-    review._POOLS.clear()
-    review._LOGS.clear()
-    review._SUMMARY_CACHE.clear()
-
-
 def one_action(project: Project, coder: str, row: dict, action: str, order: str, filters: dict | None) -> review.PageData:
     review.decide_once(project, row["suggestion_id"], action, coder)
     data = review.page_data(project, coder, order, filters=filters)
@@ -263,10 +256,10 @@ def main() -> None:
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
                 "project": {**counts, "build_s": round(build_s, 1)},
             })
-            drop_caches()
+            review.drop_caches()
             result["action_fresh_coder"] = action_loop(p, "Fresh Coder", args.actions, seed=1)
             add_prior_decisions(p, "Busy Coder", args.prior)
-            drop_caches()
+            review.drop_caches()
             busy = action_loop(p, "Busy Coder", args.actions, seed=2)
             busy["prior_decisions"] = args.prior
             result["action_coder_with_prior_decisions"] = busy

@@ -3,10 +3,12 @@
 The import contracts live in pyproject.toml ([tool.importlinter]) and are checked by
 import-linter, whose graph (grimp) sees imports inside functions too. What import-linter cannot
 see, direct use of the SQLite connection and of the store's private meta writer, is grepped here:
-SQL lives in the store, so neither appears outside coder_assist/store.
+SQL lives in the store, so neither appears outside coder_assist/store. And a name starting with
+``_`` stays inside its module: neither another module of the package nor a bench/ script uses one.
 """
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -36,6 +38,37 @@ def _uses(pattern: str) -> dict[str, int]:
     return found
 
 
+def _private_uses(path: Path) -> list[str]:
+    """Private names of another coder_assist/ui module that ``path`` uses: ``from m import _x``,
+    ``alias._x`` on a name it imported from the package, and ``"coder_assist...._x"`` strings
+    (monkeypatch targets: a dotted name, not prose). Dunders are not private."""
+    private = lambda name: name.startswith("_") and not name.startswith("__")  # noqa: E731
+    ours = lambda module: module.split(".")[0] in {"coder_assist", "ui"}  # noqa: E731
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    where = path.relative_to(ROOT).as_posix()
+    bound: set[str] = set()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or ours(node.module or "")):
+            for a in node.names:
+                bound.add(a.asname or a.name)
+                if private(a.name):
+                    found.append(f"{where}:{node.lineno}: from {'.' * node.level}{node.module or ''} import {a.name}")
+        elif isinstance(node, ast.Import):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names if ours(a.name))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if re.fullmatch(r"coder_assist(\.\w+)*\._(?!_)\w*(\.\w+)*", node.value.strip()):
+                found.append(f"{where}:{node.lineno}: {node.value!r}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            base = node.value
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in bound:
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
 def test_import_contracts_hold():
     lint = Path(sys.executable).with_name("lint-imports")
     assert lint.exists(), f"{lint} missing: pip install -e '.[test]' installs import-linter"
@@ -61,6 +94,18 @@ def test_sqlite_connection_used_only_in_the_store():
 def test_private_meta_writer_used_only_in_the_store():
     found = _uses(r"\._set_meta\(")
     assert not found, f"`._set_meta(` outside coder_assist/store (lines per file; use Project.set_meta): {found}"
+
+
+def test_no_module_uses_another_modules_private_names():
+    found = [hit for f in _sources() for hit in _private_uses(f)]
+    assert not found, "private names used across modules (make them public where they are defined):\n" + "\n".join(found)
+
+
+def test_bench_uses_no_private_names_of_the_package():
+    scripts = sorted((ROOT / "bench").glob("*.py"))
+    assert scripts, "bench/ has no scripts"
+    found = [hit for f in scripts for hit in _private_uses(f)]
+    assert not found, "bench/ uses private coder_assist names (give the package a public one):\n" + "\n".join(found)
 
 
 def test_public_api_of_the_readme_imports():

@@ -230,7 +230,7 @@ def merge(template: Template, source_id: str, target_id: str) -> EditResult:
     for f in ("include", "exclude"):
         mine, gone_t = refs.drop_clauses_naming(getattr(tgt, f), refs.names_of(src), others)
         theirs, gone_s = refs.drop_clauses_naming(getattr(src, f), refs.names_of(tgt), others)
-        merged = refs.join_clauses(refs._clauses(mine) + [c for c in refs._clauses(theirs) if c not in refs._clauses(mine)])
+        merged = refs.join_clauses(refs.clauses(mine) + [c for c in refs.clauses(theirs) if c not in refs.clauses(mine)])
         if merged != getattr(tgt, f):
             why = f"{_q(src.name)} was merged into this code"
             if gone_t:

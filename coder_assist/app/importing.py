@@ -22,7 +22,7 @@ from ..core.segment import Segmenter
 from ..core.template import Template, parse_template
 from ..core.transcript import Transcript
 from ..formats import refi
-from ..formats.refi import MACHINE_USER, Kept, QdpxContent, QdpxProject, _parse_description, _RefiCode, code_guid
+from ..formats.refi import MACHINE_USER, Kept, QdpxContent, QdpxProject, RefiCode, code_guid, parse_description
 from ..store.project import Project
 from .pipeline import init_project, project_segmenter
 
@@ -112,7 +112,7 @@ class _SpanIndex:
         return min(cands, key=lambda i: max(self.starts[i] - b, a - self.ends[i], 0)), "unmapped"
 
 
-def _merge_codes(template: Template, rcodes: dict[str, _RefiCode], path,
+def _merge_codes(template: Template, rcodes: dict[str, RefiCode], path,
                  known: dict[str, str] | None = None) -> tuple[Template, dict[str, str], list[str]]:
     """Match REFI codes to the template's (by GUID: kept from an earlier import, or ours; then
     anyone's by path of names) and add the rest under their parent. Returns the template,
@@ -154,7 +154,7 @@ def _merge_codes(template: Template, rcodes: dict[str, _RefiCode], path,
                 parent_node = added_paths[parent_path]
             else:
                 parent_node = None
-            parsed = _parse_description(rc.description)
+            parsed = parse_description(rc.description)
             node: dict[str, Any] = {"name": rc.name, "description": parsed["description"] or rc.name}
             for key in ("include", "exclude", "examples", "counter_examples"):
                 if parsed[key]:
@@ -228,7 +228,7 @@ def _plan_sources(project: Project, content: QdpxContent, report: ImportReport) 
             report.transcripts_matched += 1
             spans = [(sid, s, e) for sid, _, s, e in project.segment_spans(existing[name][0])]
         else:
-            turns, labelled = refi._source_turns(text, f"{path}: {name}")
+            turns, labelled = refi.source_turns(text, f"{path}: {name}")
             if not labelled and text.strip():
                 report.sources_in_full.append(name)
             t = Transcript(name=name, text=text, turns=turns, source_path=f"{path}#{name}", format="qdpx", encoding="utf-8",

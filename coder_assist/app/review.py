@@ -863,6 +863,15 @@ def project_summary(project: Project) -> dict[str, int]:
     return hit
 
 
+def drop_caches() -> None:
+    """Forget the in-process review state (queues, coders' logs, sidebar counts): what a server
+    restart does, so a benchmark can time a cold first page. The database is not touched."""
+    with _LOCK:
+        _POOLS.clear()
+        _LOGS.clear()
+        _SUMMARY_CACHE.clear()
+
+
 @dataclass
 class PageData:
     """Everything the review page shows for one suggestion (``row is None``: queue empty)."""

@@ -152,7 +152,9 @@ def document_turns(text: str) -> list[Turn]:
 
 
 @lru_cache(maxsize=1)
-def _nlp():
+def sentence_pipeline():
+    """spaCy's blank English pipeline with a sentencizer (rules, no model weights), made once
+    per process: what :func:`sentence_spans` splits with."""
     import sys
 
     if "torch" not in sys.modules:
@@ -176,7 +178,7 @@ def _nlp():
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of the sentences of ``text``, trimmed of surrounding whitespace."""
     spans = []
-    for sent in _nlp()(text).sents:
+    for sent in sentence_pipeline()(text).sents:
         a, b = sent.start_char, sent.end_char
         while a < b and text[a].isspace():
             a += 1

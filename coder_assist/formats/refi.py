@@ -104,7 +104,7 @@ def _describe(code: Code) -> str:
     return "\n\n".join(parts)
 
 
-def _parse_description(text: str) -> dict[str, Any]:
+def parse_description(text: str) -> dict[str, Any]:
     """Split a Description back into description / include / exclude / examples. Text written
     by another tool has none of the labels and stays the description as a whole."""
     out: dict[str, Any] = {"description": [], "include": "", "exclude": "", "exclusive": False, "examples": [], "counter_examples": []}
@@ -567,7 +567,9 @@ def _kid(el, name: str):
 
 
 @dataclass
-class _RefiCode:
+class RefiCode:
+    """One code of a REFI-QDA codebook as read: its attributes, parent and children by GUID."""
+
     guid: str
     name: str
     codable: bool
@@ -582,8 +584,8 @@ class _RefiCode:
     raw_description: str | None = None
 
 
-def _read_codes(codes_el, path) -> dict[str, _RefiCode]:
-    out: dict[str, _RefiCode] = {}
+def _read_codes(codes_el, path) -> dict[str, RefiCode]:
+    out: dict[str, RefiCode] = {}
 
     def walk(el, parent: str | None) -> None:
         for c in _kids(el, "Code"):
@@ -594,7 +596,7 @@ def _read_codes(codes_el, path) -> dict[str, _RefiCode]:
             if g in out:
                 raise InputError(path, f"two codes share the GUID {g} (line {c.sourceline})")
             d = _kid(c, "Description")
-            out[g] = _RefiCode(g, name, (c.get("isCodable") or "true").strip().lower() in ("true", "1"), _color(c.get("color")),
+            out[g] = RefiCode(g, name, (c.get("isCodable") or "true").strip().lower() in ("true", "1"), _color(c.get("color")),
                                (d.text or "") if d is not None else "", parent, raw_name=c.get("name") or name,
                                raw_codable=c.get("isCodable") or "true", raw_color=c.get("color"),
                                raw_description=(d.text or "") if d is not None else None)
@@ -607,8 +609,8 @@ def _read_codes(codes_el, path) -> dict[str, _RefiCode]:
     return out
 
 
-def _node(code: _RefiCode, codes: dict[str, _RefiCode]) -> dict[str, Any]:
-    parsed = _parse_description(code.description)
+def _node(code: RefiCode, codes: dict[str, RefiCode]) -> dict[str, Any]:
+    parsed = parse_description(code.description)
     node: dict[str, Any] = {"name": code.name, "description": parsed["description"]}
     for key in ("include", "exclude"):
         if parsed[key]:
@@ -830,7 +832,7 @@ def _docx_text(data: bytes, path, entry: str, newline: str) -> str:
     return "".join(out)
 
 
-def _source_turns(text: str, where: str) -> tuple[list, bool]:
+def source_turns(text: str, where: str) -> tuple[list, bool]:
     """Turns of an imported source, and whether it has speaker labels. Labels count only when
     they look like a transcript's: they open at least one paragraph in ten and the text before
     the first is a short header. A comment export whose video titles read "PSZ: ..." is not an
@@ -875,7 +877,7 @@ class QdpxContent:
 
     path: Path
     users: dict[str, str] = field(default_factory=dict)  # user GUID -> name
-    codes: dict[str, _RefiCode] = field(default_factory=dict)  # code GUID -> code, parents first
+    codes: dict[str, RefiCode] = field(default_factory=dict)  # code GUID -> code, parents first
     sources: list[QdpxSource] = field(default_factory=list)
     items: list[tuple] = field(default_factory=list)  # (kind, guid, ref, data, content) to keep, see Kept
     kept: dict[str, int] = field(default_factory=dict)  # notes, sets, ..., files kept: how many
@@ -1061,7 +1063,7 @@ def _source_text(src, label: str, g: str, ptc, ptp: str, rtp: str, out: QdpxCont
     return text if text is not None else ""
 
 
-def code_item(g: str, rc: _RefiCode, code: Code, own: bool) -> tuple:
+def code_item(g: str, rc: RefiCode, code: Code, own: bool) -> tuple:
     """The exchange item that keeps a REFI code's GUID (and, when ``own``, its name, flag,
     colour and description as the file had them) for writing it back."""
     # own: the code came from this file (its description, colour, name and flag are the
@@ -1070,7 +1072,7 @@ def code_item(g: str, rc: _RefiCode, code: Code, own: bool) -> tuple:
                                  "description": rc.raw_description, "described": _describe(code), "from_file": own}, None)
 
 
-def _read_codebook(path: Path) -> tuple[Template, dict[str, str], dict[str, _RefiCode]]:
+def _read_codebook(path: Path) -> tuple[Template, dict[str, str], dict[str, RefiCode]]:
     arch = _Archive(path)
     try:
         _, root = _project_root(arch, path)
@@ -1130,12 +1132,13 @@ def qdpx_template(path) -> tuple[Template, list[tuple]]:
     return template, [code_item(g, rcodes[g], template.codes[cid], True) for g, cid in id_of.items()]
 
 
-def read_qdc_codes(path) -> dict[str, _RefiCode]:
+def read_qdc_codes(path) -> dict[str, RefiCode]:
     """The codes of a REFI-QDA codebook (.qdc), checked as :func:`read_qdc` checks them."""
     path = Path(path)
     read_qdc(path)  # the same checks as a template of its own (safe XML, a usable tree)
     return _read_codes(_kid(_parse_xml(path.read_bytes(), path), "Codes"), path)
 
 
-__all__ = ["MACHINE_USER", "Kept", "QdpxContent", "QdpxProject", "QdpxSource", "code_guid", "code_item", "qdpx_template",
-           "read_qdc", "read_qdc_codes", "read_qdpx", "read_qdpx_codebook", "write_qdc", "write_qdpx"]
+__all__ = ["MACHINE_USER", "Kept", "QdpxContent", "QdpxProject", "QdpxSource", "RefiCode", "code_guid", "code_item",
+           "parse_description", "qdpx_template", "read_qdc", "read_qdc_codes", "read_qdpx", "read_qdpx_codebook",
+           "source_turns", "write_qdc", "write_qdpx"]

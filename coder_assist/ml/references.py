@@ -168,7 +168,7 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
 
 
-def _clauses(note: str) -> list[str]:
+def clauses(note: str) -> list[str]:
     """A note's clauses: its sentences, each split at semicolons (the template's notes list
     cases as "if X, use 'A'; for Y, use 'B'.")."""
     out = []
@@ -194,7 +194,7 @@ def join_clauses(clauses: Iterable[str]) -> str:
 def drop_clauses_naming(note: str, names: Sequence[str], others: Iterable[str] = ()) -> tuple[str, list[str]]:
     """``note`` without the clauses that name any of ``names``; and the clauses dropped."""
     keep, gone = [], []
-    for c in _clauses(note):
+    for c in clauses(note):
         (gone if find_refs(c, names, others) else keep).append(c)
     return (join_clauses(keep) if gone else note), gone
 

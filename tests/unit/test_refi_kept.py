@@ -272,10 +272,10 @@ def test_a_hand_coded_span_across_passages_is_exported_at_its_offsets(tmp_path, 
 def test_speaker_labels_count_only_in_a_transcript():
     wrapped = "".join(f"Interviewer: Question {i} about the\nproject and its money?\n\nP1: An answer that runs over\n"
                       f"several lines because the\ntranscriber wrapped it at\nforty columns.\n\n" for i in range(5))
-    turns, labelled = refi._source_turns(wrapped, "w")
+    turns, labelled = refi.source_turns(wrapped, "w")
     assert labelled and {t.speaker for t in turns} == {"Interviewer", "P1"}
     # A comment export whose titles read "PSZ: ...": a few "labels" among thousands of lines.
     rows = "".join(f"id{i}\r\n{'PSZ: a video title' if i % 10 == 0 else 'A video title'}\r\n@user{i}\r\nComment number {i} says something.\r\n"
                    for i in range(40))
-    turns, labelled = refi._source_turns("video_id\r\n" * 100 + rows, "c")
+    turns, labelled = refi.source_turns("video_id\r\n" * 100 + rows, "c")
     assert not labelled and all(t.speaker == "" for t in turns) and len(turns) == 100 + 160
