@@ -898,8 +898,10 @@ class Project:
             f"WHEN d.note LIKE 'imported from %' THEN d.note ELSE '{ORIGIN_HAND}' END) AS origin, d.segment_id "
             "FROM decisions d JOIN segments s ON s.id = d.segment_id "
             f"WHERE d.action = 'accept' AND {live.format('d')} "
+            # "+r.coder": look the later decisions up by (segment, code) in decisions_pair; left to
+            # itself SQLite picks decisions_coder and reads every later decision of the coder.
             "AND NOT EXISTS (SELECT 1 FROM decisions r WHERE r.segment_id = d.segment_id AND r.code_id = d.code_id "
-            "AND r.coder = d.coder AND r.id > d.id AND r.action != 'undo' "
+            "AND +r.coder = d.coder AND r.id > d.id AND r.action != 'undo' "
             f"AND (r.action != 'accept' OR (d.span_start IS NULL AND r.span_start IS NULL)) AND {live.format('r')})"
         )
         args: tuple = ()
