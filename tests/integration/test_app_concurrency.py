@@ -18,7 +18,7 @@ import pytest
 
 from coder_assist.app import review
 from coder_assist.store.project import Project
-from tests.unit.test_review import make_project
+from tests.unit.app.test_review import make_project
 
 N_SUGGESTIONS = 40
 

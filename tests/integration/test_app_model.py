@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from coder_assist.store.project import Project
-from tests.unit.test_modelview import MONEY, MONEY_TEXT, TIME, add_suggestions, make_project
+from tests.unit.app.test_modelview import MONEY, MONEY_TEXT, TIME, add_suggestions, make_project
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 30

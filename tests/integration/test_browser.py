@@ -29,7 +29,7 @@ import pytest
 
 from coder_assist.app import review
 from coder_assist.store.project import Project
-from tests.unit.test_review import make_project
+from tests.unit.app.test_review import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CODER_ASSIST_CHROMIUM", "/usr/bin/chromium")

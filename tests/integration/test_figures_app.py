@@ -3,7 +3,7 @@ a direct count of the database, on one hand-built log (accepts, a reject, an und
 "Different code..." pair, a coding by hand, a second coder), before and after a template
 merge; and a retrain with too few decisions is not presented as learning.
 
-Driven with AppTest on the tiny project of tests/unit/test_modelview.py; the encoder is the
+Driven with AppTest on the tiny project of tests/unit/app/test_modelview.py; the encoder is the
 test session's one."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from streamlit.testing.v1 import AppTest
 from coder_assist.app import agreement as ag
 from coder_assist.app import figures
 from coder_assist.store.project import Project
-from tests.unit.test_figures import _in_force_sql, build_log
-from tests.unit.test_modelview import MONEY, TIME, make_project
+from tests.unit.app.test_figures import _in_force_sql, build_log
+from tests.unit.app.test_modelview import MONEY, TIME, make_project
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 30

@@ -20,8 +20,9 @@ from coder_assist.core.transcript import Transcript
 from coder_assist.formats.transcripts import parse_speaker_text
 from coder_assist.app.pipeline import init_project, project_segmenter
 from coder_assist.core.segment import Segmenter
+from tests.conftest import FIXTURES
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "refi"
+FIX = FIXTURES / "refi"
 NS = {"q": refi.PROJECT_NS}
 
 TPL = parse_template({"name": "toy", "codes": [

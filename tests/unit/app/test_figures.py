@@ -12,7 +12,7 @@ from coder_assist.app import agreement as ag
 from coder_assist.app import edit, figures, modelview, review
 from coder_assist.app import training as learn  # MIN_CLASS (from ml.classifier) and model_card_text
 from coder_assist.store.project import Project
-from tests.unit.test_modelview import LISTEN, MONEY, TIME, add_suggestions, learned_card, make_project
+from tests.unit.app.test_modelview import LISTEN, MONEY, TIME, add_suggestions, learned_card, make_project
 
 
 @pytest.fixture
@@ -196,7 +196,7 @@ def test_card_text_says_what_each_code_needs():
     from coder_assist.core.template import parse_template
     import yaml
 
-    from tests.unit.test_modelview import TEMPLATE
+    from tests.unit.app.test_modelview import TEMPLATE
 
     template = parse_template(yaml.safe_load(TEMPLATE))
     codes = [{"code_id": MONEY, "n_pos": 1, "n_neg": 3, "weight": 0.0, "precision": None, "recall": None, "f1": None, "verdict": "needs more decisions"},

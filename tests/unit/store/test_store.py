@@ -1,5 +1,4 @@
 import sqlite3
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,6 +9,7 @@ from coder_assist.core.transcript import Transcript
 from coder_assist.formats.transcripts import parse_speaker_text
 from coder_assist.core.segment import Segmenter
 from coder_assist.store.project import DB_NAME, SCHEMA_VERSION, Project
+from tests.conftest import FIXTURES
 
 TPL = parse_template({"name": "toy", "codes": [
     {"name": "Theme", "description": "t", "children": [
@@ -200,7 +200,7 @@ def test_migration_v3_to_v4_adds_reliability_tables(tmp_path):
 
 # -- v5: codings are spans ---------------------------------------------------------------------
 
-V4_DB = Path(__file__).resolve().parent.parent / "fixtures" / "store" / "v4_project.db"
+V4_DB = FIXTURES / "store" / "v4_project.db"
 
 
 def test_migration_v4_to_v5_keeps_every_decision_suggestion_and_count(tmp_path):

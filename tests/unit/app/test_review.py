@@ -17,8 +17,9 @@ from coder_assist.core.errors import ProjectError
 from coder_assist.app.pipeline import import_files, init_project
 from coder_assist.core.segment import Segmenter
 from coder_assist.store.project import Project
+from tests.conftest import FIXTURES
 
-TEMPLATE = (Path(__file__).resolve().parents[1] / "fixtures" / "tiny_template.yaml").read_text(encoding="utf-8")
+TEMPLATE = (FIXTURES / "tiny_template.yaml").read_text(encoding="utf-8")
 
 T1 = """\
 Interviewer: How did the project go?

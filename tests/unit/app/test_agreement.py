@@ -1,8 +1,6 @@
 """Agreement statistics against hand-computed values, the unit rule for partial labels, the
 exclude-uncoded option, reliability samples (draw, blind answers), and the AnnoMI reference."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,8 +12,8 @@ from coder_assist.core.transcript import Transcript
 from coder_assist.formats.transcripts import parse_speaker_text
 from coder_assist.core.segment import Segmenter
 from coder_assist.store.project import Project
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 X, Y = "theme/x", "theme/y"
 TPL = parse_template({"name": "toy", "codes": [
     {"name": "Theme", "description": "t", "children": [

@@ -9,8 +9,8 @@ import yaml
 from coder_assist.app import edit, review
 from coder_assist.core.errors import ProjectError
 from coder_assist.core.template import parse_template
-from tests.unit.test_edit import base_db, codes_of, project, queue_consistent, seg  # noqa: F401  (fixtures)
-from tests.unit.test_review import LISTEN, MONEY, TIME
+from tests.unit.app.test_edit import base_db, codes_of, project, queue_consistent, seg  # noqa: F401  (fixtures)
+from tests.unit.app.test_review import LISTEN, MONEY, TIME
 
 
 def code_of(project, ids) -> dict[int, str]:

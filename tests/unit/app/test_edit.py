@@ -12,7 +12,8 @@ from coder_assist.app import edit, review
 from coder_assist.core.template import parse_template
 from coder_assist.core.errors import CoderAssistError, ProjectError
 from coder_assist.store.project import Project
-from tests.unit.test_review import LISTEN, MONEY, TIME, add_suggestions, make_project
+from tests.conftest import FIXTURES
+from tests.unit.app.test_review import LISTEN, MONEY, TIME, add_suggestions, make_project
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +260,7 @@ def test_concurrent_edits_both_land(project):
 from coder_assist.formats.template import load_template  # noqa: E402
 from coder_assist.ml.references import ReviewItem  # noqa: E402
 
-NOTES = Path(__file__).resolve().parents[1] / "fixtures" / "notes_template.yaml"
+NOTES = FIXTURES / "notes_template.yaml"
 KEPT = "Lack of funding for co-production work"
 GONE = "Lack of funding to develop relationships needed for co-production"
 TIME_R = "Time restrictions (deadlines and capacity of current role)"

@@ -18,8 +18,9 @@ from coder_assist.formats import refi
 from coder_assist.app import importing
 from coder_assist.core.errors import InputError
 from coder_assist.store.project import Project
+from tests.conftest import FIXTURES
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "refi"
+FIX = FIXTURES / "refi"
 NS = "{urn:QDA-XML:project:1.0}"
 INTERVIEW = ("Interviewer: How is it going?\nP1: We never have the hours. The rota is full every week.\n"
              "Interviewer: And money?\nP1: The budget was cut again. We lost two posts.\n")

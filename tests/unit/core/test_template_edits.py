@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from coder_assist.core import template_edits as te
 from coder_assist.core.errors import ProjectError
 from coder_assist.core.template import Example
 from coder_assist.formats.template import load_template
+from tests.conftest import FIXTURES
 
-TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_template.yaml"
+TINY = FIXTURES / "tiny_template.yaml"
 MONEY, TIME, LISTEN = "barriers/money", "barriers/time", "enablers/listening"
 
 

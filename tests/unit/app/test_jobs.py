@@ -11,7 +11,7 @@ import pytest
 
 from coder_assist.app import jobs, modelview, training
 from coder_assist.core.errors import CoderAssistError
-from tests.unit.test_modelview import MONEY, make_project
+from tests.unit.app.test_modelview import MONEY, make_project
 
 WAIT_S = 30
 
