@@ -414,6 +414,104 @@ class ConfusionPair:
 CODED_BOTH_WEIGHT = 0.25
 
 
+_KIND = {"rejected": "rejected then chose", "model": "model suggested", "both": "coded with both", "template": "template example"}
+_KIND_ORDER = {"rejected then chose": 0, "model suggested": 1, "template example": 2, "coded with both": 3}
+
+
+class _PairTally:
+    """What each unordered pair of codes has against it so far: counts by kind and direction,
+    the passages behind the decision and model counts, and example passages in the order met."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], dict[str, int]] = {}
+        self.passages: dict[tuple[str, str], set[int]] = {}
+        self.examples: dict[tuple[str, str], list[PairExample]] = {}
+
+    def add(self, a: str, b: str, what: str, seg: int | None, text: str, detail: str) -> None:
+        k = (a, b) if a < b else (b, a)
+        c = self.counts.setdefault(k, {})
+        direction = "ab" if (a, b) == k else "ba"
+        name = {"rejected": f"rej_{direction}", "model": f"mod_{direction}", "both": "both", "template": f"tpl_{direction}"}[what]
+        c[name] = c.get(name, 0) + 1
+        if seg is not None and what in ("rejected", "model"):
+            self.passages.setdefault(k, set()).add(seg)
+        ex = self.examples.setdefault(k, [])
+        if not any(e.segment_id == seg and e.text == text for e in ex if seg is not None) or seg is None:
+            ex.append(PairExample(seg, text, _KIND[what], detail))
+
+
+def _tally_decisions(tally: _PairTally, dec: pd.DataFrame, text_of: dict[int, str], nm) -> dict[int, set[str]]:
+    """Rejected-then-chose and coded-with-both pairs; returns the codes accepted per passage."""
+    accepted_by_seg: dict[int, set[str]] = {}
+    if not len(dec):
+        return accepted_by_seg
+    for (seg, coder), g in dec.groupby(["segment_id", "coder"], sort=True):
+        acc = sorted(set(g.loc[g["action"] == "accept", "code_id"]))
+        rej = sorted(set(g.loc[g["action"] == "reject", "code_id"]) - set(acc))
+        accepted_by_seg.setdefault(int(seg), set()).update(acc)
+        for x in rej:
+            for y in acc:
+                tally.add(x, y, "rejected", int(seg), text_of.get(int(seg), ""), f"rejected {nm(x, x)}, chose {nm(y, y)} ({coder})")
+    for seg, acc in sorted(accepted_by_seg.items()):
+        acc = sorted(acc)
+        for i, x in enumerate(acc):
+            for y in acc[i + 1 :]:
+                tally.add(x, y, "both", seg, text_of.get(seg, ""), f"accepted {nm(x, x)} and {nm(y, y)}")
+    return accepted_by_seg
+
+
+def _tally_model(tally: _PairTally, sugg: pd.DataFrame, leaves: set[str], accepted_by_seg: dict[int, set[str]],
+                 text_of: dict[int, str], nm) -> None:
+    """Passages whose top suggestion was one code while the coder chose another."""
+    if not (len(sugg) and accepted_by_seg):
+        return
+    top = sugg[sugg["code_id"].isin(leaves)].sort_values(["segment_id", "rank"]).drop_duplicates("segment_id")
+    for seg, x in zip(top["segment_id"].astype(int), top["code_id"]):
+        acc = accepted_by_seg.get(seg)
+        if not acc or x in acc:
+            continue
+        for y in sorted(acc):
+            tally.add(x, y, "model", seg, text_of.get(seg, ""), f"model's top suggestion {nm(x, x)}, coder chose {nm(y, y)}")
+
+
+def _tally_template(tally: _PairTally, inputs: RevisionInputs, nm) -> None:
+    """The template itself: an example excerpt nearer another code's prototype than its own
+    (its own prototype without it, leave-one-out)."""
+    ids, P = leaf_prototypes(inputs)
+    if len(ids) < 2:
+        return
+    row = {c: i for i, c in enumerate(ids)}
+    pos = inputs.examples["kind"].isin(["example", "description"]).to_numpy()
+    n_pos = inputs.examples[pos].groupby("code_id").size().to_dict()
+    sums = {c: inputs.E[pos & (inputs.examples["code_id"] == c).to_numpy()].sum(axis=0) for c in ids}
+    for j in np.flatnonzero(pos & (inputs.examples["kind"] == "example").to_numpy()):
+        a = inputs.examples.at[j, "code_id"]
+        if a not in row or n_pos.get(a, 0) < 2:
+            continue
+        v = inputs.E[j]
+        own = float(v @ _unit(sums[a] - v))
+        s = P @ v
+        s[row[a]] = -np.inf
+        b = ids[int(s.argmax())]
+        if s.max() > own:
+            tally.add(a, b, "template", None, inputs.examples.at[j, "text"], f"example of {nm(a, a)} is nearer {nm(b, b)} ({s.max():.2f} vs {own:.2f})")
+
+
+def _pick_examples(examples: list[PairExample], n_examples: int) -> list[PairExample]:
+    """Up to ``n_examples`` distinct passages, the strongest kind of evidence first."""
+    seen: set = set()
+    picked = []
+    for e in sorted(examples, key=lambda e: _KIND_ORDER[e.kind]):
+        k = (e.segment_id, e.text)
+        if k in seen:
+            continue
+        seen.add(k)
+        picked.append(e)
+        if len(picked) == n_examples:
+            break
+    return picked
+
+
 def find_confusions(inputs: RevisionInputs, *, n_examples: int = 4, max_pairs: int = 20, min_score: float = 1.0) -> list[ConfusionPair]:
     """Pairs of leaf codes that get confused, ranked by ``passages`` (passages where one code
     was rejected for the other by a coder, or the model's top suggestion was one and the coder
@@ -424,87 +522,19 @@ def find_confusions(inputs: RevisionInputs, *, n_examples: int = 4, max_pairs: i
     dec = dec[dec["action"].isin(["accept", "reject"]) & dec["code_id"].isin(leaves)] if len(dec) else dec
     text_of = dict(zip(inputs.segments["segment_id"].astype(int), inputs.segments["text"]))
     nm = dict(zip(inputs.codes["id"], inputs.codes["name"])).get
-    key = lambda a, b: (a, b) if a < b else (b, a)  # noqa: E731
-    counts: dict[tuple[str, str], dict[str, int]] = {}
-    passages: dict[tuple[str, str], set[int]] = {}
-    examples: dict[tuple[str, str], list[PairExample]] = {}
-
-    def add(a: str, b: str, what: str, seg: int | None, text: str, detail: str) -> None:
-        k = key(a, b)
-        c = counts.setdefault(k, {})
-        direction = "ab" if (a, b) == k else "ba"
-        name = {"rejected": f"rej_{direction}", "model": f"mod_{direction}", "both": "both", "template": f"tpl_{direction}"}[what]
-        c[name] = c.get(name, 0) + 1
-        if seg is not None and what in ("rejected", "model"):
-            passages.setdefault(k, set()).add(seg)
-        ex = examples.setdefault(k, [])
-        if not any(e.segment_id == seg and e.text == text for e in ex if seg is not None) or seg is None:
-            ex.append(PairExample(seg, text, {"rejected": "rejected then chose", "model": "model suggested", "both": "coded with both", "template": "template example"}[what], detail))
-
-    accepted_by_seg: dict[int, set[str]] = {}
-    if len(dec):
-        for (seg, coder), g in dec.groupby(["segment_id", "coder"], sort=True):
-            acc = sorted(set(g.loc[g["action"] == "accept", "code_id"]))
-            rej = sorted(set(g.loc[g["action"] == "reject", "code_id"]) - set(acc))
-            accepted_by_seg.setdefault(int(seg), set()).update(acc)
-            for x in rej:
-                for y in acc:
-                    add(x, y, "rejected", int(seg), text_of.get(int(seg), ""), f"rejected {nm(x, x)}, chose {nm(y, y)} ({coder})")
-        for seg, acc in sorted(accepted_by_seg.items()):
-            acc = sorted(acc)
-            for i, x in enumerate(acc):
-                for y in acc[i + 1 :]:
-                    add(x, y, "both", seg, text_of.get(seg, ""), f"accepted {nm(x, x)} and {nm(y, y)}")
-    sugg = inputs.suggestions
-    if len(sugg) and accepted_by_seg:
-        top = sugg[sugg["code_id"].isin(leaves)].sort_values(["segment_id", "rank"]).drop_duplicates("segment_id")
-        for seg, x in zip(top["segment_id"].astype(int), top["code_id"]):
-            acc = accepted_by_seg.get(seg)
-            if not acc or x in acc:
-                continue
-            for y in sorted(acc):
-                add(x, y, "model", seg, text_of.get(seg, ""), f"model's top suggestion {nm(x, x)}, coder chose {nm(y, y)}")
-    # The template itself: an example excerpt nearer another code's prototype than its own
-    # (its own prototype without it, leave-one-out).
-    ids, P = leaf_prototypes(inputs)
-    if len(ids) >= 2:
-        row = {c: i for i, c in enumerate(ids)}
-        pos = inputs.examples["kind"].isin(["example", "description"]).to_numpy()
-        n_pos = inputs.examples[pos].groupby("code_id").size().to_dict()
-        sums = {c: inputs.E[pos & (inputs.examples["code_id"] == c).to_numpy()].sum(axis=0) for c in ids}
-        for j in np.flatnonzero(pos & (inputs.examples["kind"] == "example").to_numpy()):
-            a = inputs.examples.at[j, "code_id"]
-            if a not in row or n_pos.get(a, 0) < 2:
-                continue
-            v = inputs.E[j]
-            own = float(v @ _unit(sums[a] - v))
-            s = P @ v
-            s[row[a]] = -np.inf
-            b = ids[int(s.argmax())]
-            if s.max() > own:
-                add(a, b, "template", None, inputs.examples.at[j, "text"], f"example of {nm(a, a)} is nearer {nm(b, b)} ({s.max():.2f} vs {own:.2f})")
+    tally = _PairTally()
+    accepted_by_seg = _tally_decisions(tally, dec, text_of, nm)
+    _tally_model(tally, inputs.suggestions, leaves, accepted_by_seg, text_of, nm)
+    _tally_template(tally, inputs, nm)
     pairs = []
-    for (a, b), c in counts.items():
-        n_pass = len(passages.get((a, b), ()))
-        tpl = c.get("tpl_ab", 0) + c.get("tpl_ba", 0)
-        score = n_pass + tpl + CODED_BOTH_WEIGHT * c.get("both", 0)
+    for (a, b), c in tally.counts.items():
+        n_pass = len(tally.passages.get((a, b), ()))
+        score = n_pass + c.get("tpl_ab", 0) + c.get("tpl_ba", 0) + CODED_BOTH_WEIGHT * c.get("both", 0)
         if score < min_score:
             continue
-        order = {"rejected then chose": 0, "model suggested": 1, "template example": 2, "coded with both": 3}
-        ex = sorted(examples.get((a, b), []), key=lambda e: order[e.kind])
-        seen: set = set()
-        picked = []
-        for e in ex:
-            k = (e.segment_id, e.text)
-            if k in seen:
-                continue
-            seen.add(k)
-            picked.append(e)
-            if len(picked) == n_examples:
-                break
         pairs.append(ConfusionPair(
             0, a, b, c.get("rej_ab", 0), c.get("rej_ba", 0), c.get("mod_ab", 0), c.get("mod_ba", 0), c.get("both", 0),
-            c.get("tpl_ab", 0), c.get("tpl_ba", 0), n_pass, round(score, 4), picked,
+            c.get("tpl_ab", 0), c.get("tpl_ba", 0), n_pass, round(score, 4), _pick_examples(tally.examples.get((a, b), []), n_examples),
         ))
     pairs.sort(key=lambda p: (-p.score, p.code_a, p.code_b))
     pairs = pairs[:max_pairs]
