@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -27,11 +26,11 @@ from .progress import Progress, as_progress
 from ..core.segment import Segmenter
 from ..store.models import has_model
 from ..store.project import SUGGEST_RUN_KEY, Project  # noqa: F401  (SUGGEST_RUN_KEY re-exported)
+from ..core.defaults import DEFAULT_THRESHOLD, DEFAULT_TOP_K  # noqa: F401  (re-exported: the pipeline's API)
 from ..ml.scoring import OUTPUT_COLUMNS, score_frame  # noqa: F401  (re-exported: the pipeline's API)
 from ..ml.suggest import ExampleSimilarityScorer, Scorer, auto_threshold
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
-from ..core.defaults import DEFAULT_THRESHOLD, DEFAULT_TOP_K  # noqa: E402  (re-exported: the pipeline's API)
 
 def precode(
     paths: Iterable[str | Path] | str | Path,
