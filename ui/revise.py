@@ -129,7 +129,7 @@ def render_revise(project: Project, coder_name: str | None, encoder=None) -> Non
     st.html(_CSS)
     widgets.show_flash(FLASH_KEY)
     report = _report(project, encoder)
-    rev = report.revision
+    rev, template = report.revision, report.template
     st.caption(
         f"From the decisions, suggestions and embeddings this project holds ({rev.n_segments} passages). "
         "Edits made here are the Template page's edits: decisions follow them and the template history records them."
@@ -158,7 +158,7 @@ def _q(text: str, src: str = "") -> str:
 def _missing(report, folder: str, coder: str | None, off: bool) -> None:
     from coder_assist.app.revise_project import propose_code
 
-    rev = report.revision
+    rev, template = report.revision, report.template
     st.markdown(f"**{rev.n_missed}** passage(s) no code fits: nobody accepted a code on them, and nothing was suggested "
                 f"or every suggestion was rejected. **{len(rev.missing)}** cluster(s) among them, largest and most coherent first.")
     if not rev.missing:
@@ -196,7 +196,7 @@ def _missing(report, folder: str, coder: str | None, off: bool) -> None:
 
 
 def _confusions(report, folder: str, coder: str | None, off: bool) -> None:
-    rev = report.revision
+    rev, template = report.revision, report.template
     if not rev.confusions:
         st.caption("No pair of codes is confused in the decisions or the template.")
         return
