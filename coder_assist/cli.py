@@ -437,8 +437,12 @@ def backup(project, dest):
 @click.option("--features", type=click.Choice(["emb", "emb+prev", "emb+prev+ngrams"]), default="emb+prev+ngrams", show_default=True)
 @click.option("--quick", is_flag=True, help="One fold, 100 decisions, at most 600 units: a smoke run for CI.")
 @click.option("--model", "-m", help="Sentence-transformers model folder.")
+@click.option("--protocol", type=click.Choice(["binary", "corrective", "passage"]), default="binary", show_default=True,
+              help="How the simulated researcher answers a passage. binary: accept or reject its top code; corrective: a reject "
+                   "names a gold code (Different code...); passage: confirm the passage's gold code set (a complete label). "
+                   "binary is the default for now because the README's figures are binary.")
 @_clean_errors
-def simulate(dataset, out, folds, budget, batch, features, quick, model):
+def simulate(dataset, out, folds, budget, batch, features, quick, model, protocol):
     """Simulated researcher: learning curves on an expert-coded dataset against baselines."""
     from .ml.embed import load_encoder
     from .eval.simulate import plot_curve, simulate as run_simulation, write_result
@@ -455,12 +459,12 @@ def simulate(dataset, out, folds, budget, batch, features, quick, model):
     with prog.stage("Loading the embedding model"):
         encoder = load_encoder(model)
     with counting(encoder, prog, "Simulating: encoding units") as counted:
-        result = run_simulation(dataset, counted, folds=fold_list, budget=budget, batch=batch, features=features,
+        result = run_simulation(dataset, counted, folds=fold_list, budget=budget, batch=batch, features=features, protocol=protocol,
                                 log=lambda s: click.echo(s, err=True), **kwargs)
     write_result(result, out)
     plot_curve(result, Path(out).with_suffix(".png"))
     last = result["curve"][-1]
-    click.echo(f"{result['dataset']}: {last['decisions']} decisions -> macro-F1 {last['macro_f1']}, kappa {last['kappa']}; "
+    click.echo(f"{result['dataset']} ({protocol}): {last['decisions']} decisions -> macro-F1 {last['macro_f1']}, kappa {last['kappa']}; "
                f"embedding+LR on all pool labels {result['baselines']['embedding_lr_all']['macro_f1']}; written {out}")
 
 

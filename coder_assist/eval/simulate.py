@@ -3,9 +3,13 @@
 Reads a folder in the evaluation format (segments.csv with transcript_id, turn_index, speaker,
 unit, text, code; codebook.csv; folds.csv). For each held-out fold: the other folds are the
 pool; the template is the codebook descriptions plus ``n_examples`` excerpts per code drawn from
-the pool (fixed seed). Then the product's queue picks a batch of suggestions, an oracle accepts
-when the gold code matches and rejects otherwise, and the product retrains. Quality on the
-held-out fold is measured at fixed numbers of decisions.
+the pool (fixed seed). Then the product's queue picks a batch of passages, an oracle answers
+them the way the chosen review protocol lets a researcher answer (see ``PROTOCOLS``), and the
+product retrains. Quality on the held-out fold is measured at fixed numbers of decisions.
+
+Units whose gold code is empty ("no code applies") stay in pool and test: the oracle answers
+them like any other passage (a reject, or under ``passage`` an all-negative complete label) and
+``metrics`` scores them (see there).
 """
 
 from __future__ import annotations
@@ -31,13 +35,44 @@ from ..ml.suggest import ExampleSimilarityScorer, Inputs, Scores
 
 CHECKPOINTS = (0, 50, 100, 200, 300, 500, 1000)
 
+PROTOCOLS = ("binary", "corrective", "passage")
+"""How the simulated researcher answers one queued passage; each answer is one decision.
+
+``binary``: the queue shows the passage's top code; the oracle accepts it if it is a gold code,
+else rejects it. Effort: one key press (accept or reject).
+
+``corrective``: as binary, but a reject names a gold code ("Different code..."): the shown code
+is rejected and the gold code ranked highest by the current model is accepted, one decision.
+Effort: an accept is one key; a reject of a passage with no gold code is one key; a correction
+is one key (Different code) plus one key to pick the gold code when it is among the
+``N_CANDIDATES`` codes ranked after the shown one, else one search and one key to pick the
+result.
+
+``passage``: the oracle confirms the gold set of the shown passage. The passage becomes a
+complete label: every gold code positive, every other code negative (all negative when the gold
+is empty). Pre-ticked are the codes the product would suggest (decision margin >= 0; single-label:
+only the top code, if it passes); the candidate list is the next ``N_CANDIDATES`` codes by
+margin. Effort: one toggle (key) per pre-ticked wrong code, one toggle per missing gold code in
+the candidate list, one search plus one key to pick the result per missing gold code outside it,
+and one Enter.
+
+Typing a search term is counted as one search, not as key presses.
+"""
+
+N_CANDIDATES = 5
+
 
 @dataclass
 class Dataset:
     name: str
-    units: pd.DataFrame  # coded rows: transcript_id, text, prev_text, codes (list), fold
+    units: pd.DataFrame  # unit rows: transcript_id, text, prev_text, codes (list, [] = no code applies), fold
     codebook: pd.DataFrame
     single_label: bool
+
+    @property
+    def has_uncoded(self) -> bool:
+        """Whether some unit's gold is "no code applies" (an empty code)."""
+        return bool((self.units["codes"].str.len() == 0).any())
 
 
 def load_dataset(folder: str | Path) -> Dataset:
@@ -56,9 +91,9 @@ def load_dataset(folder: str | Path) -> Dataset:
     prev = seg.groupby("transcript_id")["text"].shift(1).fillna("")
     seg["prev_text"] = prev
     seg = seg.merge(folds, on="transcript_id", how="left")
-    units = seg[(seg["unit"] == 1) & (seg["code"] != "")].copy()
-    units["codes"] = units["code"].str.split("|")
-    single = bool((units["codes"].str.len() == 1).all())
+    units = seg[seg["unit"] == 1].copy()
+    units["codes"] = units["code"].map(lambda c: [x for x in c.split("|") if x])
+    single = bool((units["codes"].str.len() <= 1).all())
     return Dataset(folder.name, units.reset_index(drop=True), cb, single)
 
 
@@ -81,13 +116,22 @@ def metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series,
     against the gold codes of the same n units (``gold``: a list of codes per unit).
 
     Single-label: the product's top suggestion (largest log-odds above its code's threshold).
-    Multi-label: every code at or above its threshold. ``thresholds`` None: 0.5 for all."""
+    Multi-label: every code at or above its threshold. ``thresholds`` None: 0.5 for all.
+
+    An empty gold ("no code applies"). Multi-label: a row with no positive; a code predicted
+    there is a false positive of that code, no code predicted costs nothing. Single-label, where
+    the dataset has such units: "no code" is predicted when no code reaches its threshold; macro-F1
+    averages over the codes only (a wrong code on an empty unit is that code's false positive, a
+    missed code is a false negative), kappa counts "no code" as one more category. A single-label
+    dataset without empty golds keeps the plain argmax, as before."""
     names = [c.split("/")[-1] for c in code_ids]
     t = np.full(len(names), 0.5) if thresholds is None else np.asarray(thresholds)
     margin = Scores(code_ids, conf, conf, conf, conf, conf, t).decision_margin()
     if ds.single_label:
-        y_true = gold.map(lambda cs: cs[0]).to_numpy()
-        y_pred = np.asarray(names)[margin.argmax(axis=1)]
+        y_true = gold.map(lambda cs: cs[0] if cs else "").to_numpy()
+        y_pred = np.asarray(names, dtype=object)[margin.argmax(axis=1)]
+        if ds.has_uncoded:
+            y_pred = np.where(margin.max(axis=1) >= 0, y_pred, "")
         per = f1_score(y_true, y_pred, labels=names, average=None, zero_division=0)
         return {
             "macro_f1": round(float(per.mean()), 4),
@@ -99,6 +143,84 @@ def metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series,
     per = f1_score(Y, P, average=None, zero_division=0)
     kap = [cohen_kappa_score(Y[:, j], P[:, j]) if Y[:, j].any() or P[:, j].any() else 0.0 for j in range(len(names))]
     return {"macro_f1": round(float(per.mean()), 4), "kappa": round(float(np.mean(kap)), 4), "per_code_f1": {n: round(float(v), 4) for n, v in zip(names, per)}}
+
+
+@dataclass
+class Effort:
+    """What answering the queue cost the simulated researcher (see ``PROTOCOLS``)."""
+
+    keys: int = 0
+    searches: int = 0
+
+    def add(self, keys: int, searches: int = 0) -> None:
+        self.keys += keys
+        self.searches += searches
+
+    def as_dict(self) -> dict:
+        return {"keys": self.keys, "searches": self.searches}
+
+
+def complete_labels(segment_ids: Sequence[int], gold: Sequence[Sequence[str]], code_ids: Sequence[str]) -> pd.DataFrame:
+    """Confirmed passages as the learner's label frame (segment_id, code_id, label, source):
+    each passage positive for its gold codes (names, the last part of a code id) and negative for
+    every other code; an empty gold is negative for every code."""
+    names = [c.split("/")[-1] for c in code_ids]
+    rows = [(int(s), cid, int(n in set(g)), "passage") for s, g in zip(segment_ids, gold) for cid, n in zip(code_ids, names)]
+    return pd.DataFrame(rows, columns=["segment_id", "code_id", "label", "source"])
+
+
+def passage_effort(gold: Sequence[str], ranked: Sequence[str], preticked: Sequence[str], n_candidates: int = N_CANDIDATES) -> tuple[int, int]:
+    """(keys, searches) to turn the pre-ticked codes into the gold set and confirm: ``ranked``
+    is every code name by decision margin, best first; the candidate list is the first
+    ``n_candidates`` names of ``ranked`` that are not pre-ticked."""
+    gold, pre = set(gold), set(preticked)
+    listed = [n for n in ranked if n not in pre][:n_candidates]
+    missing = gold - pre
+    found = len(missing & set(listed))
+    searched = len(missing) - found
+    return len(pre - gold) + found + searched + 1, searched
+
+
+def corrective_pick(gold: Sequence[str], ranked: Sequence[str], shown: str, n_candidates: int = N_CANDIDATES) -> tuple[str | None, int, int]:
+    """The gold code a "Different code..." names after ``shown`` was wrong (the one the model
+    ranks highest; None when the gold is empty) and its (keys, searches)."""
+    if not gold:
+        return None, 1, 0
+    rest = [n for n in ranked if n != shown]
+    pick = min(gold, key=lambda n: rest.index(n) if n in rest else len(rest))
+    if pick in rest[:n_candidates]:
+        return pick, 2, 0
+    return pick, 2, 1
+
+
+@dataclass
+class Answer:
+    """The oracle's answer to one queued passage: one decision."""
+
+    events: list[tuple[str, str]]  # (code_id, "accept"|"reject") for the decision log
+    complete: bool  # passage protocol: the passage is a complete label of its gold codes
+    top_ok: bool  # the top suggestion is a gold code (accept_rate counts these)
+    keys: int
+    searches: int
+
+
+def answer(protocol: str, gold: Sequence[str], ranked: Sequence[str], margins: Sequence[float], *, single_label: bool) -> Answer:
+    """How the simulated researcher answers a passage under ``protocol`` (see ``PROTOCOLS``).
+
+    ``gold``: the passage's gold code names ([]: no code applies); ``ranked``: every code id,
+    best decision margin first; ``margins``: those margins, in the same order."""
+    names = [c.split("/")[-1] for c in ranked]
+    top_ok = names[0] in gold
+    if protocol == "passage":
+        pre = [n for n, m in zip(names, margins) if m >= 0]
+        pre = pre[:1] if single_label else pre
+        return Answer([], True, top_ok, *passage_effort(gold, names, pre))
+    first = (ranked[0], "accept" if top_ok else "reject")
+    if top_ok or protocol == "binary":
+        return Answer([first], False, top_ok, 1, 0)
+    right, keys, searches = corrective_pick(gold, names, names[0])
+    events = [first] if right is None else [first, (ranked[names.index(right)], "accept")]
+    return Answer(events, False, top_ok, keys, searches)
 
 
 def run_loop(
@@ -115,9 +237,13 @@ def run_loop(
     features: str,
     seed: int,
     embeddings: dict[str, np.ndarray],
+    protocol: str = "binary",
     log: Callable[[str], None] = lambda s: None,
 ) -> list[dict]:
-    """One learning curve: query, oracle, retrain; metrics on ``test`` at each checkpoint."""
+    """One learning curve: query, oracle (``protocol``, see ``PROTOCOLS``), retrain; metrics on
+    ``test`` at each checkpoint, with the cumulative effort."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
     picker = query_strategy(strategy, seed=seed)
     corpus = pd.concat([pool, test])
     inputs = Inputs(X=embeddings["X"][corpus["row"]], texts=corpus["text"].tolist(), X_prev=embeddings["P"][corpus["row"]], prev_texts=corpus["prev_text"].tolist())
@@ -129,13 +255,16 @@ def run_loop(
     code_ids = scorer.code_ids
     conf = prior_conf
     asked = np.zeros(n_pool, dtype=bool)
-    decisions: list[tuple[int, str, str, int]] = []  # (row, code_id, action, id)
+    events: list[tuple[int, str, str, int]] = []  # (row, code_id, action, id): the decision log
+    confirmed: list[int] = []  # passage protocol: rows confirmed as complete labels
+    n_decisions = 0
+    effort = Effort()
     shown = accepted = 0
     curve = []
     pool_codes = pool["codes"].tolist()
     for target in [c for c in checkpoints if c <= budget]:
-        while len(decisions) < target:
-            k = min(batch, target - len(decisions))
+        while n_decisions < target:
+            k = min(batch, target - n_decisions)
             avail = np.flatnonzero(~asked)
             if len(avail) == 0:
                 break
@@ -143,19 +272,26 @@ def run_loop(
             margin = Scores(code_ids, conf, conf, conf, conf, conf, scorer.thresholds() if scorer.coef else None).decision_margin()
             for i in pick:
                 asked[i] = True
-                code = code_ids[int(margin[i].argmax())]  # what the queue would show: the top suggestion
-                ok = code.split("/")[-1] in pool_codes[i]
-                decisions.append((int(i), code, "accept" if ok else "reject", len(decisions)))
+                order = np.argsort(-margin[i], kind="stable")
+                a = answer(protocol, pool_codes[i], [code_ids[j] for j in order], margin[i, order], single_label=ds.single_label)
+                n_decisions += 1
                 shown += 1
-                accepted += ok
-            dec = pd.DataFrame(decisions, columns=["segment_id", "code_id", "action", "id"])
-            labels = labels_from_decisions(dec, template)
+                accepted += a.top_ok
+                effort.add(a.keys, a.searches)
+                if a.complete:
+                    confirmed.append(int(i))
+                events.extend((int(i), c, act, len(events) + n) for n, (c, act) in enumerate(a.events))
+            if protocol == "passage":
+                labels = complete_labels(confirmed, [pool_codes[i] for i in confirmed], code_ids)
+            else:
+                labels = labels_from_decisions(pd.DataFrame(events, columns=["segment_id", "code_id", "action", "id"]), template)
             scorer.fit_labels(inputs, labels, row_of={i: i for i in range(len(corpus))}, featurizer=featurizer, F=F, prior_conf=prior_conf)
             conf = scorer.score_features(F, prior_conf)
         m = metrics(ds, code_ids, conf[n_pool:], test["codes"], scorer.thresholds() if scorer.coef else None)
-        row = {"decisions": len(decisions), "macro_f1": m["macro_f1"], "kappa": m["kappa"], "accept_rate": round(accepted / shown, 4) if shown else None, "per_code_f1": m["per_code_f1"],
-               "reliability": reliability_table(conf[n_pool:], code_ids, test["codes"])}
-        log(f"  {strategy:>10s} {row['decisions']:5d} decisions: macro-F1 {row['macro_f1']:.3f} kappa {row['kappa']:.3f} accept {row['accept_rate']}")
+        row = {"decisions": n_decisions, "macro_f1": m["macro_f1"], "kappa": m["kappa"], "accept_rate": round(accepted / shown, 4) if shown else None,
+               "effort": effort.as_dict(), "per_code_f1": m["per_code_f1"], "reliability": reliability_table(conf[n_pool:], code_ids, test["codes"])}
+        log(f"  {protocol}/{strategy:>10s} {row['decisions']:5d} decisions: macro-F1 {row['macro_f1']:.3f} kappa {row['kappa']:.3f} accept {row['accept_rate']} "
+            f"keys {effort.keys} searches {effort.searches}")
         curve.append(row)
     return curve
 
@@ -181,11 +317,12 @@ def fit_all(ds: Dataset, Xtr, ytr, Xte) -> np.ndarray:
     codebook's order. Single-label: one multinomial model; multi-label: one model per code."""
     names = list(ds.codebook["code"])
     if ds.single_label:
-        clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(Xtr, [c[0] for c in ytr])
+        clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(Xtr, [c[0] if c else "" for c in ytr])
         proba = clf.predict_proba(Xte)
         out = np.zeros((Xte.shape[0], len(names)))
         for j, c in enumerate(clf.classes_):
-            out[:, names.index(c)] = proba[:, j]
+            if c in names:  # "" (no code applies) is a class of its own, with no column
+                out[:, names.index(c)] = proba[:, j]
         return out
     out = np.zeros((Xte.shape[0], len(names)))
     for j, n in enumerate(names):
@@ -236,6 +373,7 @@ def _mean_curve(curves: list[list[dict]]) -> list[dict]:
             "macro_f1": round(float(np.mean([r["macro_f1"] for r in rows])), 4),
             "kappa": round(float(np.mean([r["kappa"] for r in rows])), 4),
             "accept_rate": round(float(np.mean(acc)), 4) if acc else None,
+            "effort": {k: round(float(np.mean([r["effort"][k] for r in rows])), 1) for k in ("keys", "searches")},
             "per_code_f1": {k: round(float(np.mean([r["per_code_f1"][k] for r in rows])), 4) for k in rows[0]["per_code_f1"]},
         })
     return out
@@ -289,24 +427,33 @@ def simulate(
     features: str = DEFAULT_FEATURES,
     seed: int = 0,
     max_units: int | None = None,
+    protocol: str = "binary",
     log: Callable[[str], None] = lambda s: None,
 ) -> dict:
-    """Run the simulated researcher and the baselines; every figure is the mean over folds."""
+    """Run the simulated researcher (answering as ``protocol``, see ``PROTOCOLS``) and the
+    baselines; every figure is the mean over folds. Each curve row carries the cumulative
+    ``effort`` (key presses, searches) next to ``decisions``."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
     t0 = time.perf_counter()
     ds = _sample(load_dataset(folder), max_units, seed)
     units = ds.units
     folds = sorted(units["fold"].unique()) if folds is None else list(folds)
     checkpoints = sorted({c for c in checkpoints if c <= budget} | {0})
-    log(f"{ds.name}: {len(units)} coded units, {len(ds.codebook)} codes, folds {[int(f) for f in folds]}; embedding ...")
+    n_uncoded = int((units["codes"].str.len() == 0).sum())
+    log(f"{ds.name}: {len(units)} units ({n_uncoded} with no code), {len(ds.codebook)} codes, folds {[int(f) for f in folds]}; embedding ...")
     units = units.assign(row=np.arange(len(units)))
     emb = {"X": encoder.encode(units["text"].tolist()), "P": encoder.encode(units["prev_text"].tolist())}
     per_fold: dict[str, list] = {"curve": [], "random_order": [], "zero_shot": [], "tfidf_lr_all": [], "embedding_lr_all": []}
+    fold_sizes = []
     for f in folds:
         pool = units[units["fold"] != f]
         test = units[units["fold"] == f]
+        fold_sizes.append({"fold": int(f), "pool": len(pool), "pool_uncoded": int((pool["codes"].str.len() == 0).sum()),
+                           "test": len(test), "test_uncoded": int((test["codes"].str.len() == 0).sum())})
         log(f"fold {f}: pool {len(pool)}, test {len(test)}")
         tpl = _template(ds, pool, n_examples, seed)
-        common = dict(budget=budget, checkpoints=checkpoints, batch=batch, features=features, seed=seed, embeddings=emb, log=log)
+        common = dict(budget=budget, checkpoints=checkpoints, batch=batch, features=features, seed=seed, embeddings=emb, protocol=protocol, log=log)
         for key, value in (_fold_curves(ds, pool, test, tpl, encoder, **common) | _baselines(ds, units, pool, test, encoder, emb, seed)).items():
             per_fold[key].append(value)
         log(f"  baselines: zero-shot {per_fold['zero_shot'][-1]['macro_f1']:.3f}, tfidf+LR all {per_fold['tfidf_lr_all'][-1]['macro_f1']:.3f}, embedding+LR all {per_fold['embedding_lr_all'][-1]['macro_f1']:.3f}")
@@ -314,6 +461,10 @@ def simulate(
     return {
         "dataset": ds.name,
         "folds": [int(f) for f in folds],
+        "protocol": protocol,
+        "units": len(units),
+        "units_uncoded": n_uncoded,
+        "fold_sizes": fold_sizes,
         "budget": budget,
         "batch": batch,
         "n_examples": n_examples,
@@ -324,6 +475,7 @@ def simulate(
         "baselines": summary["baselines"],
         "decisions_to_match_embedding_lr_all": summary["decisions_to_match_embedding_lr_all"],
         "reliability_final": summary["reliability_final"],
+        "effort": summary["curve"][-1]["effort"],
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
