@@ -161,3 +161,48 @@ def test_learned_confidence_matches_the_scorer():
     np.testing.assert_array_equal(got[:, 3], prior[:, 3].astype(np.float32))
     exact = learned_confidence(CachedFeatures(X, Xp, N, block=1024), StackedModel.of(scorer), prior)
     np.testing.assert_allclose(exact, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_tiled_threaded_confidence_equals_the_per_code_loop_to_1e_6():
+    """Row blocks x column tiles on threads: the per-code reference's numbers (to 1e-6) on the
+    embeddings as the store holds them, the same bits on one thread or two, and rows that no
+    tile touches (no n-grams) scored from the embeddings alone."""
+    from coder_assist.ml.classifier import CodeReport, LearnedScorer
+    from coder_assist.scale.vectors import CachedFeatures, StackedModel, learned_confidence
+
+    rng = np.random.default_rng(11)
+    n, d, n_ng = 1000, 24, 3000
+    X16, Xp16 = _unit(rng, n, d).astype(np.float16), _unit(rng, n, d).astype(np.float16)
+    N = sp.random(n, n_ng, density=0.03, format="csr", random_state=11, dtype=np.float32)
+    N = sp.vstack([N[:700], sp.csr_matrix((n - 700, n_ng), dtype=np.float32)], format="csr")
+    scorer = LearnedScorer()
+    scorer.code_ids = [f"c{j}" for j in range(6)]
+    for j, c in enumerate(scorer.code_ids[:5]):  # c5 untrained: its prior serves
+        scorer.coef[c] = (rng.normal(size=2 * d + n_ng) * 0.5).astype(np.float32)
+        scorer.intercept[c] = float(rng.normal())
+        scorer.platt[c] = (float(rng.uniform(0.5, 2)), float(rng.normal()))
+        scorer.reports[c] = CodeReport(c, 5, 5, (0.0, 0.3, 0.5, 0.8, 1.0)[j])
+    prior = rng.uniform(0.01, 0.9, size=(n, 6))
+    X, Xp = X16.astype(np.float32), Xp16.astype(np.float32)
+    F = sp.hstack([sp.csr_matrix(X), sp.csr_matrix(0.5 * Xp), N.astype(np.float64)], format="csr")
+    expected = scorer.score_features(F, prior)
+
+    feats = CachedFeatures(X16, Xp16, N, block=512, rows=128)  # 8 row blocks x 6 column tiles
+    assert len(feats.row_blocks()) == 8 and all(len(t) == 6 for t in feats.ngram_tiles()[:5])
+    assert feats.ngram_tiles()[-1] == []  # the last block's rows have no n-grams
+    model = StackedModel.of(scorer)
+    one = learned_confidence(feats, model, prior, n_jobs=1)
+    two = learned_confidence(feats, model, prior, n_jobs=2)
+    np.testing.assert_array_equal(one, two)
+    assert one.dtype == np.float32 and one.shape == (n, 6)
+    assert np.abs(one - expected).max() <= 1e-6
+    np.testing.assert_array_equal(one[:, 5], prior[:, 5].astype(np.float32))
+    # Without the previous-turn block the dense product covers the segment embeddings only.
+    F1 = sp.hstack([sp.csr_matrix(X), N.astype(np.float64)], format="csr")
+    s1 = LearnedScorer()
+    s1.code_ids = scorer.code_ids
+    for c in scorer.coef:
+        s1.coef[c] = np.concatenate([scorer.coef[c][:d], scorer.coef[c][2 * d :]])
+        s1.intercept[c], s1.platt[c], s1.reports[c] = scorer.intercept[c], scorer.platt[c], scorer.reports[c]
+    got1 = learned_confidence(CachedFeatures(X16, None, N, block=512, rows=128), StackedModel.of(s1), prior, n_jobs=2)
+    assert np.abs(got1 - s1.score_features(F1, prior)).max() <= 1e-6
