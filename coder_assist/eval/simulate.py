@@ -97,6 +97,12 @@ def load_dataset(folder: str | Path) -> Dataset:
     return Dataset(folder.name, units.reset_index(drop=True), cb, single)
 
 
+def _names(code_ids: Sequence[str]) -> list[str]:
+    """Gold code names of template code ids. ``_template`` gives each code its codebook name as
+    id, and a name may hold a "/" ("Transport to/ from services"), so an id is not split."""
+    return list(code_ids)
+
+
 def _template(ds: Dataset, pool: pd.DataFrame, n_examples: int, seed: int, *, examples: bool = True):
     rng = np.random.default_rng(seed)
     codes = []
@@ -124,7 +130,7 @@ def metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series,
     averages over the codes only (a wrong code on an empty unit is that code's false positive, a
     missed code is a false negative), kappa counts "no code" as one more category. A single-label
     dataset without empty golds keeps the plain argmax, as before."""
-    names = [c.split("/")[-1] for c in code_ids]
+    names = _names(code_ids)
     t = np.full(len(names), 0.5) if thresholds is None else np.asarray(thresholds)
     margin = Scores(code_ids, conf, conf, conf, conf, conf, t).decision_margin()
     if ds.single_label:
@@ -164,7 +170,7 @@ def complete_labels(segment_ids: Sequence[int], gold: Sequence[Sequence[str]], c
     """Confirmed passages as the learner's label frame (segment_id, code_id, label, source):
     each passage positive for its gold codes (names, the last part of a code id) and negative for
     every other code; an empty gold is negative for every code."""
-    names = [c.split("/")[-1] for c in code_ids]
+    names = _names(code_ids)
     rows = [(int(s), cid, int(n in set(g)), "passage") for s, g in zip(segment_ids, gold) for cid, n in zip(code_ids, names)]
     return pd.DataFrame(rows, columns=["segment_id", "code_id", "label", "source"])
 
@@ -209,7 +215,7 @@ def answer(protocol: str, gold: Sequence[str], ranked: Sequence[str], margins: S
 
     ``gold``: the passage's gold code names ([]: no code applies); ``ranked``: every code id,
     best decision margin first; ``margins``: those margins, in the same order."""
-    names = [c.split("/")[-1] for c in ranked]
+    names = _names(ranked)
     top_ok = names[0] in gold
     if protocol == "passage":
         pre = [n for n, m in zip(names, margins) if m >= 0]
@@ -299,7 +305,7 @@ def run_loop(
 def reliability_table(conf: np.ndarray, code_ids: list[str], gold: pd.Series, bins: int = 10) -> list[dict]:
     """Calibration check: every (passage, code) confidence, binned, against how often the code
     is the gold code. Well calibrated means mean_confidence ~= accept_rate in every bin."""
-    names = [c.split("/")[-1] for c in code_ids]
+    names = _names(code_ids)
     hit = np.array([[n in cs for n in names] for cs in gold], dtype=float).ravel()
     c = conf.ravel()
     idx = np.minimum((c * bins).astype(int), bins - 1)
