@@ -78,9 +78,9 @@ def server(project_dir, tmp_path):
     yield from _serve(project_dir, tmp_path)
 
 
-def _serve(project_dir: Path, tmp_path: Path):
+def _serve(project_dir: Path, tmp_path: Path, port: int | None = None):
     _requirements()
-    port = _free_port()
+    port = port or _free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen(

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -33,7 +30,7 @@ from coder_assist.core.template import parse_template
 from coder_assist.core.transcript import Transcript
 from coder_assist.formats.transcripts import parse_speaker_text
 from coder_assist.store.project import Project
-from tests.integration.test_browser import CHROMIUM, CHROMIUM_ARGS, _idle, _requirements
+from tests.integration.test_browser import CHROMIUM, CHROMIUM_ARGS, _idle, _serve
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = range(8661, 8670)
@@ -82,39 +79,7 @@ def project_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def server(project_dir, tmp_path):
-    _requirements()
-    port = _port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    log = open(tmp_path / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-         "--", "--project", str(project_dir)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"streamlit did not start:\n{(tmp_path / 'streamlit.log').read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    yield from _serve(project_dir, tmp_path, port=_port())
 
 
 # In the reading view's frame: the DOM boundary (text node, UTF-16 index) of a Python offset, and
