@@ -437,10 +437,10 @@ def backup(project, dest):
 @click.option("--features", type=click.Choice(["emb", "emb+prev", "emb+prev+ngrams"]), default="emb+prev+ngrams", show_default=True)
 @click.option("--quick", is_flag=True, help="One fold, 100 decisions, at most 600 units: a smoke run for CI.")
 @click.option("--model", "-m", help="Sentence-transformers model folder.")
-@click.option("--protocol", type=click.Choice(["binary", "corrective", "passage"]), default="binary", show_default=True,
+@click.option("--protocol", type=click.Choice(["binary", "corrective", "passage"]), default="passage", show_default=True,
               help="How the simulated researcher answers a passage. binary: accept or reject its top code; corrective: a reject "
-                   "names a gold code (Different code...); passage: confirm the passage's gold code set (a complete label). "
-                   "binary is the default for now because the README's figures are binary.")
+                   "names a gold code (Different code...); passage: confirm the passage's gold code set (a complete label), "
+                   "as the Review page's passage mode does.")
 @_clean_errors
 def simulate(dataset, out, folds, budget, batch, features, quick, model, protocol):
     """Simulated researcher: learning curves on an expert-coded dataset against baselines."""

@@ -433,7 +433,7 @@ def simulate(
     features: str = DEFAULT_FEATURES,
     seed: int = 0,
     max_units: int | None = None,
-    protocol: str = "binary",
+    protocol: str = "passage",
     log: Callable[[str], None] = lambda s: None,
 ) -> dict:
     """Run the simulated researcher (answering as ``protocol``, see ``PROTOCOLS``) and the
