@@ -25,13 +25,15 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score, f1_score
 
+from ..core.defaults import DEFAULT_TOP_K
 from ..core.template import parse_template
+from ..ml.calibration import reliability
 from ..ml.encoder import Encoder
 from ..core.errors import InputError
 from ..ml.classifier import LearnedScorer
 from ..ml.features import DEFAULT_FEATURES, Featurizer, labels_from_decisions
 from ..ml.query import strategy as query_strategy
-from ..ml.suggest import ExampleSimilarityScorer, Inputs, Scores
+from ..ml.suggest import ExampleSimilarityScorer, Inputs, Scores, decide
 
 CHECKPOINTS = (0, 50, 100, 200, 300, 500, 1000)
 
@@ -117,12 +119,17 @@ def _template(ds: Dataset, pool: pd.DataFrame, n_examples: int, seed: int, *, ex
     return parse_template({"name": ds.name, "codes": [{"name": ds.name, "description": ds.name, "exclusive": ds.single_label, "children": codes}]})
 
 
-def metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series, thresholds: np.ndarray | None = None) -> dict:
+def metrics(
+    ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series, thresholds: np.ndarray | None = None,
+    *, top_margin: float | None = None, top_k: int | None = None,
+) -> dict:
     """Macro-F1, Cohen's kappa and per-code F1 of confidences ``conf`` (n, codes ``code_ids``)
     against the gold codes of the same n units (``gold``: a list of codes per unit).
 
-    Single-label: the product's top suggestion (largest log-odds above its code's threshold).
-    Multi-label: every code at or above its threshold. ``thresholds`` None: 0.5 for all.
+    The decisions are the product's (:func:`coder_assist.ml.suggest.decide` with ``thresholds``,
+    ``top_margin`` and ``top_k``; the loop passes the scorer's, as the app shows them).
+    Single-label: the top suggestion (largest log-odds above its code's threshold).
+    Multi-label: every suggested code. ``thresholds`` None: 0.5 for all, no best-code rule.
 
     An empty gold ("no code applies"). Multi-label: a row with no positive; a code predicted
     there is a false positive of that code, no code predicted costs nothing. Single-label, where
@@ -132,12 +139,13 @@ def metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series,
     dataset without empty golds keeps the plain argmax, as before."""
     names = _names(code_ids)
     t = np.full(len(names), 0.5) if thresholds is None else np.asarray(thresholds)
-    margin = Scores(code_ids, conf, conf, conf, conf, conf, t).decision_margin()
+    margin, chosen = decide(Scores(code_ids, conf, conf, conf, conf, conf, t, top_margin if thresholds is not None else None), top_k=top_k)
     if ds.single_label:
         y_true = gold.map(lambda cs: cs[0] if cs else "").to_numpy()
-        y_pred = np.asarray(names, dtype=object)[margin.argmax(axis=1)]
+        top = margin.argmax(axis=1)
+        y_pred = np.asarray(names, dtype=object)[top]
         if ds.has_uncoded:
-            y_pred = np.where(margin.max(axis=1) >= 0, y_pred, "")
+            y_pred = np.where(chosen[np.arange(len(top)), top], y_pred, "")
         per = f1_score(y_true, y_pred, labels=names, average=None, zero_division=0)
         return {
             "macro_f1": round(float(per.mean()), 4),
@@ -145,7 +153,7 @@ def metrics(ds: Dataset, code_ids: list[str], conf: np.ndarray, gold: pd.Series,
             "per_code_f1": {n: round(float(v), 4) for n, v in zip(names, per)},
         }
     Y = np.array([[n in cs for n in names] for cs in gold])
-    P = margin >= 0
+    P = chosen
     per = f1_score(Y, P, average=None, zero_division=0)
     kap = [cohen_kappa_score(Y[:, j], P[:, j]) if Y[:, j].any() or P[:, j].any() else 0.0 for j in range(len(names))]
     return {"macro_f1": round(float(per.mean()), 4), "kappa": round(float(np.mean(kap)), 4), "per_code_f1": {n: round(float(v), 4) for n, v in zip(names, per)}}
@@ -210,15 +218,20 @@ class Answer:
     searches: int
 
 
-def answer(protocol: str, gold: Sequence[str], ranked: Sequence[str], margins: Sequence[float], *, single_label: bool) -> Answer:
+def answer(
+    protocol: str, gold: Sequence[str], ranked: Sequence[str], margins: Sequence[float], *, single_label: bool,
+    suggested: Sequence[bool] | None = None,
+) -> Answer:
     """How the simulated researcher answers a passage under ``protocol`` (see ``PROTOCOLS``).
 
     ``gold``: the passage's gold code names ([]: no code applies); ``ranked``: every code id,
-    best decision margin first; ``margins``: those margins, in the same order."""
+    best decision margin first; ``margins``: those margins, in the same order; ``suggested``:
+    whether the product suggests each (None: margin >= 0), pre-ticked under ``passage``."""
     names = _names(ranked)
     top_ok = names[0] in gold
     if protocol == "passage":
-        pre = [n for n, m in zip(names, margins) if m >= 0]
+        shown = [m >= 0 for m in margins] if suggested is None else suggested
+        pre = [n for n, ok in zip(names, shown) if ok]
         pre = pre[:1] if single_label else pre
         return Answer([], True, top_ok, *passage_effort(gold, names, pre))
     first = (ranked[0], "accept" if top_ok else "reject")
@@ -275,11 +288,11 @@ def run_loop(
             if len(avail) == 0:
                 break
             pick = avail[picker.query(conf[avail], inputs.X[avail], k)]
-            margin = Scores(code_ids, conf, conf, conf, conf, conf, scorer.thresholds() if scorer.coef else None).decision_margin()
+            margin, chosen = decide(Scores(code_ids, conf, conf, conf, conf, conf, scorer.thresholds(), scorer.top_margin), top_k=DEFAULT_TOP_K)
             for i in pick:
                 asked[i] = True
                 order = np.argsort(-margin[i], kind="stable")
-                a = answer(protocol, pool_codes[i], [code_ids[j] for j in order], margin[i, order], single_label=ds.single_label)
+                a = answer(protocol, pool_codes[i], [code_ids[j] for j in order], margin[i, order], single_label=ds.single_label, suggested=chosen[i, order])
                 n_decisions += 1
                 shown += 1
                 accepted += a.top_ok
@@ -293,28 +306,43 @@ def run_loop(
                 labels = labels_from_decisions(pd.DataFrame(events, columns=["segment_id", "code_id", "action", "id"]), template)
             scorer.fit_labels(inputs, labels, row_of={i: i for i in range(len(corpus))}, featurizer=featurizer, F=F, prior_conf=prior_conf)
             conf = scorer.score_features(F, prior_conf)
-        m = metrics(ds, code_ids, conf[n_pool:], test["codes"], scorer.thresholds() if scorer.coef else None)
+        # The thresholds the product would use now: the prior's at 0 decisions, learned ones after.
+        rule = dict(thresholds=scorer.thresholds(), top_margin=scorer.top_margin)
+        m = metrics(ds, code_ids, conf[n_pool:], test["codes"], **rule, top_k=DEFAULT_TOP_K)
         row = {"decisions": n_decisions, "macro_f1": m["macro_f1"], "kappa": m["kappa"], "accept_rate": round(accepted / shown, 4) if shown else None,
-               "effort": effort.as_dict(), "per_code_f1": m["per_code_f1"], "reliability": reliability_table(conf[n_pool:], code_ids, test["codes"])}
+               "effort": effort.as_dict(), "per_code_f1": m["per_code_f1"], "reliability": reliability_table(conf[n_pool:], code_ids, test["codes"]),
+               "reliability_shown": shown_reliability(conf[n_pool:], code_ids, test["codes"], **rule)}
         log(f"  {protocol}/{strategy:>10s} {row['decisions']:5d} decisions: macro-F1 {row['macro_f1']:.3f} kappa {row['kappa']:.3f} accept {row['accept_rate']} "
             f"keys {effort.keys} searches {effort.searches}")
         curve.append(row)
     return curve
 
 
+def _gold_matrix(code_ids: list[str], gold: pd.Series) -> np.ndarray:
+    names = _names(code_ids)
+    return np.array([[n in cs for n in names] for cs in gold], dtype=bool).reshape(len(gold), len(names))
+
+
+def _as_accept_rate(rows: list[dict]) -> list[dict]:
+    # The simulated researcher accepts exactly the gold codes, so a bin's hit rate is its accept rate.
+    return [{"bin": r["bin"], "n": r["n"], "mean_confidence": r["mean_confidence"], "accept_rate": r["hit_rate"]} for r in rows]
+
+
 def reliability_table(conf: np.ndarray, code_ids: list[str], gold: pd.Series, bins: int = 10) -> list[dict]:
     """Calibration check: every (passage, code) confidence, binned, against how often the code
     is the gold code. Well calibrated means mean_confidence ~= accept_rate in every bin."""
-    names = _names(code_ids)
-    hit = np.array([[n in cs for n in names] for cs in gold], dtype=float).ravel()
-    c = conf.ravel()
-    idx = np.minimum((c * bins).astype(int), bins - 1)
-    out = []
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            out.append({"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}", "n": int(m.sum()), "mean_confidence": round(float(c[m].mean()), 4), "accept_rate": round(float(hit[m].mean()), 4)})
-    return out
+    return _as_accept_rate(reliability(conf, _gold_matrix(code_ids, gold), bins))
+
+
+def shown_reliability(
+    conf: np.ndarray, code_ids: list[str], gold: pd.Series, *, thresholds: np.ndarray, top_margin: float | None,
+    top_k: int | None = DEFAULT_TOP_K, bins: int = 10,
+) -> list[dict]:
+    """Calibration of what the researcher sees: only the suggestions the product would show
+    (:func:`coder_assist.ml.suggest.decide`), confidence-binned, against how often the shown
+    code is gold (what the researcher would accept)."""
+    _, chosen = decide(Scores(code_ids, conf, conf, conf, conf, conf, thresholds, top_margin), top_k=top_k)
+    return _as_accept_rate(reliability(conf[chosen], _gold_matrix(code_ids, gold)[chosen], bins))
 
 
 def fit_all(ds: Dataset, Xtr, ytr, Xte) -> np.ndarray:
@@ -357,13 +385,16 @@ def _fold_curves(ds: Dataset, pool: pd.DataFrame, test: pd.DataFrame, tpl, encod
 def _baselines(ds: Dataset, units: pd.DataFrame, pool: pd.DataFrame, test: pd.DataFrame, encoder: Encoder, emb: dict[str, np.ndarray], seed: int) -> dict[str, dict]:
     """One fold's fixed points: zero-shot on the descriptions, and TF-IDF or embedding logistic
     regression trained on every pool label."""
+    # Zero-shot is scored as the product would show a descriptions-only template: its own rule
+    # (no examples: no calibration, the best code of each passage).
     zs = ExampleSimilarityScorer().fit(_template(ds, pool, 0, seed, examples=False), encoder)
+    zs_scores = zs.score(emb["X"][test["row"]])
     corpus = Inputs(X=emb["X"][units["row"]], texts=units["text"].tolist(), X_prev=emb["P"][units["row"]], prev_texts=units["prev_text"].tolist())
     ngrams = Featurizer("emb+prev+ngrams").fit(corpus)
     tf_only = lambda rows: ngrams.ngrams(Inputs(X=emb["X"][rows["row"]], texts=rows["text"].tolist()))  # noqa: E731
     names = list(ds.codebook["code"])
     return {
-        "zero_shot": metrics(ds, zs.code_ids, zs.score(emb["X"][test["row"]]).confidence, test["codes"]),
+        "zero_shot": metrics(ds, zs.code_ids, zs_scores.confidence, test["codes"], zs_scores.thresholds, top_margin=zs_scores.top_margin, top_k=DEFAULT_TOP_K),
         "tfidf_lr_all": metrics(ds, names, fit_all(ds, tf_only(pool), pool["codes"].tolist(), tf_only(test)), test["codes"]),
         "embedding_lr_all": metrics(ds, names, fit_all(ds, emb["X"][pool["row"]], pool["codes"].tolist(), emb["X"][test["row"]]), test["codes"]),
     }
@@ -381,6 +412,8 @@ def _mean_curve(curves: list[list[dict]]) -> list[dict]:
             "accept_rate": round(float(np.mean(acc)), 4) if acc else None,
             "effort": {k: round(float(np.mean([r["effort"][k] for r in rows])), 1) for k in ("keys", "searches")},
             "per_code_f1": {k: round(float(np.mean([r["per_code_f1"][k] for r in rows])), 4) for k in rows[0]["per_code_f1"]},
+            # Pooled over folds (bins summed): every (passage, code) pair, and what was shown.
+            **{key: _pooled_reliability([[r] for r in rows], key) for key in ("reliability", "reliability_shown") if key in rows[0]},
         })
     return out
 
@@ -389,11 +422,11 @@ def _mean_point(points: list[dict]) -> dict:
     return {"macro_f1": round(float(np.mean([p["macro_f1"] for p in points])), 4), "kappa": round(float(np.mean([p["kappa"] for p in points])), 4)}
 
 
-def _pooled_reliability(curves: list[list[dict]]) -> list[dict]:
+def _pooled_reliability(curves: list[list[dict]], key: str = "reliability") -> list[dict]:
     """Reliability of the final model, pooled over folds (bins summed, not averaged)."""
     pooled: dict[str, list] = {}
     for c in curves:
-        for r in c[-1]["reliability"]:
+        for r in c[-1][key]:
             pooled.setdefault(r["bin"], []).append(r)
     return [
         {"bin": b, "n": sum(r["n"] for r in rs),
@@ -418,6 +451,7 @@ def _summarise(per_fold: dict[str, list]) -> dict:
         },
         "decisions_to_match_embedding_lr_all": next((r["decisions"] for r in curve if r["macro_f1"] >= emb_all["macro_f1"]), None),
         "reliability_final": _pooled_reliability(per_fold["curve"]),
+        "reliability_shown_final": _pooled_reliability(per_fold["curve"], "reliability_shown"),
     }
 
 
@@ -481,6 +515,7 @@ def simulate(
         "baselines": summary["baselines"],
         "decisions_to_match_embedding_lr_all": summary["decisions_to_match_embedding_lr_all"],
         "reliability_final": summary["reliability_final"],
+        "reliability_shown_final": summary["reliability_shown_final"],
         "effort": summary["curve"][-1]["effort"],
         "seconds": round(time.perf_counter() - t0, 1),
     }

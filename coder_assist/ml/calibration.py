@@ -1,5 +1,6 @@
 """Calibration of the learned scorer's blended log-odds (Platt scaling) and the clipped logit
-both sides of the blend use.
+both sides of the blend use; the threshold helpers of the cold-start prior (AUC, F1-best
+threshold, shrinkage toward a pooled threshold); and the reliability table that checks either.
 
 The cold-start scorer's one curve (:meth:`coder_assist.ml.suggest.ExampleSimilarityScorer._fit_calibration`)
 is not merged here: it is scikit-learn's lbfgs LogisticRegression(C=10) on pooled template
@@ -44,4 +45,51 @@ def apply_platt(z: np.ndarray, ab: tuple[float, float]) -> np.ndarray:
     return 1 / (1 + np.exp(-(a * z + b)))
 
 
-__all__ = ["EPS", "logit", "platt", "apply_platt"]
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Probability that a positive scores above a negative (ties count half): the ROC AUC."""
+    from scipy.stats import rankdata
+
+    pos, neg = np.asarray(pos, dtype=np.float64).ravel(), np.asarray(neg, dtype=np.float64).ravel()
+    r = rankdata(np.r_[pos, neg])
+    n1, n2 = len(pos), len(neg)
+    return float((r[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n2))
+
+
+def f1_threshold(pos: np.ndarray, neg: np.ndarray) -> float:
+    """The threshold, one of the scores, at which ``pos`` against ``neg`` have the best F1
+    (score >= threshold is a yes); of equally good ones the lowest."""
+    pos, neg = np.asarray(pos, dtype=np.float64).ravel(), np.asarray(neg, dtype=np.float64).ravel()
+    cands = np.unique(np.r_[pos, neg])
+    tp = (pos[None, :] >= cands[:, None]).sum(axis=1)
+    fp = (neg[None, :] >= cands[:, None]).sum(axis=1)
+    f1 = 2 * tp / np.maximum(2 * tp + fp + (len(pos) - tp), 1)
+    return float(cands[int(np.argmax(f1))])
+
+
+def shrink_threshold(own: float, pooled: float, n: int, shrink: float) -> float:
+    """A probability threshold estimated from ``n`` examples, pulled toward ``pooled``: the
+    log-odds average with weights n and ``shrink`` (n = 0 gives ``pooled``)."""
+    w = n / (n + shrink) if n + shrink > 0 else 0.0
+    z = w * float(logit(np.float64(own))) + (1 - w) * float(logit(np.float64(pooled)))
+    return float(1 / (1 + np.exp(-z)))
+
+
+def reliability(confidence: np.ndarray, hit: np.ndarray, bins: int = 10) -> list[dict]:
+    """A reliability table: ``confidence`` in ``bins`` equal-width bins, each with n,
+    mean_confidence and hit_rate (the share of ``hit`` that is true). A calibrated model has
+    hit_rate close to mean_confidence in every bin. Empty bins are left out."""
+    c = np.asarray(confidence, dtype=np.float64).ravel()
+    h = np.asarray(hit, dtype=np.float64).ravel()
+    if c.shape != h.shape:
+        raise ValueError(f"confidence and hit differ in size: {c.shape} vs {h.shape}")
+    idx = np.clip((c * bins).astype(int), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            out.append({"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}", "n": int(m.sum()),
+                        "mean_confidence": round(float(c[m].mean()), 4), "hit_rate": round(float(h[m].mean()), 4)})
+    return out
+
+
+__all__ = ["EPS", "logit", "platt", "apply_platt", "auc", "f1_threshold", "shrink_threshold", "reliability"]

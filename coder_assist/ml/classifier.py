@@ -235,12 +235,31 @@ class LearnedScorer(Scorer):
         if not self.coef:
             return base
         conf = self.score_features(self.featurizer.transform(inputs) if features is None else features, base.confidence)
-        return Scores(base.code_ids, conf, base.similarity, base.evidence_text, base.evidence_source, base.evidence_similarity, self.thresholds())
+        return Scores(base.code_ids, conf, base.similarity, base.evidence_text, base.evidence_source, base.evidence_similarity, self.thresholds(), self.top_margin)
 
     def thresholds(self) -> np.ndarray:
-        """Per-code thresholds: learned where a classifier exists, else twice the chance rate."""
-        default = auto_threshold(len(self.code_ids))
-        return np.array([self.reports[c].threshold if c in self.coef else default for c in self.code_ids])
+        """Per-code thresholds: learned where a classifier exists, else the prior's (its
+        confidences serve that code, so its threshold does too: a code with no positives yet
+        keeps the cold-start rule instead of a threshold made for another curve)."""
+        prior = self.prior.thresholds if self.prior is not None else np.full(len(self.code_ids), auto_threshold(len(self.code_ids)))
+        return np.array([self.reports[c].threshold if c in self.coef else float(prior[j]) for j, c in enumerate(self.code_ids)])
+
+    @property
+    def top_margin(self) -> float | None:
+        """The prior's best-code rule (:attr:`Scores.top_margin`) until a code is learned; then
+        none, as learned thresholds are F1-best on the decisions themselves (fold 0, passage
+        protocol, with the rule kept against without: annomi-therapist-fine 0.265/0.316 against
+        0.283/0.340 macro-F1 at 100/300 decisions, nhs-fft 0.252/0.304 against 0.253/0.298).
+        A ranking prior (uncalibrated) keeps it: its codes' threshold of 1 would never be met."""
+        if self.prior is None:
+            return None
+        return self.prior.top_margin if not self.coef or not self.prior.calibrated else None
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether a confidence is a calibrated probability: some code is calibrated on the
+        researcher's decisions, or the template's examples gave the prior a curve."""
+        return bool(self.coef) or bool(self.prior is not None and self.prior.calibrated)
 
     def score_features(self, F: sp.csr_matrix, prior_conf: np.ndarray) -> np.ndarray:
         """Calibrated confidences (n, k) from precomputed features and prior confidences."""

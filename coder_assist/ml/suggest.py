@@ -14,8 +14,16 @@ curve is fitted to those pooled scores. A confidence of 0.2 therefore reads "exc
 template that score like this belong to the code about 20% of the time", the same for every
 code. Each excerpt belongs to one of K codes, so the base rate is 1/K: with the 49-code study
 template, cold-start confidences are honest and low (median top confidence about 0.04 on the
-demo), and the default threshold is relative to that base rate (:func:`auto_threshold`). The
-learning loop replaces this with calibration on the researcher's own decisions.
+demo). The learning loop replaces this with calibration on the researcher's own decisions.
+
+The decisions at cold start come from per-code thresholds, set from the same leave-one-out
+scores (:meth:`ExampleSimilarityScorer._fit_thresholds`): each code's F1-best threshold on its
+own examples, shrunk toward the pooled one (five examples are too few to trust alone), and in a
+multi-label scheme a passage's best code is suggested when it is within :data:`TOP_MARGIN`
+log-odds of its threshold. Where the template's examples do not separate their codes left out
+(leave-one-out AUC at or below 0.5, or too few examples) the scorer is ``calibrated = False``:
+it ranks, every passage's best code is shown, and the app says the number is not a probability.
+See docs/calibration.md for the rules that were compared and the benchmark behind the choice.
 
 Any :class:`Scorer` (e.g. a classifier trained on decisions) plugs into :func:`suggest`.
 """
@@ -29,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.template import Code, Template
+from .calibration import auc as loo_auc
+from .calibration import f1_threshold, shrink_threshold
 from .encoder import Encoder
 
 #: Weight of the nearest-example cosine against the prototype cosine.
@@ -39,6 +49,12 @@ COUNTER_PENALTY = 0.5
 FALLBACK_CALIBRATION = (6.0, -5.5)
 #: The default threshold is this many times the 1/K base rate of a code.
 AUTO_THRESHOLD_LIFT = 2.0
+#: A code's own leave-one-out threshold counts as this many examples against the pooled one
+#: (logit average): with 5 examples a code's own F1-best threshold is one third of its threshold.
+THRESHOLD_SHRINK = 10.0
+#: Multi-label: a passage's best code is suggested when its log-odds are at most this far below
+#: its threshold (a 40-code scheme's per-code thresholds alone leave most passages with nothing).
+TOP_MARGIN = 1.0
 
 
 def auto_threshold(n_codes: int) -> float:
@@ -71,9 +87,13 @@ class Scores:
     evidence_text: np.ndarray  # (n, k) object: nearest example (or description) text
     evidence_source: np.ndarray  # (n, k) object: "example" / "description" / its source note
     evidence_similarity: np.ndarray  # (n, k) cosine to that evidence
-    #: Per-code decision thresholds (k,), where the scorer has learned them; else None and
-    #: :func:`suggest` uses one threshold for all codes.
+    #: Per-code decision thresholds (k,) of the scorer; None: :func:`suggest` uses
+    #: :func:`auto_threshold` for all codes.
     thresholds: np.ndarray | None = None
+    #: A passage's best code is suggested when its :meth:`decision_margin` is at least
+    #: ``-top_margin`` even if below its threshold (``inf``: always, the ranking mode of an
+    #: uncalibrated scorer); None: only codes at or above their thresholds.
+    top_margin: float | None = None
 
     def decision_margin(self) -> np.ndarray:
         """(n, k) how far each confidence is above its code's threshold, in log-odds: a code
@@ -123,6 +143,12 @@ class ExampleSimilarityScorer(Scorer):
         self.counter_penalty = counter_penalty
         self.calibration: tuple[float, float] = FALLBACK_CALIBRATION
         self.calibration_n: tuple[int, int] = (0, 0)  # positives, negatives used
+        #: Whether the template's leave-one-out scores gave a usable curve (else: rank only).
+        self.calibrated = False
+        #: Leave-one-out AUC of the pooled template scores (None: too few examples).
+        self.loo_auc: float | None = None
+        self.thresholds: np.ndarray = np.zeros(0)  # (k,) per-code decision thresholds
+        self.top_margin: float | None = float("inf")  # see Scores.top_margin
 
     # -- fitting ---------------------------------------------------------------------------
     def fit(self, template: Template, encoder: Encoder) -> "ExampleSimilarityScorer":
@@ -163,9 +189,9 @@ class ExampleSimilarityScorer(Scorer):
             s = s - self.counter_penalty * excess
         return s, sims
 
-    def _fit_calibration(self) -> None:
-        """Leave-one-out scores of the template's own examples: positives for their code,
-        negatives for every other code; one logistic curve for all codes."""
+    def _loo_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """Leave-one-out scores of the template's examples: (S, owner), S[i, j] the score of
+        example i against code j (its own code without it), owner[i] the code it illustrates."""
         pos_scores: list[float] = []
         queries: list[np.ndarray] = []
         owner: list[int] = []
@@ -181,26 +207,71 @@ class ExampleSimilarityScorer(Scorer):
                 pos_scores.append(float(s[0]))
                 queries.append(m.ex_vecs[j])
                 owner.append(i)
-        neg_scores: list[float] = []
-        if queries:
-            # Every example against every other code in one product per code (not one per
-            # pair: 12,000 tiny products took 2-4 s of each run); row-major order keeps the
-            # negatives in the order of the pairwise loop.
-            Q = np.stack(queries)
-            S = np.column_stack([self._raw(Q, o.ex_vecs, o.prototype, o.counter_vecs)[0] for o in self._models])
-            neg_scores = [float(v) for v in S[np.asarray(owner)[:, None] != np.arange(len(self._models))[None, :]]]
+        k = len(self._models)
+        if not queries:
+            return np.zeros((0, k)), np.zeros(0, dtype=int)
+        # Every example against every other code in one product per code (not one per pair:
+        # 12,000 tiny products took 2-4 s of each run).
+        Q = np.stack(queries)
+        S = np.column_stack([self._raw(Q, o.ex_vecs, o.prototype, o.counter_vecs)[0] for o in self._models]).astype(np.float64)
+        own = np.asarray(owner, dtype=int)
+        S[np.arange(len(own)), own] = pos_scores
+        return S, own
+
+    def _fit_calibration(self) -> None:
+        """Leave-one-out scores of the template's own examples: positives for their code,
+        negatives for every other code; one logistic curve for all codes, then the per-code
+        thresholds (:meth:`_fit_thresholds`)."""
+        S, owner = self._loo_scores()
+        k = len(self._models)
+        is_own = owner[:, None] == np.arange(k)[None, :]
+        pos_scores, neg_scores = S[is_own], S[~is_own]
         self.calibration_n = (len(pos_scores), len(neg_scores))
+        self.calibration, self.calibrated, self.loo_auc = FALLBACK_CALIBRATION, False, None
+        # Rank: every passage's best code is shown, and only it (a threshold of 1 is never
+        # reached), since an uncalibrated number cannot say which other codes apply.
+        self.thresholds = np.ones(k)
+        self.top_margin = float("inf")
         if len(pos_scores) < 5 or len(neg_scores) < 5:
-            self.calibration = FALLBACK_CALIBRATION
             return
         from sklearn.linear_model import LogisticRegression
 
-        x = np.array(pos_scores + neg_scores)[:, None]
+        x = np.r_[pos_scores, neg_scores][:, None]
         y = np.r_[np.ones(len(pos_scores)), np.zeros(len(neg_scores))]
+        self.loo_auc = loo_auc(pos_scores, neg_scores)
         # No class re-weighting: the 1-in-K base rate of the pooled pairs is the honest prior
         # for a passage that carries about one code.
         lr = LogisticRegression(C=10.0).fit(x, y)
-        self.calibration = (float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+        slope = float(lr.coef_[0, 0])
+        # A curve that falls with similarity, or examples that score their own code no better
+        # than the others (AnnoMI client talk: AUC 0.36-0.51 over three draws of 5 examples),
+        # is no calibration: the scorer ranks by similarity and says so.
+        if slope <= 0 or self.loo_auc <= 0.5:
+            return
+        self.calibration, self.calibrated = (slope, float(lr.intercept_[0])), True
+        self._fit_thresholds(S, owner)
+
+    def _fit_thresholds(self, S: np.ndarray, owner: np.ndarray) -> None:
+        """Per-code thresholds from the leave-one-out confidences. A code outside an exclusive
+        group: its own F1-best threshold (its examples against the other codes' examples),
+        averaged in log-odds with the pooled F1-best one weighted as :data:`THRESHOLD_SHRINK`
+        examples. A code in an exclusive group keeps :func:`auto_threshold`: there the best
+        code is the decision (argmax), per-code offsets from five examples a code were noise
+        (annomi-therapist, three draws: +0.09, -0.07, +0.01 macro-F1), and a lower common
+        threshold only shows more of the three suggestions that cannot all apply."""
+        a, b = self.calibration
+        P = 1.0 / (1.0 + np.exp(-(a * S + b)))
+        k = P.shape[1]
+        is_own = owner[:, None] == np.arange(k)[None, :]
+        pooled = f1_threshold(P[is_own], P[~is_own])
+        t = np.full(k, auto_threshold(k))
+        for j, m in enumerate(self._models):
+            pos, neg = P[owner == j, j], P[owner != j, j]
+            if len(pos) == 0 or len(neg) == 0 or self.template.exclusive_siblings(m.code.id):
+                continue
+            t[j] = shrink_threshold(f1_threshold(pos, neg), pooled, len(pos), THRESHOLD_SHRINK)
+        self.thresholds = t
+        self.top_margin = TOP_MARGIN
 
     # -- scoring ---------------------------------------------------------------------------
     def score(self, inputs: Inputs | np.ndarray) -> Scores:
@@ -219,7 +290,7 @@ class ExampleSimilarityScorer(Scorer):
             ev_src[:, j] = np.asarray(m.ex_sources, dtype=object)[best]
         a, b = self.calibration
         conf = 1.0 / (1.0 + np.exp(-(a * sim + b)))
-        return Scores(self.code_ids, conf.astype(np.float32), sim, ev_text, ev_src, ev_sim)
+        return Scores(self.code_ids, conf.astype(np.float32), sim, ev_text, ev_src, ev_sim, self.thresholds.copy(), self.top_margin)
 
 
 SUGGESTION_COLUMNS = [
@@ -234,23 +305,44 @@ SUGGESTION_COLUMNS = [
 ]
 
 
+def decide(scores: Scores, *, threshold: float | None = None, top_k: int | None = 3) -> tuple[np.ndarray, np.ndarray]:
+    """The product's decision rule, shared by :func:`suggest`, the review queue and the
+    simulated researcher: (margin (n, k), suggested (n, k) bool). A code is suggested when it is
+    at or above its threshold, or when it is the passage's best code and within the scores'
+    ``top_margin`` of its threshold; at most ``top_k`` per passage, best margin first. The
+    threshold is ``threshold`` when given (and then no best-code rule), else the scorer's
+    per-code thresholds, else :func:`auto_threshold`."""
+    conf = scores.confidence
+    n, k = conf.shape
+    top_margin = None
+    if threshold is not None or scores.thresholds is None:
+        t = np.full(k, auto_threshold(len(scores.code_ids)) if threshold is None else threshold)
+    else:
+        t, top_margin = scores.thresholds, scores.top_margin
+    margin = Scores(scores.code_ids, conf, conf, conf, conf, conf, t).decision_margin()
+    chosen = margin >= 0
+    if top_margin is not None and n and k:
+        best = margin.argmax(axis=1)
+        rows = np.arange(n)
+        chosen[rows, best] |= margin[rows, best] >= -top_margin
+    if top_k is not None and top_k < k:
+        rest = np.argsort(-margin, axis=1, kind="stable")[:, top_k:]
+        np.put_along_axis(chosen, rest, False, axis=1)
+    return margin, chosen
+
+
 def suggest(scores: Scores, *, threshold: float | None = None, top_k: int | None = 3) -> pd.DataFrame:
-    """Pick suggestions: every code at or above its threshold, best first (by log-odds above the
-    threshold), at most ``top_k`` per segment (multi-label). The threshold is ``threshold`` when
-    given, else the scorer's learned per-code thresholds, else :func:`auto_threshold`.
-    ``segment`` is the row index into the scored segments."""
+    """Pick suggestions by :func:`decide`, best first (by log-odds above the threshold), at
+    most ``top_k`` per segment (multi-label). ``segment`` is the row index into the scored
+    segments."""
     conf = scores.confidence
     if conf.size == 0:
         return pd.DataFrame(columns=SUGGESTION_COLUMNS)
-    if threshold is not None or scores.thresholds is None:
-        t = np.full(conf.shape[1], auto_threshold(len(scores.code_ids)) if threshold is None else threshold)
-    else:
-        t = scores.thresholds  # learned per-code thresholds
-    margin = Scores(scores.code_ids, conf, conf, conf, conf, conf, t).decision_margin()
+    margin, chosen = decide(scores, threshold=threshold, top_k=top_k)
     order = np.argsort(-margin, axis=1, kind="stable")
     if top_k is not None:
         order = order[:, :top_k]
-    rows, ranks = np.nonzero(np.take_along_axis(margin, order, axis=1) >= 0)
+    rows, ranks = np.nonzero(np.take_along_axis(chosen, order, axis=1))
     cols = order[rows, ranks]
     return pd.DataFrame(
         {
