@@ -10,7 +10,8 @@ browser is); the clock starts when the server command starts, Chromium asks for 
 soon as the server answers its health check, and the clock stops when the first suggestion
 card (`.ca-code`) is visible. "New visitor": a fresh browser context (no cookies, a new
 Streamlit session) on the running server, from the request to the card. Targets (issue 14):
-cold <= 6 s, new visitor <= 1.5 s.
+cold <= 6 s, new visitor <= 1.5 s. Side by side, the same visit to a two-line Streamlit app that
+draws one card: what any Streamlit page costs a new visitor here, the floor under the figure.
 """
 
 from __future__ import annotations
@@ -110,6 +111,38 @@ def one_cold_start(project: Path, port: int, browser, log_path: Path, visitors: 
             "new_visitor_s": visitors_s, "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
+EMPTY_APP = """import streamlit as st
+st.markdown('<div class="ca-code">first card</div>', unsafe_allow_html=True)
+"""
+
+
+def empty_app_visitors(tmp: Path, browser, visitors: int) -> list[float]:
+    """What Streamlit itself costs a new visitor: a two-line app that draws one `.ca-code` card,
+    served and visited exactly as the real app is. The floor under the real app's figure."""
+    app = tmp / "empty_app.py"
+    app.write_text(EMPTY_APP)
+    cmd = [str(ROOT / ".venv" / "bin" / "streamlit"), "run", str(app), "--server.address", "127.0.0.1", "--server.port", str(port := free_port()),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        out = []
+        for _ in range(visitors + 1):  # the first warms the server, as the real app's cold visit does
+            ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+            out.append(round(first_card(ctx.new_page(), url + "/"), 2))
+            ctx.close()
+        return out[1:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -129,6 +162,8 @@ def main() -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             try:
+                empty = empty_app_visitors(tmp, browser, args.visitors * args.runs)
+                print(json.dumps({"empty_streamlit_app_new_visitor_s": empty}), file=sys.stderr, flush=True)
                 for r in range(args.runs):
                     project = tmp / f"project-{r}"
                     shutil.copytree(tmp / "built", project)  # the same project each time, never a used one
@@ -146,6 +181,9 @@ def main() -> None:
         "runs": runs,
         "cold_first_suggestion_s_median": round(cold, 2),
         "new_visitor_s_median": round(visitor, 2),
+        "empty_streamlit_app_new_visitor_s": empty,
+        "empty_streamlit_app_new_visitor_s_median": round(statistics.median(empty), 2),
+        "new_visitor_over_empty_app": round(visitor / statistics.median(empty), 2),
         "targets": {"cold_first_suggestion_s": 6.0, "new_visitor_s": 1.5},
     }
     text = json.dumps(result, indent=2)
