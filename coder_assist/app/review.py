@@ -43,7 +43,7 @@ import pandas as pd
 
 from ..core.errors import ProjectError
 from ..store import queries
-from ..store.project import EPOCH_KEY, Decision, Project
+from ..store.project import EPOCH_KEY, ORIGIN_PASSAGE, Decision, Project
 from ..store.queries import (  # noqa: F401  (the review API: the pages read these through this module)
     ContextTurn,
     segment_codes as _segment_codes,
@@ -292,10 +292,14 @@ class _CoderLog:
         self.chains: dict[tuple[int, str], list[tuple[int, str]]] = {}
         self.pair_of: dict[int, tuple[int, str]] = {}
         self.views: dict[tuple, "_CoderView"] = {}
+        # Passage confirmations: per segment, the ids of its passage-review rows not undone.
+        self.passages: dict[int, set[int]] = {}
+        self.passage_of: dict[int, int] = {}
 
     def _reset(self) -> None:
         self.last_id, self.last_row = 0, None
         self.chains, self.pair_of, self.views = {}, {}, {}
+        self.passages, self.passage_of = {}, {}
 
     def refresh(self, project: Project) -> set[tuple[int, str]]:
         epoch = project.meta(EPOCH_KEY)
@@ -310,18 +314,27 @@ class _CoderLog:
                 self._reset()
         rows = queries.decisions_since(project, self.coder, self.last_id)
         changed: set[tuple[int, str]] = set()
-        for did, seg, code, action, undoes in rows:
+        for did, seg, code, action, undoes, unit, origin in rows:
             if action == "undo":
                 pair = self.pair_of.get(undoes)
                 if pair is not None:
                     chain = self.chains.get(pair, [])
                     self.chains[pair] = [c for c in chain if c[0] != undoes]
                     changed.add(pair)
+                pseg = self.passage_of.pop(undoes, None)
+                if pseg is not None:
+                    live = self.passages.get(pseg, set())
+                    live.discard(undoes)
+                    if not live:
+                        self.passages.pop(pseg, None)
             else:
                 pair = (seg, code)
                 self.pair_of[did] = pair
                 self.chains.setdefault(pair, []).append((did, action))
                 changed.add(pair)
+                if unit is not None and origin == ORIGIN_PASSAGE:
+                    self.passage_of[did] = seg
+                    self.passages.setdefault(seg, set()).add(did)
             self.last_id, self.last_row = did, (did, seg, code, action, self.coder)
         if changed:
             for view in self.views.values():
@@ -721,17 +734,16 @@ def choose_other_code(project: Project, suggestion_id: int, code_id: str, coder:
         done = current_action(project, segment_id, suggested, coder)
         if done in ("accept", "reject"):
             raise ProjectError(f"this suggestion was already {done}ed by {coder} (in another tab or session?); nothing recorded")
-        reject_id = project.record_decision(segment_id, suggested, "reject", coder, suggestion_id=int(suggestion_id))
+        # One unit (schema v6): the reject is its first row, so the unit id is the reject's id,
+        # which the accept's note still names (how pairs made before v6 are told apart).
+        reject_id = queries.next_decision_id(project)
+        note = _OTHER_CODE_NOTE.format(sid=int(suggestion_id), reject_id=reject_id)
         # The chosen code may itself be a suggestion of this model for this segment.
-        accept_id = project.record_decision(
-            segment_id,
-            code_id,
-            "accept",
-            coder,
-            suggestion_id=queries.sibling_suggestion(project, suggestion_id, code_id),
-            note=_OTHER_CODE_NOTE.format(sid=int(suggestion_id), reject_id=reject_id),
-        )
-    return reject_id, accept_id
+        sibling = queries.sibling_suggestion(project, suggestion_id, code_id)
+        unit = project.record_unit(segment_id, [(suggested, "reject", int(suggestion_id)), (code_id, "accept", sibling, note)], coder)
+        if unit != reject_id:  # pragma: no cover - the transaction holds the write lock
+            raise ProjectError("Different code: the log moved on while recording; nothing recorded")
+    return reject_id, reject_id + 1
 
 
 def _check_leaf(project: Project, code_id: str) -> None:
@@ -769,22 +781,22 @@ def remove_code(project: Project, segment_id: int, code_id: str, coder: str) -> 
 
 
 def undo_last(project: Project, coder: str) -> list[Decision]:
-    """Undo this coder's last action: the last decision, or both halves of a "Different
-    code..." (one transaction). Returns the undone decisions, latest first; empty when there
-    is nothing to undo."""
+    """Undo this coder's last action (one transaction): the last decision, or every row of
+    the unit it belongs to (a passage confirmed in passage review, both halves of a "Different
+    code..."). Returns the undone decisions, latest first; empty when there is nothing to
+    undo."""
     coder = _coder(coder)
     with project.transaction():
-        first = project.undo_last(coder)
-        if first is None:
-            return []
-        undone = [first]
-        m = _OTHER_CODE_RE.search(queries.decision_note(project, first.id) or "")
-        if m:
-            nxt = project.last_decision(coder)
-            if nxt is not None and nxt["id"] == int(m.group(1)):
-                second = project.undo_last(coder)
-                if second is not None:
-                    undone.append(second)
+        undone = project.undo_last_action(coder)
+        if len(undone) == 1 and undone[0].unit_id is None:
+            # A "Different code..." made before schema v6 has no unit: its accept names its reject.
+            m = _OTHER_CODE_RE.search(queries.decision_note(project, undone[0].id) or "")
+            if m:
+                nxt = project.last_decision(coder)
+                if nxt is not None and nxt["id"] == int(m.group(1)) and nxt.get("unit_id") is None:
+                    second = project.undo_last(coder)
+                    if second is not None:
+                        undone.append(second)
         return undone
 
 
@@ -911,3 +923,267 @@ def page_data(
         data.n_for_segment = len(segment_suggestions(project, row["segment_id"]))
         data.mine = segment_codes(project, row["segment_id"], coder) if coder else pd.DataFrame(columns=["code_id", "code_path", "action"])
     return data
+
+
+# --------------------------------------------------------------------------- passage review
+#
+# Passage review (the Review page's main mode) shows one passage with its candidate codes and
+# records the coder's answer as a complete label: an accept for every ticked code and a reject
+# for every other active leaf code of the template, one unit (``Project.record_unit``, origin
+# ``passage``), undone whole. The passages come in the triage queue's order, one per segment:
+# the next passage is the segment of the next suggestion :func:`next_suggestion` would show.
+# Confirming decides every suggestion on the passage, so a confirmed passage leaves the queue
+# by the same rule that moves triage on; it comes back only if the pool gains a suggestion
+# that the label did not answer (a code added to the template since, say).
+
+#: Codes listed after the likely ones, unticked (the simulated researcher's N_CANDIDATES).
+N_CANDIDATES = 5
+#: Passages before and after whose suggestions fill the list of further candidates.
+NEARBY = 2
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One code listed for a passage. ``ticked``: its box is ticked when the passage is shown
+    (a likely code the coder has not rejected there, or a code the coder holds on it);
+    ``suggested``: the active model suggests it for this passage (``confidence``, evidence and
+    ``suggestion_id`` are that suggestion's); ``reason``: why it is listed, in words."""
+
+    code_id: str
+    code_path: str
+    ticked: bool
+    suggested: bool
+    reason: str
+    confidence: float | None = None
+    suggestion_id: int | None = None
+    evidence: str | None = None
+    evidence_source: str | None = None
+    evidence_similarity: float | None = None
+
+
+@dataclass
+class PassageView:
+    """One passage as passage review shows it."""
+
+    segment: dict  # segment_id, transcript_id, transcript, segment_idx, turn_idx, speaker, start, end, text
+    skipped: bool  # its only suggestions left were skipped in triage
+    attributes: dict[str, str]
+    context: list[ContextTurn]
+    candidates: list[Candidate]
+    mine: pd.DataFrame  # this coder's current decisions on it (code_id, code_path, action)
+    confirmed: int | None = None  # this coder's live passage confirmation of it (a unit id)
+
+    @property
+    def segment_id(self) -> int:
+        return int(self.segment["segment_id"])
+
+
+@dataclass
+class PassagePage:
+    """Everything passage review shows (``passage is None``: no passage left)."""
+
+    progress: dict  # confirmed (passages this coder confirmed), queued, total (passages of the pool)
+    in_filter: dict[str, int] | None  # total / queued passages under the filters
+    passage: PassageView | None
+    can_undo: bool
+
+
+def _next_segment(project: Project, coder: str | None, order: str, f: Filters, pin: int | None) -> tuple[int, bool] | None:
+    """(segment, skipped) of the next passage: ``pin`` if it has a suggestion still queued
+    under the filters, else the segment of :func:`next_suggestion`'s row."""
+    with _LOCK:
+        pool, view = _view(project, coder)
+        if not len(pool):
+            return None
+        mask = pool.mask(project, f)
+        state = view.state if view is not None else np.zeros(len(pool), dtype=np.int8)
+        if pin is not None:
+            # Rows are sorted by (segment, code): one segment's rows are one slice.
+            lo, hi = np.searchsorted(pool.seg, [int(pin), int(pin) + 1])
+            st_ = state[lo:hi]
+            ok = (st_ == 0) | (st_ == 3)
+            if mask is not None:
+                ok &= mask[lo:hi]
+            if ok.any():
+                return int(pin), not bool(((st_ == 0) & ok).any())
+        ok = state == 0
+        if mask is not None:
+            ok &= mask
+        rows = pool.order_rows(project, order)
+        hits = np.flatnonzero(ok[rows])
+        if len(hits):
+            return int(pool.seg[rows[hits[0]]]), False
+        if view is not None:
+            skipped = state == 3
+            if mask is not None:
+                skipped &= mask
+            rows = np.flatnonzero(skipped)
+            if len(rows):
+                return int(pool.seg[rows[np.argmin(view.skip_id[rows])]]), True
+    return None
+
+
+def passage_progress(project: Project, coder: str | None, *, filters: Mapping[str, object] | None = None) -> dict[str, int]:
+    """Passage review progress: ``total`` passages with a suggestion in the pool (under the
+    filters), ``queued``: those with a suggestion this coder has not accepted or rejected
+    (the passages still to review), ``confirmed``: passages this coder confirmed (and did not
+    undo), anywhere in the project."""
+    f = Filters.of(**{k: v for k, v in (filters or {}).items() if v is not None})
+    coder = _reader(coder)
+    with _LOCK:
+        pool, view = _view(project, coder)
+        mask = pool.mask(project, f)
+        keep = np.ones(len(pool), dtype=bool) if mask is None else mask
+        queued = keep if view is None else keep & ((view.state == 0) | (view.state == 3))
+        confirmed = len(_LOGS[(queries.identity(project), coder)].passages) if coder is not None else 0
+        # pool.seg is sorted: distinct segments are where the value changes.
+        distinct = lambda m: int(np.count_nonzero(np.diff(pool.seg[m])) + 1) if m.any() else 0  # noqa: E731
+        return {"total": distinct(keep), "queued": distinct(queued), "confirmed": confirmed}
+
+
+def _used_codes(project: Project, coder: str | None) -> list[tuple[str, int]]:
+    """The codes this coder holds accepted on passages, most used first (ties: template order)."""
+    if coder is None:
+        return []
+    with _LOCK:
+        log = _log_for(project, coder)
+        counts: dict[str, int] = {}
+        for (_, code), chain in log.chains.items():
+            if chain and chain[-1][1] == "accept":
+                counts[code] = counts.get(code, 0) + 1
+    order = {c: i for i, c in enumerate(project.code_paths(active=True, leaves=True))}
+    return sorted(((c, n) for c, n in counts.items() if c in order), key=lambda x: (-x[1], order[x[0]]))
+
+
+def passage_view(project: Project, segment_id: int, coder: str | None, *, skipped: bool = False, n_turns: int = 2,
+                 n_candidates: int = N_CANDIDATES) -> PassageView:
+    """One passage with its candidate codes, in the order they are numbered:
+
+    1. the likely codes: the active model's suggestions for the passage, most confident first,
+       ticked unless this coder's current decision on the pair is a reject;
+    2. codes this coder holds accepted on the passage that the model did not suggest, ticked;
+    3. up to ``n_candidates`` more, unticked: the model's suggestions for the passages around
+       it (nearest first; stored suggestions are all the model keeps of a passage's scores, so
+       these stand in for "the next codes by confidence"), then the codes this coder uses most.
+
+    Retired codes and codes with sub-codes are never listed."""
+    coder = _reader(coder)
+    seg = queries.segment_row(project, segment_id)
+    leaves = project.code_paths(active=True, leaves=True)
+    mine = segment_codes(project, segment_id, coder) if coder else pd.DataFrame(columns=["code_id", "code_path", "action"])
+    action = dict(zip(mine["code_id"], mine["action"]))
+    out: list[Candidate] = []
+    listed: set[str] = set()
+    for r in queries.segment_candidates(project, segment_id).itertuples(index=False):
+        if r.code_id not in leaves or r.code_id in listed:
+            continue
+        listed.add(r.code_id)
+        sim = None if r.evidence_similarity is None or pd.isna(r.evidence_similarity) else float(r.evidence_similarity)
+        out.append(Candidate(r.code_id, leaves[r.code_id], action.get(r.code_id) != "reject", True, "suggested",
+                             float(r.confidence), int(r.suggestion_id), r.evidence, r.evidence_source, sim))
+    for code, act in action.items():
+        if act == "accept" and code in leaves and code not in listed:
+            listed.add(code)
+            out.append(Candidate(code, leaves[code], True, False, "your coding"))
+    extra: list[Candidate] = []
+    for code in dict.fromkeys(queries.nearby_suggestions(project, segment_id, NEARBY)["code_id"]):
+        if len(extra) >= n_candidates:
+            break
+        if code in leaves and code not in listed:
+            listed.add(code)
+            extra.append(Candidate(code, leaves[code], False, False, "suggested for a passage nearby"))
+    for code, n in _used_codes(project, coder):
+        if len(extra) >= n_candidates:
+            break
+        if code not in listed:
+            listed.add(code)
+            extra.append(Candidate(code, leaves[code], False, False, f"you used it on {n} passage{'s' if n != 1 else ''}"))
+    return PassageView(
+        seg, bool(skipped), transcript_attributes(project, seg["transcript_id"]), segment_context(project, segment_id, n_turns=n_turns),
+        out + extra, mine, project.live_unit(segment_id, coder, ORIGIN_PASSAGE) if coder else None,
+    )
+
+
+def next_passage(
+    project: Project,
+    coder: str | None,
+    order: Order = "likely",
+    *,
+    filters: Mapping[str, object] | None = None,
+    pin: int | None = None,
+) -> PassageView | None:
+    """The passage passage review shows next (``None``: none left): the segment of the next
+    suggestion in the triage queue's ``order`` under ``filters`` (keyword arguments of
+    :func:`next_suggestion`), or ``pin`` (a segment, the one undo just brought back) while it
+    still has a suggestion to decide."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+    coder = _reader(coder)
+    f = Filters.of(**{k: v for k, v in (filters or {}).items() if v is not None})
+    hit = _next_segment(project, coder, order, f, pin)
+    if hit is None:
+        return None
+    return passage_view(project, hit[0], coder, skipped=hit[1])
+
+
+def passage_page(
+    project: Project,
+    coder: str | None,
+    order: Order = "likely",
+    *,
+    filters: Mapping[str, object] | None = None,
+    pin: int | None = None,
+) -> PassagePage:
+    """What passage review reads after every action: progress, the next passage and whether
+    there is anything to undo."""
+    filters = {k: v for k, v in (filters or {}).items() if v is not None and v != {}}
+    coder = _reader(coder)
+    prog = passage_progress(project, coder)
+    in_filter = passage_progress(project, coder, filters=filters) if filters else None
+    passage = next_passage(project, coder, order, filters=filters, pin=pin)
+    can_undo = coder is not None and last_decision(project, coder) is not None
+    return PassagePage(prog, in_filter, passage, can_undo)
+
+
+def confirm_passage(project: Project, segment_id: int, ticked_code_ids: Iterable[str], coder: str) -> int | None:
+    """Confirm a passage as coded: an accept of every ticked code and a reject of every other
+    active leaf code of the template (ticking nothing says "no code applies"), one unit with
+    origin ``passage``, in one transaction. Rows on a code the active model suggested for the
+    passage carry that suggestion; the others (the codes nobody suggested) carry none. Returns
+    the unit id; ``None`` (nothing recorded) when this coder has already confirmed the passage
+    and the log already says exactly this (the same Enter twice, or another tab). Refused when
+    a ticked code is not an active leaf code."""
+    coder = _coder(coder)
+    ticked = list(dict.fromkeys(str(c) for c in ticked_code_ids))
+    for code in ticked:
+        _check_leaf(project, code)
+    with project.transaction():
+        if not queries.has_segment(project, segment_id):
+            raise ProjectError(f"no segment with id {segment_id}")
+        leaves = list(project.code_paths(active=True, leaves=True))
+        want = set(ticked)
+        if project.live_unit(segment_id, coder, ORIGIN_PASSAGE) is not None:
+            cur = segment_codes(project, segment_id, coder)
+            now = dict(zip(cur["code_id"], cur["action"]))
+            if all(now.get(c) == ("accept" if c in want else "reject") for c in leaves):
+                return None
+        sugg = queries.segment_candidates(project, segment_id)
+        sid = {c: int(s) for c, s in zip(sugg["code_id"], sugg["suggestion_id"])}
+        rows = [(c, "accept", sid.get(c)) for c in leaves if c in want]
+        rows += [(c, "reject", sid.get(c)) for c in leaves if c not in want]
+        return project.record_unit(int(segment_id), rows, coder, origin=ORIGIN_PASSAGE)
+
+
+def unit_of(project: Project, decisions: Iterable[Decision]) -> dict:
+    """What an undo took back, for a page to name it: ``passage`` (the segment id when the
+    undone rows were one passage confirmation, else ``None``) and ``accepted``: the codes that
+    confirmation had ticked, in template order."""
+    decisions = list(decisions)
+    if not decisions or decisions[0].unit_id is None:
+        return {"passage": None, "accepted": []}
+    origin = queries.decision_origin(project, decisions[0].id)
+    if origin != ORIGIN_PASSAGE:
+        return {"passage": None, "accepted": []}
+    order = {c: i for i, c in enumerate(project.code_paths())}
+    acc = sorted((d.code_id for d in decisions if d.action == "accept"), key=lambda c: order.get(c, len(order)))
+    return {"passage": int(decisions[0].segment_id), "accepted": acc}

@@ -3,7 +3,9 @@
 Foreign keys on, WAL journal, schema version in ``PRAGMA user_version`` with forward
 migrations. Decisions are an append-only event log (accept / reject / skip / undo, with coder,
 time and the model version that made the suggestion): undo is a recorded event, never a
-deletion, and the current coding of a (segment, code) pair is derived from the log.
+deletion, and the current coding of a (segment, code) pair is derived from the log. One action
+that writes several rows (a passage confirmed as a complete label, a "Different code...") is a
+unit (schema v6: every row carries its first row's id), undone whole.
 
 A coding is a span of a transcript (exact character offsets), a code, a coder, a time and an
 origin: an accept carries its own span (an imported or hand-coded one) or none (the segment's
@@ -217,8 +219,20 @@ CREATE INDEX IF NOT EXISTS exchange_items_kind ON exchange_items(kind, ref);
 CREATE INDEX IF NOT EXISTS exchange_items_guid ON exchange_items(guid)
 """
 
+# v6: decision units. One action of a coder may write several rows: a passage confirmed in
+# passage review (an accept for each ticked code and a reject for every other leaf code: a
+# complete label of the passage), a "Different code..." (the reject of the suggestion and the
+# accept of the code chosen). Every row of such an action carries the id of its first row, so
+# that undo takes the action back whole. NULL: a decision that is its own action (every row
+# before v6). Old rows are not rewritten; "Different code..." pairs made before v6 are still
+# paired by their note.
+_SCHEMA_V6 = """
+ALTER TABLE decisions ADD COLUMN unit_id INTEGER REFERENCES decisions(id);
+CREATE INDEX IF NOT EXISTS decisions_unit ON decisions(unit_id) WHERE unit_id IS NOT NULL
+"""
+
 #: MIGRATIONS[i] upgrades schema version i to i + 1. Append, never edit a released step.
-MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5]
+MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -226,6 +240,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 REFI_GUID_KEY = "refi_project_guid"  # the project's REFI-QDA GUID (Project.guid)
 TEMPLATE_FROM_KEY = "refi_template_from"  # the .qdpx an ``init --from`` started the template from
 SUGGEST_RUN_KEY = "suggest_run"  # an unfinished suggest_project run (model version, settings, done transcripts)
+
+#: Origin of the rows of a passage confirmed in passage review (a complete label of the passage).
+ORIGIN_PASSAGE = "passage"
 
 
 def now(timespec: str = "milliseconds") -> str:
@@ -243,6 +260,7 @@ class Decision:
     coder: str
     created_at: str
     undoes: int | None
+    unit_id: int | None = None  # the first row of the action this decision is part of (schema v6)
 
 
 class Project:
@@ -677,12 +695,14 @@ class Project:
         note: str | None = None,
         span: tuple[int, int] | None = None,
         origin: str | None = None,
+        unit_id: int | None = None,
     ) -> int:
         """Append an accept / reject / skip decision. Committed before this returns, unless
         called inside an outer :meth:`transaction`, which then commits it with the rest.
 
         ``span`` (start, end into the transcript's text) codes exactly that span, attached to
-        this segment; without it the decision is on the segment's own span."""
+        this segment; without it the decision is on the segment's own span. ``unit_id``: the
+        action this row is part of (:meth:`record_unit` sets it)."""
         if action not in ("accept", "reject", "skip"):
             raise ProjectError(f"unknown decision {action!r}; use accept, reject or skip (undo has its own method)")
         if not coder or not coder.strip():
@@ -699,9 +719,9 @@ class Project:
             try:
                 cur = self.conn.execute(
                     "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, suggestion_id, model_version_id, note, "
-                    "span_start, span_end, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "span_start, span_end, origin, unit_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (segment_id, code_id, action, coder.strip(), now(), suggestion_id, mv, note,
-                     span[0] if span else None, span[1] if span else None, origin),
+                     span[0] if span else None, span[1] if span else None, origin, unit_id),
                 )
             except sqlite3.IntegrityError as exc:
                 raise ProjectError(f"cannot record decision on segment {segment_id}, code {code_id!r}: {exc}") from exc
@@ -715,17 +735,73 @@ class Project:
         ).fetchone()
         return dict(row) if row is not None else None
 
+    def record_unit(
+        self,
+        segment_id: int,
+        rows: Iterable[tuple[str, str, int | None] | tuple[str, str, int | None, str | None]],
+        coder: str,
+        *,
+        origin: str | None = None,
+    ) -> int:
+        """Append the decisions of one action as one unit, all or none (one transaction):
+        ``rows`` are (code_id, action, suggestion_id[, note]) on one segment, written in that
+        order. Every row carries the unit's id, which is the id of its first row; returns it.
+        :meth:`undo_last_action` takes the unit back whole."""
+        rows = list(rows)
+        if not rows:
+            raise ProjectError("a decision unit needs at least one decision")
+        with self.transaction():
+            # Inside BEGIN IMMEDIATE no other writer can take the next id: the first row gets it.
+            unit = int(self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM decisions").fetchone()[0])
+            for i, (code_id, action, suggestion_id, *note) in enumerate(rows):
+                did = self.record_decision(int(segment_id), code_id, action, coder, suggestion_id=suggestion_id,
+                                           note=note[0] if note else None, origin=origin, unit_id=unit)
+                if i == 0 and did != unit:  # pragma: no cover - SQLite gives max(id) + 1 to a new row
+                    raise ProjectError(f"decision unit: the first row got id {did}, not {unit}; nothing recorded")
+        return unit
+
     def undo_last(self, coder: str) -> Decision | None:
         """Undo this coder's most recent decision that is not yet undone (recorded as an event)."""
         with self.transaction():
             row = self.last_decision(coder)
             if row is None:
                 return None
-            self.conn.execute(
-                "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, undoes) VALUES (?, ?, 'undo', ?, ?, ?)",
-                (row["segment_id"], row["code_id"], coder.strip(), now(), row["id"]),
-            )
-            return Decision(row["id"], row["segment_id"], row["code_id"], row["action"], row["coder"], row["created_at"], None)
+            self._undo(row, coder)
+            return _decision(row)
+
+    def _undo(self, row: dict, coder: str) -> None:
+        self.conn.execute(
+            "INSERT INTO decisions(segment_id, code_id, action, coder, created_at, undoes) VALUES (?, ?, 'undo', ?, ?, ?)",
+            (row["segment_id"], row["code_id"], coder.strip(), now(), row["id"]),
+        )
+
+    def undo_last_action(self, coder: str) -> list[Decision]:
+        """Undo this coder's most recent action (one transaction): the latest live decision
+        and, when it is part of a unit (:meth:`record_unit`), every live row of that unit.
+        Returns the undone decisions, latest first; empty when there is nothing to undo."""
+        with self.transaction():
+            row = self.last_decision(coder)
+            if row is None:
+                return []
+            rows = [row]
+            if row.get("unit_id") is not None:
+                rows = [dict(r) for r in self.conn.execute(
+                    f"SELECT * FROM decisions d WHERE d.unit_id = ? AND d.coder = ? AND {LIVE_DECISION} ORDER BY d.id DESC",
+                    (int(row["unit_id"]), coder.strip()),
+                )]
+            for r in rows:
+                self._undo(r, coder)
+            return [_decision(r) for r in rows]
+
+    def live_unit(self, segment_id: int, coder: str, origin: str) -> int | None:
+        """The latest unit of ``origin`` on this segment by this coder with a row not undone
+        (a passage confirmed and not taken back), or ``None``."""
+        row = self.conn.execute(
+            f"SELECT MAX(d.unit_id) FROM decisions d WHERE d.segment_id = ? AND +d.coder = ? AND d.origin = ? "
+            f"AND d.unit_id IS NOT NULL AND {LIVE_DECISION}",
+            (int(segment_id), coder.strip(), origin),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     def decisions(self) -> pd.DataFrame:
         """The full decision log, undo events included."""
@@ -1031,6 +1107,11 @@ class Project:
             "suggestions": self.conn.execute("SELECT COUNT(*) FROM suggestions WHERE model_version_id = ?", (self.latest_model_version(),)).fetchone()[0],
             "decisions": one("SELECT COUNT(*) FROM decisions WHERE action != 'undo'"),
         }
+
+
+def _decision(row) -> Decision:
+    return Decision(row["id"], row["segment_id"], row["code_id"], row["action"], row["coder"], row["created_at"], None,
+                    row["unit_id"] if "unit_id" in row.keys() else None)
 
 
 def attach_span(segments, start: int, end: int) -> int:

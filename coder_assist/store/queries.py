@@ -129,9 +129,10 @@ def decision_key(project: Project, decision_id: int) -> tuple | None:
 
 def decisions_since(project: Project, coder: str, after_id: int) -> list[tuple]:
     """This coder's log rows after ``after_id``, oldest first: (id, segment_id, code_id,
-    action, undoes). The log only grows, so reading on from the last id read misses nothing."""
+    action, undoes, unit_id, origin). The log only grows, so reading on from the last id read
+    misses nothing."""
     return project.conn.execute(
-        "SELECT id, segment_id, code_id, action, undoes FROM decisions WHERE coder = ? AND id > ? ORDER BY id",
+        "SELECT id, segment_id, code_id, action, undoes, unit_id, origin FROM decisions WHERE coder = ? AND id > ? ORDER BY id",
         (coder, int(after_id)),
     ).fetchall()
 
@@ -233,6 +234,16 @@ def has_segment(project: Project, segment_id: int) -> bool:
     return project.conn.execute("SELECT 1 FROM segments WHERE id = ?", (int(segment_id),)).fetchone() is not None
 
 
+def next_decision_id(project: Project) -> int:
+    """The id the next decision row will get (inside a write transaction, nobody else's)."""
+    return int(project.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM decisions").fetchone()[0])
+
+
+def decision_origin(project: Project, decision_id: int) -> str | None:
+    row = project.conn.execute("SELECT origin FROM decisions WHERE id = ?", (int(decision_id),)).fetchone()
+    return row[0] if row else None
+
+
 def decision_note(project: Project, decision_id: int) -> str | None:
     row = project.conn.execute("SELECT note FROM decisions WHERE id = ?", (int(decision_id),)).fetchone()
     return row[0] if row else None
@@ -247,6 +258,46 @@ def segment_suggestions(project: Project, segment_id: int) -> pd.DataFrame:
         project.conn,
         params=(int(segment_id), project.latest_model_version()),
     )
+
+
+def segment_candidates(project: Project, segment_id: int) -> pd.DataFrame:
+    """The active model version's suggestions for one segment on active codes, with their
+    evidence, most confident first (suggestion_id, code_id, code_path, rank, confidence,
+    evidence, evidence_source, evidence_similarity)."""
+    return pd.read_sql_query(
+        "SELECT g.id AS suggestion_id, g.code_id, c.path AS code_path, g.rank, g.confidence, g.evidence, g.evidence_source, "
+        "g.evidence_similarity FROM suggestions g JOIN codes c ON c.id = g.code_id "
+        "WHERE g.segment_id = ? AND +g.model_version_id IS ? AND c.active = 1 ORDER BY g.confidence DESC, g.id",
+        project.conn,
+        params=(int(segment_id), project.latest_model_version()),
+    )
+
+
+def nearby_suggestions(project: Project, segment_id: int, n: int = 2) -> pd.DataFrame:
+    """The active model version's suggestions on active codes for the ``n`` passages before and
+    after one segment in its transcript (code_id, confidence, distance in passages), nearest
+    and most confident first."""
+    return pd.read_sql_query(
+        "SELECT g.code_id, g.confidence, abs(o.idx - s.idx) AS distance FROM segments s "
+        "JOIN segments o ON o.transcript_id = s.transcript_id AND o.idx BETWEEN s.idx - :n AND s.idx + :n AND o.id != s.id "
+        "JOIN suggestions g ON g.segment_id = o.id JOIN codes c ON c.id = g.code_id "
+        "WHERE s.id = :seg AND +g.model_version_id IS :mv AND c.active = 1 ORDER BY distance, g.confidence DESC, g.id",
+        project.conn,
+        params={"seg": int(segment_id), "n": int(n), "mv": project.latest_model_version()},
+    )
+
+
+def segment_row(project: Project, segment_id: int) -> dict:
+    """One segment with its transcript (segment_id, transcript_id, transcript, segment_idx,
+    turn_idx, speaker, start, end, text)."""
+    row = project.conn.execute(
+        'SELECT s.id AS segment_id, s.transcript_id, t.name AS transcript, s.idx AS segment_idx, s.turn_idx, s.speaker, s.start, '
+        's."end" AS "end", s.text FROM segments s JOIN transcripts t ON t.id = s.transcript_id WHERE s.id = ?',
+        (int(segment_id),),
+    ).fetchone()
+    if row is None:
+        raise ProjectError(f"no segment with id {segment_id}")
+    return dict(row)
 
 
 def segment_codes(project: Project, segment_id: int, coder: str | None) -> pd.DataFrame:

@@ -219,7 +219,7 @@ def test_migration_v4_to_v5_keeps_every_decision_suggestion_and_count(tmp_path):
     seg_before = raw.execute('SELECT id, start, "end" FROM segments').fetchall()
     raw.close()
     with Project.open(folder) as p:
-        assert p.schema_version == SCHEMA_VERSION == 5
+        assert p.schema_version == SCHEMA_VERSION >= 5
         n_old = len(log_before[0])
         assert [tuple(r)[:n_old] for r in p.conn.execute("SELECT * FROM decisions ORDER BY id")] == log_before
         assert [tuple(r) for r in p.conn.execute("SELECT * FROM suggestions ORDER BY id")] == sugg_before
@@ -371,3 +371,87 @@ def test_code_and_decision_tallies_for_template_edits(tmp_path):
     table = p.codes_table()
     assert table.index.tolist() == ["theme", "theme/a", "theme/b"] and table.loc["theme", "is_leaf"] == 0
     assert p.integrity_check() == "ok"
+
+
+# -- v6: decision units --------------------------------------------------------------------------
+
+V5_DB = FIXTURES / "store" / "v5_project.db"
+
+
+def test_migration_v5_to_v6_keeps_the_log_and_old_pairs_still_undo_together(tmp_path):
+    """A project written at schema v5 (tests/fixtures/store/v5_project.db, made by
+    build_v5_project.py with the code before v6) opens with every row as it was and no unit on
+    any of them; the "Different code..." pair made then still undoes as a pair (by its note),
+    and a unit recorded now undoes whole."""
+    import shutil
+
+    from coder_assist.app import review
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    shutil.copy(V5_DB, folder / DB_NAME)
+    raw = sqlite3.connect(folder / DB_NAME)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
+    log_before = raw.execute("SELECT * FROM decisions ORDER BY id").fetchall()
+    counts_before = raw.execute("SELECT action, COUNT(*) FROM decisions GROUP BY action ORDER BY action").fetchall()
+    raw.close()
+    with Project.open(folder) as p:
+        assert p.schema_version == SCHEMA_VERSION == 6
+        cols = [r[1] for r in p.conn.execute("PRAGMA table_info(decisions)")]
+        assert cols[-1] == "unit_id"
+        n_old = len(log_before[0])
+        after = [tuple(r) for r in p.conn.execute("SELECT * FROM decisions ORDER BY id")]
+        assert [r[:n_old] for r in after] == log_before and all(r[n_old] is None for r in after)
+        assert [tuple(r) for r in p.conn.execute("SELECT action, COUNT(*) FROM decisions GROUP BY action ORDER BY action")] == counts_before
+        assert p.integrity_check() == "ok"
+        # ana's last action is the v5 "Different code..." on the second passage: both halves go.
+        undone = review.undo_last(p, "ana")
+        assert [d.action for d in undone] == ["accept", "reject"] and all(d.unit_id is None for d in undone)
+        assert len({d.segment_id for d in undone}) == 1
+        # A v6 unit on the same project undoes whole, in one step.
+        seg = int(p.segments().id[0])
+        leaves = list(p.code_paths(leaves=True))
+        unit = p.record_unit(seg, [(leaves[0], "accept", None), (leaves[1], "reject", None), (leaves[2], "reject", None)], "cy",
+                             origin="passage")
+        got = p.undo_last_action("cy")
+        assert [d.code_id for d in got] == [leaves[2], leaves[1], leaves[0]] and {d.unit_id for d in got} == {unit}
+        assert p.current_decisions("cy").empty
+
+
+def test_record_unit_is_one_transaction_with_one_id(tmp_path):
+    p = make_project(tmp_path)
+    s1, s2 = (int(x) for x in p.segments().id[:2])
+    p.record_decision(s2, "theme/a", "accept", "ann")
+    unit = p.record_unit(s1, [("theme/a", "accept", None, "why"), ("theme/b", "reject", None)], "ann", origin="passage")
+    log = p.decisions().set_index("id")
+    rows = log[log["unit_id"] == unit]
+    assert list(rows.index) == [unit, unit + 1]
+    assert list(rows["action"]) == ["accept", "reject"] and set(rows["origin"]) == {"passage"}
+    assert rows.loc[unit, "note"] == "why" and pd.isna(rows.loc[unit + 1, "note"])
+    assert p.live_unit(s1, "ann", "passage") == unit and p.live_unit(s2, "ann", "passage") is None
+    assert p.live_unit(s1, "bo", "passage") is None
+    # A bad row (unknown code) leaves nothing behind: all or none.
+    n = len(p.decisions())
+    with pytest.raises(ProjectError):
+        p.record_unit(s2, [("theme/a", "reject", None), ("no/such", "reject", None)], "ann", origin="passage")
+    assert len(p.decisions()) == n
+    with pytest.raises(ProjectError):
+        p.record_unit(s2, [], "ann")
+
+
+def test_undo_last_action_takes_a_unit_back_whole_and_only_its_live_rows(tmp_path):
+    p = make_project(tmp_path)
+    s1, s2 = (int(x) for x in p.segments().id[:2])
+    first = p.record_decision(s2, "theme/b", "accept", "ann")
+    unit = p.record_unit(s1, [("theme/a", "accept", None), ("theme/b", "reject", None)], "ann", origin="passage")
+    p.record_unit(s1, [("theme/a", "accept", None)], "bo", origin="passage")  # another coder's unit is not touched
+    undone = p.undo_last_action("ann")
+    assert [(d.id, d.action) for d in undone] == [(unit + 1, "reject"), (unit, "accept")]
+    log = p.decisions()
+    assert sorted(int(u) for u in log["undoes"].dropna()) == [unit, unit + 1]
+    assert p.live_unit(s1, "ann", "passage") is None and p.live_unit(s1, "bo", "passage") is not None
+    # The next undo is the decision before the unit, alone.
+    assert [d.id for d in p.undo_last_action("ann")] == [first]
+    assert p.undo_last_action("ann") == []
+    # Append-only: nothing was deleted or rewritten.
+    assert len(p.decisions()) == 3 + 1 + 3
