@@ -18,11 +18,13 @@ demo). The learning loop replaces this with calibration on the researcher's own 
 
 The decisions at cold start come from per-code thresholds, set from the same leave-one-out
 scores (:meth:`ExampleSimilarityScorer._fit_thresholds`): each code's F1-best threshold on its
-own examples, shrunk toward the pooled one (five examples are too few to trust alone), and in a
-multi-label scheme a passage's best code is suggested when it is within :data:`TOP_MARGIN`
-log-odds of its threshold. Where the template's examples do not separate their codes left out
-(leave-one-out AUC at or below 0.5, or too few examples) the scorer is ``calibrated = False``:
-it ranks, every passage's best code is shown, and the app says the number is not a probability.
+own examples, shrunk toward the pooled one (five examples are too few to trust alone; codes of
+an exclusive group keep :func:`auto_threshold` and the argmax), and a passage's best code is
+suggested when it is within :data:`TOP_MARGIN` log-odds of its threshold. Where the template's
+examples do not separate their codes left out (leave-one-out AUC at or below 0.5, a falling
+curve, or too few examples) the scorer is ``calibrated = False``: its confidences stay near the
+base rate in the order of the similarities, every passage's best code is shown, and the app
+says the number ranks and is not a probability.
 See docs/calibration.md for the rules that were compared and the benchmark behind the choice.
 
 Any :class:`Scorer` (e.g. a classifier trained on decisions) plugs into :func:`suggest`.
@@ -45,8 +47,11 @@ from .encoder import Encoder
 NEAREST_WEIGHT = 0.5
 #: How strongly a closer counter-example pulls a code's score down.
 COUNTER_PENALTY = 0.5
-#: Used when the template has too few examples to fit a calibration curve (slope, intercept).
-FALLBACK_CALIBRATION = (6.0, -5.5)
+#: Slope of the ranking curve of an uncalibrated scorer: confidences stay near the 1/K base rate
+#: (about half to twice it over the whole cosine range) and only order the codes.
+RANK_SLOPE = 1.0
+#: Where the ranking curve gives the base rate when there are no leave-one-out scores to centre it.
+TYPICAL_SIMILARITY = 0.3
 #: The default threshold is this many times the 1/K base rate of a code.
 AUTO_THRESHOLD_LIFT = 2.0
 #: A code's own leave-one-out threshold counts as this many examples against the pooled one
@@ -141,7 +146,7 @@ class ExampleSimilarityScorer(Scorer):
     def __init__(self, nearest_weight: float = NEAREST_WEIGHT, counter_penalty: float = COUNTER_PENALTY):
         self.nearest_weight = nearest_weight
         self.counter_penalty = counter_penalty
-        self.calibration: tuple[float, float] = FALLBACK_CALIBRATION
+        self.calibration: tuple[float, float] = (RANK_SLOPE, 0.0)  # (slope, intercept), set by fit
         self.calibration_n: tuple[int, int] = (0, 0)  # positives, negatives used
         #: Whether the template's leave-one-out scores gave a usable curve (else: rank only).
         self.calibrated = False
@@ -227,10 +232,14 @@ class ExampleSimilarityScorer(Scorer):
         is_own = owner[:, None] == np.arange(k)[None, :]
         pos_scores, neg_scores = S[is_own], S[~is_own]
         self.calibration_n = (len(pos_scores), len(neg_scores))
-        self.calibration, self.calibrated, self.loo_auc = FALLBACK_CALIBRATION, False, None
-        # Rank: every passage's best code is shown, and only it (a threshold of 1 is never
-        # reached), since an uncalibrated number cannot say which other codes apply.
-        self.thresholds = np.ones(k)
+        # Rank until a curve is fitted: confidences near the 1/K base rate in the order of the
+        # similarities, so nothing but the best code reaches twice the base rate and every
+        # passage's best code is shown (an uncalibrated number cannot say which others apply).
+        # After a retrain a code that is not learned yet is shown at the same threshold as before.
+        centre = float(S.mean()) if S.size else TYPICAL_SIMILARITY
+        self.calibration = (RANK_SLOPE, _logit(1.0 / max(k, 1)) - RANK_SLOPE * centre)
+        self.calibrated, self.loo_auc = False, None
+        self.thresholds = np.full(k, auto_threshold(k))
         self.top_margin = float("inf")
         if len(pos_scores) < 5 or len(neg_scores) < 5:
             return
@@ -291,6 +300,11 @@ class ExampleSimilarityScorer(Scorer):
         a, b = self.calibration
         conf = 1.0 / (1.0 + np.exp(-(a * sim + b)))
         return Scores(self.code_ids, conf.astype(np.float32), sim, ev_text, ev_src, ev_sim, self.thresholds.copy(), self.top_margin)
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p)))
 
 
 SUGGESTION_COLUMNS = [
