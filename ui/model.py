@@ -1,6 +1,7 @@
 """Model page: retrain from the decisions, the model versions (with rollback), the active
-model's per-code figures and card, agreement between the model and the coder, the project's
-learning curve, and the consistency check.
+model's per-code figures and card, what a confidence means (the project's own reliability
+table), agreement between the model and the coder, the project's learning curve, and the
+consistency check.
 
 What the page shows is computed by :mod:`coder_assist.app.modelview` (no Streamlit there); this
 file draws it.
@@ -419,6 +420,35 @@ def _agreement_section(project: Project, coder: str | None) -> None:
         )
 
 
+def _confidence_section(project: Project) -> None:
+    st.subheader("What a confidence means", anchor=False)
+    note = modelview.confidence_meaning(project)
+    (st.success if note.calibrated and note.quoted is not None else st.info)(note.sentence, icon=":material/percent:")
+    if note.table.empty:
+        st.caption("The table fills as you accept and reject suggestions: each row is a range of the confidence a "
+                   "suggestion was shown with, and how often such suggestions were accepted.")
+        return
+    table = note.table.assign(mean_confidence=note.table["mean_confidence"] * 100, accept_rate=note.table["accept_rate"] * 100)
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_order=["bin", "n", "mean_confidence", "accepted", "accept_rate"],
+        column_config={
+            "bin": st.column_config.TextColumn("Confidence shown"),
+            "n": st.column_config.NumberColumn("Suggestions decided"),
+            "mean_confidence": st.column_config.NumberColumn("Mean confidence", format="%.0f%%"),
+            "accepted": st.column_config.NumberColumn("Accepted"),
+            "accept_rate": st.column_config.NumberColumn("Accept rate", format="%.0f%%"),
+        },
+        key="model_reliability_table",
+    )
+    st.caption(
+        ("Suggestions of the learned model, every coder's accepts and rejects. " if note.calibrated else
+         "Suggestions made from the template's examples, every coder's accepts and rejects. ")
+        + "A confidence means what it says when the accept rate is close to the mean confidence in each row."
+    )
+
+
 def _curve_section(project: Project) -> None:
     st.subheader("Learning curve", anchor=False)
     curve = modelview.learning_curve(project).dropna(subset=["macro_f1"])
@@ -522,6 +552,7 @@ def render() -> None:
     _summary(project, versions, report)
     _versions_section(versions, running)
     _codes_section(project, report, versions)
+    _confidence_section(project)
     left, right = st.columns(2, gap="large")
     with left:
         _agreement_section(project, coder)

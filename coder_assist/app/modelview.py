@@ -11,12 +11,14 @@ verdict). The template-only similarity model has neither.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import figures as figures_
+from ..ml.calibration import reliability
 from ..store.models import card_path
 from ..store.project import Project
 
@@ -183,8 +185,8 @@ def card_text(project: Project, version: int | None = None) -> str | None:
 # --------------------------------------------------------------------------- agreement
 
 
-def decided_suggestions(project: Project, coder: str) -> pd.DataFrame:
-    """This coder's current accept/reject decisions that were made on a suggestion, with the
+def decided_suggestions(project: Project, coder: str | None) -> pd.DataFrame:
+    """This coder's (None: every coder's) current accept/reject decisions that were made on a suggestion, with the
     confidence the suggestion had when it was shown and the model version that made it.
     Columns: decision_id, segment_id, code_id, accepted (bool), confidence, model_version_id."""
     cur = project.current_decisions(coder)
@@ -234,6 +236,94 @@ def coder_model_agreement(project: Project, coder: str) -> dict:
     rows = [{"model_version_id": int(mv), **_agreement(g)} for mv, g in df.groupby("model_version_id", sort=True)] if len(df) else []
     out["by_version"] = pd.DataFrame(rows, columns=["model_version_id", "n", "accepted", "rejected", "accept_rate", "model_yes_rate", "observed_agreement", "kappa"])
     return out
+
+
+# --------------------------------------------------------------------------- what a confidence means
+
+#: A bin of the reliability table needs this many decided suggestions before a sentence quotes it.
+MIN_BIN = 10
+#: The sentence quotes the well-filled bin nearest this confidence ("shown at about 60%").
+QUOTE_AT = 0.6
+RELIABILITY_COLUMNS = ["bin", "n", "mean_confidence", "accepted", "accept_rate"]
+NOT_CALIBRATED = ("Not calibrated yet: confidences come from the template's examples only; use them to rank "
+                  "suggestions, not as a probability.")
+
+
+@dataclass
+class ConfidenceNote:
+    """What a confidence of the active model means, for the Model page and the Review page.
+
+    ``calibrated``: the active model learned from the researchers' decisions (a retrain with at
+    least one learned code); ``n_decisions``: the decisions that retrain read (0 before);
+    ``sentence``: the one-line note; ``table``: the project's own reliability table, decided
+    suggestions (accept/reject of a shown suggestion, every coder) binned by the confidence
+    shown against how often they were accepted (columns :data:`RELIABILITY_COLUMNS`; of the
+    learned model's suggestions when calibrated, else of all); ``quoted``: the table row the
+    sentence quotes (None when no bin has :data:`MIN_BIN` decisions)."""
+
+    calibrated: bool
+    n_decisions: int
+    sentence: str
+    table: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RELIABILITY_COLUMNS))
+    quoted: dict | None = None
+
+
+def _learned_versions(project: Project) -> set[int]:
+    return {mid for mid, kind, card in model_cards(project) if is_learned(kind, card)}
+
+
+def reliability_frame(decided: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """Decided suggestions (:func:`decided_suggestions`) binned by the confidence they were
+    shown with: n, mean_confidence, accepted, accept_rate per non-empty bin."""
+    if decided.empty:
+        return pd.DataFrame(columns=RELIABILITY_COLUMNS)
+    rows = reliability(decided["confidence"].to_numpy(float), decided["accepted"].to_numpy(bool), bins)
+    return pd.DataFrame(
+        [{"bin": r["bin"], "n": r["n"], "mean_confidence": r["mean_confidence"], "accepted": int(round(r["hit_rate"] * r["n"])),
+          "accept_rate": r["hit_rate"]} for r in rows],
+        columns=RELIABILITY_COLUMNS,
+    )
+
+
+def _quote(table: pd.DataFrame) -> dict | None:
+    full = table[table["n"] >= MIN_BIN]
+    if full.empty:
+        return None
+    row = full.iloc[int((full["mean_confidence"] - QUOTE_AT).abs().to_numpy().argmin())]
+    return {k: row[k] for k in RELIABILITY_COLUMNS}
+
+
+def confidence_meaning(project: Project, coder: str | None = None) -> ConfidenceNote:
+    """What the active model's confidence means, from the project's own decision log.
+
+    Calibrated (a learned version is active): "Calibrated on N of your decisions: of
+    suggestions shown at about 60%, 57% were accepted (34 of 60)." from the learned versions'
+    decided suggestions, or a sentence that says there are too few of them yet to check.
+    Otherwise :data:`NOT_CALIBRATED`, with the accept rate of the template's suggestions so
+    far when there are decided ones. ``coder``: one coder's decisions (None: every coder's)."""
+    card = active_card(project)
+    active = project.latest_model_version()
+    kind = project.model_version_kind(active) if active is not None else None
+    calibrated = kind is not None and is_learned(kind, card)
+    n = int(card.get("n_decisions", 0)) if calibrated else 0
+    decided = decided_suggestions(project, coder)
+    if calibrated:
+        decided = decided[decided["model_version_id"].isin(_learned_versions(project))]
+    table = reliability_frame(decided)
+    if not calibrated:
+        sentence = NOT_CALIBRATED
+        if len(decided):
+            acc = int(decided["accepted"].sum())
+            sentence += f" So far {acc} of {len(decided)} decided suggestions were accepted ({acc / len(decided):.0%})."
+        return ConfidenceNote(False, 0, sentence, table, None)
+    quoted = _quote(table)
+    if quoted is None:
+        sentence = (f"Calibrated on {figures_.label(n, 'decision')} of yours; too few decided suggestions of the learned "
+                    f"model yet ({len(decided)}) to check what a confidence means: no confidence bin has {MIN_BIN}.")
+    else:
+        sentence = (f"Calibrated on {n} of your decisions: of suggestions shown at about {quoted['mean_confidence']:.0%}, "
+                    f"{quoted['accept_rate']:.0%} were accepted ({quoted['accepted']} of {quoted['n']}).")
+    return ConfidenceNote(True, n, sentence, table, quoted)
 
 
 # --------------------------------------------------------------------------- learning curve
@@ -341,6 +431,9 @@ __all__ = [
     "code_report",
     "card_text",
     "coder_model_agreement",
+    "ConfidenceNote",
+    "confidence_meaning",
+    "reliability_frame",
     "learning_curve",
     "auto_retrain_every",
     "set_auto_retrain_every",
