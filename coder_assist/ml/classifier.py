@@ -224,7 +224,12 @@ class LearnedScorer(Scorer):
         report.verdict = "reliable" if prec >= self.target and rec >= self.target else "needs more decisions"
 
     def _clf(self) -> LogisticRegression:
-        return LogisticRegression(C=self.C, class_weight="balanced", solver="liblinear", max_iter=200)
+        # The dual problem: a code's rows (hundreds to thousands) are far fewer than its
+        # feature columns (10,000-17,000 hashed n-grams plus the embeddings), where liblinear's
+        # dual coordinate descent reaches the same optimum (held-out probabilities equal to
+        # 1e-4) 2x faster at 300 rows and 5-7x at 3,000. A confirmed passage labels every code,
+        # so under passage review every code has as many rows as there are passages.
+        return LogisticRegression(C=self.C, class_weight="balanced", solver="liblinear", dual=True, max_iter=200)
 
     def score(self, inputs: Inputs | np.ndarray, *, features: sp.csr_matrix | None = None) -> Scores:
         """``features``: this featurizer's matrix of ``inputs`` when the caller has it already."""
