@@ -1,0 +1,50 @@
+"""A code's classifier trains on at most MAX_ROWS of its labelled passages (complete labels give
+every code a row per confirmed passage): rare positives are all kept, and calibration and the
+threshold are weighted back, so confidences keep the full decisions' base rate."""
+
+import numpy as np
+import pandas as pd
+
+from coder_assist.ml import classifier
+from coder_assist.ml.classifier import LearnedScorer, _cap_rows
+from coder_assist.ml.suggest import Inputs
+from tests.unit.ml.test_suggest_calibration import ClusterEncoder, passages, template
+
+
+def test_cap_keeps_rare_positives_and_weights_back_to_the_counts():
+    y = np.r_[np.ones(30, int), np.zeros(970, int)]
+    idx, (w_pos, w_neg) = _cap_rows(y, 200, seed=0)
+    assert len(idx) == 200 and len(np.unique(idx)) == 200
+    assert y[idx].sum() == 30 and w_pos == 1.0
+    assert w_neg * (y[idx] == 0).sum() == 970
+    # Frequent positives: half the cap each side, weighted back.
+    y = np.r_[np.ones(600, int), np.zeros(400, int)]
+    idx, (w_pos, w_neg) = _cap_rows(y, 200, seed=0)
+    assert y[idx].sum() == 100 and w_pos * 100 == 600 and w_neg * 100 == 400
+    # Under the cap: every row, unweighted.
+    idx, w = _cap_rows(y[:150], 200, seed=0)
+    assert np.array_equal(idx, np.arange(150)) and w == (1.0, 1.0)
+
+
+def test_capped_fit_keeps_the_base_rate(monkeypatch):
+    enc = ClusterEncoder(spread=3.0, k=12)  # overlapping codes: confidences between 0 and 1
+    texts, gold = passages(k=12, per=40)
+    inputs = Inputs(X=enc.encode(texts), texts=texts)
+    labels = pd.DataFrame([(r, c, int(c == f"code{gold[r]}")) for r in range(len(texts)) for c in [f"code{j}" for j in range(12)]],
+                          columns=["segment_id", "code_id", "label"])
+    row_of = {i: i for i in range(len(texts))}
+
+    def fitted(cap):
+        monkeypatch.setattr(classifier, "MAX_ROWS", cap)
+        s = LearnedScorer(features="emb").fit(template(k=12), enc)
+        return s.fit_labels(inputs, labels, row_of=row_of)
+
+    full, capped = fitted(10_000), fitted(120)
+    assert full.reports["code0"].n_neg == capped.reports["code0"].n_neg == len(texts) - 40  # reports count every decision
+    p_full, p_cap = full.score(inputs).confidence, capped.score(inputs).confidence
+    base = 1 / 12
+    # Sampling negatives 440 -> 80 inflates the odds 5.5x (mean confidence 0.19 unshifted);
+    # weighted back, the mean stays near the base rate, as the uncapped model's does.
+    assert abs(p_cap.mean() - base) < 0.03 and abs(p_full.mean() - base) < 0.03
+    # And the capped model still separates the codes.
+    assert (p_cap.argmax(axis=1) == gold).mean() > 0.7
