@@ -10,6 +10,10 @@ segment has a hidden code, near that code's direction in embedding space). Embed
 a hashing stand-in encoder (no model is loaded; the encoder is not what is measured). Timed,
 medians of ``--repeats``:
 
+``--labels passages``: each decision is a confirmed passage (passage review), a complete label
+over every code, so 5,000 decisions are 245,000 label rows (a code trains on at most
+``MAX_ROWS`` of them).
+
 * **cached**: ``LearnedScorer.fit_labels`` with the fitted featurizer, its matrix and the
   prior's confidences passed in (what a retrain costs once features are cached);
 * **uncached**: the same plus fitting the featurizer (IDF over the corpus), building the
@@ -86,6 +90,9 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=20_000)
     ap.add_argument("--decisions", type=int, default=5_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--labels", choices=["decisions", "passages"], default="decisions",
+                    help="decisions: one accept/reject per decision; passages: each decision a confirmed passage, a complete "
+                         "label (positive for its hidden code, negative for every other code), as passage review stores it")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -100,6 +107,10 @@ def main() -> None:
     right = rng.random(args.decisions) < 0.4
     code = np.where(right, hidden[seg], rng.integers(0, len(codes), size=args.decisions))
     labels = pd.DataFrame({"segment_id": seg, "code_id": np.asarray(codes, dtype=object)[code], "label": (code == hidden[seg]).astype(int)})
+    if args.labels == "passages":
+        k = len(codes)
+        labels = pd.DataFrame({"segment_id": np.repeat(seg, k), "code_id": np.tile(np.asarray(codes, dtype=object), len(seg)),
+                               "label": (np.tile(np.arange(k), len(seg)) == np.repeat(hidden[seg], k)).astype(int)})
     row_of = {i: i for i in range(args.segments)}
 
     def uncached():
@@ -139,6 +150,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
         "segments": args.segments,
         "decisions": args.decisions,
+        "labels": args.labels,
+        "label_rows": len(labels),
         "codes": len(codes),
         "codes_trained": trained,
         "feature_columns": int(F.shape[1]),
