@@ -74,7 +74,8 @@ def main() -> None:
 @click.option("--attr", "attrs", multiple=True, help="Attribute for every file, key=value (repeatable).")
 @click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
 @click.option("--project", "-p", type=click.Path(path_type=Path), help="Use this project's template and trained model (with per-code verdicts).")
-@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Minimum confidence for a suggestion (default: twice the 1/K chance rate of a code).")
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="One minimum confidence for every code (default: each code's own threshold, from the template's "
+                   "examples before any training, from your decisions after).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True, help="At most this many codes per segment (0: no limit).")
 @click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help="Encoder: onnx (default for the bundled model: exported at set-up, same vectors as torch, no torch import), torch (sentence-transformers; the default for a model folder you name) or onnx-int8 (quantised, approximate). Or $CODER_ASSIST_BACKEND.")
 @click.option("--ray", "ray_address", help="Score on Ray instead of this process: 'local' (a local cluster) or a cluster address (needs the [scale] extra; see docs/scale.md).")
@@ -252,7 +253,7 @@ def import_(project, inputs, attributes, attrs):
 @main.command()
 @click.argument("project", type=click.Path(path_type=Path))
 @click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
-@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Minimum confidence (default: twice the 1/K chance rate).")
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="One minimum confidence for every code (default: each code's own threshold).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True)
 @click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help="Encoder: onnx (default for the bundled model: exported at set-up, same vectors as torch, no torch import), torch (sentence-transformers; the default for a model folder you name) or onnx-int8 (quantised, approximate). Or $CODER_ASSIST_BACKEND.")
 @_clean_errors

@@ -28,7 +28,7 @@ from ..store.models import has_model
 from ..store.project import SUGGEST_RUN_KEY, Project  # noqa: F401  (SUGGEST_RUN_KEY re-exported)
 from ..core.defaults import DEFAULT_THRESHOLD, DEFAULT_TOP_K  # noqa: F401  (re-exported: the pipeline's API)
 from ..ml.scoring import OUTPUT_COLUMNS, score_frame  # noqa: F401  (re-exported: the pipeline's API)
-from ..ml.suggest import ExampleSimilarityScorer, Scorer, auto_threshold
+from ..ml.suggest import ExampleSimilarityScorer, Scorer
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
 
@@ -371,7 +371,10 @@ def suggest_project(
     card = {
         "scorer": scorer.version,
         "encoder": encoder.model_id,
-        "threshold": threshold if threshold is not None else auto_threshold(len(scorer.code_ids)),
+        # None: no single threshold, each code its own from the template (``thresholds``).
+        "threshold": threshold,
+        "thresholds": None if threshold is not None else {c: round(float(t), 4) for c, t in zip(scorer.code_ids, scorer.thresholds)},
+        "calibrated": bool(scorer.calibrated),
         "top_k": top_k,
         "calibration": {"slope": scorer.calibration[0], "intercept": scorer.calibration[1], "positives": scorer.calibration_n[0], "negatives": scorer.calibration_n[1]},
         "segments": len(segs),
