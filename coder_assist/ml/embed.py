@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.errors import ModelError
-from .encoder import DEFAULT_MODEL, OFFLINE_HINT, Encoder, default_cache_dir, is_default_model, resolve_model
+from .encoder import DEFAULT_MODEL, OFFLINE_HINT, USE_MODEL, Encoder, default_cache_dir, is_default_model, is_use_model, resolve_model
 
 
 class SentenceTransformerEncoder(Encoder):
@@ -164,14 +164,19 @@ _loaded_lock = threading.Lock()
 
 
 #: Encoder backends: the sentence-transformers reference, and the exported ONNX model
-#: (coder_assist.ml.onnx_backend) in fp32 or int8.
+#: (coder_assist.ml.onnx_backend) in fp32 or int8. The multilingual USE (--model
+#: use-multilingual-v3, coder_assist.ml.use_backend) is an int8 ONNX model with no other backend.
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def default_backend(model: str | os.PathLike | None = None) -> str:
     """$CODER_ASSIST_BACKEND if set; else onnx for the bundled model (exported at set-up, same
     vectors as torch, and no torch import: about 1 s to load instead of 8-20 s), torch for a
-    sentence-transformers model the user names (e.g. one fine-tuned on a project)."""
+    sentence-transformers model the user names (e.g. one fine-tuned on a project). The
+    multilingual USE is always "onnx-int8": it has no other form, so the variable does not
+    apply to it."""
+    if is_use_model(model):
+        return "onnx-int8"
     env = os.environ.get("CODER_ASSIST_BACKEND", "").strip().lower()
     if env:
         return env
@@ -180,15 +185,23 @@ def default_backend(model: str | os.PathLike | None = None) -> str:
 
 def load_encoder(model: str | os.PathLike | None = None, *, cache: bool | EmbeddingCache = True, backend: str | None = None) -> Encoder:
     """Load (once per process) an encoder for ``model``, wrapped in the on-disk cache by default.
-    ``backend``: "torch", "onnx" or "onnx-int8"; None = :func:`default_backend`."""
+    ``backend``: "torch", "onnx" or "onnx-int8"; None = :func:`default_backend`.
+    ``model`` "use-multilingual-v3" (or "use"): the multilingual USE, int8 ONNX only."""
     backend = (backend or default_backend(model)).lower()
     if backend not in BACKENDS:
         raise ModelError(f"unknown encoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    key = f"{backend}:{model or DEFAULT_MODEL}"
+    use = is_use_model(model)
+    if use and backend == "torch":
+        raise ModelError(f"{USE_MODEL} is an ONNX model (run without torch): leave out --backend, or pass onnx")
+    key = f"use:{USE_MODEL}" if use else f"{backend}:{model or DEFAULT_MODEL}"
     with _loaded_lock:
         base = _loaded.get(key)
         if base is None:
-            if backend == "torch":
+            if use:
+                from .use_backend import UseEncoder
+
+                base = UseEncoder()
+            elif backend == "torch":
                 base = SentenceTransformerEncoder(model)
             else:
                 from .onnx_backend import OnnxEncoder

