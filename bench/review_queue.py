@@ -117,7 +117,9 @@ def script_loop(folder: Path, coder: str, n: int) -> dict:
     from streamlit.testing.v1 import AppTest
 
     os.environ["CODER_ASSIST_PROJECT"] = str(folder)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["review_mode_kept"] = "triage"  # the one-suggestion view this times (Passage is the default)
+    at.run()
     at.sidebar.text_input(key="coder_input").input(coder).run()
     times = []
     for _ in range(n):
@@ -182,7 +184,7 @@ def cold_start(folder: Path | None, runs: int, script: Path | None = None) -> di
                 run = {"health_s": round(health, 3)}
                 if browser is not None:
                     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                    page.goto(url + "/?coder=Bench%20Viewer", wait_until="commit")
+                    page.goto(url + "/?coder=Bench%20Viewer&mode=triage", wait_until="commit")
                     t_nav = time.perf_counter()
                     page.wait_for_selector("[data-testid='stSidebar'] h1", timeout=120000)
                     run["first_paint_s"] = round(time.perf_counter() - t0, 3)
@@ -199,7 +201,7 @@ def cold_start(folder: Path | None, runs: int, script: Path | None = None) -> di
                     # A second visitor on the now warm server: navigation to first suggestion.
                     page2 = browser.new_page(viewport={"width": 1400, "height": 1000})
                     t1 = time.perf_counter()
-                    page2.goto(url + "/?coder=Bench%20Viewer", wait_until="commit")
+                    page2.goto(url + "/?coder=Bench%20Viewer&mode=triage", wait_until="commit")
                     page2.wait_for_selector("[data-testid='stSidebar'] h1", timeout=60000)
                     run["warm_first_paint_s"] = round(time.perf_counter() - t1, 3)
                     page2.wait_for_selector(".ca-code", timeout=60000)

@@ -1,4 +1,12 @@
-"""Review page: one suggestion at a time, in context, with the evidence behind it.
+"""Review page, in two modes (the switch at the top; the choice is kept in the page address,
+``?mode=triage``, so a reload keeps it):
+
+* **Passage** (the default): one passage in context with its candidate codes, the likely ones
+  ticked. 1-9 tick or untick the numbered codes, D opens a code search (type, Enter ticks the
+  first match, Esc closes), Enter confirms the passage as coded: a complete label (every ticked
+  code accepted, every other code rejected), one undoable unit. U undoes the last action, and
+  an undone passage comes back with the codes it had ticked.
+* **Triage**: one suggestion at a time, in context, with the evidence behind it (below).
 
 Every button acts through an ``on_click`` callback bound to the suggestion that was on screen
 when it was drawn. Streamlit runs the callback, which writes the decision to SQLite and commits,
@@ -20,10 +28,17 @@ with every later rerun; a code search keyed once for the whole page therefore "c
 on the next suggestion, and its callback, now bound to that suggestion, recorded the earlier
 pick a second time (issue 11). A per-suggestion key leaves the old value with a widget that is
 gone, so no callback can fire on a suggestion the coder did not act on.
+
+Passage mode does the same: every widget of a passage (its code boxes, the code search and its
+matches) is keyed by the passage's segment id, so a value the browser keeps for a box of one
+passage never ticks a box of the next, and the confirm callback is bound to the segment and the
+codes listed when the page was drawn. Its keys are bound by its own page script (1-9, D, Enter;
+the same rules: no modifiers, not in an editable field, Enter not on a focused button).
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import inspect
 
@@ -47,6 +62,18 @@ OTHER_MATCHES = 8  # matches listed under the search box
 FLASH_KEY = "review_flash"
 LAST_KEY = "review_last"  # (suggestion, action) this tab recorded last: a repeat of it is a double press
 PIN_KEY = "review_pin"  # suggestion to show first (the one just brought back by undo)
+
+MODE_KEY = "review_mode"  # the mode switch (widget)
+MODE_KEPT = "review_mode_kept"  # the mode, kept across pages (a widget's state is not); tests set it
+MODES = {"passage": "Passage", "triage": "Triage"}
+PASSAGE_BOX_PREFIX = "passage_box_"  # + segment id + "_" + code hash: a candidate's checkbox
+PASSAGE_SEARCH_PREFIX = "passage_search_"  # + segment id: the code search box
+PASSAGE_PICK_PREFIX = "passage_pick_"  # + segment id + "_" + rank: a matching code's button
+PASSAGE_OPEN_KEY = "review_passage_search_open"  # segment whose code search is open (not a widget key)
+PASSAGE_ADDED_PREFIX = "review_passage_added::"  # + segment id: codes added by search (not a widget key)
+PASSAGE_PIN_KEY = "review_passage_pin"  # segment to show first (the one undo brought back)
+PASSAGE_RESTORE_KEY = "review_passage_restore"  # (segment, codes it had ticked) after an undo
+PASSAGE_MATCHES = 8
 
 SHORTCUTS = {"accept": "A", "skip": "S", "undo": "U"}
 _HAS_SHORTCUTS = "shortcut" in inspect.signature(st.button).parameters
@@ -124,6 +151,91 @@ _KEYS_JS = """
       if (input) { input.focus(); return; }
       if (tries++ < 60) setTimeout(focusSearch, 50);
     })();
+  }, true);
+})();
+</script>
+"""
+
+
+# Passage mode's keys: 1-9 click the numbered code's checkbox (the marker .ca-pass-keys lists
+# their widget keys in number order), D opens the code search and puts the cursor in it, Enter
+# clicks "Confirm passage". In the search, Enter ticks the first match once the marker
+# .ca-pass-q names the text typed (as in triage's search), Esc closes it. The same rules as
+# Streamlit's shortcuts: no modifiers, no key repeat, never while typing in a field; Enter is
+# left alone on a focused button or link, which Enter activates itself.
+_PASSAGE_KEYS_JS = """
+<script>
+(function () {
+  var w = window;
+  if (w.__coderAssistPassageKeys) return;
+  w.__coderAssistPassageKeys = true;
+  var doc = w.document;
+  var SEARCH = "[class*='st-key-passage_search_'] input";
+  function norm(s) { return (s || "").trim().toLowerCase().split(/\\s+/).join(" "); }
+  function fresh(sel) { return doc.querySelector("[data-stale='false'] " + sel) || doc.querySelector(sel); }
+  function inSearch(t) { return t && t.closest && t.closest("[class*='st-key-passage_search_']"); }
+  function focusSearch() {
+    var tries = 0;
+    (function f() {
+      var input = doc.querySelector(SEARCH);
+      if (input) { input.focus(); return; }
+      if (tries++ < 60) setTimeout(f, 50);
+    })();
+  }
+  w.addEventListener("keydown", function (e) {
+    var k = (e.key || "").toLowerCase();
+    var t = e.target;
+    if (inSearch(t) && !e.isComposing) {
+      if (k === "escape") {
+        var c = doc.querySelector(".st-key-passage_search_close button");
+        if (c) { e.preventDefault(); c.click(); }
+        return;
+      }
+      if (k !== "enter") return;
+      e.preventDefault();
+      var q = norm(t.value), tries = 0;
+      (function pick() {
+        var m = doc.querySelector("[data-stale='false'] .ca-pass-q");
+        if (m && m.getAttribute("data-q") === q) {
+          var key = m.getAttribute("data-pick");
+          var b = key ? doc.querySelector(".st-key-" + key + " button") : null;
+          if (b && !b.disabled) b.click();
+          return;
+        }
+        if (tries++ < 100) setTimeout(pick, 50);
+      })();
+      return;
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey || e.shiftKey || e.repeat || e.isComposing) return;
+    var nonText = ["checkbox", "radio", "range", "button", "file", "reset", "submit", "color"];
+    if (t && (t.isContentEditable || ((t.tagName === "TEXTAREA" || t.tagName === "SELECT" ||
+        (t.tagName === "INPUT" && nonText.indexOf(t.type) < 0)) && !t.readOnly))) return;
+    var m = fresh(".ca-pass-keys");
+    if (!m) return;  // not in passage mode
+    var target = null;
+    if (k.length === 1 && k >= "1" && k <= "9") {
+      var keys = (m.getAttribute("data-keys") || "").split(" ");
+      var key = keys[parseInt(k, 10) - 1];
+      if (!key) return;
+      target = doc.querySelector(".st-key-" + key + " input");
+    } else if (k === "d") {
+      target = doc.querySelector(".st-key-passage_add button");
+    } else if (k === "enter") {
+      if (t && t.closest && t.closest("button, a")) return;
+      target = doc.querySelector(".st-key-passage_confirm button");
+    } else {
+      return;
+    }
+    if (!target) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    if (target.disabled) return;
+    target.click();
+    if (k === "d") focusSearch();
+  }, true);
+  doc.addEventListener("click", function (e) {
+    var t = e.target;
+    if (t && t.closest && t.closest(".st-key-passage_add") && !doc.querySelector(SEARCH)) focusSearch();
   }, true);
 })();
 </script>
@@ -223,6 +335,14 @@ def _on_undo() -> None:
     st.session_state.pop(LAST_KEY, None)
     if not undone:
         _flash("undo", "Nothing to undo.")
+        return
+    unit = review.unit_of(project, undone)
+    if unit["passage"] is not None:
+        # A passage confirmation: the passage comes back first, with the codes it had ticked.
+        st.session_state[PASSAGE_PIN_KEY] = unit["passage"]
+        st.session_state[PASSAGE_RESTORE_KEY] = (unit["passage"], list(unit["accepted"]))
+        names = ", ".join(_leaf(project.code_path(c) or c) for c in unit["accepted"]) or "no code applies"
+        _flash("undo", f"Undone: passage confirmation ({names})")
         return
     # Bring the suggestion back to the front (the last one undone is the earliest decision:
     # for a "Different code..." the reject of the suggestion that was on screen).
@@ -414,6 +534,33 @@ def _other_panel(project: Project, sid: int, suggested: str) -> None:
         c2.button("Cancel", key="review_other_cancel", type="tertiary", on_click=_on_close_other)
 
 
+def _on_mode() -> None:
+    mode = st.session_state.get(MODE_KEY) or st.session_state.get(MODE_KEPT) or "passage"
+    st.session_state[MODE_KEY] = mode  # clicking the selected segment again leaves it selected
+    st.session_state[MODE_KEPT] = mode
+    st.query_params["mode"] = mode
+    st.session_state.pop(OTHER_OPEN_KEY, None)
+    st.session_state.pop(PASSAGE_OPEN_KEY, None)
+
+
+def _mode_switch() -> str:
+    """Passage (the default) or Triage; kept across pages and in the page address."""
+    if st.session_state.get(MODE_KEY) not in MODES:
+        kept = st.session_state.get(MODE_KEPT) or st.query_params.get("mode")
+        st.session_state[MODE_KEY] = kept if kept in MODES else "passage"
+    mode = st.segmented_control(
+        "Review mode", list(MODES), format_func=MODES.get, key=MODE_KEY, on_change=_on_mode, label_visibility="collapsed",
+        help="Passage: a passage and its likely codes, confirmed as coded in one step (every code not ticked is recorded as "
+        "not applying). Triage: one suggestion at a time, accept or reject.",
+    ) or st.session_state.get(MODE_KEPT) or "passage"
+    st.session_state[MODE_KEPT] = mode
+    # Moving between pages clears the address's parameters (see app.py): put it back, so that a
+    # reload keeps the mode.
+    if st.query_params.get("mode") != mode:
+        st.query_params["mode"] = mode
+    return mode
+
+
 def render() -> None:
     project, name = common.page_context()
     heading = st.empty()  # filled once the mode is known: a blind coder should not read "suggestions"
@@ -422,13 +569,23 @@ def render() -> None:
     from ui import agreement  # blind mode: a reliability sample, no suggestions or others' decisions shown
 
     blind = agreement.blind_mode_selector(project)
-    heading.header("Blind double-coding" if blind is not None else "Review suggestions", anchor=False)
     if blind is not None:
+        heading.header("Blind double-coding", anchor=False)
         agreement.render_blind(project, name, blind)
         return
 
     if project.latest_model_version() is None:
+        heading.header("Review suggestions", anchor=False)
         st.info(f"This project has no suggestions yet. Compute them on the Import page, or with `coder-assist suggest {project.folder}`.")
+        return
+
+    with heading.container():
+        h1, h2 = st.columns([3, 2], vertical_alignment="bottom")
+        with h2:
+            mode = _mode_switch()
+        h1.header("Review passages" if mode == "passage" else "Review suggestions", anchor=False)
+    if mode == "passage":
+        _render_passages(project, name)
         return
 
     ctl = _controls(project)
@@ -511,3 +668,214 @@ def _suggestion(project: Project, name: str | None, row, data: review.PageData) 
                    "(type to search, Enter picks) · not while typing in a box")
     if _HAS_HTML_JS:
         st.html(_KEYS_JS, unsafe_allow_javascript=True)
+
+
+# --------------------------------------------------------------------------- passage mode
+
+
+def _code_hash(code_id: str) -> str:
+    # Code ids hold "/" and other characters a widget key's CSS class cannot; a short digest is safe.
+    return hashlib.blake2s(code_id.encode("utf-8"), digest_size=5).hexdigest()
+
+
+def box_key(segment_id: int, code_id: str) -> str:
+    return f"{PASSAGE_BOX_PREFIX}{int(segment_id)}_{_code_hash(code_id)}"
+
+
+def _added_key(segment_id: int) -> str:
+    return f"{PASSAGE_ADDED_PREFIX}{int(segment_id)}"
+
+
+def _on_confirm(segment_id: int, code_ids: tuple[str, ...]) -> None:
+    """Confirm one passage: the segment and the codes listed are bound when the button is
+    drawn; which are ticked is read from this passage's own boxes."""
+    st.session_state.pop(PASSAGE_OPEN_KEY, None)
+    project, name = common.page_context()
+    if not name:
+        _flash("error", "Enter your name in the sidebar first.")
+        return
+    ticked = [c for c in code_ids if st.session_state.get(box_key(segment_id, c))]
+    done = ("passage", int(segment_id), tuple(sorted(ticked)))
+    try:
+        unit = review.confirm_passage(project, segment_id, ticked, name)
+    except CoderAssistError as exc:
+        _flash("error", f"Not recorded: {exc}")
+        return
+    if unit is None:
+        if st.session_state.get(LAST_KEY) != done:
+            _flash("info", "This passage is already confirmed with exactly these codes (in another tab?); nothing was recorded twice.")
+        return
+    st.session_state[LAST_KEY] = done
+    st.session_state.pop(_added_key(segment_id), None)
+    st.session_state.pop(PASSAGE_PIN_KEY, None)
+    st.session_state.pop(PASSAGE_RESTORE_KEY, None)
+    common.after_decision(project, name)
+    names = ", ".join(_leaf(project.code_path(c) or c) for c in ticked)
+    _flash("accept", f"Confirmed: {names or 'no code applies'}  (U to undo)")
+
+
+def _on_toggle_search(segment_id: int) -> None:
+    open_ = st.session_state.get(PASSAGE_OPEN_KEY) == segment_id
+    st.session_state[PASSAGE_OPEN_KEY] = None if open_ else segment_id
+
+
+def _on_close_search() -> None:
+    st.session_state[PASSAGE_OPEN_KEY] = None
+
+
+def _on_add(segment_id: int, code_id: str) -> None:
+    """A code picked in the search: listed (if it was not) and ticked. Nothing is recorded
+    until the passage is confirmed."""
+    st.session_state[PASSAGE_OPEN_KEY] = None
+    added = st.session_state.setdefault(_added_key(segment_id), [])
+    if code_id not in added:
+        added.append(code_id)
+    st.session_state[box_key(segment_id, code_id)] = True
+
+
+def _passage_progress(prog: dict, in_filter: dict | None) -> None:
+    total, queued = prog["total"], prog["queued"]
+    text = f"{prog['confirmed']} passage{'s' if prog['confirmed'] != 1 else ''} confirmed · {queued} of {total} to review"
+    if in_filter is not None:
+        text += f" · filters: {in_filter['queued']} of {in_filter['total']} left"
+    st.progress((total - queued) / total if total else 0.0, text=text)
+
+
+def _render_passages(project: Project, name: str | None) -> None:
+    ctl = _controls(project)
+    pin = st.session_state.get(PASSAGE_PIN_KEY)
+    data = review.passage_page(project, name, ctl["order"], filters=ctl["filters"], pin=pin)
+    _passage_progress(data.progress, data.in_filter)
+    if not name:
+        st.info("Enter your name in the sidebar to start: decisions are recorded under it. Until then this is a preview.", icon=":material/badge:")
+    view = data.passage
+    if view is None:
+        if ctl["active"]:
+            st.success("No passage left to review under these filters.")
+            st.button("Clear filters", key="review_clear_filters_empty", on_click=_clear_filters)
+        else:
+            total = data.progress["total"]
+            st.success(f"All {total} passages reviewed. Thank you!" if total else "No passages to review.")
+        c1, _ = st.columns([1, 3])
+        with c1:
+            _undo_button(name, data.can_undo)
+        _per_code(project, name)
+        return
+    seg = view.segment_id
+    if pin is not None and pin != seg:
+        st.session_state.pop(PASSAGE_PIN_KEY, None)
+    restore = st.session_state.get(PASSAGE_RESTORE_KEY)
+    if restore is not None and restore[0] != seg:
+        st.session_state.pop(PASSAGE_RESTORE_KEY, None)
+        restore = None
+    left, right = st.columns([11, 9], gap="large")
+    with left:
+        st.subheader(str(view.segment["transcript"]), anchor=False)
+        meta = [f"{k}: {v}" for k, v in view.attributes.items()]
+        if view.skipped:
+            meta.append("skipped earlier")
+        if meta:
+            st.caption(" · ".join(meta))
+        with st.container(border=True):
+            st.html(widgets.CSS + widgets.context_html(view.context))
+    with right:
+        _candidates(project, name, view, restore, data.can_undo)
+    _per_code(project, name)
+
+
+def _candidates(project: Project, name: str | None, view: review.PassageView, restore: tuple | None, can_undo: bool) -> None:
+    """The numbered code boxes, the code search, Confirm and Undo, all keyed by the segment."""
+    seg = view.segment_id
+    template = _template(project)
+    cands = list(view.candidates)
+    listed = {c.code_id for c in cands}
+    paths = dict(review.leaf_codes(project))
+    wanted = list(restore[1]) if restore is not None else []
+    for code in [*wanted, *st.session_state.get(_added_key(seg), [])]:
+        if code not in listed and code in paths:
+            listed.add(code)
+            cands.append(review.Candidate(code, paths[code], True, False, "added"))
+    st.caption("Codes for the highlighted passage: tick every code that applies, then confirm. "
+               "Codes left unticked are recorded as not applying.")
+    keys = []
+    with st.container(border=True, key=f"passage_codes_{seg}"):
+        for i, c in enumerate(cands, start=1):
+            key = box_key(seg, c.code_id)
+            if key not in st.session_state:
+                st.session_state[key] = (c.code_id in wanted) if restore is not None else c.ticked
+            if i <= 9:
+                keys.append(key)
+            parts = c.code_path.split(PATH_SEP)
+            parents = PATH_SEP.join(parts[:-1])
+            num = f"`{i}` " if i <= 9 else ""
+            tail = []
+            if c.confidence is not None:
+                tail.append(f"{c.confidence:.0%}")
+            if not c.suggested:
+                tail.append(c.reason)
+            label = num + f"**{widgets.md_escape(parts[-1])}**" + (f"  :gray[{widgets.md_escape(' · '.join(tail))}]" if tail else "")
+            code = template.codes.get(c.code_id)
+            desc = code.description if code is not None else ""
+            st.checkbox(label, key=key, disabled=not name, help=widgets.md_escape(c.code_path + (f": {desc}" if desc else "")))
+            if c.suggested and c.evidence:
+                st.html(widgets.CSS + _evidence_html(c, parents))
+            elif parents:
+                st.html(f'<div class="ca-source" style="margin:-.6rem 0 .3rem 1.9rem">{html.escape(parents)}</div>')
+        st.html(f'<div class="ca-pass-keys" data-seg="{seg}" data-keys="{html.escape(" ".join(keys))}"></div>')
+    if len(view.mine):
+        marks = {"accept": "✓", "reject": "✗", "skip": "↷"}
+        items = ", ".join(f"{marks.get(a, a)} {_leaf(p)}" for p, a in zip(view.mine["code_path"], view.mine["action"]))
+        st.caption(f"Your decisions on this passage now: {widgets.md_escape(items)}")
+    codes = tuple(c.code_id for c in cands)
+    n = sum(bool(st.session_state.get(box_key(seg, c))) for c in codes)
+    st.button(f"Confirm passage · {n} code{'s' if n != 1 else ''}" if n else "Confirm passage · no code applies",
+              key="passage_confirm", type="primary", icon=":material/done_all:", disabled=not name,
+              width="stretch", on_click=_on_confirm, args=(seg, codes),
+              help="Shortcut: Enter. Records the ticked codes as applying and every other code as not applying")
+    b2, b3 = st.columns(2)
+    with b2:
+        st.button("Add a code…", key="passage_add", icon=":material/search:", disabled=not name, width="stretch",
+                  on_click=_on_toggle_search, args=(seg,), help="Shortcut: D. Search the template for any code and tick it")
+    with b3:
+        _undo_button(name, can_undo)
+    if st.session_state.get(PASSAGE_OPEN_KEY) == seg and name:
+        _passage_search(project, seg)
+    st.caption("Keys: **1–9** tick / untick · **D** add a code (type, Enter ticks the first match, Esc closes) · "
+               "**Enter** confirm · **U** undo · not while typing in a box")
+    if _HAS_HTML_JS:
+        st.html(_PASSAGE_KEYS_JS, unsafe_allow_javascript=True)
+
+
+def _evidence_html(c: review.Candidate, parents: str) -> str:
+    sim = f" (similarity {c.evidence_similarity:.2f})" if c.evidence_similarity is not None else ""
+    text = str(c.evidence or "")
+    if c.evidence_source == "description":
+        body = f"reads most like the code's description{sim}"
+    else:
+        short = text if len(text) <= 160 else text[:157].rsplit(" ", 1)[0] + " …"
+        body = f"nearest example{sim}: <i>{html.escape(short)}</i>"
+    where = f"{html.escape(parents)} · " if parents else ""
+    return f'<div class="ca-source" style="margin:-.6rem 0 .35rem 1.9rem">{where}{body}</div>'
+
+
+def _passage_search(project: Project, seg: int) -> None:
+    """The code search of passage mode (every key carries the segment id)."""
+    with st.container(border=True, key=f"passage_search_panel_{seg}"):
+        kw = {"live": "200ms"} if _HAS_LIVE else {}
+        query = st.text_input("Add a code to this passage", key=f"{PASSAGE_SEARCH_PREFIX}{seg}", placeholder="Type to search the codes…",
+                              help="Matches on the code's name lead, then its parents' names", **kw)
+        matches = review.search_codes(review.leaf_codes(project), query or "")[:PASSAGE_MATCHES]
+        if not matches:
+            st.caption("No code matches that. Try another word.")
+        for i, (code_id, path) in enumerate(matches):
+            parts = path.split(PATH_SEP)
+            parents = widgets.md_escape(PATH_SEP.join(parts[:-1]))
+            label = widgets.md_escape(parts[-1]) + ((f"  · {parents}" if i == 0 else f"  :gray[· {parents}]") if parents else "")
+            st.button(label, key=f"{PASSAGE_PICK_PREFIX}{seg}_{i}", type="primary" if i == 0 else "tertiary",
+                      on_click=_on_add, args=(seg, code_id), help=path)
+        first = f"{PASSAGE_PICK_PREFIX}{seg}_0" if matches else ""
+        st.html(f'<div class="ca-pass-q" data-q="{html.escape(" ".join((query or "").lower().split()))}" '
+                f'data-pick="{html.escape(first)}"></div>')
+        c1, c2 = st.columns([3, 1], vertical_alignment="center")
+        c1.caption("Enter ticks the first match (highlighted); nothing is recorded until you confirm the passage. Esc closes.")
+        c2.button("Cancel", key="passage_search_close", type="tertiary", on_click=_on_close_search)

@@ -38,7 +38,7 @@ CSS = """
 .ca-evidence { border-left: 3px solid rgba(128, 128, 128, .45); padding: .2rem .7rem; margin: .3rem 0; font-style: italic; }
 .ca-source { font-size: .85em; opacity: .75; }
 .ca-mine { font-size: .85em; opacity: .8; margin-top: .5rem; }
-.ca-other-q { display: none; }
+.ca-other-q, .ca-pass-q, .ca-pass-keys { display: none; }
 </style>
 """
 

@@ -73,6 +73,7 @@ class Tab:
 
     def __init__(self, name: str | None = CODER):
         self.at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        self.at.session_state["review_mode_kept"] = "triage"  # the one-suggestion view (Passage is the default)
         self.kept: dict[str, object] = {}
         self.run()
         if name is not None:

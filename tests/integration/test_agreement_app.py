@@ -78,7 +78,9 @@ def project_dir(base_project, tmp_path, monkeypatch) -> Path:
 
 
 def start(name: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["review_mode_kept"] = "triage"  # the one-suggestion view (Passage is the default)
+    at.run()
     assert not at.exception, at.exception
     at.sidebar.text_input(key="coder_input").input(name).run()
     assert not at.exception, at.exception

@@ -72,7 +72,9 @@ def project_dir(base_project, tmp_path, monkeypatch) -> Path:
 
 
 def start(name: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["review_mode_kept"] = "triage"  # these tests drive the one-suggestion view; Passage is the default
+    at.run()
     assert not at.exception, at.exception
     if name is not None:
         at.sidebar.text_input(key="coder_input").input(name).run()

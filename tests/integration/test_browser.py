@@ -158,7 +158,7 @@ def test_review_in_a_real_browser(server, project_dir, tmp_path):
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(server + "/")
+            page.goto(server + "/review?mode=triage")  # the one-suggestion view (Passage is the default)
             # The coder names themself once, in the sidebar.
             box = page.locator(".st-key-coder_input input")
             box.wait_for(timeout=30000)
@@ -243,7 +243,7 @@ class _Browser:
     def open(self) -> None:
         from playwright.sync_api import expect
 
-        self.page.goto(self.url + "/")
+        self.page.goto(self.url + "/review?mode=triage")  # the one-suggestion view (Passage is the default)
         box = self.page.locator(".st-key-coder_input input")
         box.wait_for(timeout=30000)
         box.fill(self.coder)
