@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--transcripts", type=int, default=None, help="First N AnnoMI sessions (default: all 133).")
     ap.add_argument("--quick", action="store_true", help="20 transcripts, 2 runs.")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--model", help="precode's --model (default: its own default encoder); the script always uses MiniLM.")
     args = ap.parse_args()
     if args.out is None and not args.quick:
         args.out = ROOT / "bench" / "results" / "precode_vs_script.json"
@@ -112,7 +113,8 @@ def main() -> None:
         corpus.mkdir()
         sizes = write_corpus(corpus, args.transcripts)
         sides = {
-            "precode": lambda out: [str(CLI), "precode", str(corpus), "--out", str(out), "--unit", "turn", "--threshold", "0", "--top-k", "1"],
+            "precode": lambda out: [str(CLI), "precode", str(corpus), "--out", str(out), "--unit", "turn", "--threshold", "0", "--top-k", "1"]
+                                + (["--model", args.model] if args.model else []),
             "script_every_turn": lambda out: [str(PY), str(SCRIPT), str(TEMPLATE), str(corpus), str(out)],
             "script_coded_turns": lambda out: [str(PY), str(SCRIPT), str(TEMPLATE), str(corpus), str(out), "--coded-only"],
         }
@@ -132,7 +134,9 @@ def main() -> None:
             "benchmark": "precode_vs_script",
             "command": " ".join(["nice -n 19 .venv/bin/python bench/precode_vs_script.py"] + (["--quick"] if args.quick else [])
                                 + ([f"--transcripts {args.transcripts}"] if args.transcripts and not args.quick else [])
-                                + ([f"--runs {args.runs}"] if args.runs != 3 and not args.quick else [])),
+                                + ([f"--runs {args.runs}"] if args.runs != 3 and not args.quick else [])
+                                + ([f"--model {args.model}"] if args.model else [])),
+            "precode_model": args.model or "default",
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.processor() or platform.machine(),
                         "load_average_1m_5m_15m_at_end": [round(x, 2) for x in os.getloadavg()],
                         "note": "shared machine: other jobs ran at the same time; see each run's load_before/load_after"},
