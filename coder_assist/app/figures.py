@@ -13,7 +13,9 @@ Terms (the decision log is append-only, see :mod:`coder_assist.store`):
   :meth:`Project.current_decisions`; :func:`current_decisions` is it.
 * **decision in force**: a current decision that is an accept or a reject (a skip says
   nothing about the code). This is what a retrain learns from, and what "decided" means
-  everywhere a number of decisions is shown.
+  everywhere a number of decisions is shown. A passage confirmed in passage review is one
+  decision, though it writes a row per code (accepts for the ticked codes, rejects for the
+  rest): the coder made one decision, and "retrain every N decisions" means N passages there.
 * **passage coded** with a code: a passage (segment) on which at least one coder's current
   decision on that code is an accept. Two coders coding the same passage is one passage.
 * **suggestion decided** (Review progress): a suggestion of the active model version whose
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..ml.statistics import cohen_kappa, percent_agreement  # noqa: F401  (the one kappa and agreement, re-exported)
-from ..store.project import Project
+from ..store.project import ORIGIN_PASSAGE, Project
 
 #: The learner trains a code's classifier only with at least this many positives and this many
 #: negatives (ml.classifier.MIN_CLASS; not imported, so that reading counts never loads scikit-learn).
@@ -78,30 +80,39 @@ def _in_force(project: Project, coder: str | None = None) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Tally:
-    """Current decisions by action. ``in_force`` = accepted + rejected."""
+    """Current decisions by action (rows: one per passage and code). ``in_force`` = accepted +
+    rejected, with the rows of each confirmed passage (``passage_rows`` of them, from
+    ``passages`` confirmations) counted as one decision each."""
 
     accepted: int = 0
     rejected: int = 0
     skipped: int = 0
+    passages: int = 0
+    passage_rows: int = 0
 
     @property
     def in_force(self) -> int:
-        return self.accepted + self.rejected
+        return self.accepted + self.rejected - self.passage_rows + self.passages
 
 
 def tally(project: Project, coder: str | None = None) -> Tally:
     """Current decisions of one coder (or all coders) counted by action: accepts, rejects and
     skips in force. Decisions on retired codes count: they are still in the log and a retrain
     still reads them."""
-    counts = current_decisions(project, coder)["action"].value_counts()
-    return Tally(int(counts.get("accept", 0)), int(counts.get("reject", 0)), int(counts.get("skip", 0)))
+    cur = current_decisions(project, coder)
+    counts = cur["action"].value_counts()
+    force = cur[cur["action"].isin(_IN_FORCE)]
+    of_passage = force[(force["origin"] == ORIGIN_PASSAGE) & force["unit_id"].notna()]
+    return Tally(int(counts.get("accept", 0)), int(counts.get("reject", 0)), int(counts.get("skip", 0)),
+                 passages=int(len(of_passage[["coder", "unit_id"]].drop_duplicates())), passage_rows=int(len(of_passage)))
 
 
 def decisions_in_force(project: Project, coder: str | None = None) -> int:
     """Decisions in force: (passage, code) pairs whose current decision is an accept or a
-    reject, for one coder or summed over all coders. Undone decisions, skips and decisions
-    replaced by a later one on the same pair do not count; a "Different code..." counts as
-    two (the reject of the suggestion and the accept of the chosen code)."""
+    reject, for one coder or summed over all coders, a confirmed passage counting once.
+    Undone decisions, skips and decisions replaced by a later one on the same pair do not
+    count; a "Different code..." counts as two (the reject of the suggestion and the accept
+    of the chosen code)."""
     return tally(project, coder).in_force
 
 

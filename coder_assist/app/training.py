@@ -25,6 +25,7 @@ from ..ml.query import QUEUE_HEAD, query_order, with_probes
 from ..ml.suggest import Inputs, Scores, suggest
 from ..store import models
 from ..store.project import Project, now
+from . import figures
 
 
 def project_inputs(project: Project, encoder: Encoder, segments: pd.DataFrame | None = None) -> tuple[pd.DataFrame, Inputs]:
@@ -142,7 +143,9 @@ def train_project(project: Project, encoder: Encoder, *, features: FeatureSet = 
     card = scorer.card() | {
         "created_at": now("seconds"),
         "encoder": encoder.model_id,
-        "n_decisions": int(decisions["action"].isin(["accept", "reject"]).sum()),
+        # Counted as everywhere else (a confirmed passage is one decision), so that "decisions
+        # since the last retrain" compares like with like.
+        "n_decisions": figures.decisions_in_force(project),
         "n_labels": len(labels),
         "template_sha1": hashlib.sha1(template.to_yaml().encode()).hexdigest(),
     }

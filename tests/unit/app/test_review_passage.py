@@ -234,8 +234,9 @@ def test_implicit_rejects_are_labels_but_not_rejected_suggestions(suggested):
     on = decisions_on_segments(suggested.current_decisions(), suggested.segments(), suggested.codings())
     lab = labels_from_decisions(on, suggested.template())
     assert sorted(zip(lab["code_id"], lab["label"])) == sorted([(MONEY, 1), (LISTEN, 0), (TIME, 0)])
-    # Decisions in force are what they say: three (a complete label says three things).
-    assert figures.decisions_in_force(suggested, "ann") == 3
+    # One decision in force: the coder confirmed one passage (its three rows are one unit).
+    assert figures.decisions_in_force(suggested, "ann") == 1
+    assert figures.tally(suggested, "ann").accepted + figures.tally(suggested, "ann").rejected == 3
     # Exports carry codings: the accept, never the rejects.
     frame = export.codings_frame(suggested)
     assert frame[["segment_id", "code_id", "status"]].values.tolist() == [[s0, MONEY, "accepted"]]
@@ -249,3 +250,20 @@ def test_a_code_added_by_search_is_a_hand_coding_in_the_export(suggested):
     review.confirm_passage(suggested, seg(suggested, 1), [LISTEN], "ann")
     frame = export.codings_frame(suggested)
     assert frame[["code_id", "origin"]].values.tolist() == [[LISTEN, "by hand"]]
+
+
+def test_a_confirmed_passage_is_one_decision_in_force(suggested):
+    """A row per leaf (accepts + rejects) but one decision: the sidebar's count and the
+    'retrain every N decisions' trigger count passages, as the simulated researcher does."""
+    from coder_assist.app import figures
+
+    p = review.next_passage(suggested, "ann")
+    review.confirm_passage(suggested, p.segment_id, [p.candidates[0].code_id], "ann")
+    t = figures.tally(suggested, "ann")
+    assert t.accepted + t.rejected == len(LEAVES) and t.passages == 1
+    assert figures.decisions_in_force(suggested, "ann") == 1
+    review.add_code(suggested, seg(suggested, 3), TIME, "ann")  # a decision outside passage review counts once too
+    assert figures.decisions_in_force(suggested, "ann") == 2
+    review.undo_last(suggested, "ann")
+    review.undo_last(suggested, "ann")
+    assert figures.decisions_in_force(suggested, "ann") == 0
