@@ -39,8 +39,8 @@ TARGETS = {
 }
 
 
-def result_path(name: str, protocol: str) -> Path:
-    return RESULTS / f"simulate_{name}_{protocol}.json"
+def result_path(name: str, protocol: str, tag: str = "") -> Path:
+    return RESULTS / f"simulate_{name}_{protocol}{'_' + tag if tag else ''}.json"
 
 
 def _at(curve: list[dict], n: int) -> dict | None:
@@ -95,10 +95,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_summary(sets, protocols) -> list[dict]:
-    rows = [summarise(json.loads(p.read_text())) for s in sets for pr in protocols if (p := result_path(s, pr)).exists()]
-    (RESULTS / "simulate_summary.json").write_text(json.dumps({"benchmark": "simulate_all", "rows": rows}, indent=1))
-    (RESULTS / "simulate_summary.md").write_text(
+def write_summary(sets, protocols, tag: str = "") -> list[dict]:
+    rows = [summarise(json.loads(p.read_text())) for s in sets for pr in protocols if (p := result_path(s, pr, tag)).exists()]
+    name = f"simulate_summary{'_' + tag if tag else ''}"
+    (RESULTS / f"{name}.json").write_text(json.dumps({"benchmark": "simulate_all", "rows": rows}, indent=1))
+    (RESULTS / f"{name}.md").write_text(
         "macro-F1 / kappa, mean over folds (`nice -n 19 .venv/bin/python bench/simulate_all.py`)\n\n" + table(rows))
     return rows
 
@@ -112,6 +113,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--model", help="encoder (default: the product's)")
     ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the result files (e.g. use for --model use-multilingual-v3)")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sets, protocols = a.sets.split(","), a.protocols.split(",")
@@ -128,10 +130,10 @@ def main() -> None:
                                log=lambda m: print(m, file=sys.stderr, flush=True))
                 res["command"] = "nice -n 19 .venv/bin/python bench/simulate_all.py " + " ".join(sys.argv[1:])
                 res["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-                write_result(res, result_path(s, pr))
-                plot_curve(res, result_path(s, pr).with_suffix(".png"))
+                write_result(res, result_path(s, pr, a.tag))
+                plot_curve(res, result_path(s, pr, a.tag).with_suffix(".png"))
                 print(f"{s} {pr}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    rows = write_summary(sets, protocols)
+    rows = write_summary(sets, protocols, a.tag)
     print(json.dumps(rows, indent=1))
 
 
