@@ -45,7 +45,7 @@ import inspect
 import pandas as pd
 import streamlit as st
 
-from coder_assist.app import review
+from coder_assist.app import modelview, review
 from coder_assist.core.template import PATH_SEP, Template
 from coder_assist.core.errors import CoderAssistError
 from coder_assist.app.projects import Project
@@ -796,7 +796,8 @@ def _candidates(project: Project, name: str | None, view: review.PassageView, re
             listed.add(code)
             cands.append(review.Candidate(code, paths[code], True, False, "added"))
     st.caption("Codes for the highlighted passage: tick every code that applies, then confirm. "
-               "Codes left unticked are recorded as not applying.")
+               "Codes left unticked are recorded as not applying.  \n"
+               f"What the percentages mean: {modelview.confidence_meaning(project).sentence}")
     keys = []
     with st.container(border=True, key=f"passage_codes_{seg}"):
         for i, c in enumerate(cands, start=1):
