@@ -8,7 +8,8 @@ A copy of the demo project (built once, before timing) is served with the comman
 runs (`streamlit run app.py ... -- --project DIR`). Headless Chromium is already open (a user's
 browser is); the clock starts when the server command starts, Chromium asks for the page as
 soon as the server answers its health check, and the clock stops when the first suggestion
-card (`.ca-code`) is visible. "New visitor": a fresh browser context (no cookies, a new
+card (`.ca-code`, triage) or the passage's codes with their Confirm button (passage review,
+the default) are visible. "New visitor": a fresh browser context (no cookies, a new
 Streamlit session) on the running server, from the request to the card. Targets (issue 14):
 cold <= 6 s, new visitor <= 1.5 s. Side by side, the same visit to a two-line Streamlit app that
 draws one card: what any Streamlit page costs a new visitor here, the floor under the figure.
@@ -55,7 +56,9 @@ def first_card(page, url: str, timeout_s: float = 300) -> float:
     fill it; that wait is part of the figure."""
     t0 = time.perf_counter()
     page.goto(url, wait_until="commit")
-    card = page.locator(".ca-code").first
+    # Triage draws a suggestion card; passage review (the default mode) its ticked codes and the
+    # Confirm button under them.
+    card = page.locator(".ca-code, .st-key-passage_confirm button").first
     name_box = page.locator(".st-key-coder_input input")
     deadline = t0 + timeout_s
     while time.perf_counter() < deadline:
