@@ -219,7 +219,7 @@ def test_first_start_builds_the_demo_into_an_empty_folder(tmp_path, monkeypatch,
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception
     # The build's status box is gone by now: the first run ends by switching to the Review page.
-    assert [h.value for h in at.header] == ["Review suggestions"]
+    assert [h.value for h in at.header] == ["Review passages"]  # passage review is the default mode
     with Project.open(folder) as p:
         counts, created = p.counts(), p.meta("created_at")
     assert counts["transcripts"] > 0 and counts["suggestions"] > 0
