@@ -40,7 +40,7 @@ WHOSE_KEY = "tr_whose"
 PENDING_KEY = "tr_pending"
 ADD_CODE_KEY = "tr_add_code"
 FLASH_KEY = "tr_flash"
-SPAN_CODES_KEY = "tr_span_codes"
+SPAN_CODES_KEY = "tr_span_codes"  # + "_" + the selection's nonce: one code box per selection
 DONE_SPAN_KEY = "_tr_span_done"  # the nonce of the selection last coded or cleared
 FIT_KEY = "_tr_fit"  # suggestion id -> the span the coder fitted it to
 PANE_HEIGHT = 720
@@ -463,7 +463,7 @@ def _selection(tid: int) -> tuple[int, int, float] | None:
 
 def _on_code_span(tid: int, start: int, end: int, nonce) -> None:
     project, name = common.page_context()
-    code_ids = list(st.session_state.get(SPAN_CODES_KEY) or [])
+    code_ids = list(st.session_state.get(_span_codes_key(nonce)) or [])
     if not name or not code_ids:
         return
     try:
@@ -471,7 +471,6 @@ def _on_code_span(tid: int, start: int, end: int, nonce) -> None:
     except CoderAssistError as exc:
         _flash("error", f"Not recorded: {exc}")
         return
-    st.session_state[SPAN_CODES_KEY] = []
     st.session_state[DONE_SPAN_KEY] = nonce
     leaves = ", ".join(_leaf(_path(project, c)) for c in code_ids)
     _flash("ok", f"Coded the selected text ({end - start} characters) as {leaves}" if done else "You already have those codes on exactly this text.")
@@ -481,7 +480,14 @@ def _on_code_span(tid: int, start: int, end: int, nonce) -> None:
 
 def _on_clear_span(nonce) -> None:
     st.session_state[DONE_SPAN_KEY] = nonce
-    st.session_state[SPAN_CODES_KEY] = []
+
+
+def _span_codes_key(nonce) -> str:
+    """The code box of one selection. Keyed by the selection, not once for the page: the
+    browser keeps a widget's last value while a widget of that key is on the page and sends it
+    with later reruns, so a box reset by a callback came back with the codes just recorded and
+    they were recorded again on the next selection (the issue-11 lesson, as on the Review page)."""
+    return f"{SPAN_CODES_KEY}_{nonce}"
 
 
 def _span_panel(project: Project, name: str | None, tid: int, text: str) -> None:
@@ -498,11 +504,11 @@ def _span_panel(project: Project, name: str | None, tid: int, text: str) -> None
         shown = " ".join(text[start:end].split())
         st.markdown("> " + widgets.md_escape(shown[:600] + ("…" if len(shown) > 600 else "")))
         paths = dict(review.leaf_codes(project))
-        st.multiselect("Codes for the selected text", list(paths), format_func=paths.get, key=SPAN_CODES_KEY,
+        st.multiselect("Codes for the selected text", list(paths), format_func=paths.get, key=_span_codes_key(nonce),
                        placeholder="Type to search the codes…", disabled=not name)
         c1, c2 = st.columns(2)
         c1.button("Code selection", key="tr_code_span", type="primary", width="stretch", on_click=_on_code_span,
-                  args=(tid, start, end, nonce), disabled=not name or not st.session_state.get(SPAN_CODES_KEY))
+                  args=(tid, start, end, nonce), disabled=not name or not st.session_state.get(_span_codes_key(nonce)))
         c2.button("Clear", key="tr_clear_span", width="stretch", on_click=_on_clear_span, args=(nonce,))
 
 

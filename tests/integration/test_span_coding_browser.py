@@ -160,7 +160,7 @@ def _click(page, selector: str, timeout_s: float = 60) -> None:
 
 def _pick_codes(page, names: list[str]) -> None:
     for name in names:
-        page.locator(".st-key-tr_span_codes input").click()
+        page.locator("[class*='st-key-tr_span_codes_'] input").click()
         page.keyboard.type(name)
         page.get_by_role("option", name=name).first.click()
         _idle(page)
