@@ -505,33 +505,44 @@ def _per_code(project: Project, name: str | None) -> None:
     )
 
 
-def _other_panel(project: Project, sid: int, suggested: str) -> None:
-    """The code search of "Different code...", under the buttons (it covers nothing). Every key
-    carries the suggestion id (see the module docstring)."""
-    with st.container(border=True, key=f"review_other_panel_{sid}"):
+def _code_search(panel_key: str, label: str, search_key: str, codes, n: int, pick_prefix: str, on_pick, args,
+                 marker: str, caption: str, cancel_key: str, on_cancel) -> None:
+    """A code search under the buttons, shared by triage's "Different code..." and passage
+    mode's D: a search box, the first ``n`` matching ``codes`` as buttons (``on_pick(*args,
+    code_id)``; the first highlighted), and after them the ``marker`` div the page script reads
+    to click the first match on Enter once it names the typed text."""
+    with st.container(border=True, key=panel_key):
         kw = {"live": "200ms"} if _HAS_LIVE else {}
-        query = st.text_input("Code for this passage", key=f"{OTHER_SEARCH_PREFIX}{sid}", placeholder="Type to search the codes…",
+        query = st.text_input(label, key=search_key, placeholder="Type to search the codes…",
                               help="Matches on the code's name lead, then its parents' names", **kw)
-        codes = [c for c in review.leaf_codes(project) if c[0] != suggested]
-        matches = review.search_codes(codes, query or "")[:OTHER_MATCHES]
+        matches = review.search_codes(codes, query or "")[:n]
         if not matches:
             st.caption("No code matches that. Try another word.")
         for i, (code_id, path) in enumerate(matches):
             parts = path.split(PATH_SEP)
             parents = widgets.md_escape(PATH_SEP.join(parts[:-1]))
             # Grey would not read on the first (primary, highlighted) button.
-            label = widgets.md_escape(parts[-1]) + ((f"  · {parents}" if i == 0 else f"  :gray[· {parents}]") if parents else "")
-            st.button(label, key=f"{OTHER_PICK_PREFIX}{sid}_{i}", type="primary" if i == 0 else "tertiary",
-                      on_click=_on_other, args=(sid, code_id), help=path)
-        first = f"{OTHER_PICK_PREFIX}{sid}_0" if matches else ""
-        # After the list on purpose: the page script clicks the first match on Enter once this
-        # marker names the typed text (see _KEYS_JS).
-        st.html(f'<div class="ca-other-q" data-q="{html.escape(" ".join((query or "").lower().split()))}" '
+            label_i = widgets.md_escape(parts[-1]) + ((f"  · {parents}" if i == 0 else f"  :gray[· {parents}]") if parents else "")
+            st.button(label_i, key=f"{pick_prefix}_{i}", type="primary" if i == 0 else "tertiary",
+                      on_click=on_pick, args=(*args, code_id), help=path)
+        first = f"{pick_prefix}_0" if matches else ""
+        # After the list on purpose: the page script acts on Enter once this marker names the
+        # typed text (see _KEYS_JS and _PASSAGE_KEYS_JS).
+        st.html(f'<div class="{marker}" data-q="{html.escape(" ".join((query or "").lower().split()))}" '
                 f'data-pick="{html.escape(first)}"></div>')
         c1, c2 = st.columns([3, 1], vertical_alignment="center")
-        c1.caption("Enter picks the first match (highlighted) and records it at once: the suggested code is rejected and "
-                   "this one applied, as one step (U takes back both). Esc closes.")
-        c2.button("Cancel", key="review_other_cancel", type="tertiary", on_click=_on_close_other)
+        c1.caption(caption)
+        c2.button("Cancel", key=cancel_key, type="tertiary", on_click=on_cancel)
+
+
+def _other_panel(project: Project, sid: int, suggested: str) -> None:
+    """The code search of "Different code...", under the buttons (it covers nothing). Every key
+    carries the suggestion id (see the module docstring)."""
+    _code_search(f"review_other_panel_{sid}", "Code for this passage", f"{OTHER_SEARCH_PREFIX}{sid}",
+                 [c for c in review.leaf_codes(project) if c[0] != suggested], OTHER_MATCHES, f"{OTHER_PICK_PREFIX}{sid}",
+                 _on_other, (sid,), "ca-other-q",
+                 "Enter picks the first match (highlighted) and records it at once: the suggested code is rejected and "
+                 "this one applied, as one step (U takes back both). Esc closes.", "review_other_cancel", _on_close_other)
 
 
 def _on_mode() -> None:
@@ -861,22 +872,7 @@ def _evidence_html(c: review.Candidate, parents: str) -> str:
 
 def _passage_search(project: Project, seg: int) -> None:
     """The code search of passage mode (every key carries the segment id)."""
-    with st.container(border=True, key=f"passage_search_panel_{seg}"):
-        kw = {"live": "200ms"} if _HAS_LIVE else {}
-        query = st.text_input("Add a code to this passage", key=f"{PASSAGE_SEARCH_PREFIX}{seg}", placeholder="Type to search the codes…",
-                              help="Matches on the code's name lead, then its parents' names", **kw)
-        matches = review.search_codes(review.leaf_codes(project), query or "")[:PASSAGE_MATCHES]
-        if not matches:
-            st.caption("No code matches that. Try another word.")
-        for i, (code_id, path) in enumerate(matches):
-            parts = path.split(PATH_SEP)
-            parents = widgets.md_escape(PATH_SEP.join(parts[:-1]))
-            label = widgets.md_escape(parts[-1]) + ((f"  · {parents}" if i == 0 else f"  :gray[· {parents}]") if parents else "")
-            st.button(label, key=f"{PASSAGE_PICK_PREFIX}{seg}_{i}", type="primary" if i == 0 else "tertiary",
-                      on_click=_on_add, args=(seg, code_id), help=path)
-        first = f"{PASSAGE_PICK_PREFIX}{seg}_0" if matches else ""
-        st.html(f'<div class="ca-pass-q" data-q="{html.escape(" ".join((query or "").lower().split()))}" '
-                f'data-pick="{html.escape(first)}"></div>')
-        c1, c2 = st.columns([3, 1], vertical_alignment="center")
-        c1.caption("Enter ticks the first match (highlighted); nothing is recorded until you confirm the passage. Esc closes.")
-        c2.button("Cancel", key="passage_search_close", type="tertiary", on_click=_on_close_search)
+    _code_search(f"passage_search_panel_{seg}", "Add a code to this passage", f"{PASSAGE_SEARCH_PREFIX}{seg}",
+                 review.leaf_codes(project), PASSAGE_MATCHES, f"{PASSAGE_PICK_PREFIX}{seg}", _on_add, (seg,), "ca-pass-q",
+                 "Enter ticks the first match (highlighted); nothing is recorded until you confirm the passage. Esc closes.",
+                 "passage_search_close", _on_close_search)
