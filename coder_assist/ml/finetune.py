@@ -111,9 +111,10 @@ def contrastive_finetune(
     config: FinetuneConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> FinetuneResult:
-    """Fine-tune ``model`` (default: the bundled MiniLM) on pairs from ``labels`` over
-    ``texts`` and save it to ``out_dir`` (written to a temporary sibling, then renamed:
-    complete or absent)."""
+    """Fine-tune ``model`` on pairs from ``labels`` over ``texts`` and save it to ``out_dir``
+    (written to a temporary sibling, then renamed: complete or absent). ``model`` must be a
+    sentence-transformers model; None is the bundled all-MiniLM-L6-v2 (not the default
+    encoder, the multilingual USE, which cannot be fine-tuned: naming it raises ModelError)."""
     import shutil
     import tempfile
 

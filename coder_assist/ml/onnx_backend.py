@@ -2,9 +2,9 @@
 at run time.
 
 The model is exported at set-up (``coder-assist setup-models``, run by ``make setup``) from the
-local sentence-transformers folder (the bundled all-MiniLM-L6-v2 by default) into the models
-directory (:func:`models_dir`), keyed by the model id (which holds the weights' SHA-256 for the
-default model), and only loaded after that. Export needs torch and transformers; running the
+local sentence-transformers folder (the bundled all-MiniLM-L6-v2 when no model is named: the
+default encoder, the multilingual USE, is an ONNX model already) into the models directory
+(:func:`models_dir`), keyed by the model id (which holds the weights' SHA-256 for MiniLM), and only loaded after that. Export needs torch and transformers; running the
 exported model needs only onnxruntime, tokenizers and numpy, so a start skips the 8-20 s /
 500 MiB import of torch and sentence-transformers. If the export is missing at run time it is
 made then, once, with a notice naming the set-up command.
@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .encoder import Encoder, models_dir, resolve_model, sha256
+from .encoder import MINILM_MODEL, Encoder, models_dir, resolve_model, sha256
 from ..core.errors import ModelError
 
 #: Bump when the export steps change, so old exports are not reused.
@@ -206,12 +206,12 @@ def ensure_exported(model: str | os.PathLike | None = None, precision: str = "fp
         if _manifest_ok(dest, name):
             _verified.add(str(path))
             return path
-        resolve_model(model)  # refuses modified default weights before exporting them
+        resolve_model(model)  # refuses modified MiniLM weights before exporting them
         damaged = path.exists()
         if damaged:
             warnings.warn(f"{path}: SHA-256 does not match its manifest (damaged file); exporting it again from {target}", stacklevel=2)
         if notice is not None:
-            notice(f"{'re-exporting the damaged' if damaged else 'no'} ONNX export of {model or 'the default model'} "
+            notice(f"{'re-exporting the damaged' if damaged else 'no'} ONNX export of {model or MINILM_MODEL} "
                    f"{'at' if damaged else 'in'} {dest.parent}: exporting it now, once (10-20 s; "
                    f"`coder-assist setup-models` does this at set-up)")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -285,7 +285,7 @@ class OnnxEncoder(Encoder):
                  threads: int | None = None, cache_dir: str | Path | None = None, dedup: bool = True, sort_by_length: bool = True,
                  notice: Callable[[str], None] | None = None):
         target, base_id = resolve_model(model, verify=False)
-        self.name = str(model or "default")
+        self.name = str(model or MINILM_MODEL)
         self.precision = precision
         self.batch_size = batch_size
         self.dedup = dedup

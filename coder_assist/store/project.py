@@ -29,6 +29,7 @@ import pandas as pd
 
 # What Project.codings says of a decision made before v5 (or without an origin) comes from core.
 from ..core.coding import ORIGIN_HAND, ORIGIN_IMPORTED, ORIGIN_SUGGESTION  # noqa: F401  (re-exported)
+from ..core.defaults import DEFAULT_MODEL
 from ..core.template import Template, parse_template
 from ..core.errors import ProjectError
 from ..core.transcript import Transcript
@@ -231,8 +232,18 @@ ALTER TABLE decisions ADD COLUMN unit_id INTEGER REFERENCES decisions(id);
 CREATE INDEX IF NOT EXISTS decisions_unit ON decisions(unit_id) WHERE unit_id IS NOT NULL
 """
 
+# v7: a project records its encoder (meta "model"; Project.create writes it). Before v7 no key
+# meant the default encoder, which was all-MiniLM-L6-v2 then: an existing project's passages were
+# embedded and its trained models fitted (384-d) with it, so it keeps it, now that the default is
+# the multilingual USE. A key already there (a fine-tuned encoder's folder) stays. A database
+# without created_at or template is one being created, whose encoder Project.create writes.
+_SCHEMA_V7 = """
+INSERT INTO meta(key, value) SELECT 'model', 'all-MiniLM-L6-v2'
+WHERE EXISTS (SELECT 1 FROM meta WHERE key IN ('created_at', 'template')) AND NOT EXISTS (SELECT 1 FROM meta WHERE key = 'model')
+"""
+
 #: MIGRATIONS[i] upgrades schema version i to i + 1. Append, never edit a released step.
-MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6]
+MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6, _SCHEMA_V7]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -287,7 +298,10 @@ class Project:
         return conn
 
     @classmethod
-    def create(cls, folder: str | Path, template: Template) -> "Project":
+    def create(cls, folder: str | Path, template: Template, *, model: str = DEFAULT_MODEL) -> "Project":
+        """A new project in ``folder`` with ``template``, recording ``model`` (meta ``model``,
+        the name or folder of its encoder; default the default encoder) so that it keeps
+        embedding with it when the default changes."""
         folder = Path(folder)
         db = folder / DB_NAME
         if db.exists():
@@ -297,6 +311,7 @@ class Project:
         proj._migrate()
         with proj.transaction():
             proj._set_meta("created_at", now())
+            proj._set_meta("model", str(model or DEFAULT_MODEL))
             proj._write_template(template)
         return proj
 

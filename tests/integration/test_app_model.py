@@ -160,13 +160,19 @@ def test_auto_retrain_setting_and_hook(project_dir):
 
 def test_finetune_needs_enough_decisions(project_dir):
     """The fine-tune button is there, and disabled (with the count in its help) until the
-    project has the minimum number of accept/reject decisions."""
+    project has the minimum number of accept/reject decisions. On a project with the default
+    encoder (USE, which cannot be fine-tuned) it is disabled and names the encoder that can be."""
     from coder_assist.app import modelview
     from coder_assist.ml.finetune import MIN_DECISIONS
 
     at = open_model_page()
     button = next(b for b in at.button if b.key == "model_finetune")
+    assert button.disabled and "--model all-MiniLM-L6-v2" in button.help
     with Project.open(project_dir) as p:
+        assert p.meta("model") == "use-multilingual-v3"
+        p.set_meta("model", "all-MiniLM-L6-v2")
         n = modelview.n_decisions(p)
+    at = open_model_page()
+    button = next(b for b in at.button if b.key == "model_finetune")
     assert n < MIN_DECISIONS
     assert button.disabled and f"{n} so far" in button.help

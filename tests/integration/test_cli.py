@@ -53,6 +53,32 @@ def test_init_import_codes_suggest(project, tmp_path):
     assert con.execute("SELECT COUNT(DISTINCT transcript_id) FROM segments").fetchone()[0] == 2
 
 
+def _encoder_of_last_version(project: Path) -> str:
+    con = sqlite3.connect(project / "project.db")
+    try:
+        return con.execute("SELECT encoder FROM model_versions ORDER BY id DESC LIMIT 1").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_init_records_the_encoder_and_suggest_uses_it(tmp_path):
+    """init records the default encoder (USE) or the one named; suggest then embeds with the
+    project's own, and --model overrides it for one run."""
+    ts = [DEMO_DIR / "P1_LA_strategic.txt"]
+    r = run("init", tmp_path / "use")
+    assert r.exit_code == 0 and "encoder use-multilingual-v3" in r.output, r.output
+    r = run("init", tmp_path / "mini", "--model", "all-MiniLM-L6-v2")
+    assert r.exit_code == 0 and "encoder all-MiniLM-L6-v2" in r.output, r.output
+    for name, encoder in (("use", "use-multilingual-v3@"), ("mini", "all-MiniLM-L6-v2@")):
+        assert run("import", tmp_path / name, *ts).exit_code == 0
+        r = run("suggest", tmp_path / name)
+        assert r.exit_code == 0, r.output
+        assert _encoder_of_last_version(tmp_path / name).startswith(encoder)
+    r = run("suggest", tmp_path / "use", "--model", "all-MiniLM-L6-v2")
+    assert r.exit_code == 0, r.output
+    assert _encoder_of_last_version(tmp_path / "use").startswith("all-MiniLM-L6-v2@")
+
+
 def test_codes_of_builtin_and_file_template():
     r = run("codes", "--examples")
     assert r.exit_code == 0
@@ -213,17 +239,20 @@ def test_bad_attribute_sheet_is_reported_before_any_model_loads(tmp_path, no_mod
     assert no_model == []
 
 
-def test_default_precode_never_imports_torch(tmp_path):
-    """A default pre-coding run in a fresh process: onnxruntime only, no torch, no
-    sentence-transformers; and nothing but the summary on a non-terminal stderr."""
+@pytest.mark.parametrize("model", [None, "all-MiniLM-L6-v2"])
+def test_default_precode_never_imports_torch(tmp_path, model):
+    """A pre-coding run in a fresh process, with the default encoder (USE) and with MiniLM:
+    onnxruntime only, no torch, no sentence-transformers; and nothing but the summary on a
+    non-terminal stderr."""
     from coder_assist.ml.onnx_backend import ensure_exported
 
-    ensure_exported(None)  # `make setup` does this; here in case the test runs on a bare install
+    ensure_exported("all-MiniLM-L6-v2")  # `make setup` does this; here in case the test runs on a bare install
     d = _two_transcripts(tmp_path / "in")
+    extra = ["--model", model] if model else []
     code = (
         "import sys\n"
         "from coder_assist.cli import main\n"
-        f"try:\n    main(['precode', {str(d)!r}, '--out', {str(tmp_path / 'o.csv')!r}])\n"
+        f"try:\n    main(['precode', {str(d)!r}, '--out', {str(tmp_path / 'o.csv')!r}] + {extra!r})\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
         "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"

@@ -1,6 +1,6 @@
 """`coder-assist revise` and the Revise tab on a tiny project with an obvious missing topic:
 four interviews about money, time and being listened to, where six passages talk about
-parking, which the template has no code for. Real model (all-MiniLM-L6-v2), hand-made
+parking, which the template has no code for. Real default model (use-multilingual-v3), hand-made
 suggestions and decisions (recorded through the library, as the review app does)."""
 
 from __future__ import annotations

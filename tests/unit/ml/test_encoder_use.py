@@ -32,9 +32,11 @@ def use_encoder():
 def test_names_that_select_it():
     for name in ("use-multilingual-v3", "USE", "use-multilingual", f"{USE_MODEL}@{USE_SHA256[:12]}"):
         assert is_use_model(name), name
-    for name in (None, "all-MiniLM-L6-v2", "/models/use-finetuned", "user"):
+    for name in (None, "default"):  # the default encoder
+        assert is_use_model(name), name
+    for name in ("all-MiniLM-L6-v2", "minilm", "/models/use-finetuned", "user"):
         assert not is_use_model(name), name
-    assert embed.default_backend("use") == "onnx-int8"
+    assert embed.default_backend("use") == embed.default_backend(None) == "onnx-int8"
 
 
 def test_it_has_no_torch_form(monkeypatch):
@@ -42,8 +44,11 @@ def test_it_has_no_torch_form(monkeypatch):
     assert embed.default_backend(USE_MODEL) == "onnx-int8"  # the variable is for models with a choice
     with pytest.raises(ModelError, match="ONNX model"):
         embed.load_encoder(USE_MODEL, backend="torch")
-    with pytest.raises(ModelError, match="not a sentence-transformers model"):
+    with pytest.raises(ModelError, match="not a sentence-transformers model") as err:
         resolve_model(USE_MODEL)  # fine-tuning and the torch encoder go through resolve_model
+    assert "--model all-MiniLM-L6-v2" in str(err.value)  # what to use instead
+    with pytest.raises(ModelError, match="ONNX model"):
+        embed.load_encoder(None, backend="torch")  # the default is USE: no torch form either
 
 
 def test_missing_model_names_what_to_install(monkeypatch, tmp_path):
@@ -119,4 +124,4 @@ def test_encoder_module_constants_match_docs():
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[3] / "docs" / "models.md").read_text()
-    assert encoder.USE_SHA256 in doc and encoder.DEFAULT_MODEL_SHA256 in doc
+    assert encoder.USE_SHA256 in doc and encoder.MINILM_SHA256 in doc

