@@ -91,7 +91,7 @@ def load_time(backend: str) -> float:
     """Fresh process: import + model ready + one sentence encoded (the export already cached)."""
     code = (
         "import time; t=time.perf_counter(); from coder_assist.ml.embed import load_encoder; "
-        f"e=load_encoder(backend={backend!r}, cache=False); e.encode(['hello']); print(time.perf_counter()-t)"
+        f"e=load_encoder('all-MiniLM-L6-v2', backend={backend!r}, cache=False); e.encode(['hello']); print(time.perf_counter()-t)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return float(r.stdout.strip().splitlines()[-1])
@@ -106,7 +106,8 @@ def main() -> None:
     args = ap.parse_args()
     backends = args.backends.split(",")
     template = load_template()
-    encoders = {b: load_encoder(backend=b, cache=False) for b in backends}  # exports on first use
+    # MiniLM's backends compared (the default USE has one form only); exports on first use.
+    encoders = {b: load_encoder("all-MiniLM-L6-v2", backend=b, cache=False) for b in backends}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         corpora = {"demo": [DEMO_DIR]}

@@ -13,7 +13,7 @@ Input: the nine demo interviews copied ``--copies`` times (distinct names). Time
 
 With ``--encoder hash`` (default) a hashing stand-in replaces the model, so the ratio is the
 bookkeeping's share with encoding at zero cost: an upper bound on the overhead. With
-``--encoder model`` the bundled MiniLM encodes (no embedding cache), the real-world ratio.
+``--encoder model`` the default encoder (USE) encodes (no embedding cache), the real-world ratio.
 A resume is measured too: a run stopped after half the chunks (an exception at the start of a
 chunk, so what was committed stays) and continued; texts encoded by the continuation are counted.
 """
