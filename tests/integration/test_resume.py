@@ -27,6 +27,16 @@ from coder_assist.ml.suggest import ExampleSimilarityScorer
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = ROOT / "data" / "demo"
 DONE_BEFORE_KILL = 3
+# A resumed run is compared row for row with a fresh one, which needs an encoder whose vector of
+# a text does not depend on the texts batched with it: MiniLM (fp32 ONNX). The default USE is
+# int8 with activations quantised per batch (cosine >= 0.996 to the text alone), so other chunk
+# boundaries can move a suggestion across its threshold. What is tested here is the bookkeeping.
+MODEL = "all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="module")
+def base_encoder(minilm_encoder):
+    return minilm_encoder
 
 # The child blocks at the start of its 4th chunk (after 3 committed ones) and says so; the
 # parent then kills it with SIGKILL: no cleanup, no atexit, no flush runs in the child.
@@ -47,7 +57,7 @@ def blocking(real):
         return real(*args, **kwargs)
     return wrapper
 
-encoder = load_encoder(cache=False)
+encoder = load_encoder({model!r}, cache=False)
 {body}
 """
 
@@ -76,7 +86,7 @@ class CountingEncoder(Encoder):
 
 
 def _run_and_kill(body: str, tmp_path: Path) -> None:
-    script = _CHILD.format(root=str(ROOT), done=DONE_BEFORE_KILL, body=textwrap.dedent(body))
+    script = _CHILD.format(root=str(ROOT), done=DONE_BEFORE_KILL, model=MODEL, body=textwrap.dedent(body))
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         line = proc.stdout.readline()
@@ -145,7 +155,7 @@ def test_precode_with_other_settings_starts_afresh(base_encoder, tmp_path):
 
 @pytest.fixture
 def demo_project(tmp_path):
-    p = pipeline.init_project(tmp_path / "proj")
+    p = pipeline.init_project(tmp_path / "proj", model=MODEL)
     pipeline.import_files(p, [DEMO_DIR])
     yield p
     p.close()
