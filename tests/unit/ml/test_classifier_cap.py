@@ -48,3 +48,28 @@ def test_capped_fit_keeps_the_base_rate(monkeypatch):
     assert abs(p_cap.mean() - base) < 0.03 and abs(p_full.mean() - base) < 0.03
     # And the capped model still separates the codes.
     assert (p_cap.argmax(axis=1) == gold).mean() > 0.7
+
+
+def test_used_columns_drops_empty_columns_and_keeps_rows_sorted():
+    import scipy.sparse as sp
+
+    from coder_assist.ml.classifier import _used_columns
+
+    rng = np.random.default_rng(0)
+    M = sp.random(40, 500, density=0.02, format="csr", random_state=1)
+    M.sort_indices()
+    out, cols = _used_columns(M)
+    # The same matrix as numpy's unique-and-slice, with no all-zero column left.
+    assert np.array_equal(cols, np.unique(M.indices))
+    assert (out != M[:, cols]).nnz == 0
+    assert out.has_sorted_indices and (np.asarray(abs(out).sum(axis=0)).ravel() > 0).all()
+    # Unsorted input comes back sorted (liblinear would otherwise sort on every fit).
+    U = sp.csr_matrix((M.data[::-1].copy(), M.indices.copy(), M.indptr.copy()), shape=M.shape)
+    for i in range(U.shape[0]):
+        a, b = U.indptr[i], U.indptr[i + 1]
+        U.indices[a:b] = U.indices[a:b][rng.permutation(b - a)]
+    U.has_sorted_indices = False
+    out_u, cols_u = _used_columns(U)
+    assert np.array_equal(cols_u, cols) and out_u.has_sorted_indices
+    assert (out_u != U[:, cols]).nnz == 0
+
