@@ -53,7 +53,7 @@ from coder_assist.ml.classifier import LearnedScorer  # noqa: E402
 from coder_assist.ml.features import Featurizer  # noqa: E402
 from coder_assist.ml.suggest import Inputs  # noqa: E402
 
-DIM = 384
+DIM = 512  # the default encoder's (use-multilingual-v3) width
 
 
 class HashEncoder(Encoder):

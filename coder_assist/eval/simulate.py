@@ -258,9 +258,12 @@ def run_loop(
     embeddings: dict[str, np.ndarray],
     protocol: str = "binary",
     log: Callable[[str], None] = lambda s: None,
+    on_checkpoint: Callable[[int, np.ndarray, dict], None] | None = None,
 ) -> list[dict]:
     """One learning curve: query, oracle (``protocol``, see ``PROTOCOLS``), retrain; metrics on
-    ``test`` at each checkpoint, with the cumulative effort."""
+    ``test`` at each checkpoint, with the cumulative effort. ``on_checkpoint(decisions, conf,
+    rule)`` receives the test rows' confidences (columns ``rule["code_ids"]``) and the decision
+    rule (``thresholds``, ``top_margin``) at each checkpoint, for figures other than these metrics."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
     picker = query_strategy(strategy, seed=seed)
@@ -308,6 +311,8 @@ def run_loop(
             conf = scorer.score_features(F, prior_conf)
         # The thresholds the product would use now: the prior's at 0 decisions, learned ones after.
         rule = dict(thresholds=scorer.thresholds(), top_margin=scorer.top_margin)
+        if on_checkpoint is not None:
+            on_checkpoint(n_decisions, conf[n_pool:], dict(rule, code_ids=code_ids))
         m = metrics(ds, code_ids, conf[n_pool:], test["codes"], **rule, top_k=DEFAULT_TOP_K)
         row = {"decisions": n_decisions, "macro_f1": m["macro_f1"], "kappa": m["kappa"], "accept_rate": round(accepted / shown, 4) if shown else None,
                "effort": effort.as_dict(), "per_code_f1": m["per_code_f1"], "reliability": reliability_table(conf[n_pool:], code_ids, test["codes"]),
