@@ -38,6 +38,11 @@ MIN_CLASS = 3
 #: Below it (every checkpoint of the 500-passage benchmark) nothing changes.
 MAX_ROWS = 1000
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: liblinear's stopping tolerance. scikit-learn's default (1e-4) is a thousand times tighter
+#: than liblinear's own for the dual problem (0.1); at 1e-3 a retrain of 5,000 confirmed passages
+#: is about 15% faster and the simulated researcher's macro-F1 and kappa at 300 and 500 random
+#: passages are the same to three decimals on all four shared sets (5 folds).
+TOL = 1e-3
 FORMAT_VERSION = 1
 
 
@@ -282,7 +287,7 @@ class LearnedScorer(Scorer):
         # so under passage review every code has as many rows as there are passages.
         # Seeded so its row order does not draw on numpy's global generator (codes fitted in
         # threads still share liblinear's C generator: coefficients agree to about 1e-6).
-        return LogisticRegression(C=self.C, class_weight="balanced", solver="liblinear", dual=True, max_iter=200, random_state=self.seed)
+        return LogisticRegression(C=self.C, class_weight="balanced", solver="liblinear", dual=True, max_iter=200, random_state=self.seed, tol=TOL)
 
     def score(self, inputs: Inputs | np.ndarray, *, features: sp.csr_matrix | None = None) -> Scores:
         """``features``: this featurizer's matrix of ``inputs`` when the caller has it already."""
