@@ -29,6 +29,21 @@ from .suggest import Scores
 #: 0.666 / 0.465 (3 seeds) / 0.239 (seed 0; the queue 0.269), worse on every set, as a complete label already gives a rare code its
 #: positives whenever one is shown; multi-label uncertainty (summed per-code entropy) on nhs-fft
 #: 0.268 vs 0.277 (seeds 1-2).
+#: Kept again with the USE encoder (passage protocol, 5 folds, budget 500, macro-F1 at 50 / 100 /
+#: 200 / 300 / 500): it beats random order on therapist (.669 .690 .721 .724 .746 against .632
+#: .663 .713 .719 .730) and nhs-fft (folds 0-1, .327 against .301 at 500) and loses on client
+#: (.342 .398 .423 .461 .487 against .363 .400 .468 .479 .491). Tried and dropped, each winning
+#: somewhere and losing elsewhere: k-means of the pool, each cluster's most uncertain core member
+#: (client .421 .436 .490 .480 .499, therapist .641 .669 .686 .694 .725, nhs-fft .289 at 500);
+#: the member nearest each centre (client .503, therapist .725 at 500); the random half replaced
+#: by k-means centres (client .391 .420 .456 .468 .483, therapist .617 .688 .721 .723 .734, fine
+#: codes .369 against random .351 at 500, nhs-fft .302); by each cluster's most uncertain core
+#: member (client .354 .411 .443 .482 .495, therapist .650 .697 .715 .729 .747, fine codes .253
+#: .290 .329 .336 .358 against random .265 .297 .323 .338 .351); uncertainty-weighted k-means of
+#: the 10k most uncertain (Zhdanov 2019; client .333 .406 .435 .468 .499, therapist .632 .696
+#: .719 .711 .736), and that with a random half (client .475 at 500). Client's codes are the
+#: noisiest (human kappa .47): the passages a model is least sure of are those its coders
+#: disagree on, and their labels teach least.
 EXPLORE = 0.5
 #: The review app's "most uncertain first" queue after a retrain: this many segments are
 #: picked by :func:`uncertainty_diversity` (the strategy the simulated researcher measures),
