@@ -55,7 +55,7 @@ def kappas(codes: pd.DataFrame, extra: pd.Series | None = None) -> dict:
     ``extra``, of ``extra`` against each annotator; over the rows both coded."""
     def k(a: pd.Series, b: pd.Series) -> float:
         both = a.notna() & b.notna()
-        return float(cohen_kappa_score(a[both].astype(str), b[both].astype(str)))
+        return float(cohen_kappa_score([str(x) for x in a[both]], [str(x) for x in b[both]]))
 
     human = [k(codes[a], codes[b]) for a, b in itertools.combinations(codes.columns, 2)]
     out = {"annotator_pairs": len(human), "human_kappa_median": round(statistics.median(human), 4),
@@ -75,7 +75,7 @@ def _rank(codes: pd.DataFrame, model_k: list[float]) -> str:
     for a in codes.columns:
         others = [c for c in codes.columns if c != a]
         both = [(codes[a].notna() & codes[b].notna()) for b in others]
-        means.append(np.mean([cohen_kappa_score(codes[a][m].astype(str), codes[b][m].astype(str)) for b, m in zip(others, both)]))
+        means.append(np.mean([cohen_kappa_score([str(x) for x in codes[a][m]], [str(x) for x in codes[b][m]]) for b, m in zip(others, both)]))
     m = float(np.mean(model_k))
     return f"{1 + sum(x > m for x in means)} of {len(means) + 1}"
 
@@ -96,10 +96,11 @@ def run(scheme: str, speaker: str, encoder, raw: pd.DataFrame, *, budget: int, s
     points: dict[int, dict] = {}
 
     def at(n: int, conf: np.ndarray, rule: dict) -> None:
-        pred = pd.Series(model_codes(rule["code_ids"], conf, rule), index=codes.index).where(lambda s: s != "", None)
-        gold = pd.Series([c[0] if c else None for c in test["codes"]], index=codes.index)
+        # "" is the model's "no code" (a category of its own), never a missing answer.
+        pred = pd.Series(model_codes(rule["code_ids"], conf, rule), index=codes.index, dtype=object)
+        gold = pd.Series([c[0] if c else "" for c in test["codes"]], index=codes.index, dtype=object)
         points[n] = {"decisions": n, **kappas(codes[keep], pred[keep]),
-                     "model_vs_gold_kappa": round(float(cohen_kappa_score(gold[keep].astype(str), pred[keep].astype(str))), 4)}
+                     "model_vs_gold_kappa": round(float(cohen_kappa_score(list(gold[keep]), list(pred[keep]))), 4)}
         log(f"  {n:4d} decisions: model-annotator kappa median {points[n]['model_kappa_median']:.3f} "
             f"(annotators {points[n]['human_kappa_median']:.3f}), rank {points[n]['model_rank_among_coders']}")
 
