@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from coder_assist.core.defaults import DEFAULT_TOP_K  # noqa: E402
-from coder_assist.eval.simulate import CHECKPOINTS, _template, load_dataset, run_loop  # noqa: E402
+from coder_assist.eval.simulate import CHECKPOINTS, load_dataset, pool_template, run_loop  # noqa: E402
 from coder_assist.ml.embed import load_encoder  # noqa: E402
 from coder_assist.ml.suggest import Scores, decide  # noqa: E402
 
@@ -92,7 +92,7 @@ def run(scheme: str, speaker: str, encoder, raw: pd.DataFrame, *, budget: int, s
     codes = wide.reindex(key)
     keep = codes.notna().any(axis=1).to_numpy()
     log(f"{scheme}: pool {len(pool)} units, held out {int(keep.sum())} utterances of {len(held)} transcripts coded by {codes.shape[1]} annotators")
-    tpl = _template(ds, pool, 5, seed)
+    tpl = pool_template(ds, pool, 5, seed)
     points: dict[int, dict] = {}
 
     def at(n: int, conf: np.ndarray, rule: dict) -> None:

@@ -105,7 +105,10 @@ def _names(code_ids: Sequence[str]) -> list[str]:
     return list(code_ids)
 
 
-def _template(ds: Dataset, pool: pd.DataFrame, n_examples: int, seed: int, *, examples: bool = True):
+def pool_template(ds: Dataset, pool: pd.DataFrame, n_examples: int, seed: int, *, examples: bool = True):
+    """The simulated researcher's template: one code per codebook row with its description and
+    ``n_examples`` excerpts drawn from ``pool`` (``seed``), under one parent that is exclusive
+    when the scheme is single-label."""
     rng = np.random.default_rng(seed)
     codes = []
     for r in ds.codebook.itertuples(index=False):
@@ -392,7 +395,7 @@ def _baselines(ds: Dataset, units: pd.DataFrame, pool: pd.DataFrame, test: pd.Da
     regression trained on every pool label."""
     # Zero-shot is scored as the product would show a descriptions-only template: its own rule
     # (no examples: no calibration, the best code of each passage).
-    zs = ExampleSimilarityScorer().fit(_template(ds, pool, 0, seed, examples=False), encoder)
+    zs = ExampleSimilarityScorer().fit(pool_template(ds, pool, 0, seed, examples=False), encoder)
     zs_scores = zs.score(emb["X"][test["row"]])
     corpus = Inputs(X=emb["X"][units["row"]], texts=units["text"].tolist(), X_prev=emb["P"][units["row"]], prev_texts=units["prev_text"].tolist())
     ngrams = Featurizer("emb+prev+ngrams").fit(corpus)
@@ -497,7 +500,7 @@ def simulate(
         fold_sizes.append({"fold": int(f), "pool": len(pool), "pool_uncoded": int((pool["codes"].str.len() == 0).sum()),
                            "test": len(test), "test_uncoded": int((test["codes"].str.len() == 0).sum())})
         log(f"fold {f}: pool {len(pool)}, test {len(test)}")
-        tpl = _template(ds, pool, n_examples, seed)
+        tpl = pool_template(ds, pool, n_examples, seed)
         common = dict(budget=budget, checkpoints=checkpoints, batch=batch, features=features, seed=seed, embeddings=emb, protocol=protocol, log=log)
         for key, value in (_fold_curves(ds, pool, test, tpl, encoder, **common) | _baselines(ds, units, pool, test, encoder, emb, seed)).items():
             per_fold[key].append(value)

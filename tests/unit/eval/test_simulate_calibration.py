@@ -48,7 +48,7 @@ def test_curve_at_zero_decisions_is_the_priors_rule_and_reports_shown_reliabilit
     units = ds.units.assign(row=np.arange(len(ds.units)))
     pool, test = units[units.fold != 0], units[units.fold == 0]
     enc = HashEncoder()
-    prior = ExampleSimilarityScorer().fit(sim._template(ds, pool, 5, 0), enc)
+    prior = ExampleSimilarityScorer().fit(sim.pool_template(ds, pool, 5, 0), enc)
     s = prior.score(enc.encode(test["text"].tolist()))
     expect = sim.metrics(ds, prior.code_ids, s.confidence, test["codes"], s.thresholds, top_margin=s.top_margin, top_k=3)
     assert res["curve"][0]["macro_f1"] == expect["macro_f1"]
