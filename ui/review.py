@@ -741,7 +741,9 @@ def _on_add(segment_id: int, code_id: str) -> None:
     added = st.session_state.setdefault(_added_key(segment_id), [])
     if code_id not in added:
         added.append(code_id)
-    st.session_state[box_key(segment_id, code_id)] = True
+    key = box_key(segment_id, code_id)
+    if key in st.session_state:  # a listed box: tick it; a new one is drawn ticked (its default)
+        st.session_state[key] = True
 
 
 def _passage_progress(prog: dict, in_filter: dict | None) -> None:
@@ -813,8 +815,11 @@ def _candidates(project: Project, name: str | None, view: review.PassageView, re
     with st.container(border=True, key=f"passage_codes_{seg}"):
         for i, c in enumerate(cands, start=1):
             key = box_key(seg, c.code_id)
-            if key not in st.session_state:
-                st.session_state[key] = (c.code_id in wanted) if restore is not None else c.ticked
+            # The initial tick is the widget's own default, not a value seeded into session
+            # state: a run that seeded it and was then cut short by the next rerun left the
+            # next run drawing the box with Streamlit's default (unticked) while the state held
+            # True, so a pre-ticked code showed unticked (the passage browser test, under load).
+            initial = (c.code_id in wanted) if restore is not None else c.ticked
             if i <= 9:
                 keys.append(key)
             parts = c.code_path.split(PATH_SEP)
@@ -828,7 +833,7 @@ def _candidates(project: Project, name: str | None, view: review.PassageView, re
             label = num + f"**{widgets.md_escape(parts[-1])}**" + (f"  :gray[{widgets.md_escape(' · '.join(tail))}]" if tail else "")
             code = template.codes.get(c.code_id)
             desc = code.description if code is not None else ""
-            st.checkbox(label, key=key, disabled=not name, help=widgets.md_escape(c.code_path + (f": {desc}" if desc else "")))
+            st.checkbox(label, value=initial, key=key, disabled=not name, help=widgets.md_escape(c.code_path + (f": {desc}" if desc else "")))
             if c.suggested and c.evidence:
                 st.html(widgets.CSS + _evidence_html(c, parents))
             elif parents:

@@ -250,3 +250,43 @@ def test_keyboard_shortcuts_are_wired(project_dir):
     script = next(h.value for h in at.get("html") if "keydown" in h.value)
     assert ".st-key-btn_reject button" in script and "isContentEditable" in script
     assert ".st-key-btn_other button" in script  # D: "Different code..."
+
+
+def _passage_start(name: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.sidebar.text_input(key="coder_input").input(name).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_passage_boxes_start_as_their_default_and_the_search_ticks_a_listed_or_new_code(project_dir):
+    """Passage mode draws each box with its initial tick as the widget's own value (no seeded
+    session state that a cut-short run could leave the browser without), and the code search
+    ticks a code whether its box is already listed (unticked) or new; the confirmed passage is
+    what the boxes showed."""
+    from ui.review import PASSAGE_PICK_PREFIX, PASSAGE_SEARCH_PREFIX, box_key
+
+    with Project.open(project_dir) as p:
+        view = review.next_passage(p, "Ana")
+        leaves = dict(review.leaf_codes(p))
+    seg = view.segment_id
+    ticked = {c.code_id for c in view.candidates if c.ticked}
+    listed_unticked = next(c.code_id for c in view.candidates if not c.ticked)
+    new_code = next(c for c in leaves if c not in {x.code_id for x in view.candidates})
+    at = _passage_start("Ana")
+    for c in view.candidates:
+        assert at.checkbox(key=box_key(seg, c.code_id)).value == c.ticked
+
+    for code in (listed_unticked, new_code):
+        at.button(key="passage_add").click().run()
+        at.text_input(key=f"{PASSAGE_SEARCH_PREFIX}{seg}").input(leaf(leaves[code])).run()
+        at.button(key=f"{PASSAGE_PICK_PREFIX}{seg}_0").click().run()
+        assert not at.exception, at.exception
+        assert at.checkbox(key=box_key(seg, code)).value is True
+    assert log(project_dir).empty, "nothing is recorded before the passage is confirmed"
+
+    at.button(key="passage_confirm").click().run()
+    assert not at.exception, at.exception
+    rows = log(project_dir)
+    assert set(rows.loc[rows["action"] == "accept", "code_id"]) == ticked | {listed_unticked, new_code}
+    assert set(rows.loc[rows["action"] == "reject", "code_id"]) == set(leaves) - ticked - {listed_unticked, new_code}
