@@ -50,34 +50,31 @@ def model_codes(code_ids: list[str], conf: np.ndarray, rule: dict) -> np.ndarray
     return np.where(chosen[np.arange(len(top)), top], np.asarray(code_ids, dtype=object)[top], "")
 
 
-def kappas(codes: pd.DataFrame, extra: pd.Series | None = None) -> dict:
-    """Cohen's kappa of every annotator pair (columns of ``codes``, rows = utterances) and, with
-    ``extra``, of ``extra`` against each annotator; over the rows both coded."""
-    def k(a: pd.Series, b: pd.Series) -> float:
-        both = a.notna() & b.notna()
-        return float(cohen_kappa_score([str(x) for x in a[both]], [str(x) for x in b[both]]))
-
-    human = [k(codes[a], codes[b]) for a, b in itertools.combinations(codes.columns, 2)]
-    out = {"annotator_pairs": len(human), "human_kappa_median": round(statistics.median(human), 4),
-           "human_kappa_min": round(min(human), 4), "human_kappa_max": round(max(human), 4)}
-    if extra is not None:
-        mk = [k(extra, codes[a]) for a in codes.columns]
-        out |= {"model_kappa_median": round(statistics.median(mk), 4), "model_kappa_min": round(min(mk), 4),
-                "model_kappa_max": round(max(mk), 4),
-                "model_rank_among_coders": _rank(codes, mk)}
-    return out
+def _kappa(a: pd.Series, b: pd.Series) -> float:
+    """Cohen's kappa of two coders over the rows both coded."""
+    both = a.notna() & b.notna()
+    return float(cohen_kappa_score([str(x) for x in a[both]], [str(x) for x in b[both]]))
 
 
-def _rank(codes: pd.DataFrame, model_k: list[float]) -> str:
-    """Where the model's mean kappa with the annotators falls among each annotator's mean kappa
-    with the other nine: "k of 11" (1 = agrees best with the rest)."""
-    means = []
-    for a in codes.columns:
-        others = [c for c in codes.columns if c != a]
-        both = [(codes[a].notna() & codes[b].notna()) for b in others]
-        means.append(np.mean([cohen_kappa_score([str(x) for x in codes[a][m]], [str(x) for x in codes[b][m]]) for b, m in zip(others, both)]))
-    m = float(np.mean(model_k))
-    return f"{1 + sum(x > m for x in means)} of {len(means) + 1}"
+def human_agreement(codes: pd.DataFrame) -> tuple[dict, np.ndarray]:
+    """The annotators' (columns of ``codes``, rows = utterances) pairwise kappas, computed once
+    per scheme: their median and range, and each annotator's mean kappa with the others."""
+    n = codes.shape[1]
+    K = np.full((n, n), np.nan)
+    for i, j in itertools.combinations(range(n), 2):
+        K[i, j] = K[j, i] = _kappa(codes.iloc[:, i], codes.iloc[:, j])
+    pairs = K[np.triu_indices(n, 1)].tolist()
+    return ({"annotator_pairs": len(pairs), "human_kappa_median": round(statistics.median(pairs), 4),
+             "human_kappa_min": round(min(pairs), 4), "human_kappa_max": round(max(pairs), 4)}, np.nanmean(K, axis=1))
+
+
+def model_agreement(codes: pd.DataFrame, pred: pd.Series, annotator_means: np.ndarray) -> dict:
+    """The model's kappa with each annotator, and where its mean falls among each annotator's
+    mean kappa with the other nine: "k of 11" (1 = agrees best with the rest)."""
+    mk = [_kappa(pred, codes[a]) for a in codes.columns]
+    rank = 1 + sum(x > float(np.mean(mk)) for x in annotator_means)
+    return {"model_kappa_median": round(statistics.median(mk), 4), "model_kappa_min": round(min(mk), 4),
+            "model_kappa_max": round(max(mk), 4), "model_rank_among_coders": f"{rank} of {len(annotator_means) + 1}"}
 
 
 def run(scheme: str, speaker: str, encoder, raw: pd.DataFrame, *, budget: int, seed: int, log) -> dict:
@@ -93,14 +90,16 @@ def run(scheme: str, speaker: str, encoder, raw: pd.DataFrame, *, budget: int, s
     keep = codes.notna().any(axis=1).to_numpy()
     log(f"{scheme}: pool {len(pool)} units, held out {int(keep.sum())} utterances of {len(held)} transcripts coded by {codes.shape[1]} annotators")
     tpl = pool_template(ds, pool, 5, seed)
+    coded = codes[keep]
+    human, annotator_means = human_agreement(coded)
+    # "" is "no code" (a category of its own), never a missing answer.
+    gold = pd.Series([c[0] if c else "" for c in test["codes"]], index=codes.index, dtype=object)[keep]
     points: dict[int, dict] = {}
 
     def at(n: int, conf: np.ndarray, rule: dict) -> None:
-        # "" is the model's "no code" (a category of its own), never a missing answer.
-        pred = pd.Series(model_codes(rule["code_ids"], conf, rule), index=codes.index, dtype=object)
-        gold = pd.Series([c[0] if c else "" for c in test["codes"]], index=codes.index, dtype=object)
-        points[n] = {"decisions": n, **kappas(codes[keep], pred[keep]),
-                     "model_vs_gold_kappa": round(float(cohen_kappa_score(list(gold[keep]), list(pred[keep]))), 4)}
+        pred = pd.Series(model_codes(rule["code_ids"], conf, rule), index=codes.index, dtype=object)[keep]
+        points[n] = {"decisions": n, **human, **model_agreement(coded, pred, annotator_means),
+                     "model_vs_gold_kappa": round(float(cohen_kappa_score(list(gold), list(pred))), 4)}
         log(f"  {n:4d} decisions: model-annotator kappa median {points[n]['model_kappa_median']:.3f} "
             f"(annotators {points[n]['human_kappa_median']:.3f}), rank {points[n]['model_rank_among_coders']}")
 

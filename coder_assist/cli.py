@@ -62,6 +62,9 @@ def _with(options):
 
 MODEL_HELP = (f"Encoder: {DEFAULT_MODEL} (the default, or with --project the project's own; multilingual, no torch), "
               f"{MINILM_MODEL}, or a sentence-transformers model folder.")
+BACKEND_HELP = (f"Backend of {MINILM_MODEL} or a model folder (the default {DEFAULT_MODEL} is int8 ONNX only): onnx (default for "
+                f"{MINILM_MODEL}: exported at set-up, same vectors as torch, no torch import), torch (sentence-transformers; the "
+                "default for a model folder you name) or onnx-int8 (quantised, approximate). Or $CODER_ASSIST_BACKEND.")
 PROJECT_MODEL_HELP = (f"Encoder (default: the project's own, recorded when it was made; a project made before "
                       f"{DEFAULT_MODEL} became the default keeps {MINILM_MODEL}): {DEFAULT_MODEL}, {MINILM_MODEL}, or a "
                       "sentence-transformers model folder.")
@@ -84,7 +87,7 @@ def main() -> None:
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="One minimum confidence for every code (default: each code's own threshold, from the template's "
                    "examples before any training, from your decisions after).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True, help="At most this many codes per segment (0: no limit).")
-@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help=f"Backend of {MINILM_MODEL} or a model folder (the default {DEFAULT_MODEL} is int8 ONNX only): onnx (default for {MINILM_MODEL}: exported at set-up, same vectors as torch, no torch import), torch (sentence-transformers; the default for a model folder you name) or onnx-int8 (quantised, approximate). Or $CODER_ASSIST_BACKEND.")
+@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help=BACKEND_HELP)
 @click.option("--ray", "ray_address", help="Score on Ray instead of this process: 'local' (a local cluster) or a cluster address (needs the [scale] extra; see docs/scale.md).")
 @click.option("--workers", type=int, default=2, show_default=True, help="With --ray: scoring actors (each holds the model).")
 @_with(_segment_options)
@@ -267,7 +270,7 @@ def import_(project, inputs, attributes, attrs):
 @click.option("--model", "-m", help=PROJECT_MODEL_HELP)
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, help="One minimum confidence for every code (default: each code's own threshold).")
 @click.option("--top-k", type=int, default=DEFAULT_TOP_K, show_default=True)
-@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help=f"Backend of {MINILM_MODEL} or a model folder (the default {DEFAULT_MODEL} is int8 ONNX only): onnx (default for {MINILM_MODEL}: exported at set-up, same vectors as torch, no torch import), torch (sentence-transformers; the default for a model folder you name) or onnx-int8 (quantised, approximate). Or $CODER_ASSIST_BACKEND.")
+@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None, help=BACKEND_HELP)
 @_clean_errors
 def suggest(project, model, threshold, top_k, backend):
     """Score every segment of a project and store the suggestions."""
