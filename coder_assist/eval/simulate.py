@@ -273,7 +273,8 @@ def run_loop(
     corpus = pd.concat([pool, test])
     inputs = Inputs(X=embeddings["X"][corpus["row"]], texts=corpus["text"].tolist(), X_prev=embeddings["P"][corpus["row"]], prev_texts=corpus["prev_text"].tolist())
     n_pool = len(pool)
-    scorer = LearnedScorer(features=features, seed=seed).fit(template, encoder)
+    # One thread: a reproducible curve (see LearnedScorer's n_jobs).
+    scorer = LearnedScorer(features=features, seed=seed, n_jobs=1).fit(template, encoder)
     featurizer = Featurizer(features)
     F = featurizer.fit_transform(inputs)
     prior_conf = scorer.prior.score(inputs).confidence

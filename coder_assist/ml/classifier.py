@@ -123,12 +123,19 @@ class LearnedScorer(Scorer):
     version = "learned"
     needs_context = True
 
-    def __init__(self, features: FeatureSet = DEFAULT_FEATURES, C: float = 1.0, target: float = 0.7, cv_folds: int = 3, seed: int = 0):
+    def __init__(self, features: FeatureSet = DEFAULT_FEATURES, C: float = 1.0, target: float = 0.7, cv_folds: int = 3, seed: int = 0,
+                 n_jobs: int | None = None):
         self.features = features
         self.C = C
         self.target = target  # precision and recall a code needs to count as "reliable"
         self.cv_folds = cv_folds
         self.seed = seed
+        # Threads fitting codes at once (None: one per CPU). liblinear draws its coordinate
+        # order from one generator shared by every thread, so threaded fits agree only to about
+        # 1e-6 from run to run; 1 makes a fit reproducible bit for bit, at about twice the time
+        # on two cores. The simulated researcher uses 1: its active-learning loop feeds each
+        # fit's confidences into the next query, and 1e-6 was enough to change later picks.
+        self.n_jobs = n_jobs
         self.prior: ExampleSimilarityScorer | None = None
         self.featurizer = Featurizer(features)
         self.coef: dict[str, np.ndarray] = {}
@@ -187,9 +194,13 @@ class LearnedScorer(Scorer):
             return self._fit_code(code, rows, y, F, prior_conf[rows, j], examples)
 
         # Codes are independent of each other, so they are fitted in threads (liblinear
-        # releases the GIL).
-        with ThreadPoolExecutor(max_workers=max(1, min(len(self.code_ids), os.cpu_count() or 1))) as pool:
-            results = list(pool.map(fit_code, range(len(self.code_ids)), self.code_ids))
+        # releases the GIL), unless n_jobs asks for one.
+        workers = max(1, min(len(self.code_ids), self.n_jobs or os.cpu_count() or 1))
+        if workers == 1:
+            results = [fit_code(j, c) for j, c in enumerate(self.code_ids)]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(fit_code, range(len(self.code_ids)), self.code_ids))
         for code, (report, fitted) in zip(self.code_ids, results):
             self.reports[code] = report
             if fitted is not None:
@@ -286,7 +297,7 @@ class LearnedScorer(Scorer):
         # 1e-4) 2x faster at 300 rows and 5-7x at 3,000. A confirmed passage labels every code,
         # so under passage review every code has as many rows as there are passages.
         # Seeded so its row order does not draw on numpy's global generator (codes fitted in
-        # threads still share liblinear's C generator: coefficients agree to about 1e-6).
+        # threads still share liblinear's C generator: see n_jobs).
         return LogisticRegression(C=self.C, class_weight="balanced", solver="liblinear", dual=True, max_iter=200, random_state=self.seed, tol=TOL)
 
     def score(self, inputs: Inputs | np.ndarray, *, features: sp.csr_matrix | None = None) -> Scores:

@@ -218,3 +218,16 @@ def test_metrics_score_an_empty_gold():
     assert m1["macro_f1"] == 1.0 and m1["kappa"] == 1.0 and set(m1["per_code_f1"]) == {"a", "b"}
     m2 = sim.metrics(ds1, ids, wrong, gold)
     assert m2["per_code_f1"]["a"] == round(2 / 3, 4) and m2["kappa"] < 1.0
+
+
+def test_the_loop_fits_in_one_thread(monkeypatch):
+    # A learning curve must be reproducible: threaded liblinear fits differ by ~1e-6 between
+    # runs, enough to change the queue's later picks (see LearnedScorer's n_jobs).
+    from coder_assist.ml import classifier
+
+    def no_threads(*a, **kw):
+        raise AssertionError("the simulated researcher's learner must fit in one thread")
+
+    monkeypatch.setattr(classifier, "ThreadPoolExecutor", no_threads)
+    res = _run(MINI, "passage", budget=50, batch=25)
+    assert [r["decisions"] for r in res["curve"]] == [0, 50]

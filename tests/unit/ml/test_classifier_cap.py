@@ -73,3 +73,32 @@ def test_used_columns_drops_empty_columns_and_keeps_rows_sorted():
     assert np.array_equal(cols_u, cols) and out_u.has_sorted_indices
     assert (out_u != U[:, cols]).nnz == 0
 
+
+
+def test_one_job_fits_without_threads_and_repeats_bit_for_bit(monkeypatch):
+    # liblinear's coordinate order comes from one generator that threads share, so only a
+    # one-thread fit is reproducible exactly; the simulated researcher relies on it.
+    enc = ClusterEncoder(spread=3.0, k=6)
+    texts, gold = passages(k=6, per=30)
+    inputs = Inputs(X=enc.encode(texts), texts=texts)
+    labels = pd.DataFrame([(r, c, int(c == f"code{gold[r]}")) for r in range(len(texts)) for c in [f"code{j}" for j in range(6)]],
+                          columns=["segment_id", "code_id", "label"])
+    row_of = {i: i for i in range(len(texts))}
+
+    def fitted(n_jobs):
+        return LearnedScorer(features="emb", n_jobs=n_jobs).fit(template(k=6), enc).fit_labels(inputs, labels, row_of=row_of)
+
+    threaded = fitted(2)
+
+    class NoThreads:
+        def __init__(self, *a, **kw):
+            raise AssertionError("n_jobs=1 must not start a thread pool")
+
+    monkeypatch.setattr(classifier, "ThreadPoolExecutor", NoThreads)
+    a, b = fitted(1), fitted(1)
+    assert set(a.coef) == set(b.coef) == set(threaded.coef) == {f"code{j}" for j in range(6)}
+    for code in a.coef:
+        assert np.array_equal(a.coef[code], b.coef[code]) and a.intercept[code] == b.intercept[code]
+        assert a.platt[code] == b.platt[code] and a.reports[code] == b.reports[code]
+        # The threaded fit reaches the same model up to liblinear's tolerance.
+        assert np.allclose(a.coef[code], threaded.coef[code], atol=1e-3)
