@@ -26,13 +26,19 @@ def test_cap_keeps_rare_positives_and_weights_back_to_the_counts():
     assert np.array_equal(idx, np.arange(150)) and w == (1.0, 1.0)
 
 
-def test_capped_fit_keeps_the_base_rate(monkeypatch):
-    enc = ClusterEncoder(spread=3.0, k=12)  # overlapping codes: confidences between 0 and 1
-    texts, gold = passages(k=12, per=40)
-    inputs = Inputs(X=enc.encode(texts), texts=texts)
-    labels = pd.DataFrame([(r, c, int(c == f"code{gold[r]}")) for r in range(len(texts)) for c in [f"code{j}" for j in range(12)]],
+def _confirmed(k: int, per: int):
+    """Overlapping codes (confidences between 0 and 1), every passage confirmed: the encoder,
+    inputs, complete labels, row map and gold code index of each passage."""
+    enc = ClusterEncoder(spread=3.0, k=k)
+    texts, gold = passages(k=k, per=per)
+    labels = pd.DataFrame([(r, c, int(c == f"code{gold[r]}")) for r in range(len(texts)) for c in [f"code{j}" for j in range(k)]],
                           columns=["segment_id", "code_id", "label"])
-    row_of = {i: i for i in range(len(texts))}
+    return enc, Inputs(X=enc.encode(texts), texts=texts), labels, {i: i for i in range(len(texts))}, gold
+
+
+def test_capped_fit_keeps_the_base_rate(monkeypatch):
+    enc, inputs, labels, row_of, gold = _confirmed(k=12, per=40)
+    texts = inputs.texts
 
     def fitted(cap):
         monkeypatch.setattr(classifier, "MAX_ROWS", cap)
@@ -78,12 +84,7 @@ def test_used_columns_drops_empty_columns_and_keeps_rows_sorted():
 def test_one_job_fits_without_threads_and_repeats_bit_for_bit(monkeypatch):
     # liblinear's coordinate order comes from one generator that threads share, so only a
     # one-thread fit is reproducible exactly; the simulated researcher relies on it.
-    enc = ClusterEncoder(spread=3.0, k=6)
-    texts, gold = passages(k=6, per=30)
-    inputs = Inputs(X=enc.encode(texts), texts=texts)
-    labels = pd.DataFrame([(r, c, int(c == f"code{gold[r]}")) for r in range(len(texts)) for c in [f"code{j}" for j in range(6)]],
-                          columns=["segment_id", "code_id", "label"])
-    row_of = {i: i for i in range(len(texts))}
+    enc, inputs, labels, row_of, _ = _confirmed(k=6, per=30)
 
     def fitted(n_jobs):
         return LearnedScorer(features="emb", n_jobs=n_jobs).fit(template(k=6), enc).fit_labels(inputs, labels, row_of=row_of)
