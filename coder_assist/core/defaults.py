@@ -1,5 +1,7 @@
-"""Defaults shared by the pipeline and the command line, in a module that imports nothing, so
-that the command line starts (and shows progress) before the heavy libraries load."""
+"""Defaults shared by the pipeline and the command line, in a module that imports nothing heavy,
+so that the command line starts (and shows progress) before the heavy libraries load."""
+
+import os
 
 DEFAULT_THRESHOLD: float | None = None  # None: each code's own threshold (ml.suggest.decide)
 DEFAULT_TOP_K = 3
@@ -11,3 +13,13 @@ DEFAULT_TOP_K = 3
 USE_MODEL = "use-multilingual-v3"
 MINILM_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MODEL = USE_MODEL
+
+
+def available_cores() -> int:
+    """CPUs this process may run on: its affinity mask where the OS has one (a container, a
+    batch scheduler or ``taskset`` can give it fewer than the machine's ``os.cpu_count()``, and
+    a thread per machine core would then fight over the few it has), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

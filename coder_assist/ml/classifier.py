@@ -8,7 +8,6 @@ and :mod:`coder_assist.store.models` owns the folder layout.
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from ..core.defaults import available_cores
 from ..core.errors import ProjectError
 from ..core.template import Template
 from .calibration import EPS, apply_platt, logit
@@ -130,7 +130,7 @@ class LearnedScorer(Scorer):
         self.target = target  # precision and recall a code needs to count as "reliable"
         self.cv_folds = cv_folds
         self.seed = seed
-        # Threads fitting codes at once (None: one per CPU). liblinear draws its coordinate
+        # Threads fitting codes at once (None: one per CPU this process may use). liblinear draws its coordinate
         # order from one generator shared by every thread, so threaded fits agree only to about
         # 1e-6 from run to run; 1 makes a fit reproducible bit for bit, at about twice the time
         # on two cores. The simulated researcher uses 1: its active-learning loop feeds each
@@ -195,7 +195,7 @@ class LearnedScorer(Scorer):
 
         # Codes are independent of each other, so they are fitted in threads (liblinear
         # releases the GIL), unless n_jobs asks for one.
-        workers = max(1, min(len(self.code_ids), self.n_jobs or os.cpu_count() or 1))
+        workers = max(1, min(len(self.code_ids), self.n_jobs or available_cores()))
         if workers == 1:
             results = [fit_code(j, c) for j, c in enumerate(self.code_ids)]
         else:

@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .encoder import MINILM_MODEL, Encoder, models_dir, resolve_model, sha256
+from ..core.defaults import available_cores
 from ..core.errors import ModelError
 
 #: Bump when the export steps change, so old exports are not reused.
@@ -263,13 +264,6 @@ def _pad(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 def _stderr_notice(message: str) -> None:
     print(f"coder-assist: {message}", file=sys.stderr, flush=True)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class OnnxEncoder(Encoder):

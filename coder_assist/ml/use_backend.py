@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..core.defaults import available_cores
 from ..core.errors import ModelError
 from .encoder import USE_MODEL, USE_SHA256, Encoder, models_dir, sha256
 
@@ -92,13 +93,6 @@ def verify(path: Path) -> None:
         if digest != USE_SHA256:
             raise ModelError(f"{path}: SHA-256 {digest} is not that of {USE_PACKAGE}'s model ({USE_SHA256}); refusing to use a modified model")
         _verified.add(str(path))
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class UseEncoder(Encoder):

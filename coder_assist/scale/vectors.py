@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from ..core.defaults import available_cores
 from ..core.errors import ProjectError
 
 STORE_DIR = "vectors"
@@ -474,7 +475,7 @@ def learned_confidence(feats: CachedFeatures, model: StackedModel, prior_conf: n
     out = np.empty((n, model.W.shape[1]), dtype=np.float32)
     tiles = feats.ngram_tiles() or [[] for _ in feats.row_blocks()]
     blocks = feats.row_blocks()
-    jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(blocks)))
+    jobs = max(1, min(n_jobs or available_cores(), len(blocks)))
     from threadpoolctl import threadpool_limits
 
     # One BLAS thread: the blocks' products are small, and OpenBLAS's own threads spin while

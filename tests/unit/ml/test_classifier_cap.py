@@ -103,3 +103,26 @@ def test_one_job_fits_without_threads_and_repeats_bit_for_bit(monkeypatch):
         assert a.platt[code] == b.platt[code] and a.reports[code] == b.reports[code]
         # The threaded fit reaches the same model up to liblinear's tolerance.
         assert np.allclose(a.coef[code], threaded.coef[code], atol=1e-3)
+
+
+def test_threads_follow_the_cores_this_process_may_use(monkeypatch):
+    # A container or taskset can leave a process one core of many: one thread per machine core
+    # would fight over it, so the default counts the affinity mask, not os.cpu_count().
+    import os
+
+    from coder_assist.core import defaults
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert defaults.available_cores() == 1
+
+    def no_threads(*a, **kw):
+        raise AssertionError("one usable core must not start a thread pool")
+
+    monkeypatch.setattr(classifier, "ThreadPoolExecutor", no_threads)
+    enc, inputs, labels, row_of, _ = _confirmed(k=4, per=20)
+    s = LearnedScorer(features="emb").fit(template(k=4), enc).fit_labels(inputs, labels, row_of=row_of)
+    assert set(s.coef) == {f"code{j}" for j in range(4)}
+    # Without an affinity mask (not Linux), the machine's count.
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert defaults.available_cores() == 64
