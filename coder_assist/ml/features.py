@@ -54,6 +54,10 @@ class Featurizer:
 
     def _counts(self, inputs: Inputs) -> dict[str, sp.csr_matrix]:
         v = self._vectorizers()
+        if not len(inputs.texts):
+            # scikit-learn's hashing cannot transform an empty list (StopIteration): no rows,
+            # every column. A template without example excerpts (any codebook from NVivo) has none.
+            return {name: sp.csr_matrix((0, self.n_hash)) for name in v}
         prev = inputs.prev_texts if inputs.prev_texts is not None else [""] * len(inputs.texts)
         return {
             "word": v["word"].transform(inputs.texts),

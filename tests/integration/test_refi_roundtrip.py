@@ -5,6 +5,7 @@ CLI's init --template .qdc and import .qdpx work end to end."""
 
 from __future__ import annotations
 
+import json
 import random
 import tempfile
 import zipfile
@@ -258,3 +259,21 @@ def test_docx_text_is_counted_as_nvivo_counts_it():
                 if n.endswith(".docx"):
                     txt = z.read(n[:-5] + ".txt").decode("utf-8-sig")
                     assert refi._docx_text(z.read(n), REAL / name, n, newline) == txt, n
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="the real NVivo exports live in ../shared/refi-qda/real")
+def test_a_project_started_from_a_real_nvivo_export_retrains(tmp_path):
+    """A project started from NVivo has NVivo's codebook as its template, with no example
+    excerpts: retraining on its imported codings used to fail in the n-gram featurizer."""
+    from coder_assist.app.training import train_project
+    from tests.reliability.workers import HashEncoder
+
+    p, rep = importing.init_from_qdpx(tmp_path / "p", REAL / "nvivo-win12-oltas.qdpx")
+    with p:
+        assert rep.decisions_added == 97
+        assert not any(c.examples for c in p.template().codes.values())
+        version = train_project(p, HashEncoder())
+        assert p.latest_model_version() == version
+        card = json.loads(p.model_versions().set_index("id").loc[version, "card"])
+        assert card["scorer"] == "learned" and card["n_decisions"] > 0 and card["n_labels"] >= 97
+        assert len(p.suggestions(version)) > 0

@@ -126,3 +126,17 @@ def test_threads_follow_the_cores_this_process_may_use(monkeypatch):
     # Without an affinity mask (not Linux), the machine's count.
     monkeypatch.delattr(os, "sched_getaffinity")
     assert defaults.available_cores() == 64
+
+
+def test_a_template_without_examples_trains_with_ngrams():
+    # A codebook imported from NVivo has no example excerpts: the examples' feature matrix has
+    # no rows, and the n-gram featurizer must give it every column rather than fail.
+    from coder_assist.ml.features import Featurizer
+
+    enc, inputs, labels, row_of, gold = _confirmed(k=4, per=20)
+    fz = Featurizer("emb+prev+ngrams").fit(inputs)
+    empty = fz.transform(Inputs(X=np.zeros((0, enc.dim), np.float32), texts=[], X_prev=np.zeros((0, enc.dim), np.float32), prev_texts=[]))
+    assert empty.shape == (0, fz.transform(inputs).shape[1])
+    s = LearnedScorer().fit(template(k=4, examples=False), enc).fit_labels(inputs, labels, row_of=row_of)
+    assert set(s.coef) == {f"code{j}" for j in range(4)}
+    assert (s.score(inputs).confidence.argmax(axis=1) == gold).mean() > 0.7
