@@ -60,8 +60,10 @@ def f1_threshold(pos: np.ndarray, neg: np.ndarray) -> float:
     (score >= threshold is a yes); of equally good ones the lowest."""
     pos, neg = np.asarray(pos, dtype=np.float64).ravel(), np.asarray(neg, dtype=np.float64).ravel()
     cands = np.unique(np.r_[pos, neg])
-    tp = (pos[None, :] >= cands[:, None]).sum(axis=1)
-    fp = (neg[None, :] >= cands[:, None]).sum(axis=1)
+    # Counts at or above each candidate by binary search on the sorted scores: the code matcher
+    # asks this of 245,000 held-out pairs, where a candidates x scores comparison needs 50 GiB.
+    tp = len(pos) - np.searchsorted(np.sort(pos), cands, side="left")
+    fp = len(neg) - np.searchsorted(np.sort(neg), cands, side="left")
     f1 = 2 * tp / np.maximum(2 * tp + fp + (len(pos) - tp), 1)
     return float(cands[int(np.argmax(f1))])
 

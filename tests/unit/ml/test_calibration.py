@@ -25,6 +25,20 @@ def test_f1_threshold_and_auc():
     assert auc(np.array([1.0, 1.0]), np.array([1.0])) == pytest.approx(0.5)  # ties count half
 
 
+def test_f1_threshold_matches_counting_every_candidate_with_ties():
+    # Counts by binary search (the code matcher asks this of 245,000 pairs) must equal counting
+    # every score against every candidate, ties and the lowest-of-equals rule included.
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        pos = np.round(rng.random(rng.integers(0, 25)), 1)
+        neg = np.round(rng.random(rng.integers(1, 40)) * 0.8, 1)
+        cands = np.unique(np.r_[pos, neg])
+        tp = (pos[None, :] >= cands[:, None]).sum(axis=1)
+        fp = (neg[None, :] >= cands[:, None]).sum(axis=1)
+        f1 = 2 * tp / np.maximum(2 * tp + fp + (len(pos) - tp), 1)
+        assert f1_threshold(pos, neg) == cands[int(np.argmax(f1))]
+
+
 def test_shrink_threshold_pulls_few_examples_toward_pooled():
     own, pooled = 0.4, 0.05
     assert shrink_threshold(own, pooled, 0, 10) == pytest.approx(pooled)
