@@ -104,7 +104,7 @@ def simulate_decisions(pool: pd.DataFrame, X: np.ndarray, P: np.ndarray, templat
         dec = pd.DataFrame(rows, columns=["id", "segment_id", "code_id", "action", "coder"])
         labels = labels_from_decisions(dec, template)
         scorer.fit_labels(inputs, labels, row_of={i: i for i in range(len(pool))}, featurizer=featurizer, F=F, prior_conf=prior_conf)
-        conf = scorer.score_features(F, prior_conf)
+        conf = scorer.score_features(F, scorer.base_confidence(inputs, prior_conf))
     return dec, conf, scorer.thresholds(), code_ids
 
 

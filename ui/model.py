@@ -256,7 +256,8 @@ def _summary(project: Project, versions: pd.DataFrame, report: pd.DataFrame) -> 
     if learned:
         c2.metric("Learned from", figures.label(int(row["decisions"]), "decision"),
                   help=f"Decisions in force (all coders) when it was trained; {figures.label(int(row['codes_learned']), 'code')} "
-                  "got a classifier, the others keep the template's similarity.")
+                  "got a classifier of their own; every code is also scored by the code matcher, learned from all decisions at once "
+                  "(until there are a few accepts and rejects, by the template's similarity).")
     else:
         c2.metric("Learned from", "template only",
                   help=(f"The retrain read {int(row['decisions'])} decisions, but no code had {figures.MIN_CLASS} accepts and "
@@ -364,7 +365,8 @@ def _codes_section(project: Project, report: pd.DataFrame, versions: pd.DataFram
             "recall": st.column_config.ProgressColumn("Recall", min_value=0.0, max_value=1.0, format="%.2f", width=75),
             "f1": st.column_config.ProgressColumn("F1", min_value=0.0, max_value=1.0, format="%.2f", width=75),
             "weight": st.column_config.NumberColumn("Weight", format="%.2f", width=60,
-                                                    help="Share of the learned classifier in the blend with the template prior (0 = template only)"),
+                                                    help="Share of the code's own classifier in the blend with its base: the code matcher, learned from "
+                                                         "all decisions (or, before there are enough, the template prior); 0 = the base only"),
         },
         placeholder="–",
         key="model_codes_table",

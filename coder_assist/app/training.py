@@ -51,10 +51,14 @@ def model_card_text(card: dict, template: Template) -> str:
     features = "segment embedding" + (", previous-turn embedding" if "prev" in card["features"] else "") + (
         ", TF-IDF word and character n-grams" if "ngrams" in card["features"] else ""
     )
+    matcher = bool(card.get("matcher_codes"))
+    base = ("a code matcher shared by all codes (one logistic regression over passage-code pairs, on the passage's "
+            "embedding times the code's prototype, built from its description, example excerpts and confirmed passages, "
+            "trained on every decision and scored on held-out passages)") if matcher else "the template's example-similarity scorer"
     prose = (
         f"Code suggestions were made with coder-assist. Passages were embedded with {card['encoder']}; features: {features}. "
         f"For each code, a logistic regression (C={card['C']}) trained on the researcher's accept/reject decisions and the "
-        f"template's example excerpts was blended with the template's example-similarity scorer at a weight chosen by "
+        f"template's example excerpts was blended with {base} at a weight chosen by "
         f"{card['cv_folds']}-fold cross-validated log-loss, and calibrated (Platt) on the held-out folds. The model used "
         f"{card['n_decisions']} decisions ({card['n_labels']} labels including those implied by mutually exclusive codes). "
         f"A code counts as reliable when its held-out precision and recall are at least {card['target']}."
@@ -62,7 +66,9 @@ def model_card_text(card: dict, template: Template) -> str:
     n_learned = sum(c.get("f1") is not None for c in card["codes"])
     if not n_learned:
         prose += (f" No code had at least {MIN_CLASS} positive and {MIN_CLASS} negative labels, so no classifier was trained: "
-                  "every suggestion is the template's example similarity, as before the retrain.")
+                  + ("every suggestion comes from the code matcher." if matcher else "every suggestion is the template's example similarity, as before the retrain."))
+    elif matcher:
+        prose += " Codes without a classifier of their own were served by the code matcher."
     lines = [f"coder-assist model card ({card.get('created_at', '')})", "", textwrap.fill(prose, 100), ""]
     lines.append(f"{'code':58s} {'+':>4s} {'-':>4s} {'w':>5s} {'P':>5s} {'R':>5s} {'F1':>5s}  verdict")
     fmt = lambda v: f"{v:5.2f}" if v is not None else "    -"  # noqa: E731
@@ -73,7 +79,7 @@ def model_card_text(card: dict, template: Template) -> str:
         short = [f"{k} more {w}{'s' if k != 1 else ''}" for k, w in ((MIN_CLASS - c["n_pos"], "accept"), (MIN_CLASS - c["n_neg"], "reject")) if k > 0]
         verdict = f"not learned yet: needs {' and '.join(short)}" if short else c["verdict"]
         lines.append(f"{name:58s} {c['n_pos']:4d} {c['n_neg']:4d} {c['weight']:5.2f} {fmt(c['precision'])} {fmt(c['recall'])} {fmt(c['f1'])}  {verdict}")
-    lines += ["", "+/-: decided positives/negatives; w: weight of the classifier in the blend (0 = template similarity only);",
+    lines += ["", f"+/-: decided positives/negatives; w: weight of the classifier in the blend (0 = {'the code matcher' if matcher else 'template similarity'} only);",
               "P/R/F1: held-out precision, recall and F1 at the code's threshold (chosen for held-out F1);",
               f"a code's classifier is trained once it has {MIN_CLASS} positives (accepts) and {MIN_CLASS} negatives (rejects)."]
     return "\n".join(lines) + "\n"

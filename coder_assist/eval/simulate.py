@@ -312,7 +312,7 @@ def run_loop(
             else:
                 labels = labels_from_decisions(pd.DataFrame(events, columns=["segment_id", "code_id", "action", "id"]), template)
             scorer.fit_labels(inputs, labels, row_of={i: i for i in range(len(corpus))}, featurizer=featurizer, F=F, prior_conf=prior_conf)
-            conf = scorer.score_features(F, prior_conf)
+            conf = scorer.score_features(F, scorer.base_confidence(inputs, prior_conf))
         # The thresholds the product would use now: the prior's at 0 decisions, learned ones after.
         rule = dict(thresholds=scorer.thresholds(), top_margin=scorer.top_margin)
         if on_checkpoint is not None:

@@ -1,7 +1,8 @@
 """The learned scorer: per-code classifiers on the researcher's partial labels, a per-code
-blend with the example-similarity prior decided by held-out performance, calibration, a
-per-code threshold and verdict, and the model's files (arrays and JSON, never pickle) in a
-folder the caller names. No project here: :mod:`coder_assist.app.training` reads the decisions
+blend with a base (the code matcher of :mod:`coder_assist.ml.matching`, trained on every
+decision; the template's example-similarity prior before there are any) decided by held-out
+performance, calibration, a per-code threshold and verdict, and the model's files (arrays and
+JSON, never pickle) in a folder the caller names. No project here: :mod:`coder_assist.app.training` reads the decisions
 and :mod:`coder_assist.store.models` owns the folder layout.
 """
 
@@ -23,13 +24,14 @@ from sklearn.model_selection import StratifiedKFold
 from ..core.defaults import available_cores
 from ..core.errors import ProjectError
 from ..core.template import Template
-from .calibration import EPS, apply_platt, logit
+from .calibration import EPS, apply_platt, f1_threshold, logit, shrink_threshold
 from .calibration import platt as fit_platt
 from .embed import Encoder
 from .features import DEFAULT_FEATURES, FeatureSet, Featurizer
-from .suggest import ExampleSimilarityScorer, Inputs, Scorer, Scores, auto_threshold
+from .matching import CodeMatcher
+from .suggest import THRESHOLD_SHRINK, ExampleSimilarityScorer, Inputs, Scorer, Scores, auto_threshold
 
-#: Below this many positives or negatives a code's classifier is not trained: the prior serves.
+#: Below this many positives or negatives a code's classifier is not trained: the base serves.
 MIN_CLASS = 3
 #: At most this many of a code's decided passages train its classifier. A confirmed passage
 #: labels every code, so after 5,000 passages each of 49 codes has 5,000 rows (one retrain
@@ -44,6 +46,16 @@ BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: passages are the same to three decimals on all four shared sets (5 folds).
 TOL = 1e-3
 FORMAT_VERSION = 1
+#: Held-out folds (by passage) for the code matcher's confidences on the decided passages,
+#: which the per-code blends and the thresholds of codes not yet learned are chosen on.
+MATCHER_FOLDS = 3
+#: The code matcher is fitted once there are this many labelled pairs (decisions' and the
+#: template examples') per weight it fits: fewer, and its thousand weights learn the sample.
+#: With 50 confirmed passages, a 40-code template has 2,000 decided pairs and 9,600 example
+#: pairs for its 1,066 weights (the matcher then lifts nhs-fft's macro-F1 at 50 passages from
+#: .203 to .263); a 3-code one has 150 and 54 for 1,029, and a matcher fitted on those cost
+#: annomi-client .032 at 50 passages and .014 at 500.
+MATCHER_PAIRS_PER_WEIGHT = 2
 
 
 @dataclass
@@ -116,15 +128,17 @@ class _Examples:
 
 
 class LearnedScorer(Scorer):
-    """Per-code logistic regression on the researcher's decisions, blended per code with the
-    example-similarity prior and calibrated on held-out folds of those decisions, with a
-    per-code threshold chosen on the same held-out predictions."""
+    """Per-code logistic regression on the researcher's decisions, blended per code with a base
+    (the code matcher, fitted on all decisions at once; the example-similarity prior where
+    there are too few) and calibrated on held-out folds of those decisions, with a per-code
+    threshold chosen on the same held-out predictions. A code without a classifier yet is
+    served by the base alone."""
 
     version = "learned"
     needs_context = True
 
     def __init__(self, features: FeatureSet = DEFAULT_FEATURES, C: float = 1.0, target: float = 0.7, cv_folds: int = 3, seed: int = 0,
-                 n_jobs: int | None = None):
+                 n_jobs: int | None = None, matcher: bool = True):
         self.features = features
         self.C = C
         self.target = target  # precision and recall a code needs to count as "reliable"
@@ -136,6 +150,13 @@ class LearnedScorer(Scorer):
         # on two cores. The simulated researcher uses 1: its active-learning loop feeds each
         # fit's confidences into the next query, and 1e-6 was enough to change later picks.
         self.n_jobs = n_jobs
+        # Whether decisions also train the code matcher (coder_assist.ml.matching), which then
+        # takes the template prior's place as every code's base.
+        self.matcher = matcher
+        self.matcher_: CodeMatcher | None = None
+        self.matcher_thresholds_: np.ndarray | None = None
+        # Which codes the matcher serves: all of them, unless the template gained codes since.
+        self.matcher_codes_: np.ndarray | None = None
         self.prior: ExampleSimilarityScorer | None = None
         self.featurizer = Featurizer(features)
         self.coef: dict[str, np.ndarray] = {}
@@ -179,6 +200,8 @@ class LearnedScorer(Scorer):
             else:
                 self.featurizer.fit(corpus)
         prior_conf = self.prior.score(corpus).confidence if prior_conf is None else prior_conf
+        self.matcher_, self.matcher_thresholds_, self.matcher_codes_ = None, None, None
+        base_conf = self._fit_matcher(corpus, labels, row_of, prior_conf) if self.matcher else prior_conf
         # In place and once (a no-op for the featurizer's own output): every code's rows are
         # then sorted as they are sliced out (see _used_columns).
         F.sort_indices()
@@ -191,7 +214,7 @@ class LearnedScorer(Scorer):
             lab = by_code.get(code, empty)
             rows = np.array([row_of[s] for s in lab["segment_id"]], dtype=int)
             y = lab["label"].to_numpy(dtype=int)
-            return self._fit_code(code, rows, y, F, prior_conf[rows, j], examples)
+            return self._fit_code(code, rows, y, F, base_conf[rows, j], examples)
 
         # Codes are independent of each other, so they are fitted in threads (liblinear
         # releases the GIL), unless n_jobs asks for one.
@@ -206,6 +229,80 @@ class LearnedScorer(Scorer):
             if fitted is not None:
                 self.coef[code], self.intercept[code], self.platt[code] = fitted
         return self
+
+    def _fit_matcher(self, corpus: Inputs, labels: pd.DataFrame, row_of: dict[int, int], prior_conf: np.ndarray) -> np.ndarray:
+        """Fit the code matcher on every decision and return the base confidences (n, k) the
+        per-code blends start from: the matcher's, held out (by passage) on the decided pairs.
+        Sets the thresholds of codes without a classifier from the same held-out confidences.
+        While no code has MIN_CLASS positives and negatives: no matcher, the prior's."""
+        index = {c: j for j, c in enumerate(self.code_ids)}
+        lab = labels[labels["code_id"].isin(index)]
+        if lab.empty:
+            return prior_conf
+        rows = np.array([row_of[s] for s in lab["segment_id"]], dtype=np.int64)
+        codes = lab["code_id"].map(index).to_numpy(dtype=np.int64)
+        y = lab["label"].to_numpy(dtype=np.int64)
+        # One pair per passage and code: the latest label (labels are in decision order).
+        last = ~pd.DataFrame({"r": rows, "c": codes}).duplicated(keep="last").to_numpy()
+        rows, codes, y = rows[last], codes[last], y[last]
+        # Only once some code can be learned (MIN_CLASS positives and negatives): a retrain that
+        # learns no code keeps the template's scores, and the app says "template only".
+        n_pos = np.bincount(codes[y == 1], minlength=len(self.code_ids))
+        n_neg = np.bincount(codes[y == 0], minlength=len(self.code_ids))
+        if not ((n_pos >= MIN_CLASS) & (n_neg >= MIN_CLASS)).any():
+            return prior_conf
+        X = corpus.X
+        P = corpus.X_prev if corpus.X_prev is not None else np.zeros_like(X)
+        examples = [m.ex_vecs for m in self.prior._models]
+        # Enough pairs for its weights: a shared model of two embedding blocks is about a
+        # thousand weights, and a template of few codes gives few pairs a passage.
+        n_pairs = len(rows) + sum(len(e) for e in examples) * len(examples)
+        if n_pairs < MATCHER_PAIRS_PER_WEIGHT * CodeMatcher.n_weights(X.shape[1], len(examples)):
+            return prior_conf
+
+        def matcher() -> CodeMatcher:
+            return CodeMatcher(seed=self.seed)
+
+        # Held-out confidences by passage: a pair is scored by a matcher that saw no decision on
+        # its passage, as the per-code classifiers' blends are chosen on held-out predictions.
+        passages, where = np.unique(rows, return_inverse=True)
+        fold = (np.random.default_rng(self.seed).permutation(len(passages)) % MATCHER_FOLDS)[where]
+        held = np.zeros(len(rows))
+        for f in range(min(MATCHER_FOLDS, len(passages))):
+            te = fold == f
+            m = matcher().fit(X, P, rows[~te], codes[~te], y[~te], examples)
+            # Each held-out passage scored once for every code, then its pairs picked out.
+            mine, at = np.unique(rows[te], return_inverse=True)
+            held[te] = m.predict_proba(X[mine], P[mine])[at, codes[te]]
+        self.matcher_ = matcher().fit(X, P, rows, codes, y, examples)
+        self.matcher_codes_ = np.ones(len(self.code_ids), dtype=bool)
+        base = self.matcher_.predict_proba(X, P)
+        base[rows, codes] = held
+        # Thresholds for the codes that have no classifier yet: each code's F1-best on the held-out
+        # confidences, pulled toward the pooled one as the prior's are toward theirs.
+        pos, neg = held[y == 1], held[y == 0]
+        pooled = f1_threshold(pos, neg)
+        thr = np.full(len(self.code_ids), pooled)
+        for j in range(len(self.code_ids)):
+            own = codes == j
+            n_pos = int((y[own] == 1).sum())
+            if n_pos and (y[own] == 0).any():
+                thr[j] = shrink_threshold(f1_threshold(held[own & (y == 1)], held[own & (y == 0)]), pooled, n_pos, THRESHOLD_SHRINK)
+        self.matcher_thresholds_ = np.clip(thr, 0.05, 0.95)
+        return base
+
+    def base_confidence(self, inputs: Inputs, prior_conf: np.ndarray | None = None) -> np.ndarray:
+        """The confidences (n, k) every code's blend starts from: the code matcher's once it is
+        fitted, else the template prior's (``prior_conf``, when the caller has them)."""
+        if self.matcher_ is not None and self.matcher_codes_.all():
+            return self.matcher_.predict_proba(inputs.X, inputs.X_prev)
+        if prior_conf is None:
+            prior_conf = self.prior.score(inputs).confidence
+        if self.matcher_ is None:
+            return prior_conf
+        out = prior_conf.copy()
+        out[:, self.matcher_codes_] = self.matcher_.predict_proba(inputs.X, inputs.X_prev)
+        return out
 
     def _examples(self, dim: int) -> _Examples:
         """The template's example excerpts are labelled data too: positives for their code and,
@@ -305,17 +402,21 @@ class LearnedScorer(Scorer):
         if self.prior is None:
             raise ProjectError("the learned scorer has no template prior; call fit() first")
         inputs = Inputs.of(inputs)
-        base = self.prior.score(inputs)
-        if not self.coef:
+        base = self.prior.score(inputs)  # its evidence: each code's nearest example
+        if not self.coef and self.matcher_ is None:
             return base
-        conf = self.score_features(self.featurizer.transform(inputs) if features is None else features, base.confidence)
+        start = self.base_confidence(inputs, base.confidence)
+        conf = self.score_features(self.featurizer.transform(inputs) if features is None else features, start)
         return Scores(base.code_ids, conf, base.similarity, base.evidence_text, base.evidence_source, base.evidence_similarity, self.thresholds(), self.top_margin)
 
     def thresholds(self) -> np.ndarray:
-        """Per-code thresholds: learned where a classifier exists, else the prior's (its
-        confidences serve that code, so its threshold does too: a code with no positives yet
-        keeps the cold-start rule instead of a threshold made for another curve)."""
-        prior = self.prior.thresholds if self.prior is not None else np.full(len(self.code_ids), auto_threshold(len(self.code_ids)))
+        """Per-code thresholds: learned where a classifier exists, else those of the base that
+        serves the code (the matcher's, else the prior's: a code with no positives yet keeps the
+        cold-start rule instead of a threshold made for another curve)."""
+        if self.matcher_thresholds_ is not None:
+            prior = self.matcher_thresholds_
+        else:
+            prior = self.prior.thresholds if self.prior is not None else np.full(len(self.code_ids), auto_threshold(len(self.code_ids)))
         return np.array([self.reports[c].threshold if c in self.coef else float(prior[j]) for j, c in enumerate(self.code_ids)])
 
     @property
@@ -325,7 +426,7 @@ class LearnedScorer(Scorer):
         protocol, with the rule kept against without: annomi-therapist-fine 0.265/0.316 against
         0.283/0.340 macro-F1 at 100/300 decisions, nhs-fft 0.252/0.304 against 0.253/0.298).
         A ranking prior (uncalibrated) keeps it: its codes' threshold of 1 would never be met."""
-        if self.prior is None:
+        if self.prior is None or self.matcher_ is not None:
             return None
         return self.prior.top_margin if not self.coef or not self.prior.calibrated else None
 
@@ -333,10 +434,11 @@ class LearnedScorer(Scorer):
     def calibrated(self) -> bool:
         """Whether a confidence is a calibrated probability: some code is calibrated on the
         researcher's decisions, or the template's examples gave the prior a curve."""
-        return bool(self.coef) or bool(self.prior is not None and self.prior.calibrated)
+        return bool(self.coef) or self.matcher_ is not None or bool(self.prior is not None and self.prior.calibrated)
 
     def score_features(self, F: sp.csr_matrix, prior_conf: np.ndarray) -> np.ndarray:
-        """Calibrated confidences (n, k) from precomputed features and prior confidences."""
+        """Calibrated confidences (n, k) from precomputed features and the base confidences
+        (:meth:`base_confidence`)."""
         conf = prior_conf.copy()
         for j, code in enumerate(self.code_ids):
             if code not in self.coef:
@@ -360,6 +462,10 @@ class LearnedScorer(Scorer):
             "codes": [asdict(r) for r in self.reports.values()],
             "platt": self.platt,
             "intercept": self.intercept,
+            "matcher": self.matcher,
+            # Per code the matcher serves (a loaded model may serve fewer than the template has).
+            "matcher_codes": None if self.matcher_ is None else [c for c, on in zip(self.code_ids, self.matcher_codes_) if on],
+            "matcher_thresholds": None if self.matcher_ is None else [float(t) for t, on in zip(self.matcher_thresholds_, self.matcher_codes_) if on],
         }
 
     def save(self, folder: Path) -> None:
@@ -369,6 +475,8 @@ class LearnedScorer(Scorer):
             arrays[f"coef_idx__{code}"] = nz.astype(np.int32)
             arrays[f"coef_val__{code}"] = coef[nz]
             arrays[f"coef_len__{code}"] = np.array([len(coef)], dtype=np.int64)
+        if self.matcher_ is not None:
+            arrays |= {f"matcher__{k}": v for k, v in self.matcher_.to_arrays().items()}
         np.savez_compressed(folder / "weights.npz", **arrays)
         (folder / "model.json").write_text(json.dumps(self.card(), indent=1), encoding="utf-8")
 
@@ -380,12 +488,16 @@ class LearnedScorer(Scorer):
             raise ProjectError(f"{folder / 'model.json'}: damaged model description ({exc})") from exc
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
             raise ProjectError(f"{folder}: unknown model format {meta.get('format') if isinstance(meta, dict) else meta!r}")
-        self = cls(meta["features"], meta["C"], meta["target"], meta["cv_folds"]).fit(template, encoder)
+        # A model saved before the matcher existed has none: it keeps the template prior.
+        self = cls(meta["features"], meta["C"], meta["target"], meta["cv_folds"], matcher=bool(meta.get("matcher", False))).fit(template, encoder)
         self.featurizer = Featurizer(meta["features"], int(meta["n_hash"]))
         # allow_pickle=False: a model file can never run code when loaded; anything that is not
         # plain numeric arrays is refused.
         try:
             with np.load(folder / "weights.npz", allow_pickle=False) as z:
+                matcher = {key.partition("__")[2]: z[key] for key in z.files if key.startswith("matcher__")}
+                if matcher:
+                    self.matcher_ = CodeMatcher.from_arrays(matcher)
                 for key in z.files:
                     kind, _, name = key.partition("__")
                     if kind == "idf":
@@ -399,10 +511,27 @@ class LearnedScorer(Scorer):
         self.intercept = {k: float(v) for k, v in meta["intercept"].items()}
         self.platt = {k: (float(v[0]), float(v[1])) for k, v in meta["platt"].items()}
         self.reports = {c["code_id"]: CodeReport(**c) for c in meta["codes"]}
+        if self.matcher_ is not None:
+            self._align_matcher(list(meta.get("matcher_codes") or []), list(meta.get("matcher_thresholds") or []), folder)
         unknown = set(self.coef) - set(self.code_ids)
         if unknown:
             raise ProjectError(f"{folder}: the model has codes the template no longer has: {sorted(unknown)}")
         return self
+
+    def _align_matcher(self, codes: list[str], thresholds: list[float], folder: Path) -> None:
+        """Line the loaded matcher up with the template's codes: a code added since the fit
+        is served by the prior (its confidence and threshold) until the next retrain; a code
+        removed since is dropped from the matcher."""
+        if len(codes) != self.matcher_.k_ or len(thresholds) != len(codes):
+            raise ProjectError(f"{folder / 'model.json'}: the code matcher's codes do not match its arrays")
+        where = {c: i for i, c in enumerate(codes)}
+        self.matcher_codes_ = np.array([c in where for c in self.code_ids], dtype=bool)
+        if not self.matcher_codes_.any():
+            self.matcher_, self.matcher_codes_ = None, None
+            return
+        self.matcher_ = self.matcher_.subset([where[c] for c in self.code_ids if c in where])
+        self.matcher_thresholds_ = np.array([thresholds[where[c]] if c in where else float(self.prior.thresholds[j])
+                                             for j, c in enumerate(self.code_ids)])
 
 
 def apply_history(reports: dict[str, CodeReport], history: list[dict], target: float, *, window: int = 3, min_gain: float = 0.03) -> None:
