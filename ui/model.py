@@ -199,8 +199,9 @@ def _learnability_note(project: Project) -> None:
     if table.empty:
         return
     if learn.n_learnable:
-        st.caption(f"A retrain now can learn {learn.n_learnable} of {L(len(table), 'code')} (those with at least "
-                   f"{figures.MIN_CLASS} accepts and {figures.MIN_CLASS} rejects); the others keep the template's similarity. "
+        st.caption(f"A retrain now can give {learn.n_learnable} of {L(len(table), 'code')} (those with at least "
+                   f"{figures.MIN_CLASS} accepts and {figures.MIN_CLASS} rejects) a classifier of their own; the others are scored by the "
+                   "code matcher, which learns from every code's decisions at once (with few decisions, by the template's similarity). "
                    "What each still needs is in the Per code table below.")
         return
     short = table.assign(missing=table["accepts_needed"] + table["rejects_needed"]).sort_values("missing", kind="stable").head(3)
