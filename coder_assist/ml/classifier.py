@@ -48,7 +48,7 @@ TOL = 1e-3
 FORMAT_VERSION = 1
 #: Held-out folds (by passage) for the code matcher's confidences on the decided passages,
 #: which the per-code blends and the thresholds of codes not yet learned are chosen on.
-MATCHER_FOLDS = 3
+MATCHER_FOLDS = 2
 #: The code matcher is fitted once there are this many labelled pairs (decisions' and the
 #: template examples') per weight it fits: fewer, and its thousand weights learn the sample.
 #: With 50 confirmed passages, a 40-code template has 2,000 decided pairs and 9,600 example
@@ -243,7 +243,9 @@ class LearnedScorer(Scorer):
         codes = lab["code_id"].map(index).to_numpy(dtype=np.int64)
         y = lab["label"].to_numpy(dtype=np.int64)
         # One pair per passage and code: the latest label (labels are in decision order).
-        last = ~pd.DataFrame({"r": rows, "c": codes}).duplicated(keep="last").to_numpy()
+        key = rows * len(self.code_ids) + codes
+        _, first_from_end = np.unique(key[::-1], return_index=True)
+        last = np.sort(len(key) - 1 - first_from_end)
         rows, codes, y = rows[last], codes[last], y[last]
         # Only once some code can be learned (MIN_CLASS positives and negatives): a retrain that
         # learns no code keeps the template's scores, and the app says "template only".
@@ -274,6 +276,7 @@ class LearnedScorer(Scorer):
             # Each held-out passage scored once for every code, then its pairs picked out.
             mine, at = np.unique(rows[te], return_inverse=True)
             held[te] = m.predict_proba(X[mine], P[mine])[at, codes[te]]
+        # Serial: the four fits in threads were no faster on 2 cores (their BLAS calls compete).
         self.matcher_ = matcher().fit(X, P, rows, codes, y, examples)
         self.matcher_codes_ = np.ones(len(self.code_ids), dtype=bool)
         base = self.matcher_.predict_proba(X, P)
