@@ -33,8 +33,6 @@ MAX_PAIRS = 8_000
 #: feature (the prototype uses them all): the feature's cost grows with their number on every
 #: passage scored.
 MAX_NEAREST = 30
-#: lbfgs's stopping tolerance (scikit-learn's default is 1e-4).
-TOL = 1e-3
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -147,7 +145,7 @@ class CodeMatcher:
         skip_ex = np.where(own_ex, ex_local[idx[ex]], -1)
         F[ex] = self._features(ex_vecs[idx[ex]], np.zeros((int(ex.sum()), d), np.float32), code[ex], own_ex, skip_ex)
         w = np.where(target == 1, weight[0], weight[1])
-        clf = LogisticRegression(C=self.C, max_iter=500, tol=TOL).fit(F, target, sample_weight=w)
+        clf = LogisticRegression(C=self.C, max_iter=500).fit(F, target, sample_weight=w)
         self.coef_ = clf.coef_.ravel().astype(np.float32)
         self.intercept_ = float(clf.intercept_[0])
         return self
