@@ -10,11 +10,14 @@ features are the passage's embedding times the code's prototype (and the previou
 the prototype), their cosine, the passage's similarity to the code's nearest example or confirmed
 passage, and one bias per code. A rare code gains from every other code's decisions.
 
-Measured with random complete labels (5 folds, the product's blend on top of it against the
-same blend on the template prior; macro-F1 at 50 / 100 / 200 / 300 / 500 passages):
-annomi-therapist +.028 / +.025 / +.014 / +.011 / +.006, annomi-client +.026 / +.007 / -.002 /
-+.019 / +.010, annomi-therapist-fine .000 / +.006 / +.010 / -.003 / +.001, nhs-fft (40 codes)
-+.035 / +.060 / +.029 / +.011 / -.008.
+Measured by the simulated researcher (bench/simulate_all.py, passage review, the product's
+queue, 5 folds; macro-F1 at 100 / 300 / 500 passages, with the matcher against without):
+nhs-fft (40 codes) .289 / .330 / .352 against .223 / .290 / .326, and no checkpoint below the
+one before (the first retrain fell .034 below the cold start without it); the therapist fine
+codes (8) .308 / .354 / .371 against .308 / .344 / .373. A template of few codes gives few pairs
+a passage, and the matcher waits for two per weight (``MATCHER_PAIRS_PER_WEIGHT`` in
+:mod:`coder_assist.ml.classifier`): AnnoMI therapist (4 codes) has them at 500 passages (.744
+either way), client (3) not within 500.
 """
 
 from __future__ import annotations
