@@ -95,3 +95,18 @@ def reliability(confidence: np.ndarray, hit: np.ndarray, bins: int = 10) -> list
 
 
 __all__ = ["EPS", "logit", "platt", "apply_platt", "auc", "f1_threshold", "shrink_threshold", "reliability"]
+
+
+def cap_rows(y: np.ndarray, cap: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float]]:
+    """Which of the labelled rows ``y`` (1/0) to train on when there are more than ``cap``:
+    every positive up to half the cap (more when negatives are few), negatives at random for
+    the rest; and the weights (positive, negative) that give the sample the full counts, so
+    calibrated confidences keep the full base rate. A code's classifier and the code matcher
+    sample this way."""
+    if len(y) <= cap:
+        return np.arange(len(y)), (1.0, 1.0)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    k_pos = min(len(pos), max(cap // 2, cap - len(neg)))
+    k_neg = min(len(neg), cap - k_pos)
+    idx = np.sort(np.r_[rng.choice(pos, k_pos, replace=False), rng.choice(neg, k_neg, replace=False)])
+    return idx, (len(pos) / max(k_pos, 1), len(neg) / max(k_neg, 1))

@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedKFold
 from ..core.defaults import available_cores
 from ..core.errors import ProjectError
 from ..core.template import Template
-from .calibration import EPS, apply_platt, f1_threshold, logit, shrink_threshold
+from .calibration import EPS, apply_platt, cap_rows, f1_threshold, logit, shrink_threshold
 from .calibration import platt as fit_platt
 from .embed import Encoder
 from .features import DEFAULT_FEATURES, FeatureSet, Featurizer
@@ -78,7 +78,7 @@ class CodeReport:
 
 def _f1_at(y: np.ndarray, p: np.ndarray, t: float, w: tuple[float, float] = (1.0, 1.0)) -> tuple[float, float, float]:
     """Precision, recall, F1 of ``p >= t``; ``w``: weights of a (positive, negative) row, where
-    the rows are a sample of the code's decisions (:func:`_cap_rows`)."""
+    the rows are a sample of the code's decisions (:func:`~coder_assist.ml.calibration.cap_rows`)."""
     pred = p >= t
     tp = w[0] * float((pred & (y == 1)).sum())
     fp = w[1] * float((pred & (y == 0)).sum())
@@ -86,20 +86,6 @@ def _f1_at(y: np.ndarray, p: np.ndarray, t: float, w: tuple[float, float] = (1.0
     rec = tp / (w[0] * (y == 1).sum()) if (y == 1).sum() else 0.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
     return prec, rec, f1
-
-
-def _cap_rows(y: np.ndarray, cap: int, seed: int) -> tuple[np.ndarray, tuple[float, float]]:
-    """Which of a code's labelled rows to train on when there are more than ``cap``: every
-    positive up to half the cap (more when negatives are few), negatives at random for the
-    rest; and the weights (positive, negative) that give the sample the full counts."""
-    if len(y) <= cap:
-        return np.arange(len(y)), (1.0, 1.0)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    k_pos = min(len(pos), max(cap // 2, cap - len(neg)))
-    k_neg = min(len(neg), cap - k_pos)
-    rng = np.random.default_rng(seed)
-    idx = np.sort(np.r_[rng.choice(pos, k_pos, replace=False), rng.choice(neg, k_neg, replace=False)])
-    return idx, (len(pos) / k_pos, len(neg) / k_neg)
 
 
 def _used_columns(M: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -246,12 +232,7 @@ class LearnedScorer(Scorer):
             return prior_conf
         rows = np.array([row_of[s] for s in lab["segment_id"]], dtype=np.int64)
         codes = lab["code_id"].map(index).to_numpy(dtype=np.int64)
-        y = lab["label"].to_numpy(dtype=np.int64)
-        # One pair per passage and code: the latest label (labels are in decision order).
-        key = rows * len(self.code_ids) + codes
-        _, first_from_end = np.unique(key[::-1], return_index=True)
-        last = np.sort(len(key) - 1 - first_from_end)
-        rows, codes, y = rows[last], codes[last], y[last]
+        y = lab["label"].to_numpy(dtype=np.int64)  # one label a passage and code, as every code's own fit takes them
         # Only once some code can be learned (MIN_CLASS positives and negatives): a retrain that
         # learns no code keeps the template's scores, and the app says "template only".
         n_pos = np.bincount(codes[y == 1], minlength=len(self.code_ids))
@@ -334,7 +315,7 @@ class LearnedScorer(Scorer):
         report = CodeReport(code, n_pos, n_neg, 0.0)
         if n_pos < MIN_CLASS or n_neg < MIN_CLASS:
             return report, None
-        keep, wts = _cap_rows(y, MAX_ROWS, self.seed + zlib.crc32(code.encode()))
+        keep, wts = cap_rows(y, MAX_ROWS, np.random.default_rng(self.seed + zlib.crc32(code.encode())))
         rows, y, prior_p = rows[keep], y[keep], prior_p[keep]
         siblings = set(self.prior.template.exclusive_siblings(code))
         ex_rows = np.flatnonzero((examples.code == code) | np.isin(examples.code, list(siblings)))

@@ -28,6 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
+from .calibration import cap_rows
+from .suggest import _unit
+
 #: At most this many (passage, code) pairs train the matcher: every positive up to half of
 #: them, negatives at random for the rest, weighted back to their full count. 5,000 confirmed
 #: passages of a 49-code template are 245,000 pairs; a sample keeps a retrain within budget.
@@ -36,12 +39,6 @@ MAX_PAIRS = 8_000
 #: feature (the prototype uses them all): the feature's cost grows with their number on every
 #: passage scored.
 MAX_NEAREST = 30
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    n[n == 0] = 1.0
-    return v / n
 
 
 class CodeMatcher:
@@ -127,7 +124,7 @@ class CodeMatcher:
         e_y = (ex_code[e_idx] == e_code).astype(np.int64)
         src = np.r_[np.zeros(len(rows), dtype=np.int64), np.ones(len(e_idx), dtype=np.int64)]
         idx, code, target = np.r_[rows, e_idx], np.r_[codes, e_code], np.r_[y, e_y]
-        keep, weight = self._sample(target, rng)
+        keep, weight = cap_rows(target, self.max_pairs, rng)
         src, idx, code, target = src[keep], idx[keep], code[keep], target[keep]
         self.k_, self.d_ = k, d
         if len(np.unique(target)) < 2:
@@ -152,18 +149,6 @@ class CodeMatcher:
         self.coef_ = clf.coef_.ravel().astype(np.float32)
         self.intercept_ = float(clf.intercept_[0])
         return self
-
-    def _sample(self, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float]]:
-        """Which pairs to train on when there are more than ``max_pairs``: every positive up to
-        half of them, negatives at random for the rest; and the weights (positive, negative)
-        that give the sample the full counts, so confidences keep the full base rate."""
-        if len(y) <= self.max_pairs:
-            return np.arange(len(y)), (1.0, 1.0)
-        p, n = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-        k_pos = min(len(p), max(self.max_pairs // 2, self.max_pairs - len(n)))
-        k_neg = min(len(n), self.max_pairs - k_pos)
-        keep = np.sort(np.r_[rng.choice(p, k_pos, replace=False), rng.choice(n, k_neg, replace=False)])
-        return keep, (len(p) / max(k_pos, 1), len(n) / max(k_neg, 1))
 
     def _features(self, Q: np.ndarray, P: np.ndarray, codes: np.ndarray, own: np.ndarray, skip: np.ndarray) -> np.ndarray:
         """Pair features of vectors ``Q`` (previous turns ``P``) against ``codes``; ``own``: the

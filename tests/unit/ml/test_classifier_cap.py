@@ -6,23 +6,24 @@ import numpy as np
 import pandas as pd
 
 from coder_assist.ml import classifier
-from coder_assist.ml.classifier import LearnedScorer, _cap_rows
+from coder_assist.ml.calibration import cap_rows
+from coder_assist.ml.classifier import LearnedScorer
 from coder_assist.ml.suggest import Inputs
 from tests.unit.ml.test_suggest_calibration import ClusterEncoder, passages, template
 
 
 def test_cap_keeps_rare_positives_and_weights_back_to_the_counts():
     y = np.r_[np.ones(30, int), np.zeros(970, int)]
-    idx, (w_pos, w_neg) = _cap_rows(y, 200, seed=0)
+    idx, (w_pos, w_neg) = cap_rows(y, 200, np.random.default_rng(0))
     assert len(idx) == 200 and len(np.unique(idx)) == 200
     assert y[idx].sum() == 30 and w_pos == 1.0
     assert w_neg * (y[idx] == 0).sum() == 970
     # Frequent positives: half the cap each side, weighted back.
     y = np.r_[np.ones(600, int), np.zeros(400, int)]
-    idx, (w_pos, w_neg) = _cap_rows(y, 200, seed=0)
+    idx, (w_pos, w_neg) = cap_rows(y, 200, np.random.default_rng(0))
     assert y[idx].sum() == 100 and w_pos * 100 == 600 and w_neg * 100 == 400
     # Under the cap: every row, unweighted.
-    idx, w = _cap_rows(y[:150], 200, seed=0)
+    idx, w = cap_rows(y[:150], 200, np.random.default_rng(0))
     assert np.array_equal(idx, np.arange(150)) and w == (1.0, 1.0)
 
 
