@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
 from .calibration import cap_rows
-from .suggest import _unit
+from .suggest import unit_rows
 
 #: At most this many (passage, code) pairs train the matcher: every positive up to half of
 #: them, negatives at random for the rest, weighted back to their full count. 5,000 confirmed
@@ -71,7 +71,7 @@ class CodeMatcher:
         s = self._scale(X.shape[1])
         onehot = np.zeros((len(X), k), dtype=np.float32)
         onehot[np.arange(len(X)), codes] = 1.0
-        cos = np.einsum("ij,ij->i", _unit(X), R)
+        cos = np.einsum("ij,ij->i", unit_rows(X), R)
         return np.hstack([X * R * s, P * R * s, cos[:, None], near[:, None], onehot]).astype(np.float32)
 
     @staticmethod
@@ -161,7 +161,7 @@ class CodeMatcher:
             S = np.broadcast_to(self.sums_[c], (len(m), d)).copy()
             S[own[m]] -= Q[m[own[m]]]
             near = self._nearest(Q[m], self.near_vecs_[c], skip[m])
-            out[m] = self._pair_features(Q[m], P[m], _unit(S), near, np.full(len(m), c), k)
+            out[m] = self._pair_features(Q[m], P[m], unit_rows(S), near, np.full(len(m), c), k)
         return out
 
     # -- scoring ---------------------------------------------------------------------------
@@ -183,7 +183,7 @@ class CodeMatcher:
         (the nearest-vector products of a million passages would not fit in memory at once)."""
         k, d = self.k_, self.d_
         s = self._scale(d)
-        R = _unit(self.sums_.astype(np.float32))
+        R = unit_rows(self.sums_.astype(np.float32))
         w_x, w_p = self.coef_[:d], self.coef_[d : 2 * d]
         w_cos, w_near, bias = self.coef_[2 * d], self.coef_[2 * d + 1], self.coef_[2 * d + 2 :]
         # The pair features are products with the code's prototype, so every code's log-odds
@@ -192,7 +192,7 @@ class CodeMatcher:
         out = np.empty((len(X), k), dtype=np.float32)
         for i0 in range(0, len(X), block):
             x = np.asarray(X[i0 : i0 + block], dtype=np.float32)
-            z = x @ Wx + w_cos * (_unit(x) @ R.T)
+            z = x @ Wx + w_cos * (unit_rows(x) @ R.T)
             if P is not None:
                 z += np.asarray(P[i0 : i0 + block], dtype=np.float32) @ Wp
             if w_near != 0:

@@ -33,6 +33,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .suggest import unit_rows
+
 
 #: Words that say nothing about a topic in interview talk (on top of scikit-learn's English
 #: stop words): fillers and the interview's own vocabulary.
@@ -78,11 +80,6 @@ class RevisionInputs:
         self.examples = self.examples.reset_index(drop=True)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.where(n == 0, 1.0, n)
-
-
 def _theme_of(codes: pd.DataFrame) -> dict[str, str]:
     """Code id -> id of its top-level ancestor (the theme)."""
     parent = dict(zip(codes["id"], codes["parent_id"]))
@@ -105,7 +102,7 @@ def leaf_prototypes(inputs: RevisionInputs) -> tuple[list[str], np.ndarray]:
         m = pos & (inputs.examples["code_id"] == cid).to_numpy()
         if m.any():
             ids.append(cid)
-            vecs.append(_unit(inputs.E[m].mean(axis=0)))
+            vecs.append(unit_rows(inputs.E[m].mean(axis=0)))
     d = inputs.X.shape[1] if inputs.X.ndim == 2 else 0
     return ids, np.array(vecs).reshape(len(vecs), d)
 
@@ -123,7 +120,7 @@ def theme_prototypes(inputs: RevisionInputs) -> tuple[list[str], np.ndarray]:
             under.setdefault(p, []).append(row[cid])
             p = parent.get(p)
     themes = [c for c in inputs.codes["id"] if c in under]
-    vecs = [_unit(P[under[c]].mean(axis=0)) for c in themes]
+    vecs = [unit_rows(P[under[c]].mean(axis=0)) for c in themes]
     return themes, np.array(vecs).reshape(len(vecs), P.shape[1] if P.ndim == 2 else 0)
 
 
@@ -158,7 +155,7 @@ def cluster_labels(X: np.ndarray, *, method: str = "hdbscan", min_cluster_size: 
         from sklearn.decomposition import PCA
 
         k = int(min(20, n - 1, X.shape[1]))
-        Z = _unit(PCA(n_components=k, random_state=seed).fit_transform(X)) if k >= 2 else X
+        Z = unit_rows(PCA(n_components=k, random_state=seed).fit_transform(X)) if k >= 2 else X
         return HDBSCAN(min_cluster_size=m, min_samples=max(2, m // 2), cluster_selection_method="leaf", copy=True).fit_predict(Z)
     if method == "agglomerative":
         from sklearn.cluster import AgglomerativeClustering
@@ -179,7 +176,7 @@ def _cluster_sample(X: np.ndarray, k: int, *, method: str, min_cluster_size: int
     found = sorted(set(lab_s) - {-1})
     if not found:
         return labels
-    C = _unit(np.stack([X[sample[lab_s == c]].mean(axis=0) for c in found]))
+    C = unit_rows(np.stack([X[sample[lab_s == c]].mean(axis=0) for c in found]))
     # A passage joins a cluster when it is at least as near its centroid as 90% of the members.
     floor = np.array([np.quantile(X[sample[lab_s == c]] @ C[j], 0.1) for j, c in enumerate(found)])
     rest = np.setdiff1d(np.arange(len(X)), sample)
@@ -331,7 +328,7 @@ def find_missing(
     clusters: list[MissingCluster] = []
     for lab in sorted(set(labels) - {-1}):
         rows = idx[labels == lab]
-        centroid = _unit(inputs.X[rows].mean(axis=0))
+        centroid = unit_rows(inputs.X[rows].mean(axis=0))
         sims = inputs.X[rows] @ centroid
         order = np.argsort(-sims, kind="stable")
         quotes = [Quote(int(segs.iloc[rows[j]]["segment_id"]), str(segs.iloc[rows[j]]["transcript"]), texts[rows[j]], round(float(sims[j]), 4)) for j in order[:n_quotes]]
@@ -489,7 +486,7 @@ def _tally_template(tally: _PairTally, inputs: RevisionInputs, nm) -> None:
         if a not in row or n_pos.get(a, 0) < 2:
             continue
         v = inputs.E[j]
-        own = float(v @ _unit(sums[a] - v))
+        own = float(v @ unit_rows(sums[a] - v))
         s = P @ v
         s[row[a]] = -np.inf
         b = ids[int(s.argmax())]

@@ -135,7 +135,8 @@ class _CodeModel:
     counter_vecs: np.ndarray  # (c, d)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
+def unit_rows(v: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1; a zero row stays zero rather than becoming NaN."""
     n = np.linalg.norm(v, axis=-1, keepdims=True)
     return v / np.where(n == 0, 1.0, n)
 
@@ -175,7 +176,7 @@ class ExampleSimilarityScorer(Scorer):
                     ex_vecs=ex,
                     ex_texts=[e.text for e in c.examples] + ([c.description] if c.description else []),
                     ex_sources=[e.source or "example" for e in c.examples] + (["description"] if c.description else []),
-                    prototype=_unit(ex.mean(axis=0)),
+                    prototype=unit_rows(ex.mean(axis=0)),
                     counter_vecs=ctr,
                 )
             )
@@ -208,7 +209,7 @@ class ExampleSimilarityScorer(Scorer):
                 if keep.sum() == 0:
                     continue
                 rest = m.ex_vecs[keep]
-                s, _ = self._raw(x, rest, _unit(rest.mean(axis=0)), m.counter_vecs)
+                s, _ = self._raw(x, rest, unit_rows(rest.mean(axis=0)), m.counter_vecs)
                 pos_scores.append(float(s[0]))
                 queries.append(m.ex_vecs[j])
                 owner.append(i)

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from coder_assist.ml.classifier import LearnedScorer
-from coder_assist.ml.matching import CodeMatcher, _unit
+from coder_assist.ml.matching import CodeMatcher
+from coder_assist.ml.suggest import unit_rows
 from coder_assist.ml.suggest import Inputs
 from tests.unit.ml.test_suggest_calibration import ClusterEncoder, passages, template
 
@@ -23,7 +24,7 @@ def _nuisance_world(k=12, d=32, per=30, seed=0):
     def draw(code, n):
         v = centres[code] + 0.35 * rng.normal(size=(n, d))
         v[:, half:] = 3.0 * rng.normal(size=(n, d - half))
-        return _unit(v).astype(np.float32)
+        return unit_rows(v).astype(np.float32)
 
     examples = [draw(c, 5) for c in range(k)]
     X = np.vstack([draw(c, per) for c in range(k)])
@@ -46,7 +47,7 @@ def test_a_code_without_decisions_gains_from_the_other_codes_decisions():
     y = (gold[rows] == codes).astype(int)
     m = CodeMatcher().fit(X, np.zeros_like(X), rows, codes, y, examples)
     p = m.predict_proba(X)[:, k - 1]
-    proto = _unit(examples[k - 1].mean(axis=0))
+    proto = unit_rows(examples[k - 1].mean(axis=0))
     cos = X @ proto
     rare = gold == k - 1
     auc_matcher, auc_cosine = _auc(p[rare], p[~rare]), _auc(cos[rare], cos[~rare])
@@ -66,7 +67,7 @@ def test_log_odds_for_all_codes_equal_the_pair_features_model():
     m = CodeMatcher().fit(X, P, rows, codes, y, examples)
     z = m.decision_function(X[:7], P[:7])
     for c in range(5):
-        R = np.broadcast_to(_unit(m.sums_[c]), (7, X.shape[1]))
+        R = np.broadcast_to(unit_rows(m.sums_[c]), (7, X.shape[1]))
         F = m._pair_features(X[:7], P[:7], R, m._nearest(X[:7], m.near_vecs_[c]), np.full(7, c), 5)
         assert np.allclose(z[:, c], F @ m.coef_ + m.intercept_, atol=1e-4)
 
@@ -79,8 +80,8 @@ def test_a_passage_is_not_its_own_nearest_example():
     # nearest-vector column and fresh passages at the base rate.
     rng = np.random.default_rng(1)
     k, n, d = 6, 300, 32
-    X = _unit(rng.normal(size=(n, d))).astype(np.float32)
-    examples = [_unit(rng.normal(size=(5, d))).astype(np.float32) for _ in range(k)]
+    X = unit_rows(rng.normal(size=(n, d))).astype(np.float32)
+    examples = [unit_rows(rng.normal(size=(5, d))).astype(np.float32) for _ in range(k)]
     rows = np.repeat(np.arange(n), k)
     codes = np.tile(np.arange(k), n)
     gold = rng.integers(0, k, size=n)
@@ -88,7 +89,7 @@ def test_a_passage_is_not_its_own_nearest_example():
     m = CodeMatcher().fit(X, np.zeros_like(X), rows, codes, y, examples)
     w_near = m.coef_[2 * d + 1]
     assert abs(w_near) < 1.0, w_near
-    fresh = _unit(rng.normal(size=(200, d))).astype(np.float32)
+    fresh = unit_rows(rng.normal(size=(200, d))).astype(np.float32)
     assert abs(m.predict_proba(fresh).mean() - 1 / k) < 0.03
 
 
