@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..core.errors import ModelError, ProjectError
 from ..core.template import Template
-from ..ml.classifier import MIN_CLASS, LearnedScorer, apply_history
+from ..ml.classifier import CAPPED_CV_FOLDS, MAX_ROWS, MIN_CLASS, LearnedScorer, apply_history
 from ..ml.embed import Encoder
 from ..ml.encoder import MINILM_MODEL, USE_MODEL, is_use_model
 from ..ml.features import DEFAULT_FEATURES, FeatureSet, Featurizer, decisions_on_segments, labels_from_decisions
@@ -55,11 +55,15 @@ def model_card_text(card: dict, template: Template) -> str:
     base = ("a code matcher shared by all codes (one logistic regression over passage-code pairs, on the passage's "
             "embedding times the code's prototype, built from its description, example excerpts and confirmed passages, "
             "trained on every decision and scored on held-out passages)") if matcher else "the template's example-similarity scorer"
+    n_capped = sum(c["n_pos"] + c["n_neg"] > MAX_ROWS for c in card["codes"])
+    capped = (f"A code with more than {MAX_ROWS:,} decided passages was trained on a sample of {MAX_ROWS:,} (every positive "
+              f"up to half), weighted back to the full counts, and cross-validated on {CAPPED_CV_FOLDS} folds ({n_capped} "
+              f"code{'s' if n_capped != 1 else ''}). ") if n_capped else ""
     prose = (
         f"Code suggestions were made with coder-assist. Passages were embedded with {card['encoder']}; features: {features}. "
         f"For each code, a logistic regression (C={card['C']}) trained on the researcher's accept/reject decisions and the "
         f"template's example excerpts was blended with {base} at a weight chosen by "
-        f"{card['cv_folds']}-fold cross-validated log-loss, and calibrated (Platt) on the held-out folds. The model used "
+        f"{card['cv_folds']}-fold cross-validated log-loss, and calibrated (Platt) on the held-out folds. {capped}The model used "
         f"{card['n_decisions']} decisions ({card['n_labels']} labels including those implied by mutually exclusive codes). "
         f"A code counts as reliable when its held-out precision and recall are at least {card['target']}."
     )

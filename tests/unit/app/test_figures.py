@@ -205,6 +205,11 @@ def test_card_text_says_what_each_code_needs():
     text = learn.model_card_text(card, template)
     assert "needs 2 more accepts" in text and "needs 3 more accepts and 3 more rejects" in text
     assert "no classifier was trained" in " ".join(text.split())
+    assert "sample" not in text  # no code past the cap
+    codes[0].update(n_pos=300, n_neg=4_700, weight=0.5, precision=0.8, recall=0.7, f1=0.75, verdict="reliable")
+    flat = " ".join(learn.model_card_text(card, template).split())
+    assert f"more than {learn.MAX_ROWS:,} decided passages was trained on a sample" in flat
+    assert f"cross-validated on {learn.CAPPED_CV_FOLDS} folds (1 code)" in flat
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -57,6 +57,25 @@ def test_capped_fit_keeps_the_base_rate(monkeypatch):
     assert (p_cap.argmax(axis=1) == gold).mean() > 0.7
 
 
+def test_a_capped_code_is_cross_validated_on_two_folds(monkeypatch):
+    """Past the cap a code's blend is chosen on CAPPED_CV_FOLDS held-out folds (a fit fewer of
+    its classifier per retrain); under it on cv_folds, as before."""
+    enc, inputs, labels, row_of, _ = _confirmed(k=4, per=40)
+    folds = []
+    real = LearnedScorer._cv_blend
+
+    def spy(self, fit_on, F_code, rows, y, prior_p, k):
+        folds.append(k)
+        return real(self, fit_on, F_code, rows, y, prior_p, k)
+
+    monkeypatch.setattr(LearnedScorer, "_cv_blend", spy)
+    for cap, want in ((10_000, 4), (100, classifier.CAPPED_CV_FOLDS)):
+        monkeypatch.setattr(classifier, "MAX_ROWS", cap)
+        folds.clear()
+        LearnedScorer(features="emb", cv_folds=4).fit(template(k=4), enc).fit_labels(inputs, labels, row_of=row_of)
+        assert folds == [want] * 4
+
+
 def test_used_columns_drops_empty_columns_and_keeps_rows_sorted():
     import scipy.sparse as sp
 
