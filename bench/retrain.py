@@ -145,6 +145,7 @@ def main() -> None:
         top.append({"function": f"{Path(fname).name}:{line}({func})", "calls": nc, "cumulative_s": round(ct, 3), "own_s": round(tt, 3)})
     trained = sum(1 for r in scorer.reports.values() if r.weight is not None and r.code_id in scorer.coef)
     med = {k: statistics.median(v) for k, v in times.items()}
+    target = 5.0 if args.labels == "passages" else 3.0
     out = {
         "benchmark": "retrain",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
@@ -162,8 +163,11 @@ def main() -> None:
         "uncached_median_s": round(med["uncached"], 3),
         "uncached_over_cached": round(med["uncached"] / med["cached"], 1),
         "profile_cached_top": top,
-        "target_s": 3.0,
-        "target_met": med["cached"] < 3.0,
+        # Accept/reject decisions: 3 s (the first budget, one label row each); confirmed
+        # passages, each a complete label over every code: issue 12's 5 s at 5,000 decisions.
+        "target_s": target,
+        "target_met": med["cached"] <= target,
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
     }
     text = json.dumps(out, indent=2)
     print(text)
