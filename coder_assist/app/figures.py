@@ -99,7 +99,12 @@ def tally(project: Project, coder: str | None = None) -> Tally:
     """Current decisions of one coder (or all coders) counted by action: accepts, rejects and
     skips in force. Decisions on retired codes count: they are still in the log and a retrain
     still reads them."""
-    cur = current_decisions(project, coder)
+    return tally_of(current_decisions(project, coder))
+
+
+def tally_of(cur: pd.DataFrame) -> Tally:
+    """:func:`tally` of current decisions already read (:func:`current_decisions`): a retrain
+    reads them once for its labels and its count (two reads of 245,000 rows took 4 s)."""
     counts = cur["action"].value_counts()
     force = cur[cur["action"].isin(_IN_FORCE)]
     of_passage = force[(force["origin"] == ORIGIN_PASSAGE) & force["unit_id"].notna()]
@@ -276,6 +281,7 @@ __all__ = [
     "current_decisions",
     "Tally",
     "tally",
+    "tally_of",
     "decisions_in_force",
     "decisions_in_force_per_code",
     "passages_coded",

@@ -15,6 +15,7 @@ never changed: this is a view for learning.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -85,10 +86,13 @@ class Featurizer:
             blocks.append(sp.diags(0.7 / norms) @ w)
         return sp.hstack(blocks, format="csr")
 
-    def fit_transform(self, inputs: Inputs) -> sp.csr_matrix:
+    def fit_transform(self, inputs: Inputs, cache: "NgramCounts | None" = None) -> sp.csr_matrix:
         """:meth:`fit` then :meth:`transform`, hashing the n-grams once (the hashing is most of
-        a retrain's featurising: pure-Python n-gram analysis in scikit-learn)."""
-        counts = self._counts(inputs) if "ngrams" in self.features else None
+        a retrain's featurising: pure-Python n-gram analysis in scikit-learn); with a ``cache``,
+        only the passages it has not seen are hashed."""
+        counts = None
+        if "ngrams" in self.features:
+            counts = cache.counts(self, inputs) if cache is not None else self._counts(inputs)
         return self.fit(inputs, counts).transform(inputs, counts)
 
     def transform(self, inputs: Inputs, counts: dict[str, sp.csr_matrix] | None = None) -> sp.csr_matrix:
@@ -99,6 +103,48 @@ class Featurizer:
         if "ngrams" in self.features:
             blocks.append(self.ngrams(inputs, counts))
         return sp.hstack(blocks, format="csr")
+
+
+class NgramCounts:
+    """The hashed n-gram counts of passages kept between fits, so that a retrain hashes only
+    the passages it has not seen (the hashing, pure-Python n-gram analysis in scikit-learn, was
+    6 s of a retrain at 20,000 passages). A passage is known by its text and its previous turn's,
+    which is all its counts depend on; one instance serves one :class:`Featurizer` width
+    (``n_hash``). Only the passages of the latest call are kept, so memory follows the corpus."""
+
+    def __init__(self) -> None:
+        self._index: dict[bytes, int] = {}
+        self._counts: dict[str, sp.csr_matrix] = {}
+        self.n_hash: int | None = None
+        self.hashed_last = 0  # passages hashed by the latest call (the rest came from the cache)
+
+    @staticmethod
+    def _keys(inputs: Inputs) -> list[bytes]:
+        prev = inputs.prev_texts if inputs.prev_texts is not None else [""] * len(inputs.texts)
+        return [hashlib.blake2b(f"{t}\x00{p}".encode("utf-8", "surrogatepass"), digest_size=16).digest() for t, p in zip(inputs.texts, prev)]
+
+    def counts(self, featurizer: "Featurizer", inputs: Inputs) -> dict[str, sp.csr_matrix]:
+        """``featurizer``'s raw counts of ``inputs``, hashing only the passages not seen before."""
+        keys = self._keys(inputs)
+        if self.n_hash != featurizer.n_hash:
+            self._index, self._counts, self.n_hash = {}, {}, featurizer.n_hash
+        at = np.array([self._index.get(k, -1) for k in keys], dtype=np.int64)
+        miss = np.flatnonzero(at < 0)
+        if len(miss):
+            fresh = featurizer._counts(Inputs(X=inputs.X[miss], texts=[inputs.texts[i] for i in miss],
+                                              prev_texts=None if inputs.prev_texts is None else [inputs.prev_texts[i] for i in miss]))
+        out: dict[str, sp.csr_matrix] = {}
+        for name in ("word", "char", "prev_word"):
+            old = self._counts.get(name, sp.csr_matrix((0, featurizer.n_hash)))
+            stacked = sp.vstack([old, fresh[name]], format="csr") if len(miss) else old
+            # Known rows index the old block; new ones follow it, in the order they were hashed.
+            where = at.copy()
+            where[miss] = old.shape[0] + np.arange(len(miss))
+            out[name] = stacked[where]
+        self._counts = out
+        self._index = {k: i for i, k in enumerate(keys)}
+        self.hashed_last = len(miss)
+        return out
 
 
 #: Share of a segment a coding must cover to be a positive label for that segment.
@@ -155,22 +201,27 @@ def labels_from_decisions(decisions: pd.DataFrame, template: Template) -> pd.Dat
     """Turn current decisions (segment_id, code_id, action) into partial labels
     (segment_id, code_id, label, source). Skips carry no label. Where coders disagree on a
     pair, the most recent decision wins."""
-    rows = []
+    cols = ["segment_id", "code_id", "label", "source", "order"]
     dec = decisions[decisions["action"].isin(["accept", "reject"])].sort_values("id")
-    for r in dec.itertuples(index=False):
-        if r.code_id not in template.codes:
-            continue
-        if r.action == "accept":
-            rows.append((r.segment_id, r.code_id, 1, "accept", r.id))
-            for sib in template.exclusive_siblings(r.code_id):
-                rows.append((r.segment_id, sib, 0, "exclusive", r.id))
-        else:
-            rows.append((r.segment_id, r.code_id, 0, "reject", r.id))
-    out = pd.DataFrame(rows, columns=["segment_id", "code_id", "label", "source", "order"])
+    dec = dec[dec["code_id"].isin(list(template.codes))]
+    accept = (dec["action"] == "accept").to_numpy()
+    # Column-wise, not a row at a time (1.1 s at 5,000 confirmed passages, 245,000 rows): each
+    # decision's own row, then after it the sibling rows an accept implies, in the order a loop
+    # over the decisions would write them, so the stable sort below keeps the same winners.
+    own = pd.DataFrame({"segment_id": dec["segment_id"].to_numpy(), "code_id": dec["code_id"].to_numpy(),
+                        "label": accept.astype(int), "source": np.where(accept, "accept", "reject"), "order": dec["id"].to_numpy(),
+                        "_at": np.arange(len(dec)), "_sub": 0})
+    siblings = {c: list(template.exclusive_siblings(c)) for c in pd.unique(own.loc[accept, "code_id"])}
+    sib = own[accept & own["code_id"].map(lambda c: bool(siblings[c]) if c in siblings else False).to_numpy(dtype=bool)]
+    if len(sib):
+        sib = sib.assign(code_id=sib["code_id"].map(siblings)).explode("code_id")
+        sib = sib.assign(label=0, source="exclusive", _sub=sib.groupby("_at").cumcount() + 1)
+    out = pd.concat([own, sib], ignore_index=True).sort_values(["_at", "_sub"], kind="stable")[cols] if len(sib) else own[cols]
+    out = out.reset_index(drop=True)
     # Direct decisions outrank labels implied by exclusivity; then the latest wins.
     out["direct"] = out["source"] != "exclusive"
     out = out.sort_values(["direct", "order"]).drop_duplicates(["segment_id", "code_id"], keep="last")
     return out.drop(columns=["order", "direct"]).reset_index(drop=True)
 
 
-__all__ = ["FeatureSet", "DEFAULT_FEATURES", "Featurizer", "MIN_COVER", "decisions_on_segments", "labels_from_decisions"]
+__all__ = ["FeatureSet", "DEFAULT_FEATURES", "Featurizer", "NgramCounts", "MIN_COVER", "decisions_on_segments", "labels_from_decisions"]

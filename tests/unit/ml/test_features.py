@@ -1,0 +1,48 @@
+"""The featurizer's n-gram counts kept between retrains (:class:`NgramCounts`): the same matrix
+as hashing everything, with only the passages not seen before hashed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coder_assist.ml.features import Featurizer, NgramCounts
+from coder_assist.ml.suggest import Inputs
+
+
+def _inputs(texts, prevs):
+    rng = np.random.default_rng(len(texts))
+    X = rng.normal(size=(len(texts), 8)).astype(np.float32)
+    return Inputs(X=X, texts=list(texts), X_prev=rng.normal(size=X.shape).astype(np.float32), prev_texts=list(prevs))
+
+
+def _same(a, b):
+    a, b = a.tocsr(), b.tocsr()
+    a.sort_indices(), b.sort_indices()
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices) \
+        and np.array_equal(a.data, b.data)
+
+
+def test_cached_counts_give_the_matrix_of_a_full_hashing_and_hash_only_new_passages():
+    texts = [f"we had no budget for the {w} this year, really" for w in ("van", "staff", "rota", "hall", "training", "pilot")]
+    prevs = ["", "Why?", "Why?", "And then?", "", "What changed?"]
+    cache = NgramCounts()
+    first = _inputs(texts[:4], prevs[:4])
+    assert _same(Featurizer().fit_transform(first, cache=cache), Featurizer().fit_transform(first))
+    assert cache.hashed_last == 4
+    # New passages, one gone, the rest in another order; and one whose previous turn changed
+    # (its counts depend on it), which is hashed again.
+    order = [5, 2, 0, 4, 3]
+    later = _inputs([texts[i] for i in order], [prevs[i] if i != 3 else "Something else?" for i in order])
+    assert _same(Featurizer().fit_transform(later, cache=cache), Featurizer().fit_transform(later))
+    assert cache.hashed_last == 3  # texts 5 and 4 (new) and 3 (new previous turn)
+    again = Featurizer().fit_transform(later, cache=cache)
+    assert cache.hashed_last == 0 and _same(again, Featurizer().fit_transform(later))
+
+
+def test_a_featurizer_of_another_width_starts_the_cache_afresh():
+    inputs = _inputs(["the grant ran out", "no hours in the week"], ["", "Why?"])
+    cache = NgramCounts()
+    Featurizer().fit_transform(inputs, cache=cache)
+    narrow = Featurizer(n_hash=2**10)
+    assert _same(narrow.fit_transform(inputs, cache=cache), Featurizer(n_hash=2**10).fit_transform(inputs))
+    assert cache.hashed_last == 2
