@@ -441,11 +441,16 @@ class LearnedScorer(Scorer):
         """Calibrated confidences (n, k) from precomputed features and the base confidences
         (:meth:`base_confidence`)."""
         conf = prior_conf.copy()
-        for j, code in enumerate(self.code_ids):
-            if code not in self.coef:
-                continue
+        learned = [(j, code) for j, code in enumerate(self.code_ids) if code in self.coef]
+        if not learned:
+            return conf.astype(np.float32)
+        # Every code's log-odds from one pass over F (a sparse-times-dense product), not one
+        # pass a code: 1.57 s -> 0.45 s for 49 codes and 20,000 passages; the same sums in the same
+        # order (nhs-fft fold 0, 500 passages: confidences bit for bit those of the loop).
+        logits = F @ np.stack([self.coef[c] for _, c in learned], axis=1)
+        for i, (j, code) in enumerate(learned):
             w = self.reports[code].weight
-            clf_p = 1 / (1 + np.exp(-(F @ self.coef[code] + self.intercept[code])))
+            clf_p = 1 / (1 + np.exp(-(logits[:, i] + self.intercept[code])))
             z = w * logit(clf_p) + (1 - w) * logit(prior_conf[:, j])
             conf[:, j] = apply_platt(z, self.platt[code])
         return conf.astype(np.float32)

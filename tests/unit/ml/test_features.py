@@ -46,3 +46,25 @@ def test_a_featurizer_of_another_width_starts_the_cache_afresh():
     narrow = Featurizer(n_hash=2**10)
     assert _same(narrow.fit_transform(inputs, cache=cache), Featurizer(n_hash=2**10).fit_transform(inputs))
     assert cache.hashed_last == 2
+
+
+def test_hstack_rows_is_scipys_hstack():
+    import scipy.sparse as sp
+
+    from coder_assist.ml.features import hstack_rows
+
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(30, 5)).astype(np.float32)
+    dense[3] = 0  # an empty row (a first turn has no previous one)
+    unsorted = sp.random(30, 40, density=0.2, format="csr", random_state=1)
+    unsorted = sp.csr_matrix((unsorted.data, unsorted.indices, unsorted.indptr), shape=unsorted.shape)
+    for i in range(30):  # reverse each row's indices
+        a, b = unsorted.indptr[i], unsorted.indptr[i + 1]
+        unsorted.indices[a:b], unsorted.data[a:b] = unsorted.indices[a:b][::-1].copy(), unsorted.data[a:b][::-1].copy()
+    unsorted.has_sorted_indices = False
+    for blocks in ([sp.csr_matrix(dense), unsorted], [sp.csr_matrix(dense), sp.csr_matrix(dense * 2)], [sp.csr_matrix((0, 4)), sp.csr_matrix((0, 3))]):
+        want = sp.hstack(blocks, format="csr")
+        want.sort_indices()
+        got = hstack_rows(blocks)
+        assert got.shape == want.shape and got.dtype == want.dtype and got.has_sorted_indices
+        assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices) and np.array_equal(got.data, want.data)
