@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from benchio import emit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -148,11 +149,7 @@ def main() -> None:
         result["demo"] = demo(args.project, args.dir)
     if args.segments:
         result["scale"] = scale(args.segments, args.repeats)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from benchio import emit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -147,11 +148,7 @@ def main() -> None:
     result["rss_ratio_float32_over_compact"] = round(result["float32"]["peak_rss_gib"] / result["compact"]["peak_rss_gib"], 2)
     result["target_gib"] = 2.0
     result["target_met"] = result["compact"]["peak_rss_gib"] < 2.0
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ them against float32 embeddings. No model is loaded.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from benchio import emit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -192,11 +192,7 @@ def main() -> None:
         "target_met_wall": med["fast"] < 1.0,
         "target_met_cpu": med_cpu["fast"] < 1.0,
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

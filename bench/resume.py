@@ -21,7 +21,6 @@ chunk, so what was committed stays) and continued; texts encoded by the continua
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -30,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from benchio import emit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -144,11 +144,7 @@ def main() -> None:
             "rerun_s": round(resume_s, 3),
         },
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import argparse
 import cProfile
 import hashlib
 import io
-import json
 import os
 import platform
 import pstats
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchio import emit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -169,11 +169,7 @@ def main() -> None:
         "target_met": med["cached"] <= target,
         "load_average_1min_after": round(os.getloadavg()[0], 2),
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

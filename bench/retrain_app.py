@@ -18,7 +18,6 @@ passages, featurising, fitting, scoring every passage, saving the version and it
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -27,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from benchio import emit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -78,11 +78,7 @@ def main() -> None:
         "target_met": warm <= 5.0,
         "load_average_1min_after": round(os.getloadavg()[0], 2),
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

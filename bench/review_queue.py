@@ -31,7 +31,6 @@ No model is loaded: suggestions are inserted directly (``bench/review_synth.py``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -44,6 +43,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from benchio import emit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,11 +286,7 @@ def main() -> None:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
