@@ -168,7 +168,8 @@ def train_project(project: Project, encoder: Encoder, *, features: FeatureSet = 
     # Featurised once for training and scoring: n-gram hashing is the slow part of a retrain.
     featurizer = Featurizer(features)
     F = featurizer.fit_transform(inputs, cache=_ngram_counts(project.folder))
-    scorer.fit_labels(inputs, labels, row_of=row_of, featurizer=featurizer, F=F)
+    prior = scorer.prior.score(inputs)  # the fit's base before the matcher, and the suggestions' evidence
+    scorer.fit_labels(inputs, labels, row_of=row_of, featurizer=featurizer, F=F, prior_conf=prior.confidence)
     history = [json.loads(c) for k, c in project.model_versions()[["kind", "card"]].itertuples(index=False) if k == LearnedScorer.version]
     history = [c for c in history if "rescored_from" not in c]  # a rescore is not a new point on the curve
     apply_history(scorer.reports, history, target)
@@ -181,7 +182,7 @@ def train_project(project: Project, encoder: Encoder, *, features: FeatureSet = 
         "n_labels": len(labels),
         "template_sha1": hashlib.sha1(template.to_yaml().encode()).hexdigest(),
     }
-    scores = scorer.score(inputs, features=F)
+    scores = scorer.score(inputs, features=F, prior=prior)
     return _save_version(project, scorer, card, scores, inputs, segs, template, threshold=threshold, top_k=top_k)
 
 

@@ -197,21 +197,23 @@ class LearnedScorer(Scorer):
             else:
                 self.featurizer.fit(corpus)
         prior_conf = self.prior.score(corpus).confidence if prior_conf is None else prior_conf
+        # Each label's row of the corpus, once for the matcher and every code's fit.
+        labels = labels.reset_index(drop=True)
+        label_rows = np.array([row_of[s] for s in labels["segment_id"]], dtype=np.int64)
+        label_y = labels["label"].to_numpy(dtype=np.int64)
         self.matcher_, self.matcher_thresholds_, self.matcher_codes_ = None, None, None
-        base_conf = self._fit_matcher(corpus, labels, row_of, prior_conf) if self.matcher else prior_conf
+        base_conf = self._fit_matcher(labels, label_rows, label_y, corpus, prior_conf) if self.matcher else prior_conf
         # In place and once (a no-op for the featurizer's own output): every code's rows are
         # then sorted as they are sliced out (see _used_columns).
         F.sort_indices()
         self.coef, self.intercept, self.platt, self.reports = {}, {}, {}, {}
         examples = self._examples(corpus.X.shape[1])
-        by_code = {c: g for c, g in labels.groupby("code_id", sort=False)}
-        empty = labels.iloc[:0]
+        by_code = {c: g.index.to_numpy() for c, g in labels.groupby("code_id", sort=False)}
+        none = np.zeros(0, dtype=np.int64)
 
         def fit_code(j: int, code: str):
-            lab = by_code.get(code, empty)
-            rows = np.array([row_of[s] for s in lab["segment_id"]], dtype=int)
-            y = lab["label"].to_numpy(dtype=int)
-            return self._fit_code(code, rows, y, F, base_conf[rows, j], examples)
+            at = by_code.get(code, none)
+            return self._fit_code(code, label_rows[at], label_y[at], F, base_conf[label_rows[at], j], examples)
 
         # Codes are independent of each other, so they are fitted in threads (liblinear
         # releases the GIL), unless n_jobs asks for one.
@@ -227,19 +229,18 @@ class LearnedScorer(Scorer):
                 self.coef[code], self.intercept[code], self.platt[code] = fitted
         return self
 
-    def _fit_matcher(self, corpus: Inputs, labels: pd.DataFrame, row_of: dict[int, int], prior_conf: np.ndarray) -> np.ndarray:
+    def _fit_matcher(self, labels: pd.DataFrame, label_rows: np.ndarray, label_y: np.ndarray, corpus: Inputs, prior_conf: np.ndarray) -> np.ndarray:
         """Fit the code matcher on every decision and return the base confidences (n, k) the
         per-code blends start from: at the decided pairs, the matcher's held out by passage
         (elsewhere the prior's, which no blend reads: :meth:`base_confidence` scores passages).
         Sets the thresholds of codes without a classifier from the same held-out confidences.
         While no code has MIN_CLASS positives and negatives: no matcher, the prior's."""
         index = {c: j for j, c in enumerate(self.code_ids)}
-        lab = labels[labels["code_id"].isin(index)]
-        if lab.empty:
+        mine = labels["code_id"].isin(index).to_numpy()
+        if not mine.any():
             return prior_conf
-        rows = np.array([row_of[s] for s in lab["segment_id"]], dtype=np.int64)
-        codes = lab["code_id"].map(index).to_numpy(dtype=np.int64)
-        y = lab["label"].to_numpy(dtype=np.int64)  # one label a passage and code, as every code's own fit takes them
+        rows, y = label_rows[mine], label_y[mine]  # one label a passage and code, as every code's own fit takes them
+        codes = labels.loc[mine, "code_id"].map(index).to_numpy(dtype=np.int64)
         # Only once some code can be learned (MIN_CLASS positives and negatives): a retrain that
         # learns no code keeps the template's scores, and the app says "template only".
         n_pos = np.bincount(codes[y == 1], minlength=len(self.code_ids))
@@ -398,12 +399,14 @@ class LearnedScorer(Scorer):
         # threads still share liblinear's C generator: see n_jobs).
         return LogisticRegression(C=self.C, class_weight="balanced", solver="liblinear", dual=True, max_iter=200, random_state=self.seed, tol=TOL)
 
-    def score(self, inputs: Inputs | np.ndarray, *, features: sp.csr_matrix | None = None) -> Scores:
-        """``features``: this featurizer's matrix of ``inputs`` when the caller has it already."""
+    def score(self, inputs: Inputs | np.ndarray, *, features: sp.csr_matrix | None = None, prior: Scores | None = None) -> Scores:
+        """``features``: this featurizer's matrix of ``inputs``, and ``prior``: the template
+        prior's scores of them, when the caller has them already (a retrain scores the prior
+        once, for its fit and for its suggestions)."""
         if self.prior is None:
             raise ProjectError("the learned scorer has no template prior; call fit() first")
         inputs = Inputs.of(inputs)
-        base = self.prior.score(inputs)  # its evidence: each code's nearest example
+        base = self.prior.score(inputs) if prior is None else prior  # its evidence: each code's nearest example
         if not self.coef and self.matcher_ is None:
             return base
         start = self.base_confidence(inputs, base.confidence)
