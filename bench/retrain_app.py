@@ -10,9 +10,11 @@ in which ``--passages`` passages are confirmed through passage review (``review.
 one or two codes ticked, every other code a negative, 49 decision rows each). Vectors come
 from the hashing stand-in encoder of bench/retrain.py (no model is loaded; encoding is cached
 in the app and not what is measured). Timed: the first retrain in a fresh process (every
-passage's n-grams hashed), then ``--repeats`` more in the same process (the n-gram counts
-kept, as a review server keeps them between retrains), whole: reading the decisions and
-passages, featurising, fitting, scoring every passage, saving the version and its suggestions.
+passage's n-grams hashed), then ``--repeats`` more in the same process, each after a batch
+of ``--batch`` more passages confirmed (drawn from all of them, so some are revised; what a
+retrain reads again and what it keeps from the one before, as a review server keeps them),
+whole: reading the decisions and passages, featurising, fitting, scoring every passage,
+saving the version and its suggestions.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=20_000)
     ap.add_argument("--passages", type=int, default=5_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=20, help="passages confirmed between two retrains")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,7 +59,10 @@ def main() -> None:
         build_s = time.perf_counter() - t
         encoder = HashEncoder()
         times = []
-        for _ in range(1 + args.repeats):
+        for i in range(1 + args.repeats):
+            if i:
+                for sid in rng.sample(seg_ids, args.batch):
+                    review.confirm_passage(project, sid, rng.sample(leaves, rng.choice([1, 1, 2])), "coder")
             t = time.perf_counter()
             training.train_project(project, encoder)
             times.append(time.perf_counter() - t)
@@ -68,6 +74,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
         "segments": args.segments,
         "passages_confirmed": args.passages,
+        "batch_between_retrains": args.batch,
         "decision_rows": rows,
         "codes": len(leaves),
         "project_build_s": round(build_s, 1),

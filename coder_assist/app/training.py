@@ -26,8 +26,8 @@ from ..ml.features import DEFAULT_FEATURES, FeatureSet, Featurizer, NgramCounts,
 from ..ml.finetune import MIN_DECISIONS, FinetuneConfig, FinetuneResult, contrastive_finetune, decision_labels
 from ..ml.query import QUEUE_HEAD, query_order, with_probes
 from ..ml.suggest import Inputs, Scores, suggest
-from ..store import models
-from ..store.project import Project, now
+from ..store import models, queries
+from ..store.project import EPOCH_KEY, Project, now
 from . import figures
 
 
@@ -137,20 +137,87 @@ def consistency_check(project: Project, encoder: Encoder, *, z_cut: float = -2.0
     return df[df["flag"] != ""].sort_values(["flag", "similarity"]).reset_index(drop=True)
 
 
-#: The n-gram counts of the project retrained last in this process: a review server retrains
-#: one project again and again, and only passages new since then need hashing. One slot, so a
-#: server that has opened many projects holds one project's counts.
-_NGRAM_SLOT: tuple[str, NgramCounts] | None = None
-_NGRAM_LOCK = threading.Lock()
+class CurrentDecisions:
+    """A project's current decisions (:meth:`Project.current_decisions`, every coder) kept
+    between retrains: the log only grows, so a later read re-reads just the segments with log
+    rows since the last one (a batch of reviews) instead of the whole log (1.4 s at 5,000
+    confirmed passages, 245,000 rows). Read again from the start when a template edit moved
+    decisions (:data:`EPOCH_KEY`) or the last row read is no longer there as it was (the
+    database was replaced).
+
+    The same rows and values as a fresh read, in id order. A nullable integer column may come
+    back float64 (NaN) where a fresh read of fewer rows would give int64, or object for all-NULL:
+    pandas types a read by the NULLs it happens to hold."""
+
+    def __init__(self) -> None:
+        self._frame: pd.DataFrame | None = None
+        self._epoch: str | None = None
+        self._last_id = 0
+        self._last_key: tuple | None = None
+        self._lock = threading.Lock()
+        self.reread_last: int | None = None  # segments re-read by the latest call; None: the whole log
+
+    def read(self, project: Project) -> pd.DataFrame:
+        with self._lock:
+            epoch = project.meta(EPOCH_KEY)
+            # The log's top id first: rows committed while this reads are then read again next time.
+            top = project.last_decision_id()
+            fresh_start = (self._frame is None or epoch != self._epoch or top < self._last_id
+                           or (self._last_key is not None and queries.decision_key(project, self._last_id) != self._last_key))
+            if fresh_start:
+                self._frame, self.reread_last = project.current_decisions(), None
+            elif top > self._last_id:
+                changed = project.segments_decided_since(self._last_id, top)
+                kept = self._frame[~self._frame["segment_id"].isin(changed)]
+                self._frame = _stack_as_read(kept, project.current_decisions(segment_ids=changed))
+                self.reread_last = len(changed)
+            else:
+                self.reread_last = 0
+            self._epoch, self._last_id = epoch, top
+            self._last_key = queries.decision_key(project, top) if top else None
+            # Shallow: a caller that adds a column does not change the kept frame.
+            return self._frame.copy(deep=False)
 
 
-def _ngram_counts(folder: str | Path) -> NgramCounts:
-    global _NGRAM_SLOT
+def _stack_as_read(kept: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
+    """``kept`` and ``fresh`` decision rows as one frame in id order. A column NULL in every
+    row of one part is object there; it takes the other part's type (float64 for integers,
+    which then hold NaN), as one read of both would type it."""
+    if fresh.empty or kept.empty:
+        out = kept if fresh.empty else fresh
+    else:
+        out = pd.concat([kept, fresh], ignore_index=True)
+        for col in out.columns:
+            a, b = kept[col], fresh[col]
+            if a.dtype != b.dtype:
+                full = b if a.isna().all() else a if b.isna().all() else None
+                if full is not None:
+                    out[col] = out[col].astype("float64" if full.dtype.kind in "iu" else full.dtype)
+    return out.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+class _ProjectCache:
+    """What a retrain keeps for the next one in this process: the n-gram counts (only new
+    passages are hashed) and the current decisions (only segments decided since are read)."""
+
+    def __init__(self) -> None:
+        self.ngrams = NgramCounts()
+        self.decisions = CurrentDecisions()
+
+
+#: The project retrained last in this process: a review server retrains one project again and
+#: again. One slot, so a server that has opened many projects holds one project's counts.
+_SLOT: tuple[str, _ProjectCache] | None = None
+_SLOT_LOCK = threading.Lock()
+
+
+def _project_cache(folder: str | Path) -> _ProjectCache:
+    global _SLOT
     key = str(Path(folder).resolve())
-    with _NGRAM_LOCK:
-        if _NGRAM_SLOT is None or _NGRAM_SLOT[0] != key:
-            _NGRAM_SLOT = (key, NgramCounts())
-        return _NGRAM_SLOT[1]
+    with _SLOT_LOCK:
+        if _SLOT is None or _SLOT[0] != key:
+            _SLOT = (key, _ProjectCache())
+        return _SLOT[1]
 
 
 def train_project(project: Project, encoder: Encoder, *, features: FeatureSet = DEFAULT_FEATURES, target: float = 0.7, threshold: float | None = None, top_k: int | None = 3) -> int:
@@ -159,7 +226,8 @@ def train_project(project: Project, encoder: Encoder, *, features: FeatureSet = 
     template = project.template()
     segs, inputs = project_inputs(project, encoder)
     # Codings are spans: each is a label for the segments it covers most of (never changed).
-    current = project.current_decisions()
+    cache = _project_cache(project.folder)
+    current = cache.decisions.read(project)
     decisions = decisions_on_segments(current, segs, project.codings())
     labels = labels_from_decisions(decisions, template)
     row_of = {int(s): i for i, s in enumerate(segs["id"])}
@@ -167,7 +235,7 @@ def train_project(project: Project, encoder: Encoder, *, features: FeatureSet = 
     scorer = LearnedScorer(features=features, target=target).fit(template, encoder)
     # Featurised once for training and scoring: n-gram hashing is the slow part of a retrain.
     featurizer = Featurizer(features)
-    F = featurizer.fit_transform(inputs, cache=_ngram_counts(project.folder))
+    F = featurizer.fit_transform(inputs, cache=cache.ngrams)
     prior = scorer.prior.score(inputs)  # the fit's base before the matcher, and the suggestions' evidence
     scorer.fit_labels(inputs, labels, row_of=row_of, featurizer=featurizer, F=F, prior_conf=prior.confidence)
     history = [json.loads(c) for k, c in project.model_versions()[["kind", "card"]].itertuples(index=False) if k == LearnedScorer.version]

@@ -823,17 +823,22 @@ class Project:
         return pd.read_sql_query("SELECT * FROM decisions ORDER BY id", self.conn)
 
     def current_decisions(
-        self, coder: str | None = None, *, code_id: str | None = None, segment_id: int | None = None
+        self, coder: str | None = None, *, code_id: str | None = None, segment_id: int | None = None,
+        segment_ids: Iterable[int] | None = None,
     ) -> pd.DataFrame:
         """Per (segment, code, coder): the current decision, the latest accept/reject/skip that
         has not been undone (:data:`CURRENT_DECISION`, the one definition every figure, export
-        and page uses). Optionally of one coder, one code, one segment. Decision rows, by id."""
+        and page uses). Optionally of one coder, one code, one segment or some segments
+        (``segment_ids``). Decision rows, by id."""
         where, args = [LIVE_DECISION], []
         for col, value in (("d.coder", None if coder is None else coder.strip()), ("d.code_id", code_id),
                            ("d.segment_id", None if segment_id is None else int(segment_id))):
             if value is not None:
                 where.append(f"{col} = ?")
                 args.append(value)
+        if segment_ids is not None:
+            where.append("d.segment_id IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps([int(s) for s in segment_ids]))
         # The grouped form of CURRENT_DECISION (one pass over the live rows instead of a lookup
         # per row): the latest live decision per pair and coder, the one with the largest id, is
         # the current one. Ids by group, then their rows: 1.4 s for 245,000 current decisions
@@ -844,6 +849,18 @@ class Project:
             f"WHERE {' AND '.join(where)} GROUP BY d.segment_id, d.code_id, d.coder) ORDER BY id"
         )
         return pd.read_sql_query(q, self.conn, params=args)
+
+    def last_decision_id(self) -> int:
+        """The log's largest id (0 when empty)."""
+        return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0])
+
+    def segments_decided_since(self, after_id: int, up_to: int) -> list[int]:
+        """The segments of the log's rows with ids in (``after_id``, ``up_to``], undo events
+        included: the only segments whose current decisions can differ from those read up to
+        ``after_id``, as the log only grows (a template edit that moves decisions bumps
+        :data:`EPOCH_KEY` instead)."""
+        rows = self.conn.execute("SELECT DISTINCT segment_id FROM decisions WHERE id > ? AND id <= ?", (int(after_id), int(up_to))).fetchall()
+        return [int(r[0]) for r in rows]
 
     def current_action(self, segment_id: int, code_id: str, coder: str) -> str | None:
         """This coder's current decision on one (segment, code): accept, reject, skip or ``None``."""

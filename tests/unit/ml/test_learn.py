@@ -189,7 +189,7 @@ def test_train_project_versions_and_rollback(tmp_path, encoder):
 
     conf2 = p.suggestions().sort_values(["segment_id", "code_id"])["confidence"].to_numpy()
     train_project(p, encoder)
-    assert training._ngram_counts(p.folder).hashed_last == 0
+    assert training._project_cache(p.folder).ngrams.hashed_last == 0
     # (to 1e-4: codes fitted in threads agree to about 1e-6 from run to run, see LearnedScorer.n_jobs)
     assert np.allclose(p.suggestions().sort_values(["segment_id", "code_id"])["confidence"].to_numpy(), conf2, atol=1e-4)
     rollback(p, mv2)
