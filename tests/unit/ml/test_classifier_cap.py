@@ -62,13 +62,13 @@ def test_a_capped_code_is_cross_validated_on_two_folds(monkeypatch):
     its classifier per retrain); under it on cv_folds, as before."""
     enc, inputs, labels, row_of, _ = _confirmed(k=4, per=40)
     folds = []
-    real = LearnedScorer._cv_blend
+    real = LearnedScorer._held_out
 
-    def spy(self, fit_on, F_code, rows, y, prior_p, k):
+    def spy(self, fit_on, F_code, rows, y, k):
         folds.append(k)
-        return real(self, fit_on, F_code, rows, y, prior_p, k)
+        return real(self, fit_on, F_code, rows, y, k)
 
-    monkeypatch.setattr(LearnedScorer, "_cv_blend", spy)
+    monkeypatch.setattr(LearnedScorer, "_held_out", spy)
     for cap, want in ((10_000, 4), (100, classifier.CAPPED_CV_FOLDS)):
         monkeypatch.setattr(classifier, "MAX_ROWS", cap)
         folds.clear()
