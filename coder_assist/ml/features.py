@@ -96,13 +96,25 @@ class Featurizer:
         return self.fit(inputs, counts).transform(inputs, counts)
 
     def transform(self, inputs: Inputs, counts: dict[str, sp.csr_matrix] | None = None) -> sp.csr_matrix:
-        blocks: list[sp.spmatrix] = [sp.csr_matrix(inputs.X)]
+        blocks: list[sp.spmatrix] = [dense_csr(inputs.X)]
         if self.features in ("emb+prev", "emb+prev+ngrams"):
             xp = inputs.X_prev if inputs.X_prev is not None else np.zeros_like(inputs.X)
-            blocks.append(sp.csr_matrix(0.5 * xp))
+            blocks.append(dense_csr(0.5 * xp))
         if "ngrams" in self.features:
             blocks.append(self.ngrams(inputs, counts))
         return hstack_rows(blocks)
+
+
+def dense_csr(X: np.ndarray) -> sp.csr_matrix:
+    """``scipy.sparse.csr_matrix(X)`` of a dense 2-d array, the same matrix (zeros left out,
+    indices sorted), from one mask instead of through COO: 0.024 s against 0.074 s for 5,000
+    embeddings of 512 dimensions."""
+    X = np.asarray(X)
+    mask = X != 0
+    index_dtype = np.int32 if max(X.size, X.shape[1]) < np.iinfo(np.int32).max else np.int64
+    indptr = np.zeros(X.shape[0] + 1, dtype=index_dtype)
+    np.cumsum(mask.sum(axis=1), out=indptr[1:])
+    return sp.csr_matrix((X[mask], np.nonzero(mask)[1].astype(index_dtype), indptr), shape=X.shape)
 
 
 def hstack_rows(blocks: list[sp.spmatrix]) -> sp.csr_matrix:
@@ -206,21 +218,29 @@ def decisions_on_segments(decisions: pd.DataFrame, segments: pd.DataFrame, codin
                             "start": np.where(span_s.isna(), own["start"].values, span_s.values),
                             "end": np.where(span_e.isna(), own["end"].values, span_e.values)})
     acc = acc.dropna(subset=["transcript_id", "start", "end"])
-    rows = []
+    parts = []
     for tid, group in acc.groupby("transcript_id", sort=False):
         s = seg[seg["transcript_id"] == int(tid)].sort_values("start")
         if s.empty:
             continue
         s_start, s_end, s_id = s["start"].to_numpy(), s["end"].to_numpy(), s["id"].to_numpy()
         length = np.maximum(s_end - s_start, 1)
-        for r in group.itertuples(index=False):
-            a, b = int(r.start), int(r.end)
-            # Segments are sorted and do not overlap: the ones a span touches are a run.
-            lo, hi = np.searchsorted(s_end, a, side="right"), np.searchsorted(s_start, b, side="left")
-            for i in range(lo, hi):
-                if (min(b, s_end[i]) - max(a, s_start[i])) / length[i] >= min_cover:
-                    rows.append((r.id, int(s_id[i]), r.code_id, "accept", r.coder))
-    out = pd.concat([other, pd.DataFrame(rows, columns=cols)], ignore_index=True) if rows else other.reset_index(drop=True)
+        a, b = group["start"].to_numpy().astype(np.int64), group["end"].to_numpy().astype(np.int64)
+        # Segments are sorted and do not overlap: the ones a span touches are a run, lo..hi-1;
+        # every span's run at once, span by span in the group's order (a loop over spans took
+        # 0.2 s at 5,000 confirmed passages).
+        lo, hi = np.searchsorted(s_end, a, side="right"), np.searchsorted(s_start, b, side="left")
+        n = np.maximum(hi - lo, 0)
+        span = np.repeat(np.arange(len(group)), n)
+        i = np.repeat(lo, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
+        cover = (np.minimum(b[span], s_end[i]) - np.maximum(a[span], s_start[i])) / length[i]
+        hit = cover >= min_cover
+        span, i = span[hit], i[hit]
+        parts.append(pd.DataFrame({"id": group["id"].to_numpy()[span], "segment_id": s_id[i].astype(np.int64),
+                                   "code_id": group["code_id"].to_numpy()[span], "action": "accept",
+                                   "coder": group["coder"].to_numpy()[span]}))
+    parts = [p for p in parts if len(p)]
+    out = pd.concat([other, *parts], ignore_index=True) if parts else other.reset_index(drop=True)
     return out.astype({"id": "int64", "segment_id": "int64"}).sort_values("id", kind="stable").reset_index(drop=True)
 
 
@@ -239,7 +259,7 @@ def labels_from_decisions(decisions: pd.DataFrame, template: Template) -> pd.Dat
                         "label": accept.astype(int), "source": np.where(accept, "accept", "reject"), "order": dec["id"].to_numpy(),
                         "_at": np.arange(len(dec)), "_sub": 0})
     siblings = {c: list(template.exclusive_siblings(c)) for c in pd.unique(own.loc[accept, "code_id"])}
-    sib = own[accept & own["code_id"].map(lambda c: bool(siblings[c]) if c in siblings else False).to_numpy(dtype=bool)]
+    sib = own[accept & own["code_id"].isin([c for c, s in siblings.items() if s]).to_numpy(dtype=bool)]
     if len(sib):
         sib = sib.assign(code_id=sib["code_id"].map(siblings)).explode("code_id")
         sib = sib.assign(label=0, source="exclusive", _sub=sib.groupby("_at").cumcount() + 1)
@@ -251,4 +271,5 @@ def labels_from_decisions(decisions: pd.DataFrame, template: Template) -> pd.Dat
     return out.drop(columns=["order", "direct"]).reset_index(drop=True)
 
 
-__all__ = ["FeatureSet", "DEFAULT_FEATURES", "Featurizer", "NgramCounts", "MIN_COVER", "decisions_on_segments", "labels_from_decisions"]
+__all__ = ["FeatureSet", "DEFAULT_FEATURES", "Featurizer", "NgramCounts", "MIN_COVER", "decisions_on_segments", "dense_csr", "hstack_rows",
+           "labels_from_decisions"]

@@ -68,3 +68,19 @@ def test_hstack_rows_is_scipys_hstack():
         got = hstack_rows(blocks)
         assert got.shape == want.shape and got.dtype == want.dtype and got.has_sorted_indices
         assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices) and np.array_equal(got.data, want.data)
+
+
+def test_dense_csr_is_scipys_csr_of_a_dense_array():
+    import scipy.sparse as sp
+
+    from coder_assist.ml.features import dense_csr
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(25, 7))
+    X[rng.random(X.shape) < 0.3] = 0  # scattered zeros, left out as scipy leaves them
+    X[4] = 0  # a whole row of zeros (a first turn's previous turn)
+    for M in (X, X.astype(np.float32), np.zeros((0, 7), np.float32), np.zeros((3, 7))):
+        want, got = sp.csr_matrix(M), dense_csr(M)
+        assert got.shape == want.shape and got.dtype == want.dtype and got.nnz == want.nnz
+        assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices) and np.array_equal(got.data, want.data)
+        assert got.has_sorted_indices

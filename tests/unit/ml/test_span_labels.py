@@ -87,3 +87,35 @@ def test_learnability_counts_span_codings_by_cover_and_leaves_the_codings_as_sto
     assert int(table.loc[Y, "positives"]) == 1
     pd.testing.assert_frame_equal(project.codings(), before)  # learning changed no coding
     assert (project.decisions()["segment_id"] == int(first.id)).sum() == 1
+
+
+def test_spans_map_to_segments_as_the_rule_says_one_span_at_a_time():
+    """Every span's segments are found at once; the same rows in the same order as the rule
+    applied to each span and each segment in turn, on random spans over uneven segments in
+    two transcripts (spans inside one segment, across several, before and after all of them)."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    seg_rows, sid = [], 1
+    for tid in (7, 8):
+        pos = 0
+        for _ in range(12):
+            length = int(rng.integers(1, 60))
+            seg_rows.append((sid, tid, pos, pos + length))
+            sid, pos = sid + 1, pos + length + int(rng.integers(0, 5))
+    segs = pd.DataFrame(seg_rows, columns=["id", "transcript_id", "start", "end"])
+    codings = pd.DataFrame([
+        (i + 1, int(rng.choice([7, 8, 9])), int(a), int(a + rng.integers(0, 200)), rng.choice([X, Y]), rng.choice(["ann", "bo"]))
+        for i, a in enumerate(rng.integers(-20, 500, size=300))
+    ], columns=["decision_id", "transcript_id", "start", "end", "code_id", "coder"])
+    want = []
+    for tid in pd.unique(codings["transcript_id"]):
+        s = segs[segs["transcript_id"] == tid].sort_values("start")
+        for c in codings[codings["transcript_id"] == tid].itertuples(index=False):
+            for seg in s.itertuples(index=False):
+                if (min(c.end, seg.end) - max(c.start, seg.start)) / max(seg.end - seg.start, 1) >= MIN_COVER:
+                    want.append((c.decision_id, seg.id, c.code_id, "accept", c.coder))
+    want.sort(key=lambda r: r[0])  # by decision id, stable: a span's segments in reading order
+    got = decisions_on_segments(_dec([]), segs, codings)
+    assert [tuple(r) for r in got.itertuples(index=False)] == want
+    assert len(want) > 100 and got["segment_id"].dtype == "int64"
