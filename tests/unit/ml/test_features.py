@@ -84,3 +84,26 @@ def test_dense_csr_is_scipys_csr_of_a_dense_array():
         assert got.shape == want.shape and got.dtype == want.dtype and got.nnz == want.nnz
         assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices) and np.array_equal(got.data, want.data)
         assert got.has_sorted_indices
+
+
+def test_the_matrix_is_kept_for_the_same_passages_and_vectors_only():
+    texts, prevs = ["the grant ran out", "no hours in the week", "a van we shared"], ["", "Why?", "And?"]
+    inputs = _inputs(texts, prevs)
+    cache = NgramCounts()
+    first = Featurizer().fit_transform(inputs, cache=cache)
+    fz = Featurizer()
+    again = fz.fit_transform(_inputs(texts, prevs), cache=cache)  # equal inputs, new objects
+    assert again is first and fz.idf and all(np.array_equal(fz.idf[k], v) for k, v in Featurizer().fit(inputs).idf.items())
+    # Other vectors for the same texts (another encoder), another width, other passages: built anew, and right.
+    moved = Inputs(X=inputs.X + 1, texts=texts, X_prev=inputs.X_prev, prev_texts=prevs)
+    got = Featurizer().fit_transform(moved, cache=cache)
+    assert got is not first and _same(got, Featurizer().fit_transform(moved))
+    narrow = Featurizer(n_hash=2**10).fit_transform(moved, cache=cache)
+    assert _same(narrow, Featurizer(n_hash=2**10).fit_transform(moved))
+    fewer = _inputs(texts[:2], prevs[:2])
+    assert _same(Featurizer().fit_transform(fewer, cache=cache), Featurizer().fit_transform(fewer))
+    assert Featurizer().fit_transform(fewer, cache=cache) is Featurizer().fit_transform(fewer, cache=cache)
+    # Past the size limit nothing is kept.
+    small = NgramCounts()
+    small.MAX_KEPT_BYTES = 0
+    assert Featurizer().fit_transform(inputs, cache=small) is not Featurizer().fit_transform(inputs, cache=small)
