@@ -164,7 +164,7 @@ class NgramCounts:
     #: The feature matrix of the latest fit is kept too while it is at most this large: a
     #: retrain after a batch of reviews (the same passages, vectors and n-grams) then reuses it
     #: instead of joining the blocks again (3 s of a retrain at 20,000 passages, whose matrix
-    #: of 28 million stored values is 336 MB).
+    #: of 28.7 million stored values is 345 MB).
     MAX_KEPT_BYTES = 512 * 2**20
 
     def __init__(self) -> None:
