@@ -107,7 +107,8 @@ def test_disk_full_while_saving_a_model(project_dir, monkeypatch):
         def no_space(*a, **k):
             raise OSError(errno.ENOSPC, "No space left on device", str(a[0]) if a else None)
 
-        monkeypatch.setattr(np, "savez_compressed", no_space)
+        # Where every array of the model's files is written (its weights and its queue).
+        monkeypatch.setattr(np.lib.format, "write_array", no_space)
         with pytest.raises(ProjectError) as info:
             learn.train_project(p, HashEncoder())
         FAULTS["disk_full"] += 1
