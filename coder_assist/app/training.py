@@ -197,8 +197,9 @@ def _stack_as_read(kept: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
 
 
 class _ProjectCache:
-    """What a retrain keeps for the next one in this process: the n-gram counts (only new
-    passages are hashed) and the current decisions (only segments decided since are read)."""
+    """What a retrain keeps for the next one in this process: the n-gram counts and the
+    latest feature matrix (only new passages are hashed; the same passages and vectors reuse
+    the matrix) and the current decisions (only segments decided since are read)."""
 
     def __init__(self) -> None:
         self.ngrams = NgramCounts()
@@ -206,7 +207,7 @@ class _ProjectCache:
 
 
 #: The project retrained last in this process: a review server retrains one project again and
-#: again. One slot, so a server that has opened many projects holds one project's counts.
+#: again. One slot, so a server that has opened many projects holds one project's.
 _SLOT: tuple[str, _ProjectCache] | None = None
 _SLOT_LOCK = threading.Lock()
 

@@ -57,7 +57,9 @@ def _wait_rows(project_dir: Path, n: int, timeout_s: float = 30) -> pd.DataFrame
 def _box(page, seg: int, code_id: str):
     from ui.review import box_key
 
-    return page.locator(f".st-key-{box_key(seg, code_id)} input")
+    # Not the disabled copy: under load the render from before the coder's name (boxes
+    # disabled) can still be on the page beside the new one (CI: two inputs for one key).
+    return page.locator(f".st-key-{box_key(seg, code_id)} input:not([disabled])")
 
 
 def _shown_segment(page) -> int:
