@@ -95,13 +95,14 @@ class Featurizer:
         if "ngrams" in self.features:
             counts = cache.counts(self, inputs) if cache is not None else self._counts(inputs)
         if cache is not None:
-            kept = cache.kept_matrix(self, inputs)
+            key = cache.matrix_key(self, inputs)
+            kept = cache.kept_matrix(key)
             if kept is not None:
                 self.idf = dict(kept[0])
                 return kept[1]
         F = self.fit(inputs, counts).transform(inputs, counts)
         if cache is not None:
-            cache.keep_matrix(self, inputs, F)
+            cache.keep_matrix(key, self, F)
         return F
 
     def transform(self, inputs: Inputs, counts: dict[str, sp.csr_matrix] | None = None) -> sp.csr_matrix:
@@ -174,12 +175,11 @@ class NgramCounts:
         self._kept: tuple[tuple, dict[str, np.ndarray], sp.csr_matrix] | None = None
         self.n_hash: int | None = None
         self.hashed_last = 0  # passages hashed by the latest call (the rest came from the cache)
-        self.same_passages = False  # the latest call saw the passages of the one before, in the same order
 
     @staticmethod
-    def _vectors_key(featurizer: "Featurizer", inputs: Inputs) -> tuple:
-        """What a feature matrix depends on besides the passages' texts: the featurizer and
-        the vectors (a digest, not a copy: 80 MB at 20,000 passages)."""
+    def matrix_key(featurizer: "Featurizer", inputs: Inputs) -> tuple:
+        """What a feature matrix depends on besides the passages' texts (which :meth:`counts`
+        compares): the featurizer and the vectors (a digest, not a copy: 80 MB at 20,000 passages)."""
         digest = hashlib.blake2b(digest_size=16)
         for X in (inputs.X, inputs.X_prev):
             if X is None:
@@ -190,17 +190,17 @@ class NgramCounts:
                 digest.update(memoryview(X).cast("B"))
         return featurizer.features, featurizer.n_hash, digest.digest()
 
-    def kept_matrix(self, featurizer: "Featurizer", inputs: Inputs) -> tuple[dict[str, np.ndarray], sp.csr_matrix] | None:
-        """The IDF weights and feature matrix kept by :meth:`keep_matrix` for these very
-        inputs (after :meth:`counts` saw the same passages), else ``None``. Callers must not
-        change the matrix: the next retrain gets the same object."""
-        if self._kept is None or not self.same_passages or self._kept[0] != self._vectors_key(featurizer, inputs):
+    def kept_matrix(self, key: tuple) -> tuple[dict[str, np.ndarray], sp.csr_matrix] | None:
+        """The IDF weights and feature matrix kept by :meth:`keep_matrix` under ``key``
+        (:meth:`matrix_key`), else ``None``; :meth:`counts` drops it as soon as it sees other
+        passages. Callers must not change the matrix: the next retrain gets the same object."""
+        if self._kept is None or self._kept[0] != key:
             return None
         return self._kept[1], self._kept[2]
 
-    def keep_matrix(self, featurizer: "Featurizer", inputs: Inputs, F: sp.csr_matrix) -> None:
+    def keep_matrix(self, key: tuple, featurizer: "Featurizer", F: sp.csr_matrix) -> None:
         size = F.data.nbytes + F.indices.nbytes + F.indptr.nbytes
-        self._kept = (self._vectors_key(featurizer, inputs), dict(featurizer.idf), F) if size <= self.MAX_KEPT_BYTES else None
+        self._kept = (key, dict(featurizer.idf), F) if size <= self.MAX_KEPT_BYTES else None
 
     @staticmethod
     def _passage_keys(inputs: Inputs) -> list[bytes]:
@@ -212,8 +212,7 @@ class NgramCounts:
         keys = self._passage_keys(inputs)
         if self.n_hash != featurizer.n_hash:
             self._index, self._counts, self._keys, self._kept, self.n_hash = {}, {}, [], None, featurizer.n_hash
-        self.same_passages = keys == self._keys
-        if not self.same_passages:
+        if keys != self._keys:
             self._kept = None  # its matrix is of other passages: no use, only memory
         at = np.array([self._index.get(k, -1) for k in keys], dtype=np.int64)
         miss = np.flatnonzero(at < 0)

@@ -646,7 +646,7 @@ class Project:
         """A value that changes whenever decisions, segments, the template, the active model
         version or the decisions epoch change: a cache key for what is derived from them."""
         one = lambda q: self.conn.execute(q).fetchone()[0]  # noqa: E731
-        return (one("SELECT COALESCE(MAX(id), 0) FROM decisions"), one("SELECT COUNT(*) FROM decisions"),
+        return (self.last_decision_id(), one("SELECT COUNT(*) FROM decisions"),
                 self.meta("template") or "", self.latest_model_version(), one("SELECT COUNT(*) FROM segments"),
                 self.meta("decisions_epoch") or "")
 
