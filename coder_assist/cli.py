@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .core.defaults import DEFAULT_MODEL, DEFAULT_THRESHOLD, DEFAULT_TOP_K, MINILM_MODEL
+from .core.defaults import DEFAULT_FEATURES, DEFAULT_MODEL, DEFAULT_THRESHOLD, DEFAULT_TOP_K, FEATURE_SETS, MINILM_MODEL
 from .core.errors import CoderAssistError
 
 if TYPE_CHECKING:
@@ -320,7 +320,7 @@ def _print_tree(tpl: Template, examples: bool) -> None:
 @main.command()
 @click.argument("project", type=click.Path(path_type=Path))
 @click.option("--model", "-m", help=PROJECT_MODEL_HELP)
-@click.option("--features", type=click.Choice(["emb", "emb+prev", "emb+prev+ngrams"]), default="emb+prev+ngrams", show_default=True)
+@click.option("--features", type=click.Choice(FEATURE_SETS), default=DEFAULT_FEATURES, show_default=True)
 @click.option("--target", type=float, default=0.7, show_default=True, help="Precision and recall a code needs to be 'reliable'.")
 @_clean_errors
 def train(project, model, features, target):
@@ -450,7 +450,7 @@ def backup(project, dest):
 @click.option("--folds", help="Comma-separated held-out folds (default: all).")
 @click.option("--budget", type=int, default=1000, show_default=True, help="Decisions per curve.")
 @click.option("--batch", type=int, default=50, show_default=True, help="Decisions between retrains.")
-@click.option("--features", type=click.Choice(["emb", "emb+prev", "emb+prev+ngrams"]), default="emb+prev+ngrams", show_default=True)
+@click.option("--features", type=click.Choice(FEATURE_SETS), default=DEFAULT_FEATURES, show_default=True)
 @click.option("--quick", is_flag=True, help="One fold, 100 decisions, at most 600 units: a smoke run for CI.")
 @click.option("--model", "-m", help=MODEL_HELP)
 @click.option("--protocol", type=click.Choice(["binary", "corrective", "passage"]), default="passage", show_default=True,

@@ -52,12 +52,15 @@ def project_inputs(project: Project, encoder: Encoder, segments: pd.DataFrame | 
 
 def model_card_text(card: dict, template: Template) -> str:
     """A readable model card a researcher can paste into a methods section."""
-    features = "segment embedding" + (", previous-turn embedding" if "prev" in card["features"] else "") + (
-        ", TF-IDF word and character n-grams" if "ngrams" in card["features"] else ""
+    # Older cards have no code_features: their codes' classifiers had every feature.
+    code_features = card.get("code_features", card["features"])
+    features = "segment embedding" + (", previous-turn embedding" if "prev" in code_features else "") + (
+        ", TF-IDF word and character n-grams of the passage and word n-grams of the previous turn" if "ngrams" in code_features else ""
     )
     matcher = bool(card.get("matcher_codes"))
+    prev = " and the previous turn's embedding times the prototype" if "prev" in card["features"] else ""
     base = ("a code matcher shared by all codes (one logistic regression over passage-code pairs, on the passage's "
-            "embedding times the code's prototype, built from its description, example excerpts and confirmed passages, "
+            f"embedding times the code's prototype{prev}, built from its description, example excerpts and confirmed passages, "
             "trained on every decision and scored on held-out passages)") if matcher else "the template's example-similarity scorer"
     n_capped = sum(c["n_pos"] + c["n_neg"] > MAX_ROWS for c in card["codes"])
     capped = (f"A code with more than {MAX_ROWS:,} decided passages was trained on a sample of {MAX_ROWS:,} (every positive "

@@ -14,6 +14,11 @@ USE_MODEL = "use-multilingual-v3"
 MINILM_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MODEL = USE_MODEL
 
+# The learner's feature sets (coder_assist.ml.features.Featurizer), named here so that the
+# command line can offer them without importing scikit-learn.
+FEATURE_SETS = ("emb", "emb+prev", "emb+ngrams", "emb+prev+ngrams")
+DEFAULT_FEATURES = "emb+prev+ngrams"
+
 
 def available_cores() -> int:
     """CPUs this process may run on: its affinity mask where the OS has one (a container, a

@@ -127,6 +127,17 @@ class _Examples:
 
 
 @dataclass
+class _Pairs:
+    """The code matcher's training pairs: each decided (passage row, code index) and its label,
+    and the template's example vectors per code."""
+
+    rows: np.ndarray
+    codes: np.ndarray
+    y: np.ndarray
+    examples: list[np.ndarray]
+
+
+@dataclass
 class _CodeFit:
     """One code's classifier before its blend with the base: the rows of its labels it kept
     (:func:`~coder_assist.ml.calibration.cap_rows`; ``None``: too few to learn), their
@@ -173,6 +184,9 @@ class LearnedScorer(Scorer):
         self.matcher_codes_: np.ndarray | None = None
         self.prior: ExampleSimilarityScorer | None = None
         self.featurizer = Featurizer(features)
+        # The features the codes' own classifiers were fitted on (beside a matcher, without
+        # the previous turn's embedding: see fit_labels).
+        self.code_features_: str = features
         self.coef: dict[str, np.ndarray] = {}
         self.intercept: dict[str, float] = {}
         self.platt: dict[str, tuple[float, float]] = {}  # code -> (a, b) on the blended logit
@@ -220,8 +234,10 @@ class LearnedScorer(Scorer):
         label_y = labels["label"].to_numpy(dtype=np.int64)
         self.matcher_, self.matcher_thresholds_, self.matcher_codes_ = None, None, None
 
+        pairs = self._matcher_pairs(labels, label_rows, label_y, corpus.X.shape[1])
+
         def fit_matcher() -> np.ndarray:
-            return self._fit_matcher(labels, label_rows, label_y, corpus, prior_conf) if self.matcher else prior_conf
+            return prior_conf if pairs is None else self._fit_matcher(pairs, corpus, prior_conf)
 
         # In place and once (a no-op for the featurizer's own output): every code's rows are
         # then sorted as they are sliced out (see _used_columns).
@@ -231,9 +247,16 @@ class LearnedScorer(Scorer):
         by_code = {c: g.index.to_numpy() for c, g in labels.groupby("code_id", sort=False)}
         none = np.zeros(0, dtype=np.int64)
 
+        # Where the code matcher is the base, the previous turn enters the blend through it (its
+        # block of the previous turn's embedding times each code's prototype), and the codes'
+        # own classifiers learn from the passage's embedding and the n-grams (the previous
+        # turn's words among them): its 512 dense columns were a third of their solver's work.
+        F_codes = F if pairs is None else self.featurizer.without_prev_embedding(F, corpus.X.shape[1])
+        self.code_features_ = self.features if F_codes is F else self.features.replace("+prev", "")
+
         def fit_code(code: str) -> _CodeFit:
             at = by_code.get(code, none)
-            return self._fit_code(code, label_rows[at], label_y[at], F, examples)
+            return self._fit_code(code, label_rows[at], label_y[at], F_codes, examples)
 
         # Codes are independent of each other, so they are fitted in threads (liblinear
         # releases the GIL), unless n_jobs asks for one. Their classifiers do not need the
@@ -257,16 +280,15 @@ class LearnedScorer(Scorer):
                 self.coef[code], self.intercept[code], self.platt[code] = fitted
         return self
 
-    def _fit_matcher(self, labels: pd.DataFrame, label_rows: np.ndarray, label_y: np.ndarray, corpus: Inputs, prior_conf: np.ndarray) -> np.ndarray:
-        """Fit the code matcher on every decision and return the base confidences (n, k) the
-        per-code blends start from: at the decided pairs, the matcher's held out by passage
-        (elsewhere the prior's, which no blend reads: :meth:`base_confidence` scores passages).
-        Sets the thresholds of codes without a classifier from the same held-out confidences.
-        While no code has MIN_CLASS positives and negatives: no matcher, the prior's."""
+    def _matcher_pairs(self, labels: pd.DataFrame, label_rows: np.ndarray, label_y: np.ndarray, dim: int) -> _Pairs | None:
+        """The decided (passage, code) pairs the code matcher is fitted on, or None where this
+        fit has no matcher (turned off, no decision on a template code, or too few pairs)."""
+        if not self.matcher:
+            return None
         index = {c: j for j, c in enumerate(self.code_ids)}
         mine = labels["code_id"].isin(index).to_numpy()
         if not mine.any():
-            return prior_conf
+            return None
         rows, y = label_rows[mine], label_y[mine]  # one label a passage and code, as every code's own fit takes them
         codes = labels.loc[mine, "code_id"].map(index).to_numpy(dtype=np.int64)
         # Only once some code can be learned (MIN_CLASS positives and negatives): a retrain that
@@ -274,15 +296,23 @@ class LearnedScorer(Scorer):
         n_pos = np.bincount(codes[y == 1], minlength=len(self.code_ids))
         n_neg = np.bincount(codes[y == 0], minlength=len(self.code_ids))
         if not ((n_pos >= MIN_CLASS) & (n_neg >= MIN_CLASS)).any():
-            return prior_conf
-        X = corpus.X
-        P = corpus.X_prev if corpus.X_prev is not None else np.zeros_like(X)
-        examples = [m.ex_vecs for m in self.prior._models]
+            return None
         # Enough pairs for its weights: a shared model of two embedding blocks is about a
         # thousand weights, and a template of few codes gives few pairs a passage.
+        examples = [m.ex_vecs for m in self.prior._models]
         n_pairs = len(rows) + sum(len(e) for e in examples) * len(examples)
-        if n_pairs < MATCHER_PAIRS_PER_WEIGHT * CodeMatcher.n_weights(X.shape[1], len(examples)):
-            return prior_conf
+        if n_pairs < MATCHER_PAIRS_PER_WEIGHT * CodeMatcher.n_weights(dim, len(examples)):
+            return None
+        return _Pairs(rows, codes, y, examples)
+
+    def _fit_matcher(self, pairs: _Pairs, corpus: Inputs, prior_conf: np.ndarray) -> np.ndarray:
+        """Fit the code matcher on the decided ``pairs`` and return the base confidences (n, k)
+        the per-code blends start from: at the decided pairs, the matcher's held out by passage
+        (elsewhere the prior's, which no blend reads: :meth:`base_confidence` scores passages).
+        Sets the thresholds of codes without a classifier from the same held-out confidences."""
+        rows, codes, y, examples = pairs.rows, pairs.codes, pairs.y, pairs.examples
+        X = corpus.X
+        P = corpus.X_prev if corpus.X_prev is not None else np.zeros_like(X)
 
         def matcher() -> CodeMatcher:
             return CodeMatcher(seed=self.seed)
@@ -501,6 +531,7 @@ class LearnedScorer(Scorer):
             "format": FORMAT_VERSION,
             "scorer": self.version,
             "features": self.features,
+            "code_features": self.code_features_,
             "C": self.C,
             "target": self.target,
             "cv_folds": self.cv_folds,
@@ -537,6 +568,7 @@ class LearnedScorer(Scorer):
         # A model saved before the matcher existed has none: it keeps the template prior.
         self = cls(meta["features"], meta["C"], meta["target"], meta["cv_folds"], matcher=bool(meta.get("matcher", False))).fit(template, encoder)
         self.featurizer = Featurizer(meta["features"], int(meta["n_hash"]))
+        self.code_features_ = str(meta.get("code_features", meta["features"]))  # older models: all of them
         # allow_pickle=False: a model file can never run code when loaded; anything that is not
         # plain numeric arrays is refused.
         try:

@@ -24,11 +24,11 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 
+from ..core.defaults import DEFAULT_FEATURES, FEATURE_SETS
 from ..core.template import Template
 from .suggest import Inputs
 
-FeatureSet = Literal["emb", "emb+prev", "emb+prev+ngrams"]
-DEFAULT_FEATURES: FeatureSet = "emb+prev+ngrams"
+FeatureSet = Literal["emb", "emb+prev", "emb+ngrams", "emb+prev+ngrams"]  # core.defaults.FEATURE_SETS
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Featurizer:
     ``emb``: the segment embedding. ``emb+prev``: plus the previous turn's embedding (a
     "Yeah." is coded by what came before). ``emb+prev+ngrams``: plus TF-IDF-weighted hashed word
     1-2-grams and character 2-4-grams of the segment and word n-grams of the previous turn.
+    ``emb+ngrams``: the same without the previous turn's embedding (its words stay).
     Hashing keeps the featurizer stateless except for the IDF weights, which are plain arrays.
     """
 
@@ -105,9 +106,21 @@ class Featurizer:
             cache.keep_matrix(key, self, F)
         return F
 
+    def without_prev_embedding(self, F: sp.csr_matrix, dim: int) -> sp.csr_matrix:
+        """This featurizer's matrix ``F`` (of ``dim``-dimensional embeddings) without the stored
+        values of the previous turn's embedding block: the same shape and column numbers, so
+        weights fitted on it score ``F`` itself. ``F`` when the features have no such block."""
+        if "prev" not in self.features:
+            return F
+        keep = (F.indices < dim) | (F.indices >= 2 * dim)
+        kept_before = np.concatenate([[0], np.cumsum(keep)])
+        out = sp.csr_matrix((F.data[keep], F.indices[keep], kept_before[F.indptr].astype(F.indptr.dtype)), shape=F.shape)
+        out.has_sorted_indices = F.has_sorted_indices  # a row's kept indices keep their order
+        return out
+
     def transform(self, inputs: Inputs, counts: dict[str, sp.csr_matrix] | None = None) -> sp.csr_matrix:
         blocks: list[sp.spmatrix] = [dense_csr(inputs.X)]
-        if self.features in ("emb+prev", "emb+prev+ngrams"):
+        if "prev" in self.features:
             xp = inputs.X_prev if inputs.X_prev is not None else np.zeros_like(inputs.X)
             blocks.append(dense_csr(0.5 * xp))
         if "ngrams" in self.features:
@@ -318,5 +331,5 @@ def labels_from_decisions(decisions: pd.DataFrame, template: Template) -> pd.Dat
     return out.drop(columns=["order", "direct"]).reset_index(drop=True)
 
 
-__all__ = ["FeatureSet", "DEFAULT_FEATURES", "Featurizer", "NgramCounts", "MIN_COVER", "decisions_on_segments", "dense_csr", "hstack_rows",
+__all__ = ["FeatureSet", "FEATURE_SETS", "DEFAULT_FEATURES", "Featurizer", "NgramCounts", "MIN_COVER", "decisions_on_segments", "dense_csr", "hstack_rows",
            "labels_from_decisions"]

@@ -210,6 +210,15 @@ def test_card_text_says_what_each_code_needs():
     flat = " ".join(learn.model_card_text(card, template).split())
     assert f"more than {learn.MAX_ROWS:,} decided passages was trained on a sample" in flat
     assert f"cross-validated on {learn.CAPPED_CV_FOLDS} folds (1 code)" in flat
+    # Beside a code matcher the codes' classifiers leave the previous turn's embedding to it;
+    # a card from before that (no code_features) names the features they all had.
+    card.update(features="emb+prev+ngrams", matcher_codes=[MONEY, TIME])
+    flat = " ".join(learn.model_card_text(card, template).split())
+    assert "features: segment embedding, previous-turn embedding, TF-IDF" in flat
+    card["code_features"] = "emb+ngrams"
+    flat = " ".join(learn.model_card_text(card, template).split())
+    assert "features: segment embedding, TF-IDF word and character n-grams of the passage and word n-grams of the previous turn." in flat
+    assert "embedding times the code's prototype and the previous turn's embedding times the prototype" in flat
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

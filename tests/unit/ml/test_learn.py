@@ -149,6 +149,21 @@ def test_featurizer_blocks():
     assert M.shape == (3, 4 + 4 + 3 * 2**10)
     assert Featurizer("emb").fit(inp).transform(inp).shape == (3, 4)
     assert Featurizer("emb+prev").fit(inp).transform(inp).shape == (3, 8)
+    # emb+ngrams: the same embedding and n-gram blocks (the previous turn's words included),
+    # only the previous turn's embedding left out.
+    N = Featurizer("emb+ngrams", n_hash=2**10).fit(inp).transform(inp)
+    assert N.shape == (3, 4 + 3 * 2**10)
+    np.testing.assert_array_equal(N.toarray(), np.hstack([M[:, :4].toarray(), M[:, 8:].toarray()]))
+    assert N[:, 4 + 2 * 2**10 :].nnz > 0  # the previous turn's words
+    f.fit(inp)
+    M.sort_indices()
+    cut = f.without_prev_embedding(M, 4)  # what the codes' classifiers learn from beside a matcher
+    assert cut.shape == M.shape and cut.has_sorted_indices
+    expected = M.toarray()
+    expected[:, 4:8] = 0
+    np.testing.assert_array_equal(cut.toarray(), expected)
+    assert cut.nnz == M.nnz - np.count_nonzero(M[:, 4:8].toarray())
+    assert Featurizer("emb+ngrams").without_prev_embedding(N, 4) is N
 
 
 def test_uncertainty_diversity_prefers_uncertain_and_distinct():

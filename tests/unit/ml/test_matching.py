@@ -188,3 +188,34 @@ def test_a_few_code_template_waits_for_enough_pairs():
     assert few.matcher_ is None and len(few.coef) == 3
     assert np.array_equal(few.thresholds(), [few.reports[c].threshold for c in few.code_ids])
     assert many.matcher_ is not None and len(many.coef) == 3
+
+
+@pytest.mark.parametrize("matcher", [False, True])
+def test_codes_leave_the_previous_turn_to_the_matcher(matcher, tmp_path):
+    # Where the matcher is the base it carries the previous turn's embedding (its block of the
+    # previous turn times each prototype), and the codes' own classifiers are fitted without
+    # that block; with no matcher they keep it, as it is then the only way the previous turn's
+    # meaning reaches a code.
+    enc = ClusterEncoder(spread=2.5, k=12)
+    tpl = template(k=12)
+    texts, gold = passages(k=12, per=8)
+    X = enc.encode(texts)
+    X_prev = np.roll(X, 1, axis=0)
+    inputs = Inputs(X=X, texts=texts, X_prev=X_prev, prev_texts=texts[-1:] + texts[:-1])
+    rows = np.flatnonzero(gold < 6)
+    scorer = LearnedScorer(features="emb+prev", matcher=matcher).fit(tpl, enc)
+    labels = pd.DataFrame([(int(r), c, int(c == f"code{gold[r]}")) for r in rows for c in scorer.code_ids],
+                          columns=["segment_id", "code_id", "label"])
+    scorer.fit_labels(inputs, labels, row_of={i: i for i in range(len(texts))})
+    d = X.shape[1]
+    assert (scorer.matcher_ is not None) == matcher and len(scorer.coef) == 6
+    for code, w in scorer.coef.items():
+        assert w.shape == (2 * d,) and np.any(w[:d] != 0)
+        assert np.all(w[d:] == 0) == matcher, code
+    conf = scorer.score(inputs).confidence
+    assert conf.shape == (len(texts), 12) and np.all((conf > 0) & (conf < 1))
+    assert scorer.card()["code_features"] == ("emb" if matcher else "emb+prev")
+    scorer.save(tmp_path)
+    back = LearnedScorer.load(tmp_path, tpl, enc)
+    assert back.card()["code_features"] == scorer.card()["code_features"]
+    assert np.allclose(back.score(inputs).confidence, conf, atol=1e-6)
