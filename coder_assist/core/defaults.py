@@ -2,6 +2,7 @@
 so that the command line starts (and shows progress) before the heavy libraries load."""
 
 import os
+from typing import Literal, get_args
 
 DEFAULT_THRESHOLD: float | None = None  # None: each code's own threshold (ml.suggest.decide)
 DEFAULT_TOP_K = 3
@@ -16,8 +17,9 @@ DEFAULT_MODEL = USE_MODEL
 
 # The learner's feature sets (coder_assist.ml.features.Featurizer), named here so that the
 # command line can offer them without importing scikit-learn.
-FEATURE_SETS = ("emb", "emb+prev", "emb+ngrams", "emb+prev+ngrams")
-DEFAULT_FEATURES = "emb+prev+ngrams"
+FeatureSet = Literal["emb", "emb+prev", "emb+ngrams", "emb+prev+ngrams"]
+FEATURE_SETS: tuple[str, ...] = get_args(FeatureSet)
+DEFAULT_FEATURES: FeatureSet = "emb+prev+ngrams"
 
 
 def available_cores() -> int:

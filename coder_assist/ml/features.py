@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 
-from ..core.defaults import DEFAULT_FEATURES, FEATURE_SETS
+from ..core.defaults import DEFAULT_FEATURES, FEATURE_SETS, FeatureSet
 from ..core.template import Template
 from .suggest import Inputs
-
-FeatureSet = Literal["emb", "emb+prev", "emb+ngrams", "emb+prev+ngrams"]  # core.defaults.FEATURE_SETS
 
 
 @dataclass
